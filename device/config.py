@@ -1,0 +1,200 @@
+"""One configuration system for host and device: TOML profiles with inheritance.
+
+A profile is a TOML file. Built-in profiles live in ``device/profiles/`` (``default``,
+``real``); a user's own profile is any path to a ``.toml`` file. A profile may name another in
+``extends`` and then only lists what differs. Command-line overrides use dotted keys::
+
+    cfg = load_config("default", overrides=["model.multitask.epochs=3"])
+    cfg["frontend.keyword.hop_ms"]         # 10.0
+    cfg.section("frontend.keyword")         # a plain dict
+    cfg.hash("frontend", "data")            # stable digest, e.g. to key a data cache
+
+Errors name the profile, the key and the fix.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+try:  # Python 3.11+
+    import tomllib
+except ModuleNotFoundError:  # pragma: no cover - Python 3.10 on older Pi images
+    import tomli as tomllib  # type: ignore[no-redef]
+
+PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class ConfigError(ValueError):
+    """A profile cannot be loaded or holds a bad value; the message says which and how to fix it."""
+
+
+def available_profiles() -> list[str]:
+    """Names of the built-in profiles."""
+    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+
+
+def _resolve(profile: str | Path) -> Path:
+    path = Path(profile)
+    if path.suffix == ".toml" or path.exists():
+        if not path.exists():
+            raise ConfigError(f"profile file {path} does not exist; give a path to a .toml file "
+                              f"or one of the built-in profiles: {', '.join(available_profiles())}")
+        return path
+    builtin = PROFILE_DIR / f"{profile}.toml"
+    if not builtin.exists():
+        raise ConfigError(f"unknown profile {profile!r}; built-in profiles are "
+                          f"{', '.join(available_profiles())}, or give a path to a .toml file")
+    return builtin
+
+
+def _merge(base: dict, top: Mapping) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in top.items():
+        if isinstance(value, Mapping) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+    if path in seen:
+        raise ConfigError(f"profile {path} extends itself through {' -> '.join(map(str, seen))}")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"profile {path} is not valid TOML ({exc}); fix the line it names") from exc
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    return _merge(_read(_resolve(parent), seen + (path,)), data)
+
+
+def _parse_value(text: str) -> Any:
+    try:
+        return tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        return text  # a bare word is a string: `sinks.mqtt.host=broker.local`
+
+
+class Config(Mapping):
+    """A loaded profile: nested sections, read with dotted keys.
+
+    Parameters
+    ----------
+    data : dict
+        The merged profile.
+    name : str
+        Where it came from, for error messages.
+    """
+
+    def __init__(self, data: dict, name: str = "<dict>"):
+        self._data = data
+        self.name = name
+
+    # Mapping interface over the top level, dotted keys for depth.
+    def __getitem__(self, key: str) -> Any:
+        node: Any = self._data
+        for part in key.split("."):
+            if not isinstance(node, dict) or part not in node:
+                raise ConfigError(f"profile {self.name} has no setting {key!r}; add it to the "
+                                  f"profile or pass --set {key}=VALUE")
+            node = node[part]
+        return node
+
+    def __iter__(self):
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def get(self, key: str, default: Any = None) -> Any:
+        try:
+            return self[key]
+        except ConfigError:
+            return default
+
+    def section(self, key: str) -> dict:
+        value = self[key]
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key!r} in profile {self.name} is a value, not a section")
+        return copy.deepcopy(value)
+
+    def to_dict(self) -> dict:
+        return copy.deepcopy(self._data)
+
+    def hash(self, *keys: str, length: int = 12) -> str:
+        """Stable short digest of the named sections (all of them when none is named)."""
+        payload = {k: self[k] for k in keys} if keys else self._data
+        blob = json.dumps(payload, sort_keys=True, default=str).encode()
+        return hashlib.sha256(blob).hexdigest()[:length]
+
+    def with_overrides(self, overrides: Iterable[str]) -> "Config":
+        data = copy.deepcopy(self._data)
+        for item in overrides:
+            if "=" not in item:
+                raise ConfigError(f"override {item!r} must look like section.key=value, "
+                                  f"e.g. model.multitask.epochs=3")
+            key, text = item.split("=", 1)
+            parts = key.strip().split(".")
+            node = data
+            for part in parts[:-1]:
+                node = node.setdefault(part, {})
+                if not isinstance(node, dict):
+                    raise ConfigError(f"override {key!r}: {part!r} is a value, not a section")
+            node[parts[-1]] = _parse_value(text.strip())
+        return Config(data, self.name)
+
+    @property
+    def build_dir(self) -> Path:
+        """The one folder for everything generated, absolute."""
+        path = Path(self["project.build_dir"])
+        return path if path.is_absolute() else REPO_ROOT / path
+
+    @property
+    def keyword_labels(self) -> list[str]:
+        """The keyword head's labels, in output order."""
+        return ["_silence_", "_unknown_", self["labels.wake_word"], *self["labels.commands"]]
+
+    def __repr__(self) -> str:
+        return f"Config({self.name!r})"
+
+
+def load_config(profile: str | Path = "default", overrides: Iterable[str] = ()) -> Config:
+    """Load a built-in profile by name, or a profile file by path, then apply overrides."""
+    path = _resolve(profile)
+    cfg = Config(_read(path), name=str(profile)).with_overrides(overrides)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: Config) -> None:
+    """Check the values other code relies on; raise ConfigError naming the key and the fix."""
+    for name, section in cfg["frontend"].items():
+        where = f"frontend.{name}"
+        rate = section.get("sample_rate")
+        if not isinstance(rate, int) or rate <= 0:
+            raise ConfigError(f"{where}.sample_rate must be a positive integer in Hz, got {rate!r}")
+        if not 0 < section.get("hop_ms", 0) <= section.get("window_ms", 0):
+            raise ConfigError(f"{where}: need 0 < hop_ms <= window_ms, got hop_ms="
+                              f"{section.get('hop_ms')!r}, window_ms={section.get('window_ms')!r}")
+        if "n_mels" in section:
+            fmax = section.get("fmax_hz", rate / 2)
+            if not 0 <= section.get("fmin_hz", 0) < fmax <= rate / 2:
+                raise ConfigError(f"{where}: need 0 <= fmin_hz < fmax_hz <= sample_rate/2 "
+                                  f"({rate / 2:g} Hz), got fmin_hz={section.get('fmin_hz')!r}, "
+                                  f"fmax_hz={fmax!r}")
+    share = cfg.get("model.multitask.keyword_share", 0.5)
+    if not 0.0 < share < 1.0:
+        raise ConfigError(f"model.multitask.keyword_share must be between 0 and 1, got {share!r}")
+    for key in ("labels.wake_word",):
+        if not isinstance(cfg.get(key), str) or not cfg.get(key):
+            raise ConfigError(f"{key} must be a non-empty string, e.g. \"computer\"")
+    dupes = {x for x in cfg.keyword_labels if cfg.keyword_labels.count(x) > 1}
+    if dupes:
+        raise ConfigError(f"keyword labels repeat {sorted(dupes)}: the wake word must not also be "
+                          f"a command; change labels.wake_word or labels.commands")

@@ -1,0 +1,344 @@
+"""The audio frontend: the one feature definition shared by training and the device.
+
+Training imports these functions; the device runs the streaming classes on live audio. Both go
+through the same private kernel (``_power_frames_to_log_mel``), so a clip cut into any chunks
+gives the same frames as the whole clip (tests/device/test_frontend.py proves it).
+
+Two front ends:
+
+* **log-mel** (`LogMelConfig`, `log_mel`, `LogMelStream`): keyword, scene, ESN and classifier
+  inputs. Frames are not centred: frame ``t`` covers samples ``[t*hop, t*hop + window)``, so a
+  stream can emit a frame as soon as its last sample arrives, with no look-ahead.
+* **STFT** (`STFTConfig`, `stft`, `istft`, `log_magnitude`, `STFTStream`): the separation
+  network's input and the inverse that turns masked spectra back into audio.
+
+Input may be int16 (what ALSA captures), int32, uint8 or float in [-1, 1].
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Mapping
+
+import numpy as np
+
+__all__ = [
+    "LogMelConfig", "STFTConfig", "as_float_audio", "hz_to_mel", "mel_to_hz", "mel_filterbank",
+    "frame_signal", "log_mel", "LogMelStream", "stft", "istft", "log_magnitude", "STFTStream",
+    "num_frames",
+]
+
+
+# --------------------------------------------------------------------------- configuration
+@dataclass(frozen=True)
+class LogMelConfig:
+    """Log-mel parameters, each with its unit.
+
+    Parameters
+    ----------
+    sample_rate : int
+        Hz. Audio of another rate must be resampled before it reaches the frontend.
+    window_ms, hop_ms : float
+        Analysis window and hop. A longer window resolves pitch harmonics better but smears
+        onsets; the hop sets the frame rate and so the cost per second.
+    n_mels : int
+        Mel bands. More bands cost a little more in the model's first layer.
+    fmin_hz, fmax_hz : float
+        Band edges. The keyword model stops at 4 kHz: speech intelligibility lives below it and
+        cheap USB microphones roll off above it.
+    log_floor : float
+        Added before the log so digital silence stays finite.
+    """
+
+    sample_rate: int = 16000
+    window_ms: float = 25.0
+    hop_ms: float = 10.0
+    n_mels: int = 40
+    fmin_hz: float = 20.0
+    fmax_hz: float = 4000.0
+    log_floor: float = 1e-6
+
+    @property
+    def window_length(self) -> int:
+        """Window in samples."""
+        return int(round(self.sample_rate * self.window_ms / 1000.0))
+
+    @property
+    def hop_length(self) -> int:
+        """Hop in samples."""
+        return int(round(self.sample_rate * self.hop_ms / 1000.0))
+
+    @property
+    def n_fft(self) -> int:
+        """FFT size: the next power of two at or above the window."""
+        return 1 << (self.window_length - 1).bit_length()
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.sample_rate / self.hop_length
+
+    @classmethod
+    def from_mapping(cls, section: Mapping) -> "LogMelConfig":
+        """Build from a profile section such as ``cfg.section("frontend.keyword")``."""
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: section[k] for k in names if k in section})
+
+    @classmethod
+    def from_config(cls, cfg, name: str = "keyword") -> "LogMelConfig":
+        """Build from a loaded profile: ``LogMelConfig.from_config(cfg, "esn")``."""
+        return cls.from_mapping(cfg.section(f"frontend.{name}"))
+
+
+@dataclass(frozen=True)
+class STFTConfig:
+    """STFT parameters for separation: 8 kHz, 32 ms square-root Hann window, 8 ms hop.
+
+    The square-root Hann window is used for analysis and synthesis, so that at a hop of a
+    quarter window the overlap-added product of the two windows is constant and `istft`
+    reconstructs the input exactly.
+    """
+
+    sample_rate: int = 8000
+    window_ms: float = 32.0
+    hop_ms: float = 8.0
+    window: str = "sqrt_hann"
+    log_floor: float = 1e-6
+
+    @property
+    def window_length(self) -> int:
+        return int(round(self.sample_rate * self.window_ms / 1000.0))
+
+    @property
+    def hop_length(self) -> int:
+        return int(round(self.sample_rate * self.hop_ms / 1000.0))
+
+    @property
+    def n_fft(self) -> int:
+        return self.window_length
+
+    @property
+    def n_bins(self) -> int:
+        return self.n_fft // 2 + 1
+
+    @classmethod
+    def from_mapping(cls, section: Mapping) -> "STFTConfig":
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: section[k] for k in names if k in section})
+
+    @classmethod
+    def from_config(cls, cfg, name: str = "separation") -> "STFTConfig":
+        return cls.from_mapping(cfg.section(f"frontend.{name}"))
+
+
+# --------------------------------------------------------------------------- small pure functions
+def as_float_audio(samples: np.ndarray) -> np.ndarray:
+    """Integer PCM or float audio -> float32 in [-1, 1].
+
+    int16 is scaled by 1/32768 (what ALSA delivers), int32 by 1/2**31, uint8 is offset-binary.
+    Float input is passed through as float32 (no clipping: the caller owns gain).
+    """
+    x = np.asarray(samples)
+    if x.dtype == np.int16:
+        return x.astype(np.float32) * np.float32(1.0 / 32768.0)
+    if x.dtype == np.int32:
+        return (x.astype(np.float64) / 2147483648.0).astype(np.float32)
+    if x.dtype == np.uint8:
+        return (x.astype(np.float32) - 128.0) / 128.0
+    if np.issubdtype(x.dtype, np.floating):
+        return x.astype(np.float32, copy=False)
+    raise TypeError(f"audio samples must be int16, int32, uint8 or float, got {x.dtype}")
+
+
+def hz_to_mel(frequency_hz):
+    """Slaney mel scale (linear below 1 kHz, logarithmic above), as librosa's default."""
+    f = np.asarray(frequency_hz, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    mel = f / f_sp
+    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, mel)
+
+
+def mel_to_hz(mel):
+    """Inverse of `hz_to_mel`."""
+    m = np.asarray(mel, dtype=np.float64)
+    f_sp = 200.0 / 3
+    min_log_hz, min_log_mel, logstep = 1000.0, 1000.0 / f_sp, np.log(6.4) / 27.0
+    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
+
+
+@lru_cache(maxsize=16)
+def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin_hz: float,
+                   fmax_hz: float) -> np.ndarray:
+    """Triangular mel filters, shape ``(n_mels, n_fft // 2 + 1)``, float32, Slaney area norm.
+
+    Matches ``librosa.filters.mel(sr=..., n_fft=..., n_mels=..., fmin=..., fmax=...)``.
+    The result is cached and read-only: callers share one copy.
+    """
+    fft_hz = np.linspace(0.0, sample_rate / 2.0, n_fft // 2 + 1)
+    mel_hz = mel_to_hz(np.linspace(hz_to_mel(fmin_hz), hz_to_mel(fmax_hz), n_mels + 2))
+    widths = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / widths[:-1, None]
+    upper = ramps[2:] / widths[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    weights *= (2.0 / (mel_hz[2:] - mel_hz[:-2]))[:, None]  # equal area per band
+    out = weights.astype(np.float32)
+    out.setflags(write=False)
+    return out
+
+
+@lru_cache(maxsize=16)
+def _periodic_hann(length: int, n_fft: int, sqrt: bool = False) -> np.ndarray:
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(length) / length)
+    if sqrt:
+        window = np.sqrt(window)
+    padded = np.zeros(n_fft, dtype=np.float32)
+    padded[:length] = window
+    padded.setflags(write=False)
+    return padded
+
+
+def num_frames(n_samples: int, window_length: int, hop_length: int) -> int:
+    """Frames a clip of ``n_samples`` yields with no padding (0 when shorter than a window)."""
+    return 0 if n_samples < window_length else 1 + (n_samples - window_length) // hop_length
+
+
+def frame_signal(x: np.ndarray, window_length: int, hop_length: int) -> np.ndarray:
+    """Read-only view of shape ``(n_frames, window_length)``; frame t starts at ``t * hop``."""
+    n = num_frames(len(x), window_length, hop_length)
+    if n == 0:
+        return np.zeros((0, window_length), dtype=x.dtype)
+    return np.lib.stride_tricks.as_strided(
+        x, shape=(n, window_length), strides=(x.strides[0] * hop_length, x.strides[0]),
+        writeable=False)
+
+
+def _power_frames_to_log_mel(frames: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
+    """The kernel both APIs share: windowed frames -> log mel energies, float32."""
+    window = _periodic_hann(cfg.window_length, cfg.n_fft)[: cfg.window_length]
+    spectrum = np.fft.rfft(frames * window, n=cfg.n_fft, axis=-1)
+    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
+    fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
+    return np.log(power @ fb.T + np.float32(cfg.log_floor)).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- log-mel
+def log_mel(samples: np.ndarray, cfg: LogMelConfig = LogMelConfig()) -> np.ndarray:
+    """Batch API: a whole clip -> log-mel frames of shape ``(n_frames, n_mels)``, float32.
+
+    ``n_frames = 1 + (len - window) // hop``; a clip shorter than one window gives zero frames.
+    """
+    x = as_float_audio(samples)
+    if x.ndim != 1:
+        raise ValueError(f"log_mel expects mono audio of shape (n,), got {x.shape}; downmix first")
+    return _power_frames_to_log_mel(frame_signal(np.ascontiguousarray(x), cfg.window_length,
+                                                 cfg.hop_length), cfg)
+
+
+class LogMelStream:
+    """Streaming API: push any number of samples, get the log-mel frames that completed.
+
+    Call ``push(chunk)`` with each buffer the audio source delivers (any length, int16 or
+    float); it returns an array ``(k, n_mels)`` with the ``k >= 0`` frames whose last sample is
+    now in. The concatenation of everything returned equals ``log_mel`` of the concatenated
+    input. Memory is one window of samples; no look-ahead, so latency is one window.
+
+    Parameters
+    ----------
+    cfg : LogMelConfig
+        The same configuration training used (the model manifest carries it).
+    """
+
+    def __init__(self, cfg: LogMelConfig = LogMelConfig()):
+        self.cfg = cfg
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.frames_emitted = 0
+
+    def reset(self) -> None:
+        """Forget buffered audio (e.g. after a capture gap)."""
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.frames_emitted = 0
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        x = as_float_audio(samples)
+        if x.ndim != 1:
+            raise ValueError(f"push expects mono audio of shape (n,), got {x.shape}")
+        buf = np.concatenate([self._pending, x]) if self._pending.size else x
+        win, hop = self.cfg.window_length, self.cfg.hop_length
+        n = num_frames(len(buf), win, hop)
+        if n == 0:
+            self._pending = buf.copy()
+            return np.zeros((0, self.cfg.n_mels), dtype=np.float32)
+        out = _power_frames_to_log_mel(frame_signal(np.ascontiguousarray(buf), win, hop), self.cfg)
+        self._pending = buf[n * hop:].copy()
+        self.frames_emitted += n
+        return out
+
+
+# --------------------------------------------------------------------------- STFT for separation
+def _stft_window(cfg: STFTConfig) -> np.ndarray:
+    if cfg.window not in ("sqrt_hann", "hann"):
+        raise ValueError(f"STFT window must be 'sqrt_hann' or 'hann', got {cfg.window!r}")
+    return _periodic_hann(cfg.window_length, cfg.n_fft, sqrt=cfg.window == "sqrt_hann")
+
+
+def _edge_pad(cfg: STFTConfig) -> int:
+    # Pad so the first and last samples are covered by as many windows as the middle ones:
+    # then the inverse is exact everywhere, not only away from the edges.
+    return cfg.window_length - cfg.hop_length
+
+
+def stft(samples: np.ndarray, cfg: STFTConfig = STFTConfig()) -> np.ndarray:
+    """Complex STFT, shape ``(n_frames, n_bins)``, complex64; the clip is zero-padded at both
+    ends by ``window - hop`` samples so that `istft` inverts it exactly."""
+    x = as_float_audio(samples)
+    pad = _edge_pad(cfg)
+    x = np.pad(x, (pad, pad + (-(len(x) + 2 * pad - cfg.window_length)) % cfg.hop_length))
+    frames = frame_signal(x, cfg.window_length, cfg.hop_length)
+    return np.fft.rfft(frames * _stft_window(cfg), n=cfg.n_fft, axis=-1).astype(np.complex64)
+
+
+def log_magnitude(spectrum: np.ndarray, cfg: STFTConfig = STFTConfig()) -> np.ndarray:
+    """``log(|S| + floor)``, float32: the separation network's input."""
+    return np.log(np.abs(spectrum) + np.float32(cfg.log_floor)).astype(np.float32)
+
+
+def istft(spectrum: np.ndarray, cfg: STFTConfig = STFTConfig(), length: int | None = None) -> np.ndarray:
+    """Inverse of `stft` by weighted overlap-add; ``length`` trims to the original clip."""
+    window = _stft_window(cfg)
+    frames = np.fft.irfft(spectrum, n=cfg.n_fft, axis=-1).astype(np.float32) * window
+    hop, win = cfg.hop_length, cfg.window_length
+    total = hop * (len(frames) - 1) + win
+    out = np.zeros(total, dtype=np.float32)
+    norm = np.zeros(total, dtype=np.float32)
+    w2 = window[:win] ** 2
+    for t, frame in enumerate(frames):
+        out[t * hop: t * hop + win] += frame[:win]
+        norm[t * hop: t * hop + win] += w2
+    out /= np.maximum(norm, 1e-8)
+    pad = _edge_pad(cfg)
+    out = out[pad:]
+    return out[:length] if length is not None else out[: max(0, len(out) - pad)]
+
+
+class STFTStream:
+    """Streaming STFT: push samples, get the complete frames (same as `stft` without its edge
+    padding at the end). Used by the separator stage on the device."""
+
+    def __init__(self, cfg: STFTConfig = STFTConfig()):
+        self.cfg = cfg
+        # Start with the same leading zeros `stft` adds, so frame t means the same in both.
+        self._pending = np.zeros(_edge_pad(cfg), dtype=np.float32)
+
+    def push(self, samples: np.ndarray) -> np.ndarray:
+        x = as_float_audio(samples)
+        buf = np.concatenate([self._pending, x])
+        win, hop = self.cfg.window_length, self.cfg.hop_length
+        n = num_frames(len(buf), win, hop)
+        if n == 0:
+            self._pending = buf
+            return np.zeros((0, self.cfg.n_bins), dtype=np.complex64)
+        frames = frame_signal(buf, win, hop)
+        out = np.fft.rfft(frames * _stft_window(self.cfg), n=self.cfg.n_fft, axis=-1)
+        self._pending = buf[n * hop:].copy()
+        return out.astype(np.complex64)
