@@ -1,0 +1,80 @@
+# hopwise: `make train export deploy` (main job on the built-in default data), `make test`.
+# Every target that needs the environment depends on `setup`, so a fresh clone needs no manual step.
+#   PROFILE=default|real|path/to/profile.toml    which configuration to use
+#   SET="model.multitask.epochs=3 ..."           overrides (dotted keys)
+#   TARGET=pi@raspberrypi.local:/opt/hopwise     where `make deploy` sends the bundle (default: build/deploy)
+
+PYTHON   ?= python3
+VENV     := .venv
+PY       := $(VENV)/bin/python
+PROFILE  ?= default
+SET      ?=
+TARGET   ?=
+SETARGS  := $(foreach s,$(SET),--set $(s))
+STAMP    := $(VENV)/.hopwise-installed
+# Debian packages: a broker for MQTT tests, PortAudio/ALSA for capture, sshd for deploy tests,
+# espeak-ng/sox as a fallback speech synthesiser and for inspecting audio, gcc for the C codec.
+DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server openssh-client \
+            espeak-ng sox gcc make socat
+
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup system-packages train corpus export deploy bench test test-slow demo clean help
+
+help:
+	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
+	@echo "make train            build the default corpus and train the keyword+scene model"
+	@echo "make export           int8 TFLite + ONNX + manifests under build/export"
+	@echo "make deploy           bundle the device runtime and models (TARGET=user@host:/path for a Pi)"
+	@echo "make test             the test suite (slow tests excluded: make test-slow)"
+	@echo "make bench            benchmarks: frontend per hop, model latency, pipeline RTF"
+	@echo "make demo             run the trained pipeline on a synthetic recording and print events"
+	@echo "make clean            remove build/ (everything generated)"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(MAKE) --no-print-directory system-packages
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[device,host,dev]"
+	@touch $@
+
+system-packages:
+	@missing=$$(for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -z "$$missing" ]; then echo "system packages: all present"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian packages:" $$missing; \
+	  DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	else echo "NOTE: not root, so not installing:" $$missing; \
+	  echo "      run: sudo apt-get install" $$missing "(tests that need them will skip)"; fi
+
+corpus: setup
+	$(PY) -m train.corpus --profile $(PROFILE) $(SETARGS)
+
+train: corpus
+	$(PY) -m train.multitask --profile $(PROFILE) $(SETARGS)
+
+export: setup
+	$(PY) -m export.tflite --profile $(PROFILE) $(SETARGS)
+
+deploy: setup
+	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
+
+bench: setup
+	$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o python_files='bench_*.py' \
+	  --benchmark-columns=min,median,mean,ops --benchmark-sort=name
+
+test: setup
+	$(PY) -m pytest -m "not slow" -p no:cacheprovider
+
+test-slow: setup
+	$(PY) -m pytest -m slow -p no:cacheprovider
+
+demo: setup
+	$(PY) -m device demo --profile $(PROFILE) $(SETARGS)
+
+clean:
+	rm -rf build .benchmarks

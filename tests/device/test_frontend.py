@@ -1,0 +1,116 @@
+"""The frontend is the one feature definition: streaming must equal batch, and both must be
+the log-mel that librosa computes for the same parameters."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from device.config import load_config
+from device.frontend import (LogMelConfig, LogMelStream, STFTConfig, STFTStream, as_float_audio,
+                             istft, log_magnitude, log_mel, mel_filterbank, num_frames, stft)
+
+librosa = pytest.importorskip("librosa", reason="librosa is a host dependency (make setup)")
+
+KEYWORD = LogMelConfig()
+PROFILE = load_config("default")
+ALL_LOGMEL = [LogMelConfig.from_config(PROFILE, name) for name in ("keyword", "esn", "classifier")]
+
+
+def _noise(n: int, seed: int = 0) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(n) * 0.1).astype(np.float32)
+
+
+def test_keyword_defaults_match_the_product_spec():
+    cfg = LogMelConfig.from_config(PROFILE, "keyword")
+    assert (cfg.sample_rate, cfg.window_length, cfg.hop_length, cfg.n_fft, cfg.n_mels) == \
+        (16000, 400, 160, 512, 40)
+    assert log_mel(_noise(16000), cfg).shape == (98, 40)
+    esn = LogMelConfig.from_config(PROFILE, "esn")
+    assert (esn.sample_rate, esn.hop_length) == (8000, 128)
+
+
+def test_separation_stft_has_129_bins_and_inverts_exactly():
+    cfg = STFTConfig.from_config(PROFILE, "separation")
+    assert (cfg.window_length, cfg.hop_length, cfg.n_bins) == (256, 64, 129)
+    x = _noise(8000 + 37, seed=3)
+    spec = stft(x, cfg)
+    assert spec.shape[1] == 129
+    np.testing.assert_allclose(istft(spec, cfg, length=len(x)), x, atol=1e-5)
+    assert log_magnitude(spec, cfg).dtype == np.float32
+
+
+@pytest.mark.parametrize("cfg", ALL_LOGMEL, ids=["keyword", "esn", "classifier"])
+def test_mel_filterbank_matches_librosa(cfg):
+    ours = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
+    ref = librosa.filters.mel(sr=cfg.sample_rate, n_fft=cfg.n_fft, n_mels=cfg.n_mels,
+                              fmin=cfg.fmin_hz, fmax=cfg.fmax_hz)
+    np.testing.assert_allclose(ours, ref, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("cfg", ALL_LOGMEL, ids=["keyword", "esn", "classifier"])
+def test_log_mel_matches_librosa_within_1e_4(cfg):
+    """Stated tolerance: 1e-4 absolute in log units (float32 FFT vs librosa's float64 path)."""
+    x = _noise(cfg.sample_rate, seed=1)
+    # librosa frames n_fft samples and centres the shorter window inside them; pad by half the
+    # difference so frame t covers the same samples as ours.
+    pad = (cfg.n_fft - cfg.window_length) // 2
+    ref = librosa.feature.melspectrogram(
+        y=np.pad(x, (pad, pad)), sr=cfg.sample_rate, n_fft=cfg.n_fft, hop_length=cfg.hop_length,
+        win_length=cfg.window_length, window="hann", center=False, power=2.0, n_mels=cfg.n_mels,
+        fmin=cfg.fmin_hz, fmax=cfg.fmax_hz)
+    ref = np.log(ref.T + cfg.log_floor)
+    ours = log_mel(x, cfg)
+    assert ours.shape == ref.shape
+    np.testing.assert_allclose(ours, ref, atol=1e-4)
+
+
+@settings(max_examples=40, deadline=None)
+@given(n_samples=st.integers(0, 6000), seed=st.integers(0, 2**16),
+       cut_points=st.lists(st.integers(0, 6000), max_size=12))
+def test_streaming_equals_batch_for_random_chunkings(n_samples, seed, cut_points):
+    x = _noise(n_samples, seed)
+    cuts = sorted({c for c in cut_points if c <= n_samples})
+    stream = LogMelStream(KEYWORD)
+    parts = [stream.push(chunk) for chunk in np.split(x, cuts)]
+    streamed = np.concatenate(parts) if parts else np.zeros((0, KEYWORD.n_mels), np.float32)
+    batch = log_mel(x, KEYWORD)
+    assert streamed.shape == batch.shape == (num_frames(n_samples, 400, 160), 40)
+    np.testing.assert_allclose(streamed, batch, atol=1e-5)
+    assert stream.frames_emitted == len(batch)
+
+
+def test_streaming_one_sample_at_a_time_and_int16():
+    pcm = (_noise(2000, 7) * 32767).astype(np.int16)
+    stream = LogMelStream(KEYWORD)
+    streamed = np.concatenate([stream.push(pcm[i:i + 1]) for i in range(len(pcm))])
+    np.testing.assert_allclose(streamed, log_mel(pcm, KEYWORD), atol=1e-5)
+    np.testing.assert_allclose(log_mel(pcm, KEYWORD), log_mel(pcm / 32768.0, KEYWORD), atol=1e-4)
+
+
+def test_stft_stream_equals_batch_frames():
+    cfg = STFTConfig()
+    x = _noise(3000, 11)
+    stream = STFTStream(cfg)
+    streamed = np.concatenate([stream.push(c) for c in np.array_split(x, 17)])
+    batch = stft(x, cfg)
+    # The stream cannot emit the frames that need the end padding; the rest must match.
+    np.testing.assert_allclose(streamed, batch[: len(streamed)], atol=1e-4)
+    assert len(batch) - len(streamed) <= cfg.window_length // cfg.hop_length
+
+
+def test_sine_lands_in_the_right_mel_band():
+    cfg = KEYWORD
+    t = np.arange(cfg.sample_rate) / cfg.sample_rate
+    frames = log_mel(0.5 * np.sin(2 * np.pi * 1000.0 * t), cfg)
+    band = int(np.argmax(frames.mean(axis=0)))
+    centres = librosa.mel_frequencies(n_mels=cfg.n_mels + 2, fmin=cfg.fmin_hz, fmax=cfg.fmax_hz)[1:-1]
+    assert abs(centres[band] - 1000.0) < 100.0
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="mono"):
+        log_mel(np.zeros((2, 1000), np.float32))
+    with pytest.raises(TypeError, match="int16"):
+        as_float_audio(np.zeros(10, dtype=np.complex64))
+    assert log_mel(np.zeros(100, np.float32)).shape == (0, 40)
