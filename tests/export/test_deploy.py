@@ -1,0 +1,128 @@
+"""Deploy: the bundle holds what the Pi needs, refuses tampered models, and travels over a real
+SSH server (sshd started by the test on a loopback port)."""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import socket
+import subprocess
+import tarfile
+import time
+from pathlib import Path
+
+import pytest
+
+from device.config import load_config
+from device.manifest import write_manifest
+from export.deploy import DeployError, SSHTarget, build_bundle, main, push_over_ssh
+
+
+def _fake_export(folder: Path) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    model = folder / "multitask_int8.tflite"
+    model.write_bytes(b"TFL3" + os.urandom(256))  # the bundle checks hashes, not model contents
+    write_manifest(model, name="multitask", kind="multitask", frontend={"name": "keyword"},
+                   input={"shape": [1, 98, 40, 1], "dtype": "int8"},
+                   outputs=[{"name": "keyword", "index": 0, "labels": ["a", "b"]}])
+    return model
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return load_config("default", [f"project.build_dir='{tmp_path / 'build'}'"])
+
+
+def test_local_bundle_has_runtime_models_and_checksums(tmp_path, cfg):
+    _fake_export(tmp_path / "build" / "export")
+    bundle = build_bundle(cfg, tmp_path / "out")
+    for rel in ("device/frontend.py", "device/profiles/default.toml", "models/multitask_int8.tflite",
+                "models/multitask_int8.json", "requirements-device.txt", "install.sh", "bundle.json"):
+        assert (bundle / rel).is_file(), rel
+    listing = json.loads((bundle / "bundle.json").read_text())["files"]
+    assert "models/multitask_int8.tflite" in listing
+    reqs = (bundle / "requirements-device.txt").read_text()
+    assert "tensorflow" not in reqs and "paho-mqtt" in reqs
+    with tarfile.open(tmp_path / "out" / "hopwise-bundle.tar.gz") as tar:
+        assert "hopwise/models/multitask_int8.json" in tar.getnames()
+
+
+def test_tampered_or_missing_models_are_refused(tmp_path, cfg, capsys):
+    with pytest.raises(DeployError, match="make train export"):
+        build_bundle(cfg, tmp_path / "out")
+    model = _fake_export(tmp_path / "build" / "export")
+    model.write_bytes(model.read_bytes() + b"x")
+    with pytest.raises(DeployError, match="sha256"):
+        build_bundle(cfg, tmp_path / "out")
+    assert main(["--set", f"project.build_dir='{tmp_path / 'build'}'", "--target",
+                 str(tmp_path / "o")]) == 2
+    assert "re-run `make export`" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("pi@raspberrypi.local:/opt/hopwise", ("pi@raspberrypi.local", "/opt/hopwise", None)),
+    ("ssh://pi@10.0.0.2:2222/srv/hw", ("pi@10.0.0.2", "/srv/hw", 2222)),
+    ("build/deploy", None),
+])
+def test_target_parsing(text, expected):
+    target = SSHTarget.parse(text)
+    assert (None if target is None else (target.user_host, target.path, target.port)) == expected
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A real OpenSSH server on 127.0.0.1 that accepts one freshly made key."""
+    binary = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(binary).exists() or shutil.which("ssh-keygen") is None:
+        pytest.skip("openssh-server is not installed (make setup installs it as root)")
+    d = tmp_path / "sshd"
+    d.mkdir()
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+    shutil.copy(d / "client_key.pub", d / "authorized_keys")
+    os.chmod(d / "authorized_keys", 0o600)
+    Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
+    port = _free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n")
+    proc = subprocess.Popen([binary, "-D", "-e", "-f", str(d / "sshd_config")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.skip(f"sshd could not start here: {proc.stdout.read().decode()[-300:]}")
+            time.sleep(0.1)
+    options = ["-i", str(d / "client_key"), "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    yield port, options
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.mark.timeout(60)
+def test_deploy_over_a_real_ssh_server(tmp_path, cfg, sshd):
+    port, options = sshd
+    _fake_export(tmp_path / "build" / "export")
+    bundle = build_bundle(cfg, tmp_path / "out")
+    remote = tmp_path / "pi" / "opt" / "hopwise"
+    push_over_ssh(bundle, SSHTarget(f"{getpass.getuser()}@127.0.0.1", str(remote), port),
+                  ssh_options=options)
+    sent = json.loads((bundle / "bundle.json").read_text())["files"]
+    for rel in sent:
+        assert (remote / rel).read_bytes() == (bundle / rel).read_bytes(), rel
+    with pytest.raises(DeployError, match="failed"):
+        push_over_ssh(bundle, SSHTarget(f"nobody-here@127.0.0.1", str(remote), port),
+                      ssh_options=options)
