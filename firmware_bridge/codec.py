@@ -493,26 +493,36 @@ class Pong(Ping):
 
 @dataclass(frozen=True)
 class Hello:
-    """Sent by the MCU after boot (type 0x08, unsequenced); the Pi answers with its label table.
+    """Start of a session (type 0x08, unsequenced, both directions).
+
+    Each side sends one after opening the port.  A session id different from
+    the last one seen means the peer restarted, so its sequence numbers start
+    over and the receiver must forget the sequence numbers it remembers for
+    duplicate suppression.  When the MCU sends HELLO, the Pi also resends its
+    label table (a rebooted MCU has lost it).
 
     Parameters
     ----------
     firmware_version : int
-        MCU firmware version, free for the application.
+        Sender's software version, free for the application.
     max_frame : int
-        Largest frame (bytes on the wire) the MCU can receive.
+        Largest frame (bytes on the wire) the sender can receive.
+    session : int
+        Random 16-bit id chosen when the sender starts.
     """
 
     firmware_version: int
     max_frame: int
+    session: int
     seq: int = UNSEQUENCED
     TYPE: ClassVar[int] = MsgType.HELLO
-    _FMT: ClassVar[struct.Struct] = struct.Struct("<HH")
+    _FMT: ClassVar[struct.Struct] = struct.Struct("<HHH")
 
     def payload(self) -> bytes:
         _check_u(self.firmware_version, 16, "firmware_version")
         _check_u(self.max_frame, 16, "max_frame")
-        return self._FMT.pack(self.firmware_version, self.max_frame)
+        _check_u(self.session, 16, "session")
+        return self._FMT.pack(self.firmware_version, self.max_frame, self.session)
 
     @classmethod
     def from_payload(cls, seq: int, payload: bytes) -> "Hello | None":

@@ -66,7 +66,7 @@ def messages() -> list:
         ("config_negative_any", Config(8, 3, 0xFF, 0xFFFF, -1)),
         ("ping", Ping(0x01020304)),
         ("pong", Pong(0xCAFEBABE)),
-        ("hello", Hello(0x0102, 249)),
+        ("hello", Hello(0x0102, 249, 0xA11C)),
     ]
 
 
@@ -219,7 +219,7 @@ def render_header(doc: dict) -> str:
             u = f".u.ping = {{{f['nonce']}u}}"
             ty = "HB_PING" if t == "ping" else "HB_PONG"
         elif t == "hello":
-            u = f".u.hello = {{{f['firmware_version']}u, {f['max_frame']}u}}"
+            u = f".u.hello = {{{f['firmware_version']}u, {f['max_frame']}u, {f['session']}u}}"
             ty = "HB_HELLO"
         else:  # pragma: no cover - build() only emits known types
             raise ValueError(t)

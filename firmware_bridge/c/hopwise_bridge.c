@@ -151,7 +151,8 @@ static size_t build_payload(const hb_msg_t *msg, uint8_t *p) {
     case HB_HELLO:
         put_u16(p, msg->u.hello.firmware_version);
         put_u16(p + 2, msg->u.hello.max_frame);
-        return 4;
+        put_u16(p + 4, msg->u.hello.session);
+        return 6;
     default:
         return 0;
     }
@@ -253,9 +254,10 @@ hb_result_t hb_parse_body(const uint8_t *body, size_t len, hb_msg_t *out) {
         out->u.ping.nonce = get_u32(p);
         return HB_MSG;
     case HB_HELLO:
-        if (n != 4) return HB_ERR_PAYLOAD;
+        if (n != 6) return HB_ERR_PAYLOAD;
         out->u.hello.firmware_version = get_u16(p);
         out->u.hello.max_frame = get_u16(p + 2);
+        out->u.hello.session = get_u16(p + 4);
         return HB_MSG;
     default:
         return HB_ERR_TYPE;

@@ -106,6 +106,7 @@ typedef struct {
 typedef struct {
     uint16_t firmware_version;
     uint16_t max_frame;
+    uint16_t session; /* random per start; a new value means "forget seen seqs" */
 } hb_hello_t;
 
 typedef struct {

@@ -52,7 +52,7 @@ static int msg_equal(const hb_msg_t *a, const hb_msg_t *b) {
         return a->u.ping.nonce == b->u.ping.nonce;
     case HB_HELLO:
         return a->u.hello.firmware_version == b->u.hello.firmware_version &&
-               a->u.hello.max_frame == b->u.hello.max_frame;
+               a->u.hello.max_frame == b->u.hello.max_frame && a->u.hello.session == b->u.hello.session;
     default:
         return 0;
     }
