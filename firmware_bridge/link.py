@@ -200,6 +200,7 @@ class BridgeLink:
         self._ping_sent: dict = {}
         with self._lock:
             self._connect(self._now_s)
+            self._flush()
 
     # ------------------------------------------------------------------ public API
 
@@ -545,7 +546,7 @@ class BridgeLink:
                 continue
             if entry.attempts and entry.last_sent_s is not None:
                 wait_s = base_s * min(2 ** (entry.attempts - 1), RETRANSMIT_BACKOFF_MAX)
-                if now - entry.last_sent_s < wait_s:
+                if now - entry.last_sent_s + 1e-9 < wait_s:  # tolerance: float clocks summed in steps
                     continue
             if not self._write(entry.frame):
                 break  # output full: the rest waits for the next poll
@@ -569,7 +570,10 @@ class BridgeLink:
             reconnects=self.reconnects & 0xFFFF,
         )
         if self._write(encode(msg)):
-            self._next_heartbeat_s = now + self.heartbeat_s
+            # keep the schedule (polls are not exactly periodic) unless we fell behind it
+            self._next_heartbeat_s += self.heartbeat_s
+            if self._next_heartbeat_s <= now:
+                self._next_heartbeat_s = now + self.heartbeat_s
 
 
 def _default_serial_factory(port: str, baudrate: int):
