@@ -1,0 +1,174 @@
+"""hopwise device runtime command line.
+
+  python -m device run --profile default --model build/export/multitask_int8.tflite \\
+         [--device NAME|INDEX] [--set key=value ...]
+      Live: capture from a microphone, run the pipeline, send events to the configured sinks
+      (``[sinks.*]``: stdout, mqtt, serial, logfile) until SIGTERM/SIGINT; then flush and exit.
+      ``--replay FILE [--realtime]`` takes the audio from a file instead (for trying sinks).
+
+  python -m device detect FILE [--realtime] [--model ...] [--set ...]
+      Run the pipeline on an audio file as fast as possible (or in real time) and print the
+      events as JSON lines, with their times in the audio (``t_audio_s``). A summary with the
+      real-time factor goes to stderr.
+
+  python -m device list-devices
+      The capture devices PortAudio sees, with the index/name ``--device`` takes.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import time
+
+log = logging.getLogger("hopwise")
+
+EXAMPLES = """examples:
+  python -m device run --model build/export/multitask_int8.tflite --device USB --set sinks.mqtt.enabled=true --set sinks.mqtt.host=broker.local
+  python -m device detect recording.flac --model build/export/multitask_int8.tflite > events.jsonl
+  python -m device list-devices
+"""
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="default",
+                   help="built-in profile name or path to a .toml profile (default: %(default)s)")
+    p.add_argument("--model", default=None,
+                   help="multitask .tflite (its .json manifest beside it); default: "
+                        "stages.multitask.model of the profile, under project.build_dir")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a profile setting, e.g. --set decisions.wake_threshold=0.7 "
+                        "(repeatable)")
+    p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: %(default)s)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m device", description="hopwise device runtime: wake word, commands and "
+        "acoustic scenes from a microphone, reported over MQTT, serial, stdout or a log file.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="live capture -> pipeline -> sinks until SIGTERM/SIGINT",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    _common(run)
+    run.add_argument("--device", default=None,
+                     help="capture device name (or unique part) or index; see list-devices "
+                          "(default: capture.device of the profile, else the system default)")
+    run.add_argument("--replay", default=None, metavar="FILE",
+                     help="take audio from FILE instead of a microphone")
+    run.add_argument("--realtime", action="store_true", help="with --replay: pace at real time")
+    run.add_argument("--duration-s", type=float, default=None,
+                     help="stop after this much audio (default: run until signalled)")
+
+    det = sub.add_parser("detect", help="events of an audio file as JSON lines on stdout",
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    _common(det)
+    det.add_argument("file", help="WAV/FLAC/OGG file (any rate, any channels)")
+    det.add_argument("--realtime", action="store_true",
+                     help="pace the file at real time (default: as fast as possible)")
+    det.add_argument("--status", action="store_true", help="also print status events")
+
+    sub.add_parser("list-devices", help="capture devices PortAudio/ALSA sees")
+    return parser
+
+
+def _load(args):
+    from .config import load_config
+    overrides = list(args.overrides)
+    cfg = load_config(args.profile, overrides)
+    return cfg
+
+
+def _install_signals(pipeline) -> None:
+    def handler(signum, frame):
+        log.info("signal %s: stopping", signal.Signals(signum).name)
+        pipeline.stop()
+    signal.signal(signal.SIGTERM, handler)
+    signal.signal(signal.SIGINT, handler)
+
+
+def cmd_list_devices(args) -> int:
+    from .audio_source import list_devices
+    devices = list_devices()
+    if not devices:
+        print("no capture devices found (PortAudio sees none: check `arecord -l`, the user's "
+              "audio group membership, or an ~/.asoundrc)", file=sys.stderr)
+        return 1
+    for d in devices:
+        print(f"{d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['default_rate']:.0f} Hz, "
+              f"{d['hostapi']})")
+    return 0
+
+
+def cmd_run(args) -> int:
+    from .audio_source import FileSource, SoundDeviceSource
+    from .pipeline import Pipeline
+    from .sinks import build_sinks
+    cfg = _load(args)
+    cap = cfg.get("capture", {}) or {}
+    pipe = Pipeline.from_config(cfg, model=args.model, sinks=None)
+    if args.replay:
+        source = FileSource(args.replay, rate=pipe.rate, realtime=args.realtime,
+                            buffer_s=cap.get("buffer_s", 2.0))
+    else:
+        device = args.device if args.device is not None else (cap.get("device") or None)
+        source = SoundDeviceSource(device=device, rate=pipe.rate,
+                                   capture_rate=cap.get("capture_rate") or None,
+                                   channels=cap.get("channels", 1), block_ms=cap.get("block_ms", 10.0),
+                                   buffer_s=cap.get("buffer_s", 2.0))
+        log.info("capturing from %s at %d Hz -> %d Hz", source.device_name, source.capture_rate,
+                 pipe.rate)
+    pipe.sinks = build_sinks(cfg)
+    _install_signals(pipe)
+    try:
+        status = pipe.run(source, max_audio_s=args.duration_s)
+    finally:
+        pipe.close(flush_timeout_s=float(cfg.get("runtime.flush_timeout_s", 5.0)))
+    log.info("stopped after %.1f s of audio; overruns %s, deadline misses %d",
+             status["audio_s"], status.get("overruns"), status["deadline_misses"])
+    return 0
+
+
+def cmd_detect(args) -> int:
+    from .audio_source import FileSource
+    from .pipeline import Pipeline
+    from .sinks import SinkSet, StdoutSink
+    cfg = _load(args)
+    types = None if args.status else ["wake", "command", "scene", "beat"]
+    sinks = SinkSet([StdoutSink(types=types)])
+    pipe = Pipeline.from_config(cfg, model=args.model, sinks=sinks, shedding=args.realtime)
+    source = FileSource(args.file, rate=pipe.rate, realtime=args.realtime)
+    _install_signals(pipe)
+    t0 = time.perf_counter()
+    try:
+        status = pipe.run(source)
+    finally:
+        pipe.close()
+    wall = time.perf_counter() - t0
+    audio = status["audio_s"]
+    summary = {"file": args.file, "audio_s": audio, "wall_s": round(wall, 3),
+               "rtf": round(wall / audio, 4) if audio else None,
+               "events": {k: v for k, v in status["events"].items() if not k.startswith("status")},
+               "stages": status["stages"]}
+    print(json.dumps(summary), file=sys.stderr)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(), stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    from .config import ConfigError
+    from .manifest import ManifestError
+    try:
+        return {"run": cmd_run, "detect": cmd_detect, "list-devices": cmd_list_devices}[args.command](args)
+    except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

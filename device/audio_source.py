@@ -1,0 +1,443 @@
+"""Audio providers: where the pipeline's samples come from (micro_speech's "audio provider").
+
+Three sources, one interface (`AudioSource`): ``start()``, then ``read(n)`` for each hop of
+``n`` samples at the pipeline's rate (float32 mono in [-1, 1]), ``stop()`` at the end.
+
+* `SoundDeviceSource` — live capture through PortAudio/ALSA (``sounddevice``): any device by
+  name or index, at its native rate, downmixed to mono and resampled (soxr) to the pipeline rate.
+* `FileSource` — replay of a WAV/FLAC file, in real time (paced like a microphone, through the
+  same ring buffer, so overruns behave as live) or as fast as the pipeline can go.
+* `SyntheticSource` — tones and noise at known times, for tests and benchmarks.
+
+Live and real-time sources run a producer (PortAudio's callback thread or a pacing thread) that
+writes into a `RingBuffer`; ``read`` takes from it, so a slow hop never blocks capture. An overrun
+(buffer full, oldest audio dropped) or a PortAudio input overflow is counted in ``overruns`` and
+reported by the pipeline's status; never silent.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
+
+from .frontend import as_float_audio
+from .ring_buffer import RingBuffer
+
+__all__ = ["AudioSource", "SoundDeviceSource", "FileSource", "SyntheticSource", "Tone",
+           "list_devices", "resolve_device"]
+
+
+class AudioSource:
+    """Common interface of every audio provider.
+
+    Attributes
+    ----------
+    rate : int
+        Sample rate of what ``read`` returns (the pipeline's rate).
+    realtime : bool
+        True when samples arrive at the wall-clock rate (live or paced replay): then the
+        pipeline must keep up, and its hop budget and shedding apply.
+    on_block : callable(end_sample, wall_time) or None
+        Called by the producer after each block enters the buffer; used to measure latency from
+        "last sample of a word pushed" to "event published".
+    """
+
+    rate: int = 16000
+    realtime: bool = False
+    on_block: Callable[[int, float], None] | None = None
+
+    def start(self) -> None:
+        """Begin producing samples."""
+
+    def read(self, n: int, timeout: float = 1.0) -> np.ndarray | None:
+        """Next ``n`` samples (float32). Empty array: none yet (timeout). None: end of stream."""
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        """Stop producing; further reads drain the buffer then return None."""
+
+    @property
+    def overruns(self) -> int:
+        return 0
+
+    @property
+    def dropped_samples(self) -> int:
+        return 0
+
+    @property
+    def backlog(self) -> int:
+        """Samples captured but not yet read (0 for pull sources)."""
+        return 0
+
+    def health(self) -> dict:
+        return {"overruns": self.overruns, "dropped_samples": self.dropped_samples,
+                "backlog_samples": self.backlog}
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+class _Resampler:
+    """Streaming mono resampler (soxr); identity when the rates match."""
+
+    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ"):
+        self.in_rate, self.out_rate = int(in_rate), int(out_rate)
+        self._stream = None
+        if self.in_rate != self.out_rate:
+            import soxr
+            self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32",
+                                               quality=quality)
+
+    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        if self._stream is None:
+            return x
+        return self._stream.resample_chunk(x, last=last)
+
+
+def _to_mono(x: np.ndarray) -> np.ndarray:
+    x = as_float_audio(x)
+    return x if x.ndim == 1 else x.mean(axis=1, dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- block sources
+class _BlockSource(AudioSource):
+    """A source defined by a generator of blocks at ``self.rate``; real time or fast.
+
+    Fast mode: ``read`` pulls straight from the generator (no thread, no buffer, no drops).
+    Real-time mode: a thread pushes one block per ``block_ms`` of wall clock into a ring buffer,
+    exactly like a capture callback.
+    """
+
+    def __init__(self, rate: int, realtime: bool, block_ms: float, buffer_s: float):
+        self.rate = int(rate)
+        self.realtime = bool(realtime)
+        self.block = max(1, int(round(self.rate * block_ms / 1000.0)))
+        self._ring = RingBuffer(max(self.block * 2, int(self.rate * buffer_s))) if realtime else None
+        self._thread: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._gen: Iterator[np.ndarray] | None = None
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._done = False
+        self.samples_produced = 0
+        self.on_block = None
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        raise NotImplementedError
+
+    def start(self) -> None:
+        self._gen = self._blocks()
+        if self.realtime:
+            self._thread = threading.Thread(target=self._pace, name="hopwise-replay", daemon=True)
+            self._thread.start()
+
+    def _pace(self) -> None:
+        t0 = time.monotonic()
+        try:
+            for blk in self._gen:
+                if self._stop.is_set():
+                    break
+                due = t0 + (self.samples_produced + len(blk)) / self.rate
+                delay = due - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                self._ring.write(blk)
+                self.samples_produced += len(blk)
+                if self.on_block is not None:
+                    self.on_block(self.samples_produced, time.time())
+        finally:
+            self._ring.close()
+
+    def read(self, n: int, timeout: float = 1.0) -> np.ndarray | None:
+        if self._gen is None:
+            self.start()
+        if self.realtime:
+            out = self._ring.read(n, timeout=timeout)
+            if out is None:
+                return None if self._ring.closed else np.zeros(0, dtype=np.float32)
+            return out
+        while len(self._pending) < n and not self._done:
+            try:
+                blk = next(self._gen)
+            except StopIteration:
+                self._done = True
+                break
+            self._pending = np.concatenate([self._pending, blk]) if self._pending.size else blk
+            self.samples_produced += len(blk)
+            if self.on_block is not None:
+                self.on_block(self.samples_produced, time.time())
+        if len(self._pending) < n:
+            return None
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self._ring is not None:
+            self._ring.close()
+
+    @property
+    def overruns(self) -> int:
+        return self._ring.overruns if self._ring is not None else 0
+
+    @property
+    def dropped_samples(self) -> int:
+        return self._ring.dropped_samples if self._ring is not None else 0
+
+    @property
+    def backlog(self) -> int:
+        return self._ring.available if self._ring is not None else 0
+
+
+class FileSource(_BlockSource):
+    """Replay a WAV/FLAC (anything libsndfile reads) as if it were a microphone.
+
+    Usage::
+
+        src = FileSource("kitchen.flac", rate=16000, realtime=False)
+        with src:
+            while (hop := src.read(160)) is not None: ...
+
+    Parameters
+    ----------
+    path : str or Path
+        Audio file; multichannel files are downmixed, other rates resampled with soxr.
+    rate : int
+        Pipeline rate delivered by ``read``.
+    realtime : bool
+        True paces delivery at the file's duration (tests the real-time path, overruns
+        included); False delivers as fast as the pipeline reads (``python -m device detect``).
+    block_ms : float
+        Size of each paced block: like a capture period. Smaller = lower latency, more wakeups.
+    buffer_s : float
+        Ring buffer length in real-time mode.
+    """
+
+    def __init__(self, path: str | Path, rate: int = 16000, realtime: bool = False,
+                 block_ms: float = 10.0, buffer_s: float = 2.0):
+        import soundfile as sf
+        self.path = Path(path)
+        if not self.path.exists():
+            raise FileNotFoundError(f"audio file {self.path} does not exist")
+        info = sf.info(str(self.path))
+        self.file_rate = int(info.samplerate)
+        self.duration_s = info.frames / info.samplerate
+        super().__init__(rate, realtime, block_ms, buffer_s)
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        import soundfile as sf
+        resample = _Resampler(self.file_rate, self.rate)
+        in_block = max(1, int(round(self.block * self.file_rate / self.rate)))
+        with sf.SoundFile(str(self.path)) as fh:
+            carry = np.zeros(0, dtype=np.float32)
+            while True:
+                data = fh.read(in_block, dtype="float32", always_2d=False)
+                last = len(data) < in_block
+                y = resample(_to_mono(data), last=last)
+                carry = np.concatenate([carry, y]) if carry.size else y
+                while len(carry) >= self.block:
+                    yield carry[: self.block]
+                    carry = carry[self.block:]
+                if last:
+                    break
+            if carry.size:
+                yield carry
+
+
+class Tone:
+    """One synthetic event: a sine of ``freq_hz`` from ``start_s`` to ``end_s`` at ``amplitude``
+    (0..1 full scale), with 5 ms raised-cosine ramps so it has no clicks."""
+
+    def __init__(self, start_s: float, end_s: float, freq_hz: float, amplitude: float = 0.5):
+        self.start_s, self.end_s, self.freq_hz, self.amplitude = start_s, end_s, freq_hz, amplitude
+
+
+def render_tones(tones: Sequence[Tone], duration_s: float, rate: int = 16000,
+                 noise: float = 0.003, seed: int = 0) -> np.ndarray:
+    """The whole synthetic signal, float32 (also used by tests to write WAV files)."""
+    n = int(round(duration_s * rate))
+    rng = np.random.default_rng(seed)
+    x = (rng.standard_normal(n) * noise).astype(np.float32)
+    ramp = max(1, int(0.005 * rate))
+    for tone in tones:
+        a, b = int(tone.start_s * rate), min(n, int(tone.end_s * rate))
+        if b <= a:
+            continue
+        t = np.arange(b - a) / rate
+        env = np.ones(b - a)
+        r = min(ramp, (b - a) // 2)
+        if r:
+            w = 0.5 - 0.5 * np.cos(np.pi * np.arange(r) / r)
+            env[:r], env[-r:] = w, w[::-1]
+        x[a:b] += (tone.amplitude * env * np.sin(2 * np.pi * tone.freq_hz * t)).astype(np.float32)
+    return x
+
+
+class SyntheticSource(_BlockSource):
+    """Tones over faint noise at known times: a deterministic microphone for tests/benchmarks.
+
+    Parameters
+    ----------
+    tones : list of Tone
+        What sounds when.
+    duration_s : float
+        Length of the stream.
+    rate, realtime, block_ms, buffer_s : as `FileSource`.
+    noise : float
+        RMS of the white noise floor (keeps log-mels away from the floor, as a real room does).
+    """
+
+    def __init__(self, tones: Sequence[Tone] = (), duration_s: float = 5.0, rate: int = 16000,
+                 realtime: bool = False, block_ms: float = 10.0, buffer_s: float = 2.0,
+                 noise: float = 0.003, seed: int = 0):
+        super().__init__(rate, realtime, block_ms, buffer_s)
+        self.signal = render_tones(tones, duration_s, rate, noise, seed)
+        self.duration_s = duration_s
+
+    def _blocks(self) -> Iterator[np.ndarray]:
+        for i in range(0, len(self.signal), self.block):
+            yield self.signal[i:i + self.block]
+
+
+# --------------------------------------------------------------------------- live capture
+def list_devices() -> list[dict]:
+    """Input-capable devices PortAudio sees: index, name, channels, default rate, host API."""
+    import sounddevice as sd
+    apis = sd.query_hostapis()
+    out = []
+    for i, dev in enumerate(sd.query_devices()):
+        if dev["max_input_channels"] > 0:
+            out.append({"index": i, "name": dev["name"], "channels": dev["max_input_channels"],
+                        "default_rate": dev["default_samplerate"],
+                        "hostapi": apis[dev["hostapi"]]["name"]})
+    return out
+
+
+def resolve_device(device: str | int | None) -> int | None:
+    """Device index from an index, an index as text, or a (part of a) name; None = default.
+
+    Raises ValueError naming the devices there are when nothing or more than one matches.
+    """
+    if device is None or device == "":
+        return None
+    if isinstance(device, int) or (isinstance(device, str) and device.strip().isdigit()):
+        return int(device)
+    devices = list_devices()
+    exact = [d for d in devices if d["name"] == device]
+    matches = exact or [d for d in devices if str(device).lower() in d["name"].lower()]
+    names = ", ".join(f"{d['index']}: {d['name']}" for d in devices) or "none"
+    if not matches:
+        raise ValueError(f"no input device matches {device!r}; input devices: {names} "
+                         f"(see `python -m device list-devices`)")
+    if len(matches) > 1:
+        raise ValueError(f"{device!r} matches several input devices ({names}); give the index")
+    return matches[0]["index"]
+
+
+class SoundDeviceSource(AudioSource):
+    """Live microphone through PortAudio (ALSA on the Pi).
+
+    Usage::
+
+        src = SoundDeviceSource(device="USB", rate=16000)
+        src.start(); hop = src.read(160); ...; src.stop()
+
+    Parameters
+    ----------
+    device : str, int or None
+        Name (or unique part of it) or index, as ``python -m device list-devices`` shows; None
+        is the system default.
+    rate : int
+        Pipeline rate. The device is opened at ``capture_rate`` and resampled with soxr.
+    capture_rate : int or None
+        Rate to open the device at; None = the device's default (its native rate: USB
+        microphones are often 44.1/48 kHz only, and ALSA's own resampling is costlier).
+    channels : int
+        Channels to open; downmixed to mono by averaging.
+    block_ms : float
+        PortAudio period. Smaller = less latency, more callbacks (CPU) and more risk of xruns.
+    buffer_s : float
+        Ring buffer between callback and pipeline: how long a stall it rides out.
+    """
+
+    realtime = True
+
+    def __init__(self, device: str | int | None = None, rate: int = 16000,
+                 capture_rate: int | None = None, channels: int = 1, block_ms: float = 10.0,
+                 buffer_s: float = 2.0, latency: str | float = "low"):
+        import sounddevice as sd  # noqa: F401  (fail here, with PortAudio's message, if missing)
+        self.device = resolve_device(device)
+        self.rate = int(rate)
+        info = sd.query_devices(self.device, "input")
+        self.device_name = info["name"]
+        self.capture_rate = int(capture_rate or info["default_samplerate"])
+        self.channels = int(channels)
+        self.block_ms = block_ms
+        self.latency = latency
+        self._ring = RingBuffer(max(1024, int(self.rate * buffer_s)))
+        self._resample = _Resampler(self.capture_rate, self.rate)
+        self._stream = None
+        self.input_overflows = 0
+        self.callbacks = 0
+        self.samples_produced = 0
+        self.on_block = None
+
+    def _callback(self, indata, frames, time_info, status) -> None:
+        if status and status.input_overflow:
+            self.input_overflows += 1
+        y = self._resample(_to_mono(indata))
+        self._ring.write(y)
+        self.callbacks += 1
+        self.samples_produced += len(y)
+        if self.on_block is not None:
+            self.on_block(self.samples_produced, time.time())
+
+    def start(self) -> None:
+        import sounddevice as sd
+        self._stream = sd.InputStream(
+            device=self.device, samplerate=self.capture_rate, channels=self.channels,
+            dtype="int16", blocksize=max(1, int(self.capture_rate * self.block_ms / 1000)),
+            latency=self.latency, callback=self._callback)
+        self._stream.start()
+
+    def read(self, n: int, timeout: float = 1.0) -> np.ndarray | None:
+        out = self._ring.read(n, timeout=timeout)
+        if out is None:
+            return None if self._ring.closed else np.zeros(0, dtype=np.float32)
+        return out
+
+    def stop(self) -> None:
+        if self._stream is not None:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            finally:
+                self._stream = None
+        self._ring.close()
+
+    @property
+    def overruns(self) -> int:
+        return self._ring.overruns + self.input_overflows
+
+    @property
+    def dropped_samples(self) -> int:
+        return self._ring.dropped_samples
+
+    @property
+    def backlog(self) -> int:
+        return self._ring.available
+
+    def health(self) -> dict:
+        h = super().health()
+        h.update(device=self.device_name, capture_rate=self.capture_rate,
+                 input_overflows=self.input_overflows)
+        return h

@@ -1,0 +1,171 @@
+"""Model loading: a verified int8 TFLite model with float-in / float-out helpers.
+
+`load_interpreter` takes the first interpreter available of ``ai_edge_litert`` (the Pi's),
+``tflite_runtime`` (older images), and — only when ``allow_tensorflow=True``, on a host —
+``tensorflow.lite``. TensorFlow is imported lazily inside that fallback and never at import time
+of anything under ``device/`` (tests/device/test_no_tensorflow.py).
+
+`TFLiteModel` checks the manifest first (`device.manifest.verify_model`: sha256, labels against
+the profile, frontend against the profile), then quantises float features with the manifest's
+normalisation and the input's scale/zero point, runs, and dequantises each named output.
+"""
+from __future__ import annotations
+
+import importlib
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from .manifest import ManifestError, verify_model
+
+__all__ = ["load_interpreter", "TFLiteModel", "interpreter_backend"]
+
+_BACKENDS = (("ai_edge_litert", "ai_edge_litert.interpreter"),
+             ("tflite_runtime", "tflite_runtime.interpreter"))
+
+
+def _interpreter_class(allow_tensorflow: bool = False):
+    errors = []
+    for name, module in _BACKENDS:
+        try:
+            return name, importlib.import_module(module).Interpreter
+        except ImportError as exc:
+            errors.append(f"{name}: {exc}")
+    if allow_tensorflow:
+        try:
+            tf = importlib.import_module("tensorflow")
+            return "tensorflow.lite", tf.lite.Interpreter
+        except ImportError as exc:
+            errors.append(f"tensorflow: {exc}")
+    raise ImportError("no TFLite interpreter: install ai-edge-litert (pip install ai-edge-litert) "
+                      "or tflite-runtime; tried " + "; ".join(errors))
+
+
+def _pick(manifest_value, tensor_value):
+    """The manifest's quantisation parameter when it gives one, else the tensor's."""
+    return tensor_value if manifest_value is None else manifest_value
+
+
+def interpreter_backend(allow_tensorflow: bool = False) -> str:
+    """Name of the interpreter `load_interpreter` would use."""
+    return _interpreter_class(allow_tensorflow)[0]
+
+
+def load_interpreter(path: str | Path, num_threads: int = 1, allow_tensorflow: bool = False):
+    """An allocated TFLite interpreter for ``path``.
+
+    Parameters
+    ----------
+    num_threads : int
+        Interpreter threads. 1 leaves the Pi's other cores to capture, MQTT and other stages;
+        more lowers one call's latency but not the pipeline's total CPU.
+    allow_tensorflow : bool
+        Permit the ``tensorflow.lite`` fallback (host only; never on the device).
+    """
+    _, cls = _interpreter_class(allow_tensorflow)
+    try:
+        interp = cls(model_path=str(path), num_threads=int(num_threads))
+    except TypeError:  # very old interpreters have no num_threads
+        interp = cls(model_path=str(path))
+    except ValueError as exc:
+        raise ManifestError(f"model {path} is not a valid TFLite flatbuffer ({exc}); re-run "
+                            f"`make export`") from exc
+    interp.allocate_tensors()
+    return interp
+
+
+class TFLiteModel:
+    """A verified model: ``probs = model.run(features)`` -> ``{output name: float array}``.
+
+    Usage::
+
+        model = TFLiteModel("build/export/multitask_int8.tflite",
+                            expected_labels={"keyword": cfg.keyword_labels,
+                                             "scene": cfg["labels.scenes"]},
+                            frontend=cfg.section("frontend.keyword"))
+        out = model.run(frames)   # frames: (98, 40) float log-mels -> {"keyword": (13,), ...}
+
+    Parameters
+    ----------
+    path : the ``.tflite`` file; its ``.json`` manifest must be beside it.
+    expected_labels, frontend : passed to `verify_model`; a mismatch raises `ManifestError`.
+    num_threads, allow_tensorflow : see `load_interpreter`.
+    """
+
+    def __init__(self, path: str | Path, *, expected_labels: Mapping[str, Sequence[str]] | None = None,
+                 frontend: Mapping | None = None, num_threads: int = 1,
+                 allow_tensorflow: bool = False):
+        self.path = Path(path)
+        self.manifest = verify_model(self.path, expected_labels=expected_labels, frontend=frontend)
+        self.interpreter = load_interpreter(self.path, num_threads, allow_tensorflow)
+        self.backend = interpreter_backend(allow_tensorflow)
+        inp = self.interpreter.get_input_details()
+        if len(inp) != 1:
+            raise ManifestError(f"model {self.path.name} has {len(inp)} inputs; hopwise models have one")
+        self._in = inp[0]
+        self.input_shape = tuple(int(s) for s in self._in["shape"])
+        want = tuple(self.manifest["input"].get("shape", self.input_shape))
+        if want != self.input_shape:
+            raise ManifestError(f"model {self.path.name} input shape {self.input_shape} differs from "
+                                f"its manifest's {want}; re-run `make export`")
+        self.input_dtype = np.dtype(self._in["dtype"])
+        scale, zp = self._in.get("quantization", (0.0, 0))
+        self.in_scale = float(_pick(self.manifest["input"].get("scale"), scale) or 1.0)
+        self.in_zero = int(_pick(self.manifest["input"].get("zero_point"), zp))
+        norm = self.manifest.get("normalization") or self.manifest["input"].get("normalization") or {}
+        self.norm_mean = np.asarray(norm.get("mean", 0.0), dtype=np.float32)
+        self.norm_std = np.asarray(norm.get("std", 1.0), dtype=np.float32)
+        self.outputs = self._map_outputs()
+        self.labels = {name: list(o["labels"]) for name, o in
+                       ((o["name"], o) for o in self.manifest["outputs"])}
+        self.stride_hops = self.manifest.get("stride_hops")
+        self.frames = self.input_shape[1] if len(self.input_shape) >= 3 else self.input_shape[-1]
+
+    def _map_outputs(self) -> dict:
+        details = self.interpreter.get_output_details()
+        by_tensor = {d["index"]: d for d in details}
+        out = {}
+        for spec in self.manifest["outputs"]:
+            idx = spec.get("index")
+            if idx in by_tensor:
+                det = by_tensor[idx]  # the manifest gives the tensor index (what the exporter writes)
+            elif isinstance(idx, int) and 0 <= idx < len(details):
+                det = details[idx]                 # ... or the position in the output list
+            else:
+                raise ManifestError(f"model {self.path.name}: output '{spec['name']}' index {idx} is "
+                                    f"neither a tensor index nor a position among its "
+                                    f"{len(details)} outputs; re-run `make export`")
+            n = int(np.prod(det["shape"]))
+            if n != len(spec["labels"]):
+                raise ManifestError(f"model {self.path.name}: output '{spec['name']}' has {n} values "
+                                    f"but the manifest lists {len(spec['labels'])} labels; re-run "
+                                    f"`make export`")
+            q_scale, q_zero = det.get("quantization", (0.0, 0))
+            out[spec["name"]] = {
+                "tensor": det["index"], "dtype": np.dtype(det["dtype"]),
+                "scale": float(_pick(spec.get("scale"), q_scale) or 1.0),
+                "zero_point": int(_pick(spec.get("zero_point"), q_zero)),
+            }
+        return out
+
+    def quantize(self, features: np.ndarray) -> np.ndarray:
+        """Float log-mel frames -> the model's input tensor (normalised, quantised, shaped)."""
+        x = (np.asarray(features, dtype=np.float32) - self.norm_mean) / self.norm_std
+        if self.input_dtype in (np.dtype(np.int8), np.dtype(np.uint8)):
+            info = np.iinfo(self.input_dtype)
+            x = np.clip(np.round(x / self.in_scale) + self.in_zero, info.min, info.max)
+        return x.astype(self.input_dtype).reshape(self.input_shape)
+
+    def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """One invocation on ``(frames, n_mels)`` float features; float outputs by name."""
+        self.interpreter.set_tensor(self._in["index"], self.quantize(features))
+        self.interpreter.invoke()
+        result = {}
+        for name, o in self.outputs.items():
+            raw = self.interpreter.get_tensor(o["tensor"]).reshape(-1)
+            if o["dtype"] in (np.dtype(np.int8), np.dtype(np.uint8)):
+                result[name] = (raw.astype(np.float32) - o["zero_point"]) * o["scale"]
+            else:
+                result[name] = raw.astype(np.float32)
+        return result

@@ -1,0 +1,292 @@
+"""MQTT sink (paho-mqtt 2.x) with an on-disk queue: no event is lost while the broker is away.
+
+Topics: ``<prefix>/<device-id>/<type>`` (``wake``, ``command``, ``scene``, ``beat``, ``status``),
+QoS 1. Status heartbeats are retained, and the broker holds a retained last will ``offline`` on
+the status topic, so a subscriber always sees whether the device is alive.
+
+Delivery is at-least-once: ``send`` appends the event to a SQLite queue (WAL, one commit per
+event) and returns; a worker thread publishes queued rows in order while connected, and a row is
+deleted only when the broker's PUBACK arrives. While the broker is down rows accumulate on disk
+(bounded by ``max_queue``: the oldest are dropped and counted beyond it); when it comes back
+(paho reconnects with backoff) they are published. A process that dies with rows queued sends them
+after it restarts. Duplicates are possible after a reconnect; events carry ``seq`` to dedupe.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Sequence
+
+from .base import Sink, event_json
+
+__all__ = ["MqttSink", "DiskQueue"]
+
+log = logging.getLogger("hopwise.sinks.mqtt")
+
+
+class DiskQueue:
+    """Append-only FIFO of (topic, payload, qos, retain) rows in SQLite; thread-safe.
+
+    Parameters
+    ----------
+    path : SQLite file (its folder is created).
+    max_rows : beyond it the oldest rows are deleted (counted in ``dropped``): an SD card must
+        not fill up during a week without broker.
+    """
+
+    def __init__(self, path: str | Path, max_rows: int = 100_000):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.max_rows = int(max_rows)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS q (id INTEGER PRIMARY KEY AUTOINCREMENT, "
+                         "topic TEXT NOT NULL, payload TEXT NOT NULL, qos INTEGER, retain INTEGER)")
+        self.dropped = 0
+
+    def put(self, topic: str, payload: str, qos: int, retain: bool) -> int:
+        with self._lock:
+            cur = self._db.execute("INSERT INTO q (topic, payload, qos, retain) VALUES (?,?,?,?)",
+                                   (topic, payload, int(qos), int(bool(retain))))
+            rowid = cur.lastrowid
+            if self.max_rows and rowid % 256 == 0:
+                n = self._db.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+                if n > self.max_rows:
+                    self._db.execute("DELETE FROM q WHERE id IN (SELECT id FROM q ORDER BY id "
+                                     "LIMIT ?)", (n - self.max_rows,))
+                    self.dropped += n - self.max_rows
+            return rowid
+
+    def after(self, cursor: int, limit: int) -> list[tuple]:
+        with self._lock:
+            return self._db.execute("SELECT id, topic, payload, qos, retain FROM q WHERE id > ? "
+                                    "ORDER BY id LIMIT ?", (cursor, limit)).fetchall()
+
+    def delete(self, rowid: int) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM q WHERE id = ?", (rowid,))
+
+    def __len__(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM q").fetchone()[0]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+class MqttSink(Sink):
+    """Publish events to an MQTT broker, surviving broker restarts and network loss.
+
+    Usage::
+
+        sink = MqttSink(host="broker.local", port=1883, device_id="kitchen",
+                        state_dir="/var/lib/hopwise")
+        sink.send(event)        # returns at once; queued on disk, published in the background
+        sink.close()            # waits (up to a timeout) for the queue to drain, publishes offline
+
+    Parameters
+    ----------
+    host, port : broker address.
+    device_id : the ``<device-id>`` topic level.
+    topic_prefix : first topic level (default ``hopwise``).
+    qos : 1 (at least once) by default; 0 gives up delivery guarantees for less traffic.
+    state_dir : folder of the on-disk queue ``mqtt-queue.sqlite``.
+    username, password : broker credentials (None: anonymous).
+    tls : bool; ca_certs, certfile, keyfile : TLS settings (CA bundle, client cert/key);
+        tls_insecure skips hostname verification (only for testing).
+    keepalive_s : MQTT keepalive; also how fast the broker notices a dead device (will).
+    reconnect_min_s, reconnect_max_s : paho's reconnect backoff.
+    max_inflight : rows published and not yet acknowledged at a time.
+    max_queue : rows kept on disk at most.
+    retain_status : retain ``status`` messages (heartbeat/online/final/offline).
+    """
+
+    def __init__(self, host: str = "localhost", port: int = 1883, *, device_id: str = "hopwise",
+                 topic_prefix: str = "hopwise", qos: int = 1, state_dir: str | Path = "state",
+                 client_id: str | None = None, username: str | None = None,
+                 password: str | None = None, tls: bool = False, ca_certs: str | None = None,
+                 certfile: str | None = None, keyfile: str | None = None,
+                 tls_insecure: bool = False, keepalive_s: int = 30, reconnect_min_s: float = 0.5,
+                 reconnect_max_s: float = 10.0, max_inflight: int = 100,
+                 max_queue: int = 100_000, retain_status: bool = True,
+                 types: Sequence[str] | None = None, name: str = "mqtt"):
+        super().__init__(name, types)
+        import paho.mqtt.client as mqtt
+        self._mqtt = mqtt
+        self.host, self.port = host, int(port)
+        self.device_id, self.prefix, self.qos = device_id, topic_prefix, int(qos)
+        self.retain_status = retain_status
+        self.max_inflight = int(max_inflight)
+        self.queue = DiskQueue(Path(state_dir) / "mqtt-queue.sqlite", max_queue)
+        self.status_topic = self.topic("status")
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
+                                  client_id=client_id or f"hopwise-{device_id}-{uuid.uuid4().hex[:6]}",
+                                  clean_session=True)
+        if username:
+            self.client.username_pw_set(username, password)
+        if tls or ca_certs:
+            self.client.tls_set(ca_certs=ca_certs, certfile=certfile, keyfile=keyfile)
+            if tls_insecure:
+                self.client.tls_insecure_set(True)
+        self.client.will_set(self.status_topic, self._presence("offline"), qos=1, retain=True)
+        self.client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
+        self.client.on_connect = self._on_connect
+        self.client.on_disconnect = self._on_disconnect
+        self.client.on_publish = self._on_publish
+        self._lock = threading.Lock()
+        self._inflight: dict[int, int] = {}
+        self._early: set[int] = set()
+        self._cursor = 0
+        self._connected = threading.Event()
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._closed = False
+        self.acked = 0
+        self.connects = 0
+        self.disconnects = 0
+        self.last_connect_error: str | None = None
+        self.client.connect_async(self.host, self.port, keepalive=int(keepalive_s))
+        self.client.loop_start()
+        self._worker = threading.Thread(target=self._run, name=f"hopwise-{name}", daemon=True)
+        self._worker.start()
+
+    # ------------------------------------------------------------------ helpers
+    def topic(self, kind: str) -> str:
+        return f"{self.prefix}/{self.device_id}/{kind}"
+
+    def _presence(self, label: str) -> str:
+        return json.dumps({"type": "status", "label": label, "device": self.device_id,
+                           "t_wall": time.time()})
+
+    # ------------------------------------------------------------------ paho callbacks (network thread)
+    def _on_connect(self, client, userdata, flags, reason_code, properties=None):
+        if reason_code.is_failure:
+            self.last_connect_error = str(reason_code)
+            return
+        self.connects += 1
+        self.last_connect_error = None
+        client.publish(self.status_topic, self._presence("online"), qos=1, retain=True)
+        self._connected.set()
+        self._wake.set()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
+        if self._connected.is_set():
+            self.disconnects += 1
+        self._connected.clear()
+        if reason_code is not None and reason_code != 0:
+            self.last_error = f"disconnected: {reason_code}"
+
+    def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
+        with self._lock:
+            rowid = self._inflight.pop(mid, None)
+            if rowid is None:
+                self._early.add(mid)   # acknowledged before publish() returned to the worker
+                return
+        self._ack(rowid)
+
+    def _ack(self, rowid: int) -> None:
+        self.queue.delete(rowid)
+        self.acked += 1
+        self._wake.set()
+
+    # ------------------------------------------------------------------ worker
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(0.2)
+            self._wake.clear()
+            if not self._connected.is_set():
+                continue
+            try:
+                self._publish_some()
+            except Exception as exc:  # noqa: BLE001 - keep the worker alive, report it
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                log.warning("mqtt publish failed: %s", self.last_error)
+                time.sleep(0.2)
+
+    def _publish_some(self) -> None:
+        with self._lock:
+            room = self.max_inflight - len(self._inflight)
+        if room <= 0:
+            return
+        for rowid, topic, payload, qos, retain in self.queue.after(self._cursor, room):
+            if not self._connected.is_set():
+                return
+            info = self.client.publish(topic, payload, qos=qos, retain=bool(retain))
+            if info.rc not in (self._mqtt.MQTT_ERR_SUCCESS, self._mqtt.MQTT_ERR_NO_CONN):
+                self.last_error = f"publish rc {info.rc}"
+                return  # retried from the same cursor on the next wake
+            self._cursor = rowid
+            if qos == 0:
+                self._ack(rowid)
+                continue
+            with self._lock:
+                if info.mid in self._early:
+                    self._early.discard(info.mid)
+                    early = True
+                else:
+                    self._inflight[info.mid] = rowid
+                    early = False
+            if early:
+                self._ack(rowid)
+            self.sent += 1
+
+    # ------------------------------------------------------------------ Sink API
+    def send(self, event: dict) -> None:
+        kind = event.get("type", "event")
+        retain = self.retain_status and kind == "status" and event.get("label") in (
+            "heartbeat", "online", "final")
+        self.queue.put(self.topic(kind), event_json(event), self.qos, retain)
+        self._wake.set()
+
+    @property
+    def pending(self) -> int:
+        return -1 if self._closed else len(self.queue)
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def flush(self, timeout_s: float = 5.0) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.pending <= 0:
+                return True
+            self._wake.set()
+            time.sleep(0.01)
+        return self.pending == 0
+
+    def close(self, timeout_s: float = 5.0) -> None:
+        """Drain the queue (up to ``timeout_s``; what is left stays on disk for the next start),
+        publish a retained ``offline`` and disconnect cleanly."""
+        self.flush(timeout_s)
+        self._stop.set()
+        self._wake.set()
+        self._worker.join(timeout=2.0)
+        if self.connected:
+            info = self.client.publish(self.status_topic, self._presence("offline"), qos=1, retain=True)
+            try:
+                info.wait_for_publish(timeout=min(2.0, max(0.1, timeout_s)))
+            except (RuntimeError, ValueError):
+                pass
+        self.client.disconnect()
+        self.client.loop_stop()
+        self._closed = True
+        self.queue.close()
+
+    def health(self) -> dict:
+        h = super().health()
+        h.update(connected=self.connected, queued=self.pending, acked=self.acked,
+                 connects=self.connects, disconnects=self.disconnects,
+                 dropped=self.queue.dropped, broker=f"{self.host}:{self.port}",
+                 connect_error=self.last_connect_error)
+        h["ok"] = self.connected and self.errors == 0
+        return h

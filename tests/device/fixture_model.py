@@ -1,0 +1,132 @@
+"""A tiny, hand-weighted int8 TFLite multitask model whose posteriors the tests control.
+
+The trained model recognises words; tests of the runtime need a model whose answer is known.
+This one is a single linear layer per head over the (98, 40) normalised log-mel window, with
+weights set by hand (no training) so that:
+
+* keyword head: "computer" when a tone at ``WAKE_HZ`` has just *ended* (it sounded in the body of
+  the window, frames [-70, -10), and is absent from the last 6 frames: like a real detector, it
+  fires once the word is complete); "yes" likewise for ``YES_HZ``; "_silence_" otherwise;
+* scene head: "siren" while a tone at ``SIREN_HZ`` fills most of the window, "street_music"
+  otherwise.
+
+It is converted full-int8 with TensorFlow's converter (so it exercises exactly the quantised
+path the real export produces) and written with a real manifest (`write_manifest`), including the
+``normalization`` affine. TensorFlow is imported inside `build_tone_model` only (host tests).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from device.audio_source import Tone, render_tones
+from device.frontend import LogMelConfig, log_mel, mel_filterbank
+from device.manifest import write_manifest
+
+WAKE_HZ = 500.0
+YES_HZ = 1500.0
+SIREN_HZ = 3000.0
+WORD_S = 0.5          # how long a "word" tone lasts in the test recordings
+FRAMES, N_MELS = 98, 40
+BODY = slice(FRAMES - 70, FRAMES - 10)
+TAIL = slice(FRAMES - 6, FRAMES)
+
+
+def band_of(freq_hz: float, fcfg: LogMelConfig) -> int:
+    fb = mel_filterbank(fcfg.sample_rate, fcfg.n_fft, fcfg.n_mels, fcfg.fmin_hz, fcfg.fmax_hz)
+    bin_ = int(round(freq_hz / (fcfg.sample_rate / fcfg.n_fft)))
+    return int(np.argmax(fb[:, bin_]))
+
+
+def calibration(fcfg: LogMelConfig) -> tuple[float, float]:
+    """Normalisation (mean, std) that maps the noise floor of `render_tones` to about -1 and a
+    0.3-amplitude tone's band to about +1."""
+    x = render_tones([Tone(0.5, 1.5, WAKE_HZ, 0.3)], 2.0, fcfg.sample_rate)
+    m = log_mel(x, fcfg)
+    b = band_of(WAKE_HZ, fcfg)
+    quiet = float(np.median(m[:20, b]))
+    loud = float(np.median(m[70:130, b]))
+    return (quiet + loud) / 2.0, (loud - quiet) / 2.0
+
+
+def head_weights(labels: list[str], scenes: list[str], wake_word: str, fcfg: LogMelConfig):
+    k, c = 6.0, 5.0
+    b_wake, b_yes, b_siren = (band_of(f, fcfg) for f in (WAKE_HZ, YES_HZ, SIREN_HZ))
+    wk = np.zeros((FRAMES, N_MELS, len(labels)), np.float32)
+    bk = np.full(len(labels), -10.0, np.float32)
+    bk[labels.index("_silence_")] = 0.0
+    for word, band in ((wake_word, b_wake), ("yes", b_yes)):
+        i = labels.index(word)
+        wk[BODY, band, i] = k / (BODY.stop - BODY.start)
+        wk[TAIL, band, i] = -k / (TAIL.stop - TAIL.start)
+        bk[i] = -c
+    ws = np.zeros((FRAMES, N_MELS, len(scenes)), np.float32)
+    bs = np.full(len(scenes), -10.0, np.float32)
+    siren, street = scenes.index("siren"), scenes.index("street_music")
+    ws[:, b_siren, siren] = k / FRAMES
+    bs[siren], bs[street] = 0.0, 0.0
+    return (wk.reshape(-1, len(labels)), bk), (ws.reshape(-1, len(scenes)), bs)
+
+
+def build_tone_model(out_dir: str | Path, cfg, name: str = "tone_multitask") -> Path:
+    """Write ``<out_dir>/<name>.tflite`` + ``.json`` for profile ``cfg``; return the model path."""
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf  # host-only: tests build their fixture model with it
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    fcfg = LogMelConfig.from_config(cfg, "keyword")
+    labels, scenes = cfg.keyword_labels, list(cfg["labels.scenes"])
+    mean, std = calibration(fcfg)
+    (wk, bk), (ws, bs) = head_weights(labels, scenes, cfg["labels.wake_word"], fcfg)
+
+    inp = tf.keras.Input((FRAMES, N_MELS, 1), name="features")
+    flat = tf.keras.layers.Flatten()(inp)
+    kw = tf.keras.layers.Dense(len(labels), activation="softmax", name="keyword")
+    sc = tf.keras.layers.Dense(len(scenes), activation="softmax", name="scene")
+    model = tf.keras.Model(inp, [kw(flat), sc(flat)])
+    kw.set_weights([wk, bk])
+    sc.set_weights([ws, bs])
+
+    # Representative inputs: normalised log-mels of tones and silence (sets the input scale).
+    rep = []
+    sig = render_tones([Tone(0.2, 0.7, WAKE_HZ, 0.3), Tone(1.2, 1.7, YES_HZ, 0.3),
+                        Tone(2.0, 3.5, SIREN_HZ, 0.3)], 4.0, fcfg.sample_rate)
+    feats = (log_mel(sig, fcfg) - mean) / std
+    for start in range(0, len(feats) - FRAMES, 10):
+        rep.append(feats[start:start + FRAMES].reshape(1, FRAMES, N_MELS, 1).astype(np.float32))
+
+    def representative():
+        for r in rep:
+            yield [r]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path = out_dir / f"{name}.tflite"
+    path.write_bytes(conv.convert())
+
+    from ai_edge_litert.interpreter import Interpreter
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    ind = it.get_input_details()[0]
+    outs = []
+    for det in it.get_output_details():
+        n = int(np.prod(det["shape"]))
+        head, head_labels = ("keyword", labels) if n == len(labels) else ("scene", scenes)
+        outs.append({"name": head, "index": int(det["index"]), "labels": head_labels,
+                     "dtype": "int8", "scale": float(det["quantization"][0]),
+                     "zero_point": int(det["quantization"][1])})
+    frontend = {"name": "keyword", **cfg.section("frontend.keyword")}
+    write_manifest(path, name=name, kind="multitask", frontend=frontend,
+                   input={"shape": [int(s) for s in ind["shape"]], "dtype": "int8",
+                          "scale": float(ind["quantization"][0]),
+                          "zero_point": int(ind["quantization"][1])},
+                   outputs=outs, stride_hops=int(cfg.get("model.multitask.stride_hops", 10)),
+                   extra={"normalization": {"mean": mean, "std": std}})
+    return path
