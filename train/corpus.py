@@ -1,0 +1,558 @@
+"""The training corpus of every model, built from the profile: synthetic (offline) or real data.
+
+``build_corpus(cfg)`` returns a `Corpus` with keywords (1 s at 16 kHz), scenes, vocal
+percussion, separation mixtures (8 kHz) and background noise; ``split_corpus`` splits it by
+group (speaker/voice for keywords, source recording for scenes). A built corpus is cached
+under ``build/cache/corpus-<hash>/`` keyed by the data, label, project and frontend settings, so
+the second build of a profile loads in seconds.
+
+Command line::
+
+    python -m train.corpus --profile default
+    python -m train.corpus --profile real --set data.real.esc50=/data/ESC-50
+    python -m train.corpus --set data.synthetic.keyword_takes_per_word=2 --rebuild
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+import warnings
+from collections import defaultdict
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+from device.config import Config, load_config
+from .audio_io import fit_length, resample
+from .datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, load_background_noise,
+                       load_esc50, load_speech_commands, load_urbansound8k,
+                       load_vocal_percussion, load_wake_words)
+from .splits import check_fractions, speech_commands_split, split_by_group
+from .synth import (SCENE_GENERATORS, augment_keyword, clip_rng, generate_scene,
+                    noise_recording, percussion_clip, plan_take, render_take, silence_clip)
+from .synth.keywords import take_meta
+from .synth.augment import db_to_gain, rms
+
+__all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "main"]
+
+log = logging.getLogger(__name__)
+CACHE_VERSION = 1  # bump when the generators change what a profile produces
+
+
+@dataclass
+class Corpus:
+    """Everything the models train on.
+
+    Attributes
+    ----------
+    keywords : list of Clip
+        16 kHz, exactly ``data.clip_s`` (1 s) each; labels from ``cfg.keyword_labels``.
+    scenes : list of Clip
+        16 kHz, at least 1 s each; labels ``cfg["labels.scenes"]``.
+    percussion : list of Clip
+        16 kHz; labels ``cfg["labels.percussion"]``; synthetic ones carry ``meta["onset_s"]``.
+    separation : list of dict
+        ``{"mixture": (n,), "sources": (2, n), "group": str, "labels": [speech, scene]}`` at
+        ``frontend.separation.sample_rate``; ``mixture == sources.sum(0)``.
+    noise : list of np.ndarray
+        Background recordings at 16 kHz for augmentation (may be empty).
+    source : str
+        ``"synthetic"`` or ``"real"``.
+    """
+
+    keywords: list[Clip]
+    scenes: list[Clip]
+    percussion: list[Clip]
+    separation: list[dict]
+    noise: list[np.ndarray]
+    source: str
+    info: dict = field(default_factory=dict)
+
+    def counts(self) -> dict[str, dict[str, int]]:
+        """Per-class clip counts of each task."""
+        return {"keywords": class_counts(self.keywords), "scenes": class_counts(self.scenes),
+                "percussion": class_counts(self.percussion),
+                "separation": {"mixtures": len(self.separation)},
+                "noise": {"recordings": len(self.noise)}}
+
+
+# --------------------------------------------------------------------------- helpers
+def _progress(iterable, progress: bool, desc: str, total: int | None = None):
+    if not progress:
+        return iterable
+    from tqdm.auto import tqdm
+    return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
+
+
+def _resolve_path(path) -> Path | None:
+    if path in (None, ""):
+        return None
+    from device.config import REPO_ROOT
+    p = Path(os.path.expanduser(str(path)))
+    return p if p.is_absolute() else REPO_ROOT / p
+
+
+def _fingerprint(paths) -> list:
+    """Cheap identity of data folders (file count, bytes, newest mtime): a real-data cache
+    must not outlive a change to the files it was built from."""
+    out = []
+    for path in paths:
+        if path is None or not path.exists():
+            out.append([str(path), None])
+            continue
+        count = size = newest = 0
+        for root, _dirs, files in os.walk(path):
+            for name in files:
+                st = os.stat(os.path.join(root, name))
+                count, size, newest = count + 1, size + st.st_size, max(newest, int(st.st_mtime))
+        out.append([str(path), count, size, newest])
+    return out
+
+
+def corpus_cache_dir(cfg: Config) -> Path:
+    """Where the profile's corpus is cached: ``build/cache/corpus-<hash>``."""
+    return cfg.build_dir / "cache" / f"corpus-{cfg.hash('data', 'labels', 'project', 'frontend')}"
+
+
+# --------------------------------------------------------------------------- cache (no pickle)
+def _pack_clips(prefix: str, clips: list[Clip], arrays: dict) -> dict:
+    lengths = np.array([len(c.audio) for c in clips], dtype=np.int64)
+    arrays[f"{prefix}_audio"] = (np.concatenate([c.audio for c in clips]).astype(np.float32)
+                                 if clips else np.zeros(0, np.float32))
+    arrays[f"{prefix}_lengths"] = lengths
+    return {"rows": [[c.sample_rate, c.label, c.group, c.path, c.fold, c.meta] for c in clips]}
+
+
+def _unpack_clips(prefix: str, arrays, rows) -> list[Clip]:
+    audio, lengths = arrays[f"{prefix}_audio"], arrays[f"{prefix}_lengths"]
+    bounds = np.concatenate([[0], np.cumsum(lengths)])
+    return [Clip(audio[bounds[i]:bounds[i + 1]], int(r[0]), r[1], r[2], r[3], r[4], r[5])
+            for i, r in enumerate(rows)]
+
+
+def save_corpus(corpus: Corpus, folder: Path) -> None:
+    """Write the corpus as one uncompressed npz (fast to load) plus a JSON index."""
+    folder.mkdir(parents=True, exist_ok=True)
+    arrays: dict[str, np.ndarray] = {}
+    index = {"version": CACHE_VERSION, "source": corpus.source, "info": corpus.info}
+    for name in ("keywords", "scenes", "percussion"):
+        index[name] = _pack_clips(name, getattr(corpus, name), arrays)
+    if corpus.separation:
+        arrays["separation_mixture"] = np.stack([m["mixture"] for m in corpus.separation])
+        arrays["separation_sources"] = np.stack([m["sources"] for m in corpus.separation])
+    index["separation"] = [{k: v for k, v in m.items() if k not in ("mixture", "sources")}
+                           for m in corpus.separation]
+    index["noise"] = len(corpus.noise)
+    for i, noise in enumerate(corpus.noise):
+        arrays[f"noise_{i}"] = noise
+    tmp = folder / "corpus.tmp.npz"
+    np.savez(tmp, **arrays)
+    (folder / "index.json.tmp").write_text(json.dumps(index, default=str))
+    # Rename last so a build killed halfway never leaves a cache that looks complete.
+    os.replace(tmp, folder / "corpus.npz")
+    os.replace(folder / "index.json.tmp", folder / "index.json")
+
+
+def load_cached_corpus(folder: Path) -> Corpus | None:
+    """The cached corpus, or None when there is none (or it is from another cache version)."""
+    index_path, data_path = folder / "index.json", folder / "corpus.npz"
+    if not (index_path.is_file() and data_path.is_file()):
+        return None
+    index = json.loads(index_path.read_text())
+    if index.get("version") != CACHE_VERSION:
+        return None
+    with np.load(data_path, allow_pickle=False) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    parts = {name: _unpack_clips(name, arrays, index[name]["rows"])
+             for name in ("keywords", "scenes", "percussion")}
+    separation = [dict(meta, mixture=arrays["separation_mixture"][i],
+                       sources=arrays["separation_sources"][i])
+                  for i, meta in enumerate(index["separation"])]
+    noise = [arrays[f"noise_{i}"] for i in range(index["noise"])]
+    return Corpus(parts["keywords"], parts["scenes"], parts["percussion"], separation, noise,
+                  index["source"], index.get("info", {}))
+
+
+# --------------------------------------------------------------------------- synthetic parts
+def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bool,
+                  noise_pool, kind: str = "kw") -> tuple[list[Clip], list[tuple]]:
+    """Synthesise and augment takes; ``phrases`` maps text -> (label, takes).
+
+    Returns the 1 s clips and the clean takes (audio, voice, text) for separation mixtures.
+    """
+    seed = cfg["project.seed"]
+    rate = cfg["frontend.keyword.sample_rate"]
+    n_samples = int(round(cfg["data.clip_s"] * rate))
+    backend = cfg.get("data.synthetic.speech_backend", "auto")
+    jobs = [(text, label, i) for text, (label, takes) in phrases.items() for i in range(takes)]
+    clips, clean = [], []
+    for text, label, i in _progress(jobs, progress, "synthetic speech"):
+        rng = clip_rng(seed, kind, text, i)
+        take = plan_take(text, rng)
+        speech = render_take(take, rate, backend)
+        audio = augment_keyword(speech, rng, n_samples, rate, noise_pool)
+        meta = dict(take_meta(take), word=text, synthetic=True)
+        clips.append(Clip(audio, rate, label, take.voice, None, meta=meta))
+        clean.append((speech, take.voice, text))
+    return clips, clean
+
+
+def _silence(cfg: Config, count: int, noise_pool, progress: bool) -> list[Clip]:
+    seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
+    n_samples = int(round(cfg["data.clip_s"] * rate))
+    buckets = cfg.get("data.synthetic.group_buckets", 20)
+    return [Clip(silence_clip(clip_rng(seed, "silence", "_silence_", i), n_samples, rate,
+                              noise_pool), rate, "_silence_", f"silence-{i % buckets}",
+                 meta={"synthetic": True})
+            for i in _progress(range(count), progress, "silence")]
+
+
+def _synthetic_scenes(cfg: Config, progress: bool) -> list[Clip]:
+    seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
+    per_class = cfg["data.synthetic.scene_clips_per_class"]
+    clip_s = cfg["data.synthetic.scene_clip_s"]
+    buckets = cfg.get("data.synthetic.group_buckets", 20)
+    jobs = [(label, i) for label in cfg["labels.scenes"] for i in range(per_class)]
+    return [Clip(generate_scene(label, clip_rng(seed, "scene", label, i), clip_s, rate), rate,
+                 label, f"scene-seed{i % buckets}", meta={"synthetic": True, "index": i})
+            for label, i in _progress(jobs, progress, "scenes")]
+
+
+def _synthetic_percussion(cfg: Config, progress: bool) -> list[Clip]:
+    seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
+    per_class = cfg["data.synthetic.drum_hits_per_class"]
+    clip_s = cfg.get("data.synthetic.drum_clip_s", 1.0)
+    buckets = cfg.get("data.synthetic.group_buckets", 20)
+    clips = []
+    for label, i in _progress([(lab, i) for lab in cfg["labels.percussion"]
+                               for i in range(per_class)], progress, "drum hits"):
+        audio, onset_s = percussion_clip(label, clip_rng(seed, "drum", label, i), clip_s, rate)
+        clips.append(Clip(audio, rate, label, f"drum-seed{i % buckets}",
+                          meta={"onset_s": onset_s, "synthetic": True}))
+    return clips
+
+
+def _noise_pool(cfg: Config) -> list[np.ndarray]:
+    seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
+    colours = ["pink", "brown", "white", "blue"]
+    return [noise_recording(clip_rng(seed, "noise", "pool", i),
+                            cfg.get("data.synthetic.noise_recording_s", 10.0), rate,
+                            colours[i % len(colours)])
+            for i in range(cfg.get("data.synthetic.noise_recordings", 4))]
+
+
+def _mixtures(cfg: Config, speech: list[tuple], scenes: list[Clip], progress: bool) -> list[dict]:
+    """Two-source mixtures at the separation rate: a keyword over a scene.
+
+    ``speech`` holds (audio at 16 kHz, group, word); the scene is cut or tiled to the length.
+    The sources are stored as they sit in the mixture, so their sum is the mixture exactly.
+    """
+    count = cfg["data.synthetic.separation_mixtures"]
+    if not count or not speech or not scenes:
+        return []
+    seed = cfg["project.seed"]
+    in_rate = cfg["frontend.keyword.sample_rate"]
+    rate = cfg["frontend.separation.sample_rate"]
+    n = int(round(cfg["data.synthetic.separation_clip_s"] * rate))
+    out = []
+    for i in _progress(range(count), progress, "separation mixtures"):
+        rng = clip_rng(seed, "mixture", "pair", i)
+        voice_audio, group, word = speech[int(rng.integers(len(speech)))]
+        scene = scenes[int(rng.integers(len(scenes)))]
+        s0 = resample(voice_audio, in_rate, rate)[:n]
+        s0 = np.roll(fit_length(s0, n), int(rng.integers(0, max(1, n - len(s0) + 1))))
+        s1 = resample(scene.audio, scene.sample_rate, rate)
+        s1 = np.tile(s1, int(np.ceil(n / max(1, len(s1)))))[:n] if len(s1) < n else \
+            s1[(start := int(rng.integers(0, len(s1) - n + 1))): start + n]
+        s0 = s0 / max(rms(s0), 1e-12)
+        s1 = s1 / max(rms(s1), 1e-12) * db_to_gain(-rng.uniform(-5.0, 5.0))
+        sources = np.stack([s0, s1]).astype(np.float32)
+        sources *= db_to_gain(rng.uniform(-30.0, -18.0))
+        peak = float(np.max(np.abs(sources.sum(axis=0))))
+        if peak > 0.99:
+            sources *= 0.99 / peak
+        out.append({"mixture": sources.sum(axis=0).astype(np.float32), "sources": sources,
+                    "group": group, "labels": [word, scene.label]})
+    return out
+
+
+def _synthetic_confusables(cfg: Config) -> dict[str, tuple[str, int]]:
+    phrases: dict[str, tuple[str, int]] = {}
+    for text in cfg["labels.unknown_words"]:
+        phrases[text] = ("_unknown_", cfg["data.synthetic.unknown_takes_per_word"])
+    for text in cfg.get("data.synthetic.wake_word_confusables", []):
+        phrases[text] = ("_unknown_", cfg.get("data.synthetic.confusable_takes_per_phrase",
+                                              cfg["data.synthetic.unknown_takes_per_word"]))
+    return phrases
+
+
+def build_synthetic(cfg: Config, progress: bool = True) -> Corpus:
+    """The built-in corpus: espeak-ng keywords, procedural scenes and drums, mixtures."""
+    unknown = sorted(set(cfg["labels.scenes"]) - set(SCENE_GENERATORS))
+    if unknown:
+        raise ValueError(f"labels.scenes {unknown} have no synthetic generator; the synthetic "
+                         f"corpus knows {sorted(SCENE_GENERATORS)}; use the real profile for "
+                         f"other scene labels")
+    noise = _noise_pool(cfg)
+    takes = cfg["data.synthetic.keyword_takes_per_word"]
+    phrases = {w: (w, takes) for w in [cfg["labels.wake_word"], *cfg["labels.commands"]]}
+    phrases.update(_synthetic_confusables(cfg))
+    keywords, clean = _speech_takes(cfg, phrases, progress, noise)
+    keywords += _silence(cfg, cfg["data.synthetic.silence_clips"], noise, progress)
+    scenes = _synthetic_scenes(cfg, progress)
+    percussion = _synthetic_percussion(cfg, progress)
+    separation = _mixtures(cfg, clean, scenes, progress)
+    return Corpus(keywords, scenes, percussion, separation, noise, "synthetic")
+
+
+# --------------------------------------------------------------------------- real parts
+def _warn_missing(what: str, path, key: str) -> None:
+    warnings.warn(f"{what} folder {path} does not exist: skipping it; set {key} to the dataset "
+                  f"folder (or --set {key}=PATH)", stacklevel=3)
+
+
+def build_real(cfg: Config, progress: bool = True) -> Corpus:
+    """Real recordings in their standard layouts, plus synthetic speech of the wake word and
+    of confusable phrases (see ``[data.real]`` in the profile)."""
+    rate = cfg["frontend.keyword.sample_rate"]
+    clip_s = cfg["data.clip_s"]
+    wake = cfg["labels.wake_word"]
+    paths = {k: _resolve_path(cfg.get(f"data.real.{k}")) for k in (
+        "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
+        "background_noise")}
+    noise = load_background_noise([paths["background_noise"], paths["speech_commands"]], rate)
+
+    keywords: list[Clip] = []
+    if paths["speech_commands"] and paths["speech_commands"].is_dir():
+        keywords += load_speech_commands(paths["speech_commands"], rate, cfg["labels.commands"],
+                                         clip_s=clip_s)
+    else:
+        _warn_missing("Speech Commands", paths["speech_commands"], "data.real.speech_commands")
+    if paths["wake_words"] and paths["wake_words"].is_dir():
+        for clip in load_wake_words(paths["wake_words"], rate, clip_s=clip_s):
+            if clip.label != wake:
+                # Other phrases from the same recording channel: negatives that stop the model
+                # from learning "this microphone" instead of the word.
+                clip = replace(clip, label="_unknown_", meta=dict(clip.meta, word=clip.label))
+            keywords.append(clip)
+        if not any(c.label == wake for c in keywords):
+            warnings.warn(f"no folder {wake!r} under {paths['wake_words']}: the wake word has "
+                          f"synthetic examples only", stacklevel=2)
+    else:
+        _warn_missing("wake-word", paths["wake_words"], "data.real.wake_words")
+    phrases = {wake: (wake, cfg.get("data.real.synthetic_wake_word_takes", 60))}
+    extra = cfg.get("data.real.synthetic_unknown_takes_per_phrase", 12)
+    for text in [*cfg["labels.unknown_words"], *cfg.get("data.synthetic.wake_word_confusables", [])]:
+        phrases[text] = ("_unknown_", extra)
+    synthetic, clean = _speech_takes(cfg, phrases, progress, noise, kind="kw-real")
+    keywords += synthetic
+
+    scene_labels = list(cfg["labels.scenes"])
+    scenes: list[Clip] = []
+    if set(scene_labels) <= set(ESC50_MAJOR_GROUPS):
+        if paths["esc50"] and paths["esc50"].is_dir():
+            scenes = load_esc50(paths["esc50"], rate, major_groups=True)
+        else:
+            _warn_missing("ESC-50", paths["esc50"], "data.real.esc50")
+    else:
+        if paths["urbansound8k"] and paths["urbansound8k"].is_dir():
+            scenes += load_urbansound8k(paths["urbansound8k"], rate)
+        if paths["esc50"] and paths["esc50"].is_dir():
+            scenes += load_esc50(paths["esc50"], rate)
+    scenes = [c for c in scenes if c.label in scene_labels]
+    # Scene windows are 1 s; a shorter clip (UrbanSound8K has 0.3 s dog barks) is padded.
+    min_n = int(round(clip_s * rate))
+    scenes = [replace(c, audio=fit_length(c.audio, min_n)) if len(c.audio) < min_n else c
+              for c in scenes]
+
+    percussion: list[Clip] = []
+    if paths["vocal_percussion"] and paths["vocal_percussion"].is_dir():
+        percussion = [c for c in load_vocal_percussion(paths["vocal_percussion"], rate)
+                      if c.label in cfg["labels.percussion"]]
+    else:
+        _warn_missing("vocal-percussion", paths["vocal_percussion"], "data.real.vocal_percussion")
+
+    speech = [(c.audio, c.group, c.label) for c in keywords
+              if c.label not in ("_silence_", "_unknown_") and not c.meta.get("synthetic")] or \
+        [(a, g, w) for a, g, w in clean]
+    separation = _mixtures(cfg, speech, scenes, progress)
+    info = {"fingerprint": _fingerprint([p for p in paths.values()])}
+    return Corpus(keywords, scenes, percussion, separation, noise, "real", info)
+
+
+# --------------------------------------------------------------------------- public API
+def _check(corpus: Corpus, cfg: Config) -> None:
+    labels = set(cfg.keyword_labels)
+    stray = {c.label for c in corpus.keywords} - labels
+    if stray:
+        raise ValueError(f"keyword clips with labels {sorted(stray)} outside cfg.keyword_labels "
+                         f"{cfg.keyword_labels}; this is a bug in the corpus builder")
+    n = int(round(cfg["data.clip_s"] * cfg["frontend.keyword.sample_rate"]))
+    bad = [c for c in corpus.keywords if len(c.audio) != n]
+    if bad:
+        raise ValueError(f"{len(bad)} keyword clips are not {n} samples long (first: {bad[0].path})")
+
+
+def build_corpus(cfg: Config, progress: bool = True, rebuild: bool = False) -> Corpus:
+    """Build (or load from the cache) the profile's corpus.
+
+    Parameters
+    ----------
+    cfg : Config
+        The profile. ``data.source`` picks ``"synthetic"`` or ``"real"``; sizes come from
+        ``[data.synthetic]``, paths from ``[data.real]``.
+    progress : bool
+        Show tqdm progress bars on stderr.
+    rebuild : bool
+        Ignore and overwrite the cache.
+
+    Returns
+    -------
+    Corpus
+    """
+    source = cfg["data.source"]
+    if source not in ("synthetic", "real"):
+        raise ValueError(f"data.source must be \"synthetic\" or \"real\", got {source!r}; fix the "
+                         f"profile or pass --set data.source=synthetic")
+    folder = corpus_cache_dir(cfg)
+    fingerprint = None
+    if source == "real":
+        fingerprint = _fingerprint([_resolve_path(cfg.get(f"data.real.{k}")) for k in (
+            "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
+            "background_noise")])
+    if not rebuild:
+        cached = load_cached_corpus(folder)
+        if cached is not None and (fingerprint is None or
+                                   json.loads(json.dumps(fingerprint)) ==
+                                   cached.info.get("fingerprint")):
+            log.info("corpus loaded from cache %s", folder)
+            return cached
+    t0 = time.perf_counter()
+    corpus = build_synthetic(cfg, progress) if source == "synthetic" else build_real(cfg, progress)
+    _check(corpus, cfg)
+    corpus.info["build_s"] = round(time.perf_counter() - t0, 2)
+    save_corpus(corpus, folder)
+    log.info("corpus built in %.1f s, cached in %s", corpus.info["build_s"], folder)
+    return corpus
+
+
+def _split_clips(clips: list[Clip], fractions, seed: int) -> tuple[list, list, list]:
+    """split_by_group, but by clip when there are too few groups to fill three parts (the
+    beatbox set is one person in two places)."""
+    if len({c.group for c in clips}) >= 3 or not clips:
+        return split_by_group(clips, fractions, seed)
+    log.info("only %d group(s): splitting %d clips by clip instead of by group",
+             len({c.group for c in clips}), len(clips))
+    regrouped = [replace(c, group=f"{c.group}/{c.path or i}") for i, c in enumerate(clips)]
+    parts = split_by_group(regrouped, fractions, seed)
+    back = {id(r): c for r, c in zip(regrouped, clips)}
+    return tuple([back[id(r)] for r in part] for part in parts)  # type: ignore[return-value]
+
+
+class _Grouped:
+    def __init__(self, item: dict):
+        self.item, self.group = item, item.get("group", "")
+
+
+def split_corpus(corpus: Corpus, cfg: Config) -> dict[str, Corpus]:
+    """Split into ``{"train", "validation", "test"}`` with ``[split]`` fractions, by group.
+
+    Keywords are speaker/voice-disjoint (Speech Commands' own lists when its folder has
+    them), scenes source-disjoint, mixtures disjoint by the speech source's voice. The noise
+    recordings are augmentation material and go to every part.
+    """
+    fractions = check_fractions((cfg["split.train"], cfg["split.validation"], cfg["split.test"]))
+    seed = cfg["project.seed"]
+    sc_root = _resolve_path(cfg.get("data.real.speech_commands")) if corpus.source == "real" else None
+    if sc_root is not None and (sc_root / "validation_list.txt").is_file():
+        from_sc = [c for c in corpus.keywords if c.path and str(c.path).startswith(str(sc_root))]
+        others = [c for c in corpus.keywords if not (c.path and str(c.path).startswith(str(sc_root)))]
+        kw = [a + b for a, b in zip(speech_commands_split(from_sc, sc_root, fractions, seed),
+                                    split_by_group(others, fractions, seed))]
+    else:
+        kw = split_by_group(corpus.keywords, fractions, seed)
+    scenes = _split_clips(corpus.scenes, fractions, seed)
+    drums = _split_clips(corpus.percussion, fractions, seed)
+    mixes = split_by_group([_Grouped(m) for m in corpus.separation], fractions, seed) \
+        if corpus.separation else ([], [], [])
+    names = ("train", "validation", "test")
+    return {name: Corpus(kw[i], scenes[i], drums[i], [g.item for g in mixes[i]],
+                         list(corpus.noise), corpus.source, dict(corpus.info))
+            for i, name in enumerate(names)}
+
+
+# --------------------------------------------------------------------------- command line
+def _by_class(clips: list[Clip], per_class: int) -> dict[str, list[np.ndarray]]:
+    out: dict[str, list[np.ndarray]] = defaultdict(list)
+    for clip in clips:
+        if len(out[clip.label]) < per_class:
+            out[clip.label].append(clip.audio)
+    return dict(out)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m train.corpus",
+        description="Build (or load from cache) the training corpus of a profile, print the "
+                    "clips per class and the build time, and save spectrogram grids of "
+                    "keywords, scenes and percussion under <build_dir>/reports/.",
+        epilog="examples:\n  python -m train.corpus --profile default\n"
+               "  python -m train.corpus --set data.synthetic.keyword_takes_per_word=2 --rebuild\n"
+               "  python -m train.corpus --profile real --set data.real.esc50=/data/ESC-50",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--profile", default="default",
+                        help="built-in profile name (default, real) or a path to a .toml file")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE", help="override a profile setting; repeatable")
+    parser.add_argument("--rebuild", action="store_true", help="ignore the cache and rebuild")
+    parser.add_argument("--no-plots", action="store_true", help="skip the spectrogram PNGs")
+    parser.add_argument("--examples", type=int, default=4, metavar="N",
+                        help="examples per class in the spectrogram grids (default 4)")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+
+    cfg = load_config(args.profile, args.overrides)
+    t0 = time.perf_counter()
+    corpus = build_corpus(cfg, progress=not args.quiet, rebuild=args.rebuild)
+    elapsed = time.perf_counter() - t0
+    print(f"corpus ({corpus.source}) for profile {cfg.name}: {corpus_cache_dir(cfg)}")
+    for task, counts in corpus.counts().items():
+        total = sum(counts.values())
+        print(f"  {task} ({total}): " + ", ".join(f"{k} {v}" for k, v in counts.items()))
+    splits = split_corpus(corpus, cfg)
+    print("  split clips (keywords/scenes/percussion/mixtures): " + "; ".join(
+        f"{name} {len(p.keywords)}/{len(p.scenes)}/{len(p.percussion)}/{len(p.separation)}"
+        for name, p in splits.items()))
+    built = corpus.info.get("build_s")
+    print(f"ready in {elapsed:.1f} s" + (f" (built in {built:.1f} s)" if built is not None and
+                                         elapsed > 0.5 * built else " (from cache)"))
+    if not args.no_plots:
+        from device.frontend import LogMelConfig
+        from .plots import save_spectrogram_grid
+        reports = cfg.build_dir / "reports"
+        # Each task through the frontend of the model that learns it: percussion feeds the
+        # echo state network at 8 kHz, so what vanishes there should vanish in the picture.
+        for task, frontend_name in (("keywords", "keyword"), ("scenes", "keyword"),
+                                    ("percussion", "esn")):
+            clips = getattr(corpus, task)
+            if not clips:
+                continue
+            frontend = LogMelConfig.from_config(cfg, frontend_name)
+            examples = {label: [resample(a, c_rate, frontend.sample_rate) for a in audios]
+                        for label, audios in _by_class(clips, args.examples).items()
+                        for c_rate in [clips[0].sample_rate]}
+            path = save_spectrogram_grid(examples, frontend,
+                                         reports / f"corpus-{corpus.source}-{task}.png",
+                                         title=f"{task} ({corpus.source}, frontend.{frontend_name})")
+            print(f"  spectrograms: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

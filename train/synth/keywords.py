@@ -1,0 +1,127 @@
+"""Synthetic keyword clips: espeak-ng takes in many voices, fitted into 1 s and augmented.
+
+A take is drawn from its own seeded generator (seed, word, take index), so a smaller corpus is
+a prefix of a bigger one and any clip can be rebuilt alone.
+"""
+from __future__ import annotations
+
+import zlib
+from dataclasses import asdict
+
+import numpy as np
+
+from .augment import (NOISE_COLOURS, apply_room, coloured_noise, db_to_gain, mix_at_snr,
+                      place_in_window, random_segment, rms, room_impulse_response)
+from .speech import VOICES, Take, synthesize, trim_silence
+from ..audio_io import resample
+
+__all__ = ["clip_rng", "plan_take", "fit_into", "augment_keyword", "silence_clip",
+           "noise_recording", "render_take", "take_meta"]
+
+
+def clip_rng(seed: int, kind: str, name: str, index: int) -> np.random.Generator:
+    """The generator of one clip: independent of every other clip and of build order.
+
+    ``zlib.crc32`` (not ``hash``) makes the stream the same in every process.
+    """
+    return np.random.default_rng([int(seed), zlib.crc32(kind.encode()),
+                                  zlib.crc32(name.encode()), int(index)])
+
+
+def plan_take(text: str, rng: np.random.Generator, voices=VOICES,
+              rate_wpm: tuple[int, int] = (120, 230), pitch: tuple[int, int] = (15, 85)) -> Take:
+    """Draw a voice, a speaking rate and a pitch for ``text``."""
+    return Take(text=text, voice=str(voices[int(rng.integers(len(voices)))]),
+                rate_wpm=int(rng.integers(rate_wpm[0], rate_wpm[1] + 1)),
+                pitch=int(rng.integers(pitch[0], pitch[1] + 1)))
+
+
+def fit_into(audio: np.ndarray, max_samples: int) -> np.ndarray:
+    """Time-compress (by resampling) a take longer than ``max_samples``; shorter ones pass.
+
+    A slow voice saying "computation" runs past 1 s; squeezing it a little (which also raises
+    its pitch a little) keeps the whole word, where cropping would cut its end.
+    """
+    if len(audio) <= max_samples:
+        return audio
+    return resample(audio, len(audio), max_samples)[:max_samples]
+
+
+def augment_keyword(speech: np.ndarray, rng: np.random.Generator, n_samples: int,
+                    sample_rate: int = 16000, noise_pool=(), room_probability: float = 0.5,
+                    noise_probability: float = 0.85, snr_db: tuple[float, float] = (5.0, 30.0),
+                    level_db: tuple[float, float] = (-32.0, -14.0)) -> np.ndarray:
+    """Shift, room, gain and noise: one training clip of ``n_samples`` from a clean take.
+
+    Parameters
+    ----------
+    speech : np.ndarray
+        The trimmed take, at most ``n_samples`` long.
+    rng : numpy.random.Generator
+        All randomness.
+    n_samples : int
+        The window (1 s of samples for keywords).
+    sample_rate : int
+        Hz.
+    noise_pool : sequence of np.ndarray
+        Long noise recordings to cut segments from; coloured noise is used otherwise (and for
+        half of the clips even when there is a pool).
+    room_probability, noise_probability : float
+        Share of clips that get a room, and additive noise.
+    snr_db : (float, float)
+        Range of the speech-to-noise ratio.
+    level_db : (float, float)
+        Range of the final speech RMS level in dB full scale.
+    """
+    x = fit_into(np.asarray(speech, dtype=np.float32), n_samples)
+    x = place_in_window(x, n_samples, int(rng.integers(0, n_samples - len(x) + 1)))
+    if rng.random() < room_probability:
+        x = apply_room(x, room_impulse_response(rng, sample_rate, rt60_s=rng.uniform(0.1, 0.6),
+                                                direct_to_reverb_db=rng.uniform(0.0, 10.0)))
+    x = x * (db_to_gain(rng.uniform(*level_db)) / max(rms(x), 1e-12))
+    if rng.random() < noise_probability:
+        if len(noise_pool) and rng.random() < 0.5:
+            noise = random_segment(noise_pool[int(rng.integers(len(noise_pool)))], n_samples, rng)
+        else:
+            noise = coloured_noise(n_samples, str(rng.choice(list(NOISE_COLOURS))), rng)
+        x = mix_at_snr(x, noise, rng.uniform(*snr_db))
+    peak = float(np.max(np.abs(x)))
+    return (x * (0.99 / peak) if peak > 0.99 else x).astype(np.float32)
+
+
+def silence_clip(rng: np.random.Generator, n_samples: int, sample_rate: int = 16000,
+                 noise_pool=(), level_db: tuple[float, float] = (-75.0, -35.0)) -> np.ndarray:
+    """A ``_silence_`` clip: quiet noise of a random colour, sometimes a real noise segment, and
+    sometimes mains hum, because a quiet room is never digital zero."""
+    level = db_to_gain(rng.uniform(*level_db))
+    if len(noise_pool) and rng.random() < 0.3:
+        x = random_segment(noise_pool[int(rng.integers(len(noise_pool)))], n_samples, rng)
+        x = x * (level / max(rms(x), 1e-12))
+    else:
+        x = coloured_noise(n_samples, str(rng.choice(list(NOISE_COLOURS))), rng, level_rms=level)
+    if rng.random() < 0.25:
+        t = np.arange(n_samples) / sample_rate
+        mains = rng.choice([50.0, 60.0])
+        x = x + level * rng.uniform(0.3, 1.0) * (np.sin(2 * np.pi * mains * t)
+                                                  + 0.5 * np.sin(2 * np.pi * 3 * mains * t))
+    return np.asarray(x, dtype=np.float32)
+
+
+def noise_recording(rng: np.random.Generator, duration_s: float, sample_rate: int = 16000,
+                    colour: str = "pink") -> np.ndarray:
+    """A long synthetic background recording: coloured noise with a slow level drift."""
+    n = int(round(duration_s * sample_rate))
+    x = coloured_noise(n, colour, rng, level_rms=0.05)
+    drift = 1.0 + 0.3 * np.sin(2 * np.pi * rng.uniform(0.05, 0.3) * np.arange(n) / sample_rate
+                               + rng.uniform(0, 2 * np.pi))
+    return (x * drift).astype(np.float32)
+
+
+def render_take(take: Take, sample_rate: int = 16000, backend: str = "auto") -> np.ndarray:
+    """Synthesise and trim one take (the clean speech other functions augment)."""
+    return trim_silence(synthesize(take, sample_rate, backend), sample_rate=sample_rate)
+
+
+def take_meta(take: Take) -> dict:
+    """A take's parameters as clip metadata."""
+    return {k: v for k, v in asdict(take).items()}
