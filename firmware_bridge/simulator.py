@@ -12,6 +12,7 @@ import argparse
 import json
 import random
 import sys
+import threading
 import time
 from collections import deque
 
@@ -109,9 +110,12 @@ class McuSimulator:
         self.json_lines = json_lines
         self._rng = random.Random(seed)
         self._factory = serial_factory or _default_serial_factory
+        # step() may run in a thread while a test or the CLI sends config/pings
+        self._lock = threading.RLock()
         self._ser = None
-        self._away = False
-        self._next_open_s = 0.0
+        with self._lock:
+            self._away = False
+            self._next_open_s = 0.0
         self._decoder = Decoder()
         self._seen: deque = deque(maxlen=64)
         self.session = random.SystemRandom().getrandbits(16)
@@ -140,13 +144,15 @@ class McuSimulator:
 
     def go_away(self) -> None:
         """Close the port and stay away until :meth:`come_back` (MCU unplugged or crashed)."""
-        self._away = True
-        self._close()
+        with self._lock:
+            self._away = True
+            self._close()
 
     def come_back(self) -> None:
         """Allow the port to be reopened on the next step."""
-        self._away = False
-        self._next_open_s = 0.0
+        with self._lock:
+            self._away = False
+            self._next_open_s = 0.0
 
     def send_config(self, key, value: int, kind: int | str = 0xFF, label_id: int = 0xFFFF) -> int:
         """Send a CONFIG (retransmitted until acked); returns its sequence number.
@@ -155,15 +161,17 @@ class McuSimulator:
         """
         key_id = _CONFIG_KEY_IDS[key] if isinstance(key, str) else int(key)
         kind_id = KIND_IDS[kind] if isinstance(kind, str) else int(kind)
-        self._seq = next_seq(self._seq)
-        frame = encode(Config(self._seq, key_id, kind_id, label_id, int(value)))
-        self._unacked[self._seq] = [frame, time.monotonic()]
-        self._write(frame)
-        return self._seq
+        with self._lock:
+            self._seq = next_seq(self._seq)
+            frame = encode(Config(self._seq, key_id, kind_id, label_id, int(value)))
+            self._unacked[self._seq] = [frame, time.monotonic()]
+            self._write(frame)
+            return self._seq
 
     def send_ping(self, nonce: int = 0) -> None:
         """Send a PING; the Pi's PONG ends up in ``pongs``."""
-        self._write(encode(Ping(nonce & 0xFFFFFFFF)))
+        with self._lock:
+            self._write(encode(Ping(nonce & 0xFFFFFFFF)))
 
     def label_name(self, kind: str, label_id: int) -> str:
         names = self.labels.get(kind, [])
@@ -175,7 +183,10 @@ class McuSimulator:
 
     def step(self, now: float | None = None) -> list:
         """Do one round of I/O; returns the messages received in it."""
-        now = time.monotonic() if now is None else now
+        with self._lock:
+            return self._step(time.monotonic() if now is None else now)
+
+    def _step(self, now: float) -> list:
         if self._ser is None:
             if self._away or now < self._next_open_s:
                 return []
@@ -204,7 +215,8 @@ class McuSimulator:
             time.sleep(interval_s)
 
     def close(self) -> None:
-        self._close()
+        with self._lock:
+            self._close()
 
     # ---------------------------------------------------------------- internals
 
