@@ -127,15 +127,17 @@ class TFLiteModel:
         by_tensor = {d["index"]: d for d in details}
         out = {}
         for spec in self.manifest["outputs"]:
-            idx = spec.get("index")
-            if idx in by_tensor:
-                det = by_tensor[idx]  # the manifest gives the tensor index (what the exporter writes)
+            idx, tidx = spec.get("index"), spec.get("tensor_index")
+            if tidx is not None and tidx in by_tensor:
+                det = by_tensor[tidx]              # the exporter names the tensor index ...
             elif isinstance(idx, int) and 0 <= idx < len(details):
-                det = details[idx]                 # ... or the position in the output list
+                det = details[idx]                 # ... and "index", the output position
+            elif idx in by_tensor:
+                det = by_tensor[idx]               # older manifests: "index" was the tensor index
             else:
                 raise ManifestError(f"model {self.path.name}: output '{spec['name']}' index {idx} is "
-                                    f"neither a tensor index nor a position among its "
-                                    f"{len(details)} outputs; re-run `make export`")
+                                    f"neither a position among its {len(details)} outputs nor a "
+                                    f"tensor index; re-run `make export`")
             n = int(np.prod(det["shape"]))
             if n != len(spec["labels"]):
                 raise ManifestError(f"model {self.path.name}: output '{spec['name']}' has {n} values "

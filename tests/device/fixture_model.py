@@ -116,17 +116,18 @@ def build_tone_model(out_dir: str | Path, cfg, name: str = "tone_multitask") -> 
     it.allocate_tensors()
     ind = it.get_input_details()[0]
     outs = []
-    for det in it.get_output_details():
+    for pos, det in enumerate(it.get_output_details()):
         n = int(np.prod(det["shape"]))
         head, head_labels = ("keyword", labels) if n == len(labels) else ("scene", scenes)
-        outs.append({"name": head, "index": int(det["index"]), "labels": head_labels,
+        outs.append({"name": head, "index": pos, "tensor_index": int(det["index"]),
+                     "labels": head_labels,
                      "dtype": "int8", "scale": float(det["quantization"][0]),
                      "zero_point": int(det["quantization"][1])})
     frontend = {"name": "keyword", **cfg.section("frontend.keyword")}
     write_manifest(path, name=name, kind="multitask", frontend=frontend,
                    input={"shape": [int(s) for s in ind["shape"]], "dtype": "int8",
                           "scale": float(ind["quantization"][0]),
-                          "zero_point": int(ind["quantization"][1])},
-                   outputs=outs, stride_hops=int(cfg.get("model.multitask.stride_hops", 10)),
-                   extra={"normalization": {"mean": mean, "std": std}})
+                          "zero_point": int(ind["quantization"][1]),
+                          "normalization": {"mean": mean, "std": std}},
+                   outputs=outs, stride_hops=int(cfg.get("model.multitask.stride_hops", 10)))
     return path

@@ -1,0 +1,208 @@
+"""End to end: a recording with known "words" through the real pipeline and the int8 model.
+
+The fixture model (fixture_model.py) is hand-weighted so that a tone that has just ended is a
+word: tone at WAKE_HZ -> "computer", YES_HZ -> "yes", a long SIREN_HZ tone -> scene "siren".
+So the detection logic, the frontend, quantisation and timing are tested with known answers.
+"""
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from device.audio_source import FileSource, SyntheticSource, Tone
+from device.manifest import ManifestError
+from device.pipeline import Pipeline
+from device.stages import STAGE_TYPES, Stage, build_stage, register_stage
+from helpers import PY, REPO, SCRIPT, SCRIPT_S, WORD_S, WAKE_HZ, device_env, make_cfg
+
+STRIDE_S = 0.1
+# With no smoothing, the model says "word" from its first stride whose last 6 frames (60 ms +
+# a 25 ms window) are past the end of the tone: the event is due 0.1 s after the word's end.
+FAST = ["decisions.smoothing_ms=100", "decisions.wake_min_count=1"]
+
+
+def words(events):
+    return [(e["type"], e["label"], e["t_audio_s"]) for e in events if e["type"] in ("wake", "command")]
+
+
+def check_script_events(events, latency_s):
+    got = words(events)
+    assert [(k, l) for k, l, _ in got] == [("wake", "computer"), ("command", "yes"),
+                                           ("wake", "computer")], got
+    ends = [1.0 + WORD_S, 2.4 + WORD_S, 14.0 + WORD_S]
+    for (_, _, t), end in zip(got, ends):
+        assert abs(t - (end + latency_s)) <= STRIDE_S + 1e-6, (t, end + latency_s)
+    scenes = [(e["label"], e["t_audio_s"]) for e in events if e["type"] == "scene"]
+    assert [s for s, _ in scenes] == ["street_music", "siren", "street_music"], scenes
+    assert 5.0 < scenes[1][1] < 6.5 and 8.0 < scenes[2][1] < 9.5
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("overrides,latency_s", [(FAST, 0.1), ([], 0.3)],
+                         ids=["no-smoothing", "profile-decisions"])
+def test_replay_yields_expected_events_at_the_right_times(tone_model, recording, overrides, latency_s):
+    # profile decisions: 3-stride smoothing and 2 consecutive strides put the event 0.2 s later.
+    pipe = Pipeline.from_config(make_cfg(tone_model, *overrides), keep_events=True)
+    status = pipe.run(FileSource(recording, rate=16000, realtime=False))
+    assert status["audio_s"] == pytest.approx(SCRIPT_S, abs=0.02)
+    check_script_events(pipe.events, latency_s)
+    for e in pipe.events:   # the event format
+        assert {"type", "label", "confidence", "t_audio_s", "t_wall", "seq"} <= set(e)
+        assert 0.0 <= e["confidence"] <= 1.0
+
+
+@pytest.mark.timeout(60)
+def test_detect_cli_prints_events_as_json_lines(tone_model, recording):
+    out = subprocess.run([PY, "-m", "device", "detect", str(recording), "--model", str(tone_model),
+                          *sum((["--set", o] for o in FAST), [])],
+                         capture_output=True, text=True, env=device_env(), cwd=REPO, timeout=50)
+    assert out.returncode == 0, out.stderr
+    events = [json.loads(line) for line in out.stdout.splitlines()]
+    check_script_events(events, 0.1)
+    summary = json.loads(out.stderr.strip().splitlines()[-1])
+    assert summary["rtf"] < 0.5 and summary["events"]["wake"] == 2
+
+
+@pytest.mark.timeout(60)
+def test_running_the_pipeline_imports_no_tensorflow(tone_model, recording):
+    code = (
+        "import sys\n"
+        "from device.config import load_config\n"
+        "from device.pipeline import Pipeline\n"
+        "from device.audio_source import FileSource\n"
+        "from device.sinks import build_sinks\n"
+        f"cfg = load_config('default', ['stages.multitask.model={tone_model}'])\n"
+        "p = Pipeline.from_config(cfg, sinks=build_sinks(cfg, only=[]), keep_events=True)\n"
+        f"p.run(FileSource(r'{recording}', realtime=False, rate=16000)); p.close()\n"
+        "assert sum(e['type'] == 'wake' for e in p.events) == 2, p.events\n"
+        "tf = sorted(m for m in sys.modules if m == 'tensorflow' or m.startswith(('tensorflow.', 'keras', 'tf_keras')))\n"
+        "print('TF_MODULES', tf)\n"
+        "print('BACKEND', p.stages[1].model.backend)\n")
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=device_env(),
+                         cwd=REPO, timeout=50)
+    assert out.returncode == 0, out.stderr
+    assert "TF_MODULES []" in out.stdout, out.stdout
+    assert "BACKEND ai_edge_litert" in out.stdout
+
+
+# --------------------------------------------------------------------------- model checks
+def test_model_with_wrong_hash_is_refused(tone_model, tmp_path):
+    bad = tmp_path / tone_model.name
+    bad.write_bytes(tone_model.read_bytes() + b"\0")
+    (tmp_path / tone_model.with_suffix(".json").name).write_text(
+        tone_model.with_suffix(".json").read_text())
+    with pytest.raises(ManifestError, match="does not match its manifest .*sha256"):
+        Pipeline.from_config(make_cfg(bad))
+    out = subprocess.run([PY, "-m", "device", "detect", str(tone_model), "--model", str(bad)],
+                         capture_output=True, text=True, env=device_env(), cwd=REPO, timeout=50)
+    assert out.returncode == 2 and "does not match its manifest" in out.stderr
+
+
+def test_model_with_other_labels_is_refused(tone_model):
+    cfg = make_cfg(tone_model, 'labels.commands=["yes", "no", "up", "down", "left", "right", "on", "off", "stop", "halt"]')
+    with pytest.raises(ManifestError, match=r"'keyword' labels .* differ from the configuration"):
+        Pipeline.from_config(cfg)
+    cfg = make_cfg(tone_model, "frontend.keyword.n_mels=32")
+    with pytest.raises(ManifestError, match="trained on other features"):
+        Pipeline.from_config(cfg)
+
+
+def test_missing_model_says_how_to_fix(tmp_path):
+    with pytest.raises(ManifestError, match="manifest .* is missing"):
+        Pipeline.from_config(make_cfg(tmp_path / "nope.tflite"))
+
+
+# --------------------------------------------------------------------------- stages and budget
+@register_stage("test_slow")
+class SlowStage(Stage):
+    """Test stage: sleeps ``delay_ms`` on each hop while ``slow`` is set (an artificially slow
+    stage, as a model on a busy core would be)."""
+
+    def __init__(self, name, params, cfg, rate, hop_s):
+        super().__init__(name, params, cfg, rate, hop_s)
+        self.delay_s = float(self.params.get("delay_ms", 15)) / 1000.0
+        self.slow = True
+        self.calls = 0
+
+    def process(self, ctx):
+        self.calls += 1
+        if self.slow:
+            time.sleep(self.delay_s)
+
+
+def test_unknown_stage_type_names_the_known_ones(tone_model):
+    cfg = make_cfg(tone_model, "stages.weird.type=nope")
+    with pytest.raises(ValueError, match="unknown type 'nope'.*logmel"):
+        build_stage("weird", cfg, 16000, 0.01)
+
+
+@pytest.mark.timeout(30)
+def test_slow_stage_is_shed_reported_and_restored(tone_model):
+    cfg = make_cfg(tone_model, 'pipeline.stages=["frontend", "multitask", "keywords", "scenes", "slow"]',
+                   "stages.slow.type=test_slow", "stages.slow.priority=10",
+                   "stages.slow.delay_ms=12", "runtime.load_window_hops=20",
+                   "runtime.probe_after_s=0.5")
+    pipe = Pipeline.from_config(cfg, keep_events=True)
+    slow = pipe.stages[-1]
+    assert isinstance(slow, SlowStage)
+    hop = np.zeros(pipe.hop, np.float32)
+    for _ in range(25):
+        pipe.process_hop(hop)
+    shed = [e for e in pipe.events if e["label"] == "shed"]
+    assert [e["stage"] for e in shed] == ["slow"], pipe.events    # lowest priority first, only it
+    assert shed[0]["load"] > 0.9 and "slow" in pipe.status()["shed"]
+    calls = slow.calls
+    for _ in range(20):
+        pipe.process_hop(hop)
+    assert slow.calls == calls                                     # shed: not called
+    slow.slow = False                                              # the core is free again
+    for _ in range(100):                                           # 1 s > probe_after_s
+        pipe.process_hop(hop)
+    restored = [e for e in pipe.events if e["label"] == "restored"]
+    assert [e["stage"] for e in restored] == ["slow"]
+    assert slow.calls > calls and pipe.status()["shed"] == []
+    st = pipe.status()
+    assert st["deadline_misses"] >= 20 and st["stages"]["slow"]["p99_ms"] >= 12
+
+
+@pytest.mark.timeout(30)
+def test_stages_are_shed_in_priority_order(tone_model):
+    cfg = make_cfg(tone_model, 'pipeline.stages=["frontend", "multitask", "keywords", "scenes", "slow"]',
+                   "stages.slow.type=test_slow", "stages.slow.priority=30",
+                   "stages.slow.delay_ms=12", "runtime.load_window_hops=10",
+                   "runtime.probe_after_s=100")
+    pipe = Pipeline.from_config(cfg, keep_events=True)
+    hop = np.zeros(pipe.hop, np.float32)
+    for _ in range(60):
+        pipe.process_hop(hop)
+    shed = [e["stage"] for e in pipe.events if e["label"] == "shed"]
+    # scenes (20) goes first, then the slow stage (30); essential stages never.
+    assert shed[:2] == ["scenes", "slow"], shed
+    assert "frontend" not in shed and "keywords" not in shed
+
+
+@pytest.mark.timeout(30)
+def test_overrun_is_counted_and_reported(tone_model):
+    cfg = make_cfg(tone_model, 'pipeline.stages=["frontend", "slow"]', "stages.slow.type=test_slow",
+                   "stages.slow.delay_ms=30", "stages.slow.essential=true")
+    pipe = Pipeline.from_config(cfg, keep_events=True)
+    src = SyntheticSource([Tone(0.2, 0.6, WAKE_HZ, 0.3)], duration_s=1.5, realtime=True,
+                          buffer_s=0.1)
+    status = pipe.run(src)
+    assert status["overruns"] > 0 and status["audio"]["dropped_samples"] > 0
+    # stream time counts the lost audio: it still ends at the source's end, not earlier
+    assert pipe.t_audio_s == pytest.approx(1.5, abs=0.02)
+    assert pipe.hops * pipe.hop < 1.5 * 16000
+
+
+@pytest.mark.timeout(30)
+def test_realtime_replay_keeps_up_without_overruns(tone_model, recording):
+    pipe = Pipeline.from_config(make_cfg(tone_model, *FAST), keep_events=True)
+    t0 = time.monotonic()
+    status = pipe.run(SyntheticSource(SCRIPT[:2], duration_s=3.2, realtime=True))
+    assert time.monotonic() - t0 >= 3.0                           # paced like a microphone
+    assert status["overruns"] == 0 and status["shed"] == []
+    assert [(k, l) for k, l, _ in words(pipe.events)] == [("wake", "computer"), ("command", "yes")]
