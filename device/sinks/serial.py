@@ -51,6 +51,8 @@ class SerialSink(Sink):
         self.link.start()
 
     def send(self, event: dict) -> None:
+        if not self.wants(event):  # status events have no bridge kind; the MCU gets its heartbeat
+            return
         t = event.get("t_audio_s", 0.0) if self.timestamp == "audio" else event.get("t_wall", 0.0)
         self.link.send_event(event["type"], str(event["label"]), float(event.get("confidence", 0.0)),
                              int(round(float(t) * 1000.0)) & 0xFFFFFFFF)
