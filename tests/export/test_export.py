@@ -1,0 +1,120 @@
+"""Export of the multitask network: a tiny model trained for a few steps converts to a valid
+full-integer int8 TFLite whose outputs track the float model, with a manifest that round-trips
+and a hash that refuses a tampered file."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from device.config import load_config
+from device.manifest import ManifestError, load_manifest, verify_model
+from export import evaluate as ev
+from export import tflite as ex
+from tests.train.test_multitask import fake_corpus
+from train import multitask as mt
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    root = tmp_path_factory.mktemp("export")
+    cfg = load_config("default", [f"project.build_dir='{root / 'build'}'",
+                                  "model.multitask.epochs=8", "model.multitask.batch_size=16",
+                                  "model.multitask.examples_per_clip=3",
+                                  "model.multitask.learning_rate=0.01",
+                                  "model.multitask.augment.noise_prob=0.0",
+                                  "model.multitask.width=16", "model.multitask.blocks=2"])
+    data = mt.TaskData.from_corpus(fake_corpus(cfg, n_per_keyword=8, n_per_scene=5), cfg)
+    mt.train_variant(cfg, data, data, mt.variants(cfg)["mt60j"], verbose=0)
+    path = ex.export_dir(cfg) / "multitask_int8.tflite"
+    summary = ex.export_model(cfg, "mt60j", path, onnx=True)
+    return cfg, data, path, summary
+
+
+def test_int8_model_is_full_integer_with_named_outputs(exported):
+    cfg, _, path, summary = exported
+    it = ex._interpreter(path)
+    inp = it.get_input_details()[0]
+    assert list(inp["shape"]) == [1, 98, 40, 1] and inp["dtype"] == np.int8
+    assert all(d["dtype"] == np.int8 for d in it.get_output_details())
+    omap = ex.output_map(it)
+    assert omap["keyword"]["shape"] == [1, 13] and omap["scene"]["shape"] == [1, 10]
+    assert sorted(o["index"] for o in omap.values()) == [0, 1]
+    assert summary["size_bytes"] < 100_000
+
+
+def test_int8_tracks_float(exported):
+    cfg, data, path, _ = exported
+    model, normalizer, _ = mt.load_trained(cfg, "mt60j")
+    lm = mt.LogMelConfig.from_config(cfg, "keyword")
+    # realistic inputs: held-back mixtures drawn the way training draws them
+    feats, _, _ = mt.draw_examples(data, mt.variants(cfg)["mt60j"], 96,
+                                   np.random.default_rng(99), lm, None)
+    f = mt.predict(model, feats, normalizer)
+    q = ex.TFLiteModel(path).predict(feats)
+    for head in ("keyword", "scene"):
+        # Probabilities sit on an int8 grid of 1/256: where the float model's top two classes
+        # are closer than a few steps, either answer is within quantisation noise.
+        top2 = np.sort(f[head], axis=1)[:, -2:]
+        decided = (top2[:, 1] - top2[:, 0]) > 0.03
+        agree = np.mean(f[head].argmax(1)[decided] == q[head].argmax(1)[decided])
+        mean_err = float(np.abs(f[head] - q[head]).mean())
+        print(head, "decided", decided.sum(), "agreement", agree, "mean |p_float - p_int8|", mean_err)
+        assert decided.sum() >= 10, "the tiny model did not learn enough to compare decisions"
+        assert agree >= 0.9, (head, agree)
+        assert mean_err <= 0.02, (head, mean_err)
+
+
+def test_manifest_round_trip(exported):
+    cfg, _, path, _ = exported
+    manifest = verify_model(path, expected_labels={"keyword": cfg.keyword_labels,
+                                                   "scene": cfg["labels.scenes"]},
+                            frontend=cfg.section("frontend.keyword"))
+    assert manifest["frontend"]["name"] == "keyword"
+    assert manifest["input"]["dtype"] == "int8" and manifest["input"]["shape"] == [1, 98, 40, 1]
+    norm = mt.Normalizer.from_dict(manifest["input"]["normalization"])
+    assert norm.mean.shape == (40,)
+    it = ex._interpreter(path)
+    for out in manifest["outputs"]:
+        detail = it.get_output_details()[out["index"]]
+        assert detail["shape"][-1] == len(out["labels"])
+        assert detail["quantization"] == pytest.approx((out["scale"], out["zero_point"]))
+    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == manifest["sha256"]
+    onnx_manifest = load_manifest(path.with_name("multitask.json"))
+    assert onnx_manifest["max_abs_prob_diff_vs_keras"] < 1e-3
+
+
+def test_tampered_model_is_refused(exported, tmp_path):
+    _, _, path, _ = exported
+    copy = tmp_path / path.name
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    copy.write_bytes(bytes(blob))
+    copy.with_suffix(".json").write_text(path.with_suffix(".json").read_text())
+    with pytest.raises(ManifestError, match="does not match its manifest"):
+        verify_model(copy)
+    with pytest.raises(ManifestError):
+        ex.TFLiteModel(copy)
+
+
+def test_wrong_labels_are_refused(exported):
+    _, _, path, _ = exported
+    with pytest.raises(ManifestError, match="labels"):
+        verify_model(path, expected_labels={"scene": ["a", "b"]})
+
+
+def test_evaluate_on_a_speech_commands_folder(exported, tmp_path):
+    import soundfile as sf
+
+    cfg, _, path, _ = exported
+    rng = np.random.default_rng(3)
+    for label in ("yes", "no", "_silence_"):
+        (tmp_path / "sc" / label).mkdir(parents=True)
+        for k in range(2):
+            sf.write(tmp_path / "sc" / label / f"spk{k}_nohash_0.wav",
+                     (0.05 * rng.standard_normal(16000)).astype(np.float32), 16000)
+    report = ev.evaluate(path, tmp_path / "sc", layout="auto")
+    assert report["layout"] == "speech_commands" and report["head"] == "keyword"
+    assert report["clips"] == 6 and 0.0 <= report["accuracy"] <= 1.0
+    assert set(report["per_class_recall"]) == {"yes", "no", "_silence_"}

@@ -1,0 +1,158 @@
+"""The multitask network's data pipeline and training, on tiny synthetic data (no corpus needed).
+
+Keyword clips are short tone bursts whose pitch encodes the class and scene clips are noise
+whose band encodes the class, so a few training steps are enough to see learning happen.
+"""
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from device.config import load_config
+from device.frontend import LogMelConfig
+from train import multitask as mt
+from train.datasets import Clip
+
+SR = 16000
+
+
+def _keyword_clip(label_index: int, rng: np.random.Generator, n_labels: int) -> np.ndarray:
+    t = np.arange(SR) / SR
+    audio = 0.003 * rng.standard_normal(SR)
+    if label_index != 0:  # _silence_ is background only
+        f0 = 200.0 + 3000.0 * label_index / n_labels
+        start = rng.integers(1000, 4000)
+        env = np.zeros(SR)
+        env[start:start + 11000] = np.hanning(11000)
+        audio += 0.3 * env * np.sin(2 * np.pi * f0 * t)
+    return audio.astype(np.float32)
+
+
+def _scene_clip(label_index: int, rng: np.random.Generator, n_labels: int,
+                seconds: float = 1.5) -> np.ndarray:
+    n = int(seconds * SR)
+    spec = np.fft.rfft(rng.standard_normal(n))
+    freqs = np.fft.rfftfreq(n, 1 / SR)
+    lo = 100.0 + 3500.0 * label_index / n_labels
+    spec[(freqs < lo) | (freqs > lo + 400.0)] = 0
+    audio = np.fft.irfft(spec, n)
+    return (0.1 * audio / (np.abs(audio).max() + 1e-9)).astype(np.float32)
+
+
+def fake_corpus(cfg, n_per_keyword: int = 6, n_per_scene: int = 4, seed: int = 0):
+    """A tiny corpus with the real Corpus's fields, for tests that must not need the data layer."""
+    rng = np.random.default_rng(seed)
+    kw_labels, scene_labels = cfg.keyword_labels, cfg["labels.scenes"]
+    keywords = [Clip(_keyword_clip(i, rng, len(kw_labels)), SR, label, f"spk{j % 3}")
+                for i, label in enumerate(kw_labels) for j in range(n_per_keyword)]
+    scenes = [Clip(_scene_clip(i, rng, len(scene_labels)), SR, label, f"src{j}")
+              for i, label in enumerate(scene_labels) for j in range(n_per_scene)]
+    noise = [(0.01 * rng.standard_normal(3 * SR)).astype(np.float32)]
+    return SimpleNamespace(keywords=keywords, scenes=scenes, percussion=[], separation=[],
+                           noise=noise, source="test")
+
+
+@pytest.fixture
+def cfg(tmp_path):
+    return load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
+                                   "model.multitask.epochs=2", "model.multitask.batch_size=16",
+                                   "model.multitask.width=16", "model.multitask.blocks=2"])
+
+
+def test_mixing_keeps_energy_ratio_and_level():
+    rng = np.random.default_rng(1)
+    kw = rng.standard_normal((4, SR)).astype(np.float32) * 0.1
+    scene = rng.standard_normal((4, SR)).astype(np.float32) * 0.5
+    share = np.array([0.5, 0.6, 0.4, 0.8])
+    mixed = mt.mix_waveforms(kw, scene, share)
+    k_part = kw * np.sqrt(share)[:, None]
+    s_part = mixed - k_part
+    ratio = np.mean(k_part ** 2, 1) / np.mean(s_part ** 2, 1)
+    np.testing.assert_allclose(ratio, share / (1 - share), rtol=1e-3)
+    # the mixture keeps (about) the keyword clip's level
+    np.testing.assert_allclose(np.mean(mixed ** 2, 1), np.mean(kw ** 2, 1), rtol=0.05)
+
+
+def test_silence_keeps_its_level_and_scene_is_not_boosted():
+    rng = np.random.default_rng(2)
+    kw = rng.standard_normal((3, SR)).astype(np.float32) * np.array([[1e-4], [0.1], [0.1]], np.float32)
+    scene = rng.standard_normal((3, SR)).astype(np.float32)
+    mixed = mt.mix_waveforms(kw, scene, 0.6, keyword_is_silence=np.array([True, False, False]))
+    scene_part = mixed[0] - kw[0]
+    # scaled against the speech clips' energy (0.01), not against the silent clip's 1e-8
+    assert np.mean(scene_part ** 2) == pytest.approx(0.4 * 0.01, rel=0.05)
+
+
+def test_draw_examples_keeps_both_labels_and_share_weights(cfg):
+    corpus = fake_corpus(cfg)
+    data = mt.TaskData.from_corpus(corpus, cfg)
+    variant = mt.variants(cfg)["mt60j"]
+    lm = LogMelConfig.from_config(cfg, "keyword")
+    feats, labels, weights = mt.draw_examples(data, variant, 32, np.random.default_rng(0), lm,
+                                              mt.Augment())
+    assert feats.shape == (32, 98, 40)
+    assert set(labels) == {"keyword", "scene"} == set(weights)
+    assert labels["keyword"].max() < len(cfg.keyword_labels)
+    assert labels["scene"].max() < len(cfg["labels.scenes"])
+    share = weights["keyword"] / 2.0
+    # jitter +-0.2 around 0.6, and the two heads' weights are share and 1 - share
+    assert np.all((share >= 0.4 - 1e-6) & (share <= 0.8 + 1e-6)) and share.std() > 0.02
+    np.testing.assert_allclose(weights["keyword"] + weights["scene"], 2.0, rtol=1e-6)
+    fixed = mt.variants(cfg)["mt50"]
+    _, _, w50 = mt.draw_examples(data, fixed, 8, np.random.default_rng(0), lm, None)
+    np.testing.assert_allclose(w50["keyword"], 1.0)
+    _, only_kw, _ = mt.draw_examples(data, mt.variants(cfg)["kw"], 8, np.random.default_rng(0), lm, None)
+    assert set(only_kw) == {"keyword"}
+
+
+def test_eval_sets_are_deterministic(cfg):
+    data = mt.TaskData.from_corpus(fake_corpus(cfg), cfg)
+    lm = LogMelConfig.from_config(cfg, "keyword")
+    a = mt.eval_sets(data, lm, 0.6, seed=7)
+    b = mt.eval_sets(data, lm, 0.6, seed=7)
+    assert set(a) == {"keyword_only", "scene_only", "mixed_keyword", "mixed_scene"}
+    for name in a:
+        np.testing.assert_array_equal(a[name][0], b[name][0])
+    assert a["mixed_keyword"][2] == "keyword" and a["mixed_scene"][2] == "scene"
+
+
+def test_spec_augment_masks_stripes():
+    feats = np.ones((4, 98, 40), np.float32)
+    out = mt.spec_augment(feats, mt.Augment(time_mask_frames=20, freq_mask_bands=10),
+                          np.random.default_rng(0))
+    assert out.shape == feats.shape and (out == 0).any() and feats.min() == 1.0
+
+
+def test_model_is_small_and_has_named_heads(cfg):
+    model = mt.build_for_variant(load_config("default"), mt.variants(cfg)["mt60j"])
+    assert set(model.output_names) == {"keyword", "scene"}
+    assert 5_000 < model.count_params() < 100_000
+    out = model(np.zeros((2, 98, 40, 1), np.float32))
+    assert out["keyword"].shape == (2, 13) and out["scene"].shape == (2, 10)
+
+
+def test_tiny_training_runs_end_to_end(cfg):
+    corpus = fake_corpus(cfg)
+    data = mt.TaskData.from_corpus(corpus, cfg)
+    result = mt.train_variant(cfg, data, data, mt.variants(cfg)["mt60j"], verbose=0)
+    assert result.model_path.exists()
+    model, normalizer, info = mt.load_trained(cfg, "mt60j")
+    assert info["tasks"] == ["keyword", "scene"] and info["params"] == result.params
+    history = json.loads((result.model_path.parent / "history.json").read_text())
+    assert len(history["loss"]) >= 1 and "val_keyword_accuracy" in history
+    assert (cfg.build_dir / "reports" / "multitask_default_mt60j_curves.png").exists()
+    probs = mt.predict(model, np.random.default_rng(0).normal(-8, 2, (3, 98, 40)).astype(np.float32),
+                       normalizer)
+    np.testing.assert_allclose(probs["keyword"].sum(1), 1.0, rtol=1e-4)
+
+
+def test_normalizer_round_trip(tmp_path):
+    feats = np.random.default_rng(0).normal(-5, 3, (10, 98, 40)).astype(np.float32)
+    norm = mt.Normalizer.fit(feats)
+    norm.save(tmp_path / "n.json")
+    again = mt.Normalizer.load(tmp_path / "n.json")
+    np.testing.assert_allclose(again(feats), norm(feats), atol=1e-6)
+    assert abs(float(norm(feats).mean())) < 1e-3
