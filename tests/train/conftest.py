@@ -41,3 +41,9 @@ def tiny_cfg(tmp_path):
         return load_config("default", [*TINY, f"project.build_dir={build_dir or tmp_path}",
                                        *overrides])
     return make
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    """The tiny-corpus overrides as ``--set`` values for command-line tests."""
+    return list(TINY)

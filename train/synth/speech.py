@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ctypes
 import io
+import os
 import shutil
 import subprocess
 import threading
@@ -118,6 +119,43 @@ def _library() -> _Library:
     return _Library()
 
 
+def _synth_library_isolated(take: Take) -> tuple[np.ndarray, int]:
+    """Synthesise in a forked child whose library state is fresh.
+
+    The library keeps state between utterances (its pitch-flutter and noise generators run
+    on), so the same take rendered twice in one process differs; a fresh process per take, as
+    with the binary, makes the corpus reproducible. The parent never initialises the library.
+    """
+    if not hasattr(os, "fork"):  # pragma: no cover - Windows: reproducible only per process
+        return _library().synth(take)
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: render, send, leave without running the parent's cleanup
+        code = 0
+        try:
+            os.close(read_fd)
+            lib = _Library()
+            # Noise (breathy variants) draws from both of these generators.
+            lib.lib.espeak_ng_SetRandSeed(ctypes.c_long(0))
+            ctypes.CDLL(None).srand(0)
+            audio, rate = lib.synth(take)
+            payload = np.int64(rate).tobytes() + audio.astype(np.float32).tobytes()
+        except BaseException as exc:  # noqa: BLE001 - reported to the parent as text
+            payload, code = f"{type(exc).__name__}: {exc}".encode(), 1
+        with os.fdopen(write_fd, "wb") as out:
+            out.write(payload)
+        os._exit(code)
+    os.close(write_fd)
+    with os.fdopen(read_fd, "rb") as inp:
+        payload = inp.read()
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0 or len(payload) < 8:
+        raise SpeechSynthError(f"espeak-ng library failed for {take}: "
+                               f"{payload.decode(errors='replace') or 'the worker died'}")
+    rate = int(np.frombuffer(payload[:8], dtype=np.int64)[0])
+    return np.frombuffer(payload[8:], dtype=np.float32).copy(), rate
+
+
 def backend_name(prefer: str = "auto") -> str:
     """The backend `synthesize` will use: ``"binary"`` or ``"library"``.
 
@@ -130,9 +168,11 @@ def backend_name(prefer: str = "auto") -> str:
         return "binary"
     if prefer in ("auto", "library"):
         try:
-            _library()
+            import espeakng_loader
+            if not os.path.isfile(espeakng_loader.get_library_path()):
+                raise OSError(f"{espeakng_loader.get_library_path()} is missing")
             return "library"
-        except (ImportError, OSError, SpeechSynthError) as exc:
+        except (ImportError, OSError) as exc:
             reason = str(exc)
         else:  # pragma: no cover
             reason = ""
@@ -151,7 +191,7 @@ def synthesize(take: Take, sample_rate: int = 16000, backend: str = "auto") -> n
     if name == "binary":
         audio, rate = _synth_binary(take, shutil.which("espeak-ng"))
     else:
-        audio, rate = _library().synth(take)
+        audio, rate = _synth_library_isolated(take)
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
