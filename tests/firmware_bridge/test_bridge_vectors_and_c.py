@@ -78,6 +78,17 @@ def test_c_codec_unit_tests_pass():
     assert checks > 1000
 
 
+@pytest.mark.skipif(shutil.which("g++") is None or shutil.which("make") is None, reason="g++ or make not installed")
+@pytest.mark.timeout(120)
+def test_arduino_example_sketch_on_host_stub():
+    # the .ino compiled for the host against a stub Arduino core: LED on wake, acks, dedup, ping, config resend
+    result = _make("sketch-test", 110)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    match = re.search(r"sketch tests: (\d+) checks, (\d+) failures", output)
+    assert match and int(match.group(2)) == 0 and int(match.group(1)) >= 10, output
+
+
 def _fuzz(seconds: int, timeout_s: float) -> str:
     result = _make("fuzz", timeout_s, FUZZ_SECONDS=str(seconds))
     output = result.stdout + result.stderr
