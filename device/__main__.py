@@ -109,18 +109,20 @@ def cmd_run(args) -> int:
     from .sinks import build_sinks
     cfg = _load(args)
     cap = cfg.get("capture", {}) or {}
-    pipe = Pipeline.from_config(cfg, model=args.model, sinks=None)
+    rate = int(cfg.get("pipeline.rate", cfg["frontend.keyword.sample_rate"]))
+    # The audio source first: a wrong device name fails at once, before the model loads.
     if args.replay:
-        source = FileSource(args.replay, rate=pipe.rate, realtime=args.realtime,
+        source = FileSource(args.replay, rate=rate, realtime=args.realtime,
                             buffer_s=cap.get("buffer_s", 2.0))
     else:
         device = args.device if args.device is not None else (cap.get("device") or None)
-        source = SoundDeviceSource(device=device, rate=pipe.rate,
+        source = SoundDeviceSource(device=device, rate=rate,
                                    capture_rate=cap.get("capture_rate") or None,
                                    channels=cap.get("channels", 1), block_ms=cap.get("block_ms", 10.0),
                                    buffer_s=cap.get("buffer_s", 2.0))
         log.info("capturing from %s at %d Hz -> %d Hz", source.device_name, source.capture_rate,
-                 pipe.rate)
+                 rate)
+    pipe = Pipeline.from_config(cfg, model=args.model, sinks=None)
     pipe.sinks = build_sinks(cfg)
     _install_signals(pipe)
     try:

@@ -65,7 +65,8 @@ def status_report(pipeline, source=None, sinks=None) -> dict:
     busy = sum(st.total_s for st in pipeline.stage_stats.values())
     report = {
         "uptime_s": round(time.monotonic() - pipeline.started_monotonic, 1),
-        "audio_s": round(audio_s, 2),
+        "audio_s": round(audio_s, 2),            # audio processed
+        "stream_s": round(pipeline.t_audio_s, 2),  # stream time, counting audio lost to overruns
         "hops": pipeline.hops,
         "budget_ms": round(hop_s * 1e3, 3),
         "budget_use": round(busy / audio_s, 4) if audio_s else 0.0,
