@@ -102,7 +102,8 @@ class BridgeLink:
     Call :meth:`send_event` from the audio pipeline (it never blocks and never
     raises for I/O), and either call :meth:`poll` regularly from your own loop
     or :meth:`start` a background thread that does.  All methods are
-    thread-safe.
+    thread-safe.  The constructor tries once to open the port (a missing port
+    is not an error; :meth:`poll` keeps trying).
 
     Parameters
     ----------
