@@ -150,12 +150,13 @@ def save_corpus(corpus: Corpus, folder: Path) -> None:
     index["noise"] = len(corpus.noise)
     for i, noise in enumerate(corpus.noise):
         arrays[f"noise_{i}"] = noise
-    tmp = folder / "corpus.tmp.npz"
-    np.savez(tmp, **arrays)
-    (folder / "index.json.tmp").write_text(json.dumps(index, default=str))
-    # Rename last so a build killed halfway never leaves a cache that looks complete.
-    os.replace(tmp, folder / "corpus.npz")
-    os.replace(folder / "index.json.tmp", folder / "index.json")
+    # Private temporary names (two builds may race), renamed last so that a build killed
+    # halfway never leaves a cache that looks complete; the index goes last of all.
+    tmp_data, tmp_index = folder / f"corpus.{os.getpid()}.tmp.npz", folder / f"index.{os.getpid()}.tmp"
+    np.savez(tmp_data, **arrays)
+    tmp_index.write_text(json.dumps(index, default=str))
+    os.replace(tmp_data, folder / "corpus.npz")
+    os.replace(tmp_index, folder / "index.json")
 
 
 def load_cached_corpus(folder: Path) -> Corpus | None:
@@ -516,6 +517,8 @@ def main(argv=None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bars")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    # Skipped files: one readable line each, not a source excerpt.
+    warnings.formatwarning = lambda message, category, *_a, **_k: f"{category.__name__}: {message}\n"
 
     cfg = load_config(args.profile, args.overrides)
     t0 = time.perf_counter()
