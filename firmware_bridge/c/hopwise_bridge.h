@@ -155,7 +155,9 @@ typedef struct {
 
 /* Remembers the last HB_SEEN_WINDOW sequence numbers so a retransmitted frame
  * is acknowledged again but handled only once. */
-#define HB_SEEN_WINDOW 32u
+#ifndef HB_SEEN_WINDOW
+#define HB_SEEN_WINDOW 32u /* may be raised at build time, up to 255 */
+#endif
 typedef struct {
     uint16_t seqs[HB_SEEN_WINDOW];
     uint8_t head;

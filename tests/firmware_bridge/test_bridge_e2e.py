@@ -191,6 +191,33 @@ def test_config_and_ping_from_the_mcu(pty_link):
     assert 0 <= link.health()["last_pong_rtt_ms"] < 5000
 
 
+@pytest.mark.timeout(30)
+def test_send_event_never_blocks_on_a_port_nobody_reads():
+    # a real pty whose other end is never read: the kernel buffer fills up,
+    # yet send_event and poll return at once and the queue stays bounded
+    master, slave = os.openpty()
+    path = os.ttyname(slave)
+    link = BridgeLink(path, labels=LABELS, queue_size=64, retransmit_ms=10, heartbeat_s=0.05, reconnect_s=0.05)
+    try:
+        worst_s = 0.0
+        for i in range(3000):
+            t0 = time.monotonic()
+            link.send_event("scene", "music", 0.5, i)
+            link.poll()
+            worst_s = max(worst_s, time.monotonic() - t0)
+        health = link.health()
+        assert health["connected"] and health["pending"] == 64
+        assert health["dropped_overflow"] == 3000 - 64
+        assert health["sent"] < 3000  # the port really stopped taking data (~17 KB pty buffer)
+        assert worst_s < 0.25, worst_s  # generous for a loaded CI box; a blocking write would hang here
+    finally:
+        t0 = time.monotonic()
+        link.close(flush_timeout_s=0.2)
+        assert time.monotonic() - t0 < 2.0
+        os.close(master)
+        os.close(slave)
+
+
 def _start_simulator_cli(port: str, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [sys.executable, "-m", "firmware_bridge.simulator", "--port", port, "--json", *args],
