@@ -209,7 +209,7 @@ def test_send_event_never_blocks_on_a_port_nobody_reads():
         assert health["connected"] and health["pending"] == 64
         assert health["dropped_overflow"] == 3000 - 64
         assert health["sent"] < 3000  # the port really stopped taking data (~17 KB pty buffer)
-        assert worst_s < 0.25, worst_s  # generous for a loaded CI box; a blocking write would hang here
+        assert worst_s < 1.0, worst_s  # generous for a loaded CI box; a blocking write would hang here
     finally:
         t0 = time.monotonic()
         link.close(flush_timeout_s=0.2)
