@@ -131,3 +131,68 @@ def build_tone_model(out_dir: str | Path, cfg, name: str = "tone_multitask") -> 
                           "normalization": {"mean": mean, "std": std}},
                    outputs=outs, stride_hops=int(cfg.get("model.multitask.stride_hops", 10)))
     return path
+
+
+def build_standin_model(out_dir: str | Path, cfg, name: str = "standin_multitask") -> Path:
+    """A model with the trained model's *cost*: the DS-CNN layout of train/multitask.py (stem
+    conv 10x4/2, ``model.multitask.blocks`` depthwise-separable blocks of ``width`` channels,
+    two softmax heads), random weights, converted full-int8, with a manifest. For benchmarks when
+    build/export/multitask_int8.tflite has not been trained yet; its posteriors mean nothing."""
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+    from tensorflow.keras import layers
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    labels, scenes = cfg.keyword_labels, list(cfg["labels.scenes"])
+    width, blocks = int(cfg.get("model.multitask.width", 48)), int(cfg.get("model.multitask.blocks", 4))
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((FRAMES, N_MELS, 1), batch_size=1)
+    x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(width, (10, 4), strides=2, padding="same", use_bias=False)(inp)))
+    for i in range(blocks):
+        stride = 2 if i == 0 else 1
+        y = layers.ReLU()(layers.BatchNormalization()(layers.DepthwiseConv2D(3, strides=stride, padding="same", use_bias=False)(x)))
+        y = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(width, 1, use_bias=False)(y)))
+        x = y if stride != 1 else layers.Add()([x, y])
+    x = layers.GlobalAveragePooling2D()(x)
+    model = tf.keras.Model(inp, [layers.Dense(len(labels), activation="softmax", name="keyword")(x),
+                                 layers.Dense(len(scenes), activation="softmax", name="scene")(x)])
+    rng = np.random.default_rng(0)
+
+    def representative():
+        for _ in range(20):
+            yield [rng.standard_normal((1, FRAMES, N_MELS, 1)).astype(np.float32)]
+
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = representative
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    path = out_dir / f"{name}.tflite"
+    path.write_bytes(conv.convert())
+    _write_manifest_for(path, cfg, name, mean=-5.0, std=4.0)
+    return path
+
+
+def _write_manifest_for(path: Path, cfg, name: str, mean: float, std: float) -> None:
+    from ai_edge_litert.interpreter import Interpreter
+    labels, scenes = cfg.keyword_labels, list(cfg["labels.scenes"])
+    it = Interpreter(model_path=str(path))
+    it.allocate_tensors()
+    ind = it.get_input_details()[0]
+    outs = []
+    for pos, det in enumerate(it.get_output_details()):
+        n = int(np.prod(det["shape"]))
+        head, head_labels = ("keyword", labels) if n == len(labels) else ("scene", scenes)
+        outs.append({"name": head, "index": pos, "tensor_index": int(det["index"]),
+                     "labels": head_labels, "dtype": "int8", "scale": float(det["quantization"][0]),
+                     "zero_point": int(det["quantization"][1])})
+    write_manifest(path, name=name, kind="multitask",
+                   frontend={"name": "keyword", **cfg.section("frontend.keyword")},
+                   input={"shape": [int(s) for s in ind["shape"]], "dtype": "int8",
+                          "scale": float(ind["quantization"][0]),
+                          "zero_point": int(ind["quantization"][1]),
+                          "normalization": {"mean": mean, "std": std}},
+                   outputs=outs, stride_hops=int(cfg.get("model.multitask.stride_hops", 10)))
