@@ -94,7 +94,7 @@ def _resolve_path(path) -> Path | None:
         return None
     from device.config import REPO_ROOT
     p = Path(os.path.expanduser(str(path)))
-    return p if p.is_absolute() else REPO_ROOT / p
+    return (p if p.is_absolute() else REPO_ROOT / p).resolve()
 
 
 def _fingerprint(paths) -> list:
