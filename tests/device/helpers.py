@@ -70,9 +70,17 @@ class Broker:
         self.conf = root / "mosquitto.conf"
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
+            f"{self.user_line()}"
             f"persistence_location {root / 'data'}/\nautosave_interval 1\n"
             f"log_dest file {root / 'mosquitto.log'}\n")
         self.proc: subprocess.Popen | None = None
+
+    @staticmethod
+    def user_line() -> str:
+        """As root, mosquitto drops to user 'mosquitto', which cannot read the test's private tmp
+        folder (persistence, password file, certificates): stay the user the test runs as."""
+        import getpass
+        return f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
 
     def start(self) -> "Broker":
         self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
