@@ -36,7 +36,7 @@ from .splits import check_fractions, speech_commands_split, split_by_group
 from .synth import (SCENE_GENERATORS, augment_keyword, clip_rng, generate_scene,
                     noise_recording, percussion_clip, plan_take, render_take, silence_clip)
 from .synth.keywords import take_meta
-from .synth.augment import db_to_gain, rms
+from .synth.augment import db_to_gain, random_segment, rms
 
 __all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "main"]
 
@@ -250,7 +250,8 @@ def _noise_pool(cfg: Config) -> list[np.ndarray]:
 def _mixtures(cfg: Config, speech: list[tuple], scenes: list[Clip], progress: bool) -> list[dict]:
     """Two-source mixtures at the separation rate: a keyword over a scene.
 
-    ``speech`` holds (audio at 16 kHz, group, word); the scene is cut or tiled to the length.
+    ``speech`` holds (audio at 16 kHz, group, word); a random stretch of the scene (tiled
+    when short) fills the length.
     The sources are stored as they sit in the mixture, so their sum is the mixture exactly.
     """
     count = cfg["data.synthetic.separation_mixtures"]
@@ -267,9 +268,7 @@ def _mixtures(cfg: Config, speech: list[tuple], scenes: list[Clip], progress: bo
         scene = scenes[int(rng.integers(len(scenes)))]
         s0 = resample(voice_audio, in_rate, rate)[:n]
         s0 = np.roll(fit_length(s0, n), int(rng.integers(0, max(1, n - len(s0) + 1))))
-        s1 = resample(scene.audio, scene.sample_rate, rate)
-        s1 = np.tile(s1, int(np.ceil(n / max(1, len(s1)))))[:n] if len(s1) < n else \
-            s1[(start := int(rng.integers(0, len(s1) - n + 1))): start + n]
+        s1 = random_segment(resample(scene.audio, scene.sample_rate, rate), n, rng)
         s0 = s0 / max(rms(s0), 1e-12)
         s1 = s1 / max(rms(s1), 1e-12) * db_to_gain(-rng.uniform(-5.0, 5.0))
         sources = np.stack([s0, s1]).astype(np.float32)

@@ -146,3 +146,18 @@ def test_real_corpus_on_the_shared_recordings(dataset_dir, tiny_cfg):
     assert all(parts[p].percussion for p in parts)  # too few places: split by clip instead
     kw_groups = [{x.group for x in parts[p].keywords} for p in parts]
     assert not (kw_groups[0] & kw_groups[2])
+
+
+def test_library_backend_builds_the_same_corpus_twice(tiny_cfg, tmp_path):
+    from train.synth.speech import backend_name as which
+    try:
+        which("library")
+    except SpeechSynthError:
+        pytest.skip("espeakng-loader not installed")
+    overrides = ["data.synthetic.speech_backend=library", "data.synthetic.scene_clips_per_class=1",
+                 "data.synthetic.drum_hits_per_class=1"]
+    a = build_corpus(tiny_cfg(*overrides, build_dir=tmp_path / "a"), progress=False)
+    b = build_corpus(tiny_cfg(*overrides, build_dir=tmp_path / "b"), progress=False)
+    assert _same(a, b)
+    speech = [x for x in a.keywords if x.label != "_silence_"]
+    assert all(rms_db(x.audio) > -45 for x in speech)
