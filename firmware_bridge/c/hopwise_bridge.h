@@ -7,7 +7,7 @@
  *
  * little-endian integers, CRC-16/CCITT-FALSE over version..payload.
  *
- * No heap, no stdio, fixed buffers: a decoder is ~280 bytes of RAM and is fed
+ * No heap, no stdio, fixed buffers: a decoder is ~290 bytes of RAM and is fed
  * one byte at a time from the UART interrupt or loop(); the encoder writes
  * into a caller buffer of HB_MAX_FRAME bytes.
  *
