@@ -33,8 +33,9 @@ from .datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, load_background_n
                        load_esc50, load_speech_commands, load_urbansound8k,
                        load_vocal_percussion, load_wake_words)
 from .splits import check_fractions, speech_commands_split, split_by_group
-from .synth import (SCENE_GENERATORS, augment_keyword, clip_rng, generate_scene,
-                    noise_recording, percussion_clip, plan_take, render_take, silence_clip)
+from .synth import (SCENE_GENERATORS, SpeechSynthError, augment_keyword, clip_rng,
+                    generate_scene, noise_recording, percussion_clip, plan_take, render_take,
+                    silence_clip)
 from .synth.keywords import take_meta
 from .synth.augment import db_to_gain, random_segment, rms
 
@@ -498,8 +499,8 @@ def _by_class(clips: list[Clip], per_class: int) -> dict[str, list[np.ndarray]]:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train.corpus",
-        description="Build (or load from cache) the training corpus of a profile, print the "
-                    "clips per class and the build time, and save spectrogram grids of "
+        description="Build (or load from cache) the training corpus of a profile, print the\n"
+                    "clips per class and the build time, and save spectrogram grids of\n"
                     "keywords, scenes and percussion under <build_dir>/reports/.",
         epilog="examples:\n  python -m train.corpus --profile default\n"
                "  python -m train.corpus --set data.synthetic.keyword_takes_per_word=2 --rebuild\n"
@@ -519,9 +520,13 @@ def main(argv=None) -> int:
     # Skipped files: one readable line each, not a source excerpt.
     warnings.formatwarning = lambda message, category, *_a, **_k: f"{category.__name__}: {message}\n"
 
-    cfg = load_config(args.profile, args.overrides)
     t0 = time.perf_counter()
-    corpus = build_corpus(cfg, progress=not args.quiet, rebuild=args.rebuild)
+    try:
+        cfg = load_config(args.profile, args.overrides)
+        corpus = build_corpus(cfg, progress=not args.quiet, rebuild=args.rebuild)
+    except (ValueError, FileNotFoundError, SpeechSynthError) as exc:  # ConfigError is a ValueError
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     elapsed = time.perf_counter() - t0
     print(f"corpus ({corpus.source}) for profile {cfg.name}: {corpus_cache_dir(cfg)}")
     for task, counts in corpus.counts().items():

@@ -161,3 +161,8 @@ def test_library_backend_builds_the_same_corpus_twice(tiny_cfg, tmp_path):
     assert _same(a, b)
     speech = [x for x in a.keywords if x.label != "_silence_"]
     assert all(rms_db(x.audio) > -45 for x in speech)
+
+
+def test_cli_reports_a_bad_setting_without_a_traceback(capsys):
+    assert corpus_mod.main(["--set", "data.source=kaggle", "--no-plots"]) == 2
+    assert "data.source must be" in capsys.readouterr().err
