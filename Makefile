@@ -15,7 +15,7 @@ STAMP    := $(VENV)/.hopwise-installed
 # Debian packages: a broker for MQTT tests, PortAudio/ALSA for capture, sshd for deploy tests,
 # espeak-ng/sox as a fallback speech synthesiser and for inspecting audio, gcc for the C codec.
 DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server openssh-client \
-            espeak-ng sox gcc make socat
+            espeak-ng sox gcc make socat clang
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
