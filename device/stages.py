@@ -153,7 +153,10 @@ class LogMelStage(Stage):
     consumers such as the ESN).
 
     Parameters: ``frontend`` (profile ``[frontend.X]`` name, default "keyword");
-    ``window_frames`` (frames kept, default 98 = 1 s at 10 ms: what the keyword model sees).
+    ``window_frames`` (frames kept, default 98 = 1 s at 10 ms: what the keyword model sees);
+    ``resample_quality`` (soxr "HQ"/"MQ"/"LQ"/"QQ", default "LQ": streaming 16 -> 8 kHz, soxr
+    holds back ~40 samples (5 ms) at LQ against ~450 (57 ms) at HQ, at the cost of a wider
+    transition band just under the new Nyquist frequency).
     Before the window has filled, the missing frames are the log floor (digital silence).
     """
 
@@ -169,7 +172,8 @@ class LogMelStage(Stage):
         self._resampler = None
         if self.rate != pipeline_rate:
             from .audio_source import _Resampler
-            self._resampler = _Resampler(pipeline_rate, self.rate)
+            self._resampler = _Resampler(pipeline_rate, self.rate,
+                                         self.params.get("resample_quality", "LQ"))
         self.stream = LogMelStream(self.fcfg)
         self.window = np.full((self.window_frames, self.fcfg.n_mels),
                               np.log(self.fcfg.log_floor), dtype=np.float32)

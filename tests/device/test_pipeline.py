@@ -206,3 +206,39 @@ def test_realtime_replay_keeps_up_without_overruns(tone_model, recording):
     assert time.monotonic() - t0 >= 3.0                           # paced like a microphone
     assert status["overruns"] == 0 and status["shed"] == []
     assert [(k, l) for k, l, _ in words(pipe.events)] == [("wake", "computer"), ("command", "yes")]
+
+
+@register_stage("test_frame_counter")
+class FrameCounter(Stage):
+    """Test stage: counts the frames another stage emits (stands in for the ESN reading the
+    8 kHz frontend every hop)."""
+
+    def __init__(self, name, params, cfg, rate, hop_s):
+        super().__init__(name, params, cfg, rate, hop_s)
+        self.input_key = self.params["input"]
+        self.consumes = (self.input_key,)
+        self.frames = 0
+
+    def process(self, ctx):
+        if self.input_key in ctx.fresh:
+            self.frames += len(ctx.data[self.input_key])
+
+
+@pytest.mark.timeout(30)
+def test_adding_a_stage_is_one_config_entry_and_one_class(tone_model):
+    # An 8 kHz ESN frontend (16 ms hop) beside the 16 kHz keyword frontend, and a consumer.
+    cfg = make_cfg(tone_model, *FAST,
+                   'pipeline.stages=["frontend", "esn_features", "multitask", "keywords", "scenes", "esn"]',
+                   "stages.esn_features.type=logmel", "stages.esn_features.frontend=esn",
+                   "stages.esn_features.window_frames=1", "stages.esn.type=test_frame_counter",
+                   "stages.esn.input=features.esn.new")
+    pipe = Pipeline.from_config(cfg, keep_events=True)
+    esn_front = pipe.stages[1]
+    assert esn_front.rate == 8000 and esn_front.describe()["emits"] == ["features.esn", "features.esn.new"]
+    pipe.run(SyntheticSource(SCRIPT[:2], duration_s=4.0))
+    expected = 1 + (4 * 8000 - 256) // 128                     # frames of 4 s at 8 kHz / 16 ms
+    # the streaming 16 -> 8 kHz resampler (soxr "LQ") holds back ~40 samples: at most two frames
+    assert expected - 2 <= pipe.stages[-1].frames <= expected
+    assert [(k, l) for k, l, _ in words(pipe.events)] == [("wake", "computer"), ("command", "yes")]
+    assert set(pipe.status()["stages"]) == {"frontend", "esn_features", "multitask", "keywords",
+                                            "scenes", "esn"}
