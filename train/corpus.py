@@ -282,13 +282,24 @@ def _mixtures(cfg: Config, speech: list[tuple], scenes: list[Clip], progress: bo
     return out
 
 
-def _synthetic_confusables(cfg: Config) -> dict[str, tuple[str, int]]:
+def _negative_phrases(cfg: Config, unknown_takes: int, confusable_takes: int
+                      ) -> dict[str, tuple[str, int]]:
+    """Unknown words and wake-word confusables, all labelled ``_unknown_``.
+
+    A phrase that is also a keyword (say the wake word was changed to "compute" but the
+    confusables were not) is dropped with a warning: one text under two labels teaches noise.
+    """
+    keywords = {w.lower() for w in cfg.keyword_labels}
     phrases: dict[str, tuple[str, int]] = {}
-    for text in cfg["labels.unknown_words"]:
-        phrases[text] = ("_unknown_", cfg["data.synthetic.unknown_takes_per_word"])
-    for text in cfg.get("data.synthetic.wake_word_confusables", []):
-        phrases[text] = ("_unknown_", cfg.get("data.synthetic.confusable_takes_per_phrase",
-                                              cfg["data.synthetic.unknown_takes_per_word"]))
+    for texts, takes in ((cfg["labels.unknown_words"], unknown_takes),
+                         (cfg.get("data.synthetic.wake_word_confusables", []), confusable_takes)):
+        for text in texts:
+            if text.lower() in keywords:
+                warnings.warn(f"{text!r} is a keyword and also listed as an unknown word or "
+                              f"confusable; dropping it from _unknown_ (fix labels.unknown_words "
+                              f"or data.synthetic.wake_word_confusables)", stacklevel=3)
+                continue
+            phrases[text] = ("_unknown_", takes)
     return phrases
 
 
@@ -302,7 +313,9 @@ def build_synthetic(cfg: Config, progress: bool = True) -> Corpus:
     noise = _noise_pool(cfg)
     takes = cfg["data.synthetic.keyword_takes_per_word"]
     phrases = {w: (w, takes) for w in [cfg["labels.wake_word"], *cfg["labels.commands"]]}
-    phrases.update(_synthetic_confusables(cfg))
+    unknown_takes = cfg["data.synthetic.unknown_takes_per_word"]
+    phrases.update(_negative_phrases(cfg, unknown_takes, cfg.get(
+        "data.synthetic.confusable_takes_per_phrase", unknown_takes)))
     keywords, clean = _speech_takes(cfg, phrases, progress, noise)
     keywords += _silence(cfg, cfg["data.synthetic.silence_clips"], noise, progress)
     scenes = _synthetic_scenes(cfg, progress)
@@ -348,8 +361,7 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
         _warn_missing("wake-word", paths["wake_words"], "data.real.wake_words")
     phrases = {wake: (wake, cfg.get("data.real.synthetic_wake_word_takes", 60))}
     extra = cfg.get("data.real.synthetic_unknown_takes_per_phrase", 12)
-    for text in [*cfg["labels.unknown_words"], *cfg.get("data.synthetic.wake_word_confusables", [])]:
-        phrases[text] = ("_unknown_", extra)
+    phrases.update(_negative_phrases(cfg, extra, extra))
     synthetic, clean = _speech_takes(cfg, phrases, progress, noise, kind="kw-real")
     keywords += synthetic
 

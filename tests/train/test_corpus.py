@@ -166,3 +166,12 @@ def test_library_backend_builds_the_same_corpus_twice(tiny_cfg, tmp_path):
 def test_cli_reports_a_bad_setting_without_a_traceback(capsys):
     assert corpus_mod.main(["--set", "data.source=kaggle", "--no-plots"]) == 2
     assert "data.source must be" in capsys.readouterr().err
+
+
+def test_a_confusable_that_is_now_the_wake_word_is_dropped(tiny_cfg):
+    cfg = tiny_cfg("labels.wake_word=compute", "data.synthetic.scene_clips_per_class=1",
+                   "data.synthetic.drum_hits_per_class=1")
+    with pytest.warns(UserWarning, match="'compute' is a keyword"):
+        c = build_corpus(cfg, progress=False)
+    assert {x.meta["word"] for x in c.keywords if x.label == "compute"} == {"compute"}
+    assert "compute" not in {x.meta.get("word") for x in c.keywords if x.label == "_unknown_"}
