@@ -42,7 +42,7 @@ from .synth.augment import db_to_gain, random_segment, rms
 __all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "main"]
 
 log = logging.getLogger(__name__)
-CACHE_VERSION = 1  # bump when the generators change what a profile produces
+CACHE_VERSION = 2  # bump when the generators change what a profile produces
 
 
 @dataclass
