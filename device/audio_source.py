@@ -375,6 +375,7 @@ class SoundDeviceSource(AudioSource):
                  capture_rate: int | None = None, channels: int = 1, block_ms: float = 10.0,
                  buffer_s: float = 2.0, latency: str | float = "low"):
         import sounddevice as sd  # noqa: F401  (fail here, with PortAudio's message, if missing)
+        self._device_spec = device
         self.device = resolve_device(device)
         self.rate = int(rate)
         info = sd.query_devices(self.device, "input")
@@ -387,6 +388,7 @@ class SoundDeviceSource(AudioSource):
         self._resample = _Resampler(self.capture_rate, self.rate)
         self._stream = None
         self.input_overflows = 0
+        self.restarts = 0
         self.callbacks = 0
         self.samples_produced = 0
         self.on_block = None
@@ -415,6 +417,23 @@ class SoundDeviceSource(AudioSource):
             return None if self._ring.closed else np.zeros(0, dtype=np.float32)
         return out
 
+    def restart(self) -> None:
+        """Close and reopen the stream (the pipeline calls this when capture stalls: a USB
+        microphone unplugged and plugged back in gets a new ALSA handle)."""
+        import sounddevice as sd
+        if self._stream is not None:
+            try:
+                self._stream.abort()
+                self._stream.close()
+            except Exception:  # noqa: BLE001 - the old stream may be gone with its device
+                pass
+            self._stream = None
+        sd._terminate()       # PortAudio re-enumerates devices only on re-initialisation
+        sd._initialize()
+        self.restarts += 1
+        self.device = resolve_device(self._device_spec)  # its index may have changed
+        self.start()
+
     def stop(self) -> None:
         if self._stream is not None:
             try:
@@ -439,5 +458,5 @@ class SoundDeviceSource(AudioSource):
     def health(self) -> dict:
         h = super().health()
         h.update(device=self.device_name, capture_rate=self.capture_rate,
-                 input_overflows=self.input_overflows)
+                 input_overflows=self.input_overflows, restarts=self.restarts)
         return h

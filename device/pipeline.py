@@ -71,6 +71,9 @@ class Pipeline:
         Put in every event.
     keep_events : bool
         Keep every emitted event in ``self.events`` (tests, ``detect``).
+    capture_stall_s : float
+        A real-time source silent this long is reported (``capture_stalled``) and reopened
+        (its ``restart()``), again every period until audio flows (``capture_resumed``).
     """
 
     def __init__(self, stages: Sequence[Stage], *, rate: int = 16000, hop_ms: float = 10.0,
@@ -78,7 +81,7 @@ class Pipeline:
                  shed_above: float = 0.9, restore_below: float = 0.6, load_window_hops: int = 50,
                  backlog_shed_hops: int = 20, probe_after_s: float = 10.0,
                  status_interval_s: float = 30.0, device_id: str = "hopwise",
-                 keep_events: bool = False):
+                 keep_events: bool = False, capture_stall_s: float = 2.0):
         self.stages = list(stages)
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
@@ -96,6 +99,7 @@ class Pipeline:
         self.status_interval_s = status_interval_s
         self.device_id = device_id
         self.keep_events = keep_events
+        self.capture_stall_s = capture_stall_s
         self.events: list[dict] = []
         self.event_counts: dict[str, int] = {}
         self.stage_stats = {s.name: LatencyStats() for s in self.stages}
@@ -145,7 +149,8 @@ class Pipeline:
                    backlog_shed_hops=r.get("backlog_shed_hops", 20),
                    probe_after_s=r.get("probe_after_s", 10.0),
                    status_interval_s=r.get("status_interval_s", 30.0),
-                   device_id=cfg.get("project.device_id", "hopwise"), keep_events=keep_events)
+                   device_id=cfg.get("project.device_id", "hopwise"), keep_events=keep_events,
+                   capture_stall_s=r.get("capture_stall_s", 2.0))
 
     # ------------------------------------------------------------------ one hop
     @property
@@ -278,18 +283,45 @@ class Pipeline:
         self.emit_status("online", stages=[s.describe() for s in self.stages])
         source.start()
         lost = source.dropped_samples
+        last_audio = last_try = time.monotonic()
+        stalled = False
+        next_overrun_report = 0.0
         try:
             while not self._stop.is_set():
                 hop = source.read(self.hop, timeout=0.5)
                 if hop is None:
                     break
+                now = time.monotonic()
                 if len(hop) == 0:
+                    # No audio: a live device that stops delivering (unplugged, ALSA error) is
+                    # reported and reopened every capture_stall_s until it delivers again.
+                    if source.realtime and now - max(last_audio, last_try) >= self.capture_stall_s:
+                        last_try = now
+                        if not stalled:
+                            stalled = True
+                            log.error("no audio for %.1f s: capture stalled", now - last_audio)
+                            self.emit_status("capture_stalled", silent_s=round(now - last_audio, 1))
+                        restart = getattr(source, "restart", None)
+                        if restart is not None:
+                            try:
+                                restart()
+                            except Exception as exc:  # noqa: BLE001 - retried next period
+                                log.error("reopening the capture device failed: %s", exc)
                     continue
+                last_audio = now
+                if stalled:
+                    stalled = False
+                    self.emit_status("capture_resumed")
                 if source.dropped_samples != lost:  # an overrun: samples are missing before this hop
                     self._lost_samples += source.dropped_samples - lost
                     lost = source.dropped_samples
                     for stage in self.stages:
                         stage.on_gap()
+                    if self.t_audio_s >= next_overrun_report:  # reported, at most once a second
+                        next_overrun_report = self.t_audio_s + 1.0
+                        log.warning("audio overrun: %d samples lost so far (%d overruns)",
+                                    lost, source.overruns)
+                        self.emit_status("overrun", overruns=source.overruns, dropped_samples=lost)
                 self.process_hop(hop, backlog=source.backlog)
                 if max_audio_s is not None and self.t_audio_s >= max_audio_s:
                     break

@@ -242,3 +242,39 @@ def test_adding_a_stage_is_one_config_entry_and_one_class(tone_model):
     assert [(k, l) for k, l, _ in words(pipe.events)] == [("wake", "computer"), ("command", "yes")]
     assert set(pipe.status()["stages"]) == {"frontend", "esn_features", "multitask", "keywords",
                                             "scenes", "esn"}
+
+
+class StallingSource(SyntheticSource):
+    """A real-time source that goes silent (no samples at all) for a while, as a USB microphone
+    that is unplugged does; ``restart()`` is what the pipeline calls to reopen it."""
+
+    def __init__(self, stall_from_s, stall_for_s, **kw):
+        super().__init__(**kw)
+        self.stall = (stall_from_s, stall_from_s + stall_for_s)
+        self.restarts = 0
+        self._t0 = None
+
+    def read(self, n, timeout=1.0):
+        if self._t0 is None:
+            self._t0 = time.monotonic()
+        if self.stall[0] <= time.monotonic() - self._t0 < self.stall[1]:
+            time.sleep(min(timeout, 0.05))
+            return np.zeros(0, np.float32)
+        return super().read(n, timeout)
+
+    def restart(self):
+        self.restarts += 1
+
+
+@pytest.mark.timeout(30)
+def test_a_stalled_capture_is_reported_and_reopened(tone_model):
+    cfg = make_cfg(tone_model, "runtime.capture_stall_s=0.4")
+    pipe = Pipeline.from_config(cfg, keep_events=True)
+    src = StallingSource(0.5, 1.2, duration_s=2.5, realtime=True, buffer_s=0.5)
+    status = pipe.run(src)
+    labels = [e["label"] for e in pipe.events if e["type"] == "status"]
+    assert labels.count("capture_stalled") == 1 and labels.count("capture_resumed") == 1, labels
+    assert labels.index("capture_stalled") < labels.index("capture_resumed")
+    assert src.restarts >= 2                                  # retried every 0.4 s while silent
+    # the audio produced meanwhile overflowed the 0.5 s buffer: counted and reported too
+    assert status["overruns"] >= 1 and "overrun" in labels
