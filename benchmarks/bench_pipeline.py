@@ -50,12 +50,14 @@ sys.path.insert(0, str(REPO / "tests" / "device"))
 from device.audio_source import SyntheticSource, Tone  # noqa: E402
 from device.config import load_config  # noqa: E402
 
-TRAINED = REPO / "build" / "export" / "multitask_int8.tflite"
+TRAINED = [REPO / "build" / "export" / "multitask_int8.tflite",
+           REPO / "build" / "export" / "default" / "multitask_int8.tflite"]
 
 
 def cost_model(tmp: Path) -> tuple[Path, str]:
-    if TRAINED.exists() and TRAINED.with_suffix(".json").exists():
-        return TRAINED, "trained"
+    for path in TRAINED:
+        if path.exists() and path.with_suffix(".json").exists():
+            return path, f"exported ({path.relative_to(REPO)})"
     from fixture_model import build_standin_model
     return build_standin_model(tmp, load_config("default")), "stand-in (DS-CNN layout, random weights)"
 
