@@ -163,6 +163,18 @@ class _BlockSource(AudioSource):
             if out is None:
                 return None if self._ring.closed else np.zeros(0, dtype=np.float32)
             return out
+        if not self._pending.size and not self._done:  # common case: one block is one hop
+            try:
+                blk = next(self._gen)
+            except StopIteration:
+                self._done = True
+                blk = self._pending
+            self.samples_produced += len(blk)
+            if self.on_block is not None and len(blk):
+                self.on_block(self.samples_produced, time.time())
+            if len(blk) == n:
+                return blk
+            self._pending = blk
         while len(self._pending) < n and not self._done:
             try:
                 blk = next(self._gen)

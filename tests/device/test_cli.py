@@ -15,6 +15,7 @@ from helpers import PY, REPO, Subscriber, device_env
 FAST = ["--set", "decisions.smoothing_ms=100", "--set", "decisions.wake_min_count=1"]
 
 
+@pytest.mark.timeout(60)
 def test_help_explains_the_commands():
     out = subprocess.run([PY, "-m", "device", "--help"], capture_output=True, text=True,
                          env=device_env(), cwd=REPO, timeout=30)
@@ -108,6 +109,7 @@ def test_live_capture_through_portaudio_and_alsa(alsa_home, tone_model):
     assert "capturing from hopwisemic" in out.stderr
 
 
+@pytest.mark.timeout(60)
 def test_unknown_capture_device_lists_the_ones_there_are(alsa_home):
     out = subprocess.run([PY, "-m", "device", "run", "--device", "no-such-mic"],
                          capture_output=True, text=True, env=alsa_home, cwd=REPO, timeout=30)

@@ -89,6 +89,7 @@ def test_running_the_pipeline_imports_no_tensorflow(tone_model, recording):
 
 
 # --------------------------------------------------------------------------- model checks
+@pytest.mark.timeout(60)
 def test_model_with_wrong_hash_is_refused(tone_model, tmp_path):
     bad = tmp_path / tone_model.name
     bad.write_bytes(tone_model.read_bytes() + b"\0")
