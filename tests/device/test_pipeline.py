@@ -201,11 +201,12 @@ def test_overrun_is_counted_and_reported(tone_model):
 
 @pytest.mark.timeout(30)
 def test_realtime_replay_keeps_up_without_overruns(tone_model, recording):
-    pipe = Pipeline.from_config(make_cfg(tone_model, *FAST), keep_events=True)
+    # (no shedding here: on this shared test machine a descheduled hop could look like overload)
+    pipe = Pipeline.from_config(make_cfg(tone_model, *FAST, "runtime.shedding=false"), keep_events=True)
     t0 = time.monotonic()
     status = pipe.run(SyntheticSource(SCRIPT[:2], duration_s=3.2, realtime=True))
     assert time.monotonic() - t0 >= 3.0                           # paced like a microphone
-    assert status["overruns"] == 0 and status["shed"] == []
+    assert status["overruns"] == 0 and status["audio"]["dropped_samples"] == 0
     assert [(k, l) for k, l, _ in words(pipe.events)] == [("wake", "computer"), ("command", "yes")]
 
 
