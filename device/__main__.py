@@ -25,6 +25,15 @@ import time
 
 log = logging.getLogger("hopwise")
 
+DESCRIPTION = """hopwise device runtime: wake word, commands and acoustic scenes from a microphone,
+reported over MQTT, serial, stdout or a rotating log file.
+
+Every event is one JSON object:
+  {"type": "wake"|"command"|"scene"|"beat"|"status", "label": "...", "confidence": 0..1,
+   "t_audio_s": seconds into the audio stream, "t_wall": unix time, "seq": n, "device": id}
+Settings come from a profile (--profile) and --set overrides: [pipeline] and [stages.*] (what
+runs), [decisions], [runtime] (hop budget, shedding, heartbeat), [capture], [sinks.*]."""
+
 EXAMPLES = """examples:
   python -m device run --model build/export/multitask_int8.tflite --device USB --set sinks.mqtt.enabled=true --set sinks.mqtt.host=broker.local
   python -m device detect recording.flac --model build/export/multitask_int8.tflite > events.jsonl
@@ -46,8 +55,7 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="python -m device", description="hopwise device runtime: wake word, commands and "
-        "acoustic scenes from a microphone, reported over MQTT, serial, stdout or a log file.",
+        prog="python -m device", description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
