@@ -43,7 +43,7 @@ log = logging.getLogger("train.multitask")
 
 CLIP_SAMPLES = 16000  # 1 s at the keyword frontend's 16 kHz
 HEADS = ("keyword", "scene")
-CALIBRATION_EXAMPLES = 400  # raw training features kept for int8 calibration
+CALIBRATION_EXAMPLES = 400  # raw training features kept for int8 calibration ([export] overrides)
 
 
 # --------------------------------------------------------------------------- variants
@@ -247,8 +247,13 @@ def mix_waveforms(keyword: np.ndarray, scene: np.ndarray, keyword_share: np.ndar
     return out.reshape(np.shape(keyword)) if np.ndim(keyword) == 1 else out
 
 
-def features(audio: np.ndarray, lm_cfg: LogMelConfig) -> np.ndarray:
-    """Log-mel of each row with `device.frontend.log_mel` -> ``(n, frames, mels)`` float32."""
+def features(audio: np.ndarray, lm_cfg: LogMelConfig, chunk: int = 0) -> np.ndarray:
+    """Log-mel of each row with `device.frontend.log_mel` -> ``(n, frames, mels)`` float32.
+
+    A plain loop over the public frontend: a batched kernel over strided frames was measured
+    slower on this 2-core host (cache-unfriendly temporaries), and the loop keeps training
+    features byte-identical to the device's. ``chunk`` is accepted for API stability only.
+    """
     audio = np.atleast_2d(audio)
     first = log_mel(audio[0], lm_cfg)
     out = np.empty((len(audio),) + first.shape, dtype=np.float32)
@@ -330,10 +335,13 @@ def time_shift(audio: np.ndarray, max_shift: int, rng: np.random.Generator) -> n
     if max_shift <= 0:
         return audio
     shifts = rng.integers(-max_shift, max_shift + 1, size=n)
-    idx = np.arange(length)[None, :] - shifts[:, None]
-    valid = (idx >= 0) & (idx < length)
-    out = np.take_along_axis(audio, np.clip(idx, 0, length - 1), axis=1)
-    return np.where(valid, out, 0.0).astype(np.float32)
+    out = np.zeros_like(audio)
+    for i, s in enumerate(shifts):  # slice copies: far cheaper than a gathered index array
+        if s >= 0:
+            out[i, s:] = audio[i, :length - s]
+        else:
+            out[i, :s] = audio[i, -s:]
+    return out
 
 
 def add_noise(audio: np.ndarray, noise: Sequence[np.ndarray], aug: Augment,
@@ -637,7 +645,8 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
     batch = int(mt.get("batch_size", 64))
     epochs = int(mt.get("epochs", 30))
     n_train = len(train.keyword_audio) if "keyword" in variant.tasks else 8 * len(train.scenes)
-    steps = max(1, int(np.ceil(n_train * float(mt.get("examples_per_clip", 1.0)) / batch)))
+    steps = max(int(mt.get("min_steps_per_epoch", 1)),
+                int(np.ceil(n_train * float(mt.get("examples_per_clip", 1.0)) / batch)))
     aug = Augment(**mt.get("augment", {}))
 
     rng = np.random.default_rng(seed + 1)
@@ -646,7 +655,8 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
     normalizer.save(out_dir / "normalizer.json")
     # Int8 calibration needs training features; keeping a sample beside the checkpoint lets
     # export run without rebuilding the corpus.
-    np.save(out_dir / "calibration.npy", norm_feats[:CALIBRATION_EXAMPLES].astype(np.float16))
+    n_calib = int(cfg.get("export.calibration_examples", CALIBRATION_EXAMPLES))
+    np.save(out_dir / "calibration.npy", norm_feats[:n_calib].astype(np.float16))
     n_val = len(validation.keyword_audio) if "keyword" in variant.tasks else 3 * len(validation.scenes)
     vx, vy, vw = draw_examples(validation, variant, max(n_val, 1), np.random.default_rng(seed + 2),
                                lm_cfg, None)

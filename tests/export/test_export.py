@@ -22,6 +22,7 @@ def exported(tmp_path_factory):
     cfg = load_config("default", [f"project.build_dir='{root / 'build'}'",
                                   "model.multitask.epochs=8", "model.multitask.batch_size=16",
                                   "model.multitask.examples_per_clip=3",
+                                  "model.multitask.min_steps_per_epoch=1",
                                   "model.multitask.learning_rate=0.01",
                                   "model.multitask.augment.noise_prob=0.0",
                                   "model.multitask.width=16", "model.multitask.blocks=2"])

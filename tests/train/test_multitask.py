@@ -59,6 +59,7 @@ def fake_corpus(cfg, n_per_keyword: int = 6, n_per_scene: int = 4, seed: int = 0
 def cfg(tmp_path):
     return load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
                                    "model.multitask.epochs=2", "model.multitask.batch_size=16",
+                                   "model.multitask.min_steps_per_epoch=1",
                                    "model.multitask.width=16", "model.multitask.blocks=2"])
 
 
@@ -156,3 +157,22 @@ def test_normalizer_round_trip(tmp_path):
     again = mt.Normalizer.load(tmp_path / "n.json")
     np.testing.assert_allclose(again(feats), norm(feats), atol=1e-6)
     assert abs(float(norm(feats).mean())) < 1e-3
+
+
+def test_batched_features_equal_the_frontend():
+    from device.frontend import log_mel
+
+    cfg = load_config("default")
+    lm = LogMelConfig.from_config(cfg, "keyword")
+    audio = np.random.default_rng(5).normal(0, 0.1, (5, SR)).astype(np.float32)
+    batched = mt.features(audio, lm, chunk=2)
+    for row, feats in zip(audio, batched):
+        np.testing.assert_allclose(feats, log_mel(row, lm), rtol=1e-5, atol=1e-5)
+
+
+def test_time_shift_moves_and_zero_fills():
+    x = np.tile(np.arange(1, 11, dtype=np.float32), (50, 1))
+    out = mt.time_shift(x, 3, np.random.default_rng(0))
+    for row in out:
+        nz = row[row != 0]
+        assert len(nz) >= 7 and np.all(np.diff(nz) == 1)  # a contiguous, shifted run

@@ -1,0 +1,258 @@
+"""The seed table: every multitask variant, float Keras and exported int8 TFLite, on held-out data.
+
+    python -m train.seed_table --profile default      # trains what is missing, then evaluates
+    python -m train.seed_table --profile real --variants mt60j --reuse
+
+For each variant (`train.multitask.variants`: ``kw``, ``scene``, ``mt50``, ``mt60``,
+``mt60j``) it trains (or, with ``--reuse``, loads) the model, exports it to int8
+(``build/export/<profile>/<variant>_int8.tflite``), and measures top-1 accuracy on the
+profile's *test* split (speaker-disjoint keywords, source-disjoint scenes):
+
+=================  ============================================================
+keyword only       clean keyword clips
+scene only         the loudest 1 s windows of clean scene clips
+mixed keyword      each keyword clip mixed with a test scene at ``eval.keyword_share``
+mixed scene        each scene window mixed with a test keyword clip at that share
+=================  ============================================================
+
+The mixtures are drawn once with ``eval.seed``, so every variant sees the same inputs. A
+single-task baseline has no head for the other task: its cells say "-".
+
+The deployed variant is the multitask variant with the best mean of mixed-keyword and
+mixed-scene accuracy on the *validation* split (the test split only reports); it is written
+to ``build/models/multitask/<profile>/deployed.json`` and exported as
+``build/export/<profile>/multitask_int8.tflite``. Outputs: ``build/reports/seed_table_<profile>
+.md/.json``, ``seed_table.md/.json`` (all profiles run so far), and one confusion-matrix PNG per
+variant (int8, all four test sets).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from device.config import Config, load_config
+from device.frontend import LogMelConfig
+from train import multitask as mt
+
+log = logging.getLogger("train.seed_table")
+
+SETS = ("keyword_only", "scene_only", "mixed_keyword", "mixed_scene")
+COLUMNS = {"keyword_only": "keyword only", "scene_only": "scene only",
+           "mixed_keyword": "mixed keyword", "mixed_scene": "mixed scene"}
+
+
+def accuracy_and_confusion(probs: np.ndarray, labels: np.ndarray, n_classes: int):
+    pred = probs.argmax(1)
+    confusion = np.zeros((n_classes, n_classes), int)
+    np.add.at(confusion, (labels, pred), 1)
+    return float(np.mean(pred == labels)), confusion
+
+
+def evaluate_sets(predict, sets: Mapping, heads: Sequence[str], n_classes: Mapping[str, int]):
+    """``{set: {"accuracy", "n", "confusion"}}`` for the sets whose head the model has."""
+    out = {}
+    for name, (feats, labels, head) in sets.items():
+        if head not in heads:
+            continue
+        acc, conf = accuracy_and_confusion(predict(feats)[head], labels, n_classes[head])
+        out[name] = {"accuracy": round(acc, 4), "n": int(len(labels)), "confusion": conf.tolist()}
+    return out
+
+
+def plot_confusions(results: Mapping, label_sets: Mapping, path: Path, title: str) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    names = [s for s in SETS if s in results]
+    fig, axes = plt.subplots(1, len(names), figsize=(5.2 * len(names), 5))
+    axes = np.atleast_1d(axes)
+    for ax, name in zip(axes, names):
+        head = "keyword" if "keyword" in name else "scene"
+        conf = np.asarray(results[name]["confusion"], float)
+        norm = conf / np.maximum(conf.sum(1, keepdims=True), 1)
+        ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+        labels = label_sets[head]
+        ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+        ax.set_yticks(range(len(labels)), labels, fontsize=7)
+        for i in range(len(labels)):
+            for j in range(len(labels)):
+                if conf[i, j]:
+                    ax.text(j, i, int(conf[i, j]), ha="center", va="center", fontsize=6,
+                            color="white" if norm[i, j] > 0.5 else "black")
+        ax.set_title(f"{COLUMNS[name]}: {results[name]['accuracy'] * 100:.1f} %")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def _cell(entry: Mapping | None, name: str) -> str:
+    if not entry or name not in entry:
+        return "-"
+    return f"{entry[name]['accuracy'] * 100:.1f}"
+
+
+def markdown(table: Mapping) -> str:
+    """The seed table of one profile as Markdown."""
+    prof = table["profile"]
+    lines = [f"## Seed table: profile `{prof}`", "",
+             f"Test split: {table['test_sizes']}. Mixed columns: every model sees the same "
+             f"mixtures at keyword share {table['eval_keyword_share']:.2f} (seed "
+             f"{table['eval_seed']}). Top-1 accuracy in %.", ""]
+    for kind, title in (("float", "float Keras"), ("int8", "int8 TFLite (ai_edge_litert)")):
+        lines += [f"### {title}", "",
+                  "| model | keyword only | scene only | mixed keyword | mixed scene |",
+                  "|---|---|---|---|---|"]
+        for name, v in table["variants"].items():
+            mark = " **(deployed)**" if name == table.get("deployed") else ""
+            lines.append(f"| {name}: {v['description']}{mark} | "
+                         + " | ".join(_cell(v.get(kind), s) for s in SETS) + " |")
+        lines.append("")
+    lines += ["### Models", "",
+              "| model | params | int8 bytes | epochs (best) | train s | validation mixed kw / scene (float) |",
+              "|---|---|---|---|---|---|"]
+    for name, v in table["variants"].items():
+        val = v.get("validation_float", {})
+        lines.append(f"| {name} | {v['params']} | {v.get('int8_bytes', '-')} | "
+                     f"{v.get('epochs_run', '-')} ({v.get('best_epoch', '-')}) | "
+                     f"{v.get('train_seconds', '-')} | {_cell(val, 'mixed_keyword')} / "
+                     f"{_cell(val, 'mixed_scene')} |")
+    lines += ["", f"Deployed: `{table.get('deployed')}` ({table.get('deployed_reason', '')})", ""]
+    return "\n".join(lines)
+
+
+def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
+        verbose: int = 2) -> dict:
+    """Train (or reuse), export and evaluate the variants; write the table; return it."""
+    from export.tflite import TFLiteModel, export_model, variant_tflite_path
+
+    tag = mt.profile_tag(cfg)
+    all_variants = mt.variants(cfg)
+    names = list(names or all_variants)
+    splits = mt.load_splits(cfg)
+    lm_cfg = LogMelConfig.from_config(cfg, "keyword")
+    share = float(cfg.get("eval.keyword_share", cfg.get("model.multitask.keyword_share", 0.6)))
+    seed = int(cfg.get("eval.seed", 4321))
+    crops = int(cfg.get("eval.scene_crops_per_clip", 3))
+    t0 = time.perf_counter()
+    test_sets = mt.eval_sets(splits["test"], lm_cfg, share, seed, crops)
+    val_sets = mt.eval_sets(splits["validation"], lm_cfg, share, seed + 1, crops)
+    log.info("evaluation sets ready in %.0f s: test %s", time.perf_counter() - t0,
+             {k: len(v[1]) for k, v in test_sets.items()})
+    label_sets = {"keyword": list(cfg.keyword_labels), "scene": list(cfg["labels.scenes"])}
+    n_classes = {h: len(v) for h, v in label_sets.items()}
+    reports = mt.reports_dir(cfg)
+    json_path = reports / f"seed_table_{tag}.json"
+    previous = json.loads(json_path.read_text()) if json_path.exists() else {}
+    table = {"profile": tag, "eval_keyword_share": share, "eval_seed": seed,
+             "test_sizes": {k: int(len(v[1])) for k, v in test_sets.items()},
+             "variants": dict(previous.get("variants", {}))}
+    for name in names:
+        variant = all_variants[name]
+        trained = (mt.model_dir(cfg, name) / "model.keras").exists()
+        if reuse and trained:
+            log.info("%s: reusing the trained model in %s", name, mt.model_dir(cfg, name))
+        else:
+            mt.train_variant(cfg, splits["train"], splits["validation"], variant, verbose=verbose)
+        model, normalizer, info = mt.load_trained(cfg, name)
+        path = variant_tflite_path(cfg, name)
+        export = export_model(cfg, name, path, name=f"multitask_{name}", onnx=False)
+        int8 = TFLiteModel(path)
+        t1 = time.perf_counter()
+        res_float = evaluate_sets(lambda f: mt.predict(model, f, normalizer), test_sets,
+                                  variant.tasks, n_classes)
+        res_int8 = evaluate_sets(int8.predict, test_sets, variant.tasks, n_classes)
+        res_val = evaluate_sets(lambda f: mt.predict(model, f, normalizer), val_sets,
+                                variant.tasks, n_classes)
+        plot_confusions(res_int8, label_sets, reports / f"confusion_{tag}_{name}_int8.png",
+                        f"{name} ({variant.description}), int8 TFLite, profile {tag}, test split")
+        plot_confusions(res_float, label_sets, reports / f"confusion_{tag}_{name}_float.png",
+                        f"{name} ({variant.description}), float Keras, profile {tag}, test split")
+        table["variants"][name] = {
+            "description": variant.description, "tasks": list(variant.tasks),
+            "keyword_share": variant.keyword_share, "share_jitter": variant.share_jitter,
+            "params": info["params"], "train_seconds": info["train_seconds"],
+            "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"],
+            "int8_bytes": export["size_bytes"], "int8_file": str(path),
+            "float": res_float, "int8": res_int8, "validation_float": res_val,
+        }
+        log.info("%s: float %s | int8 %s (evaluated in %.0f s)", name,
+                 {k: v["accuracy"] for k, v in res_float.items()},
+                 {k: v["accuracy"] for k, v in res_int8.items()}, time.perf_counter() - t1)
+        # Write after every variant: a run cut short still leaves the rows it finished.
+        _write(cfg, table)
+    candidates = {n: v for n, v in table["variants"].items() if len(v["tasks"]) == 2}
+    if candidates:
+        def score(v):
+            val = v["validation_float"]
+            return (val["mixed_keyword"]["accuracy"] + val["mixed_scene"]["accuracy"]) / 2
+        best = max(candidates, key=lambda n: score(candidates[n]))
+        reason = (f"best mean validation accuracy on mixed keyword + mixed scene "
+                  f"({score(candidates[best]) * 100:.1f} %) among "
+                  + ", ".join(f"{n} {score(v) * 100:.1f} %" for n, v in candidates.items()))
+        table["deployed"], table["deployed_reason"] = best, reason
+        mt.write_deployed(cfg, best, reason)
+        src = Path(table["variants"][best]["int8_file"])
+        dst = src.parent / "multitask_int8.tflite"
+        export_model(cfg, best, dst, name="multitask", onnx=True,
+                     metrics={"test_float": {k: v["accuracy"] for k, v in
+                                             table["variants"][best]["float"].items()},
+                              "test_int8": {k: v["accuracy"] for k, v in
+                                            table["variants"][best]["int8"].items()}})
+        log.info("deployed variant: %s (%s) -> %s", best, reason, dst)
+    _write(cfg, table)
+    return table
+
+
+def _write(cfg: Config, table: Mapping) -> None:
+    reports = mt.reports_dir(cfg)
+    tag = table["profile"]
+    (reports / f"seed_table_{tag}.json").write_text(json.dumps(table, indent=1) + "\n")
+    (reports / f"seed_table_{tag}.md").write_text(markdown(table) + "\n")
+    # The combined table: every profile that has been run into this build folder.
+    tables = {}
+    for path in sorted(reports.glob("seed_table_*.json")):
+        data = json.loads(path.read_text())
+        tables[data["profile"]] = data
+    (reports / "seed_table.json").write_text(json.dumps(tables, indent=1) + "\n")
+    (reports / "seed_table.md").write_text(
+        "# Seed table: keyword + scene multitask variants\n\n"
+        + "\n".join(markdown(t) for t in tables.values()) + "\n")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m train.seed_table",
+        description="Train (or reuse), export to int8 and evaluate the keyword/scene variants "
+                    "on the held-out test split; write build/reports/seed_table.md/.json, "
+                    "confusion matrices, and choose the deployed multitask variant.",
+        epilog="Example: python -m train.seed_table --profile real --reuse")
+    parser.add_argument("--profile", default="default", help="built-in profile or .toml path")
+    parser.add_argument("--variants", nargs="+", default=None,
+                        choices=["kw", "scene", "mt50", "mt60", "mt60j"],
+                        help="subset to run (default: all five)")
+    parser.add_argument("--reuse", action="store_true",
+                        help="evaluate already-trained models instead of retraining them")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override a profile value (repeatable)")
+    parser.add_argument("--quiet", action="store_true", help="no per-epoch Keras lines")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    mt.configure_threads()
+    cfg = load_config(args.profile, overrides=args.set)
+    table = run(cfg, args.variants, reuse=args.reuse, verbose=0 if args.quiet else 2)
+    print(markdown(table))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
