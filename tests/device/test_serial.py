@@ -125,3 +125,33 @@ def test_events_reach_the_mcu_simulator_and_survive_a_vanished_port(pty_pair):
         sim.stop()
         if sim2:
             sim2.stop()
+
+
+@pytest.mark.timeout(60)
+def test_pipeline_events_reach_the_mcu_over_the_configured_serial_sink(pty_pair, tone_model, recording):
+    from device.audio_source import FileSource
+    from device.pipeline import Pipeline
+    from device.sinks import build_sinks
+    from helpers import make_cfg
+    sim = Simulator(pty_pair.mcu)
+    cfg = make_cfg(tone_model, "sinks.stdout.enabled=false", "sinks.serial.enabled=true",
+                   f"sinks.serial.port={pty_pair.pi}", "decisions.smoothing_ms=100",
+                   "decisions.wake_min_count=1")
+    pipe = Pipeline.from_config(cfg, sinks=build_sinks(cfg), keep_events=True)
+    try:
+        # Wait for the MCU's HELLO (it then has the label table): events that arrive before it
+        # would be shown by the simulator as "#<id>" rather than by name.
+        deadline = time.monotonic() + 10
+        while pipe.sinks.health()["serial"]["frames_received"] < 1 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        pipe.run(FileSource(recording, rate=16000))
+        pipe.close(5)                                     # flushes: every event acknowledged
+        assert pipe.sinks.health()["serial"]["pending"] == 0
+        sent = sorted((round(e["t_audio_s"] * 1000), e["type"], e["label"])
+                      for e in pipe.events if e["type"] != "status")
+        got = sim.wait_events(len(sent))
+        # (retransmissions may reorder frames on the wire; each event arrives once)
+        assert sorted((e["timestamp_ms"], e["kind"], e["label"]) for e in got) == sent, sim.lines
+        assert any(kind == "wake" and label == "computer" for _, kind, label in sent)
+    finally:
+        sim.stop()
