@@ -8,7 +8,7 @@ stage here reads named streams from a shared per-hop `HopContext` and writes oth
 =====================  =======================  ===============================================
 stage type             consumes                 emits
 =====================  =======================  ===============================================
-``logmel``             ``audio``                ``features.<frontend>`` (rolling frame window)
+``logmel``             ``audio`` (or ``input``) ``features.<frontend>`` (rolling frame window)
 ``tflite_multitask``   ``features.keyword``     ``posteriors.keyword``, ``posteriors.scene``
 ``keyword_decisions``  ``posteriors.keyword``   ``wake`` / ``command`` events
 ``scene_decisions``    ``posteriors.scene``     ``scene`` events
@@ -154,6 +154,9 @@ class LogMelStage(Stage):
 
     Parameters: ``frontend`` (profile ``[frontend.X]`` name, default "keyword");
     ``window_frames`` (frames kept, default 98 = 1 s at 10 ms: what the keyword model sees);
+    ``input`` (audio stream read, default ``audio``, the source's hop; a separator stage in
+    front of the keyword model writes e.g. ``audio.separated`` and this stage reads that instead)
+    and ``input_rate`` (its rate, default the pipeline's);
     ``resample_quality`` (soxr "HQ"/"MQ"/"LQ"/"QQ", default "LQ": streaming 16 -> 8 kHz, soxr
     holds back ~40 samples (5 ms) at LQ against ~450 (57 ms) at HQ, at the cost of a wider
     transition band just under the new Nyquist frequency).
@@ -168,11 +171,13 @@ class LogMelStage(Stage):
         self.window_frames = int(self.params.get("window_frames", 98))
         self.key = f"features.{self.frontend}"
         self.emits = (self.key, self.key + ".new")
-        self.consumes = ("audio",)
+        self.input_key = self.params.get("input", "audio")
+        self.input_rate = int(self.params.get("input_rate", pipeline_rate))
+        self.consumes = (self.input_key,)
         self._resampler = None
-        if self.rate != pipeline_rate:
+        if self.rate != self.input_rate:
             from .audio_source import _Resampler
-            self._resampler = _Resampler(pipeline_rate, self.rate,
+            self._resampler = _Resampler(self.input_rate, self.rate,
                                          self.params.get("resample_quality", "LQ"))
         self.stream = LogMelStream(self.fcfg)
         self.window = np.full((self.window_frames, self.fcfg.n_mels),
@@ -180,7 +185,14 @@ class LogMelStage(Stage):
         self.frames_total = 0
 
     def process(self, ctx: HopContext) -> None:
-        audio = ctx.audio if self._resampler is None else self._resampler(ctx.audio)
+        if self.input_key == "audio":
+            audio = ctx.audio
+        elif self.input_key in ctx.fresh:
+            audio = ctx.data[self.input_key]
+        else:
+            return  # the producer (e.g. a separator) did not run on this hop
+        if self._resampler is not None:
+            audio = self._resampler(audio)
         new = self.stream.push(audio)
         k = len(new)
         if k:

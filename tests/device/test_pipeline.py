@@ -280,3 +280,33 @@ def test_a_stalled_capture_is_reported_and_reopened(tone_model):
     assert src.restarts >= 2                                  # retried every 0.4 s while silent
     # the audio produced meanwhile overflowed the 0.5 s buffer: counted and reported too
     assert status["overruns"] >= 1 and "overrun" in labels
+
+
+@register_stage("test_passthrough_separator")
+class PassthroughSeparator(Stage):
+    """Test stage in the separator's place: 8 kHz audio out (a real separator would mask it),
+    so the keyword frontend behind it reads ``audio.separated`` and resamples 8 -> 16 kHz."""
+
+    def __init__(self, name, params, cfg, rate, hop_s):
+        super().__init__(name, params, cfg, rate, hop_s)
+        from device.audio_source import _Resampler
+        self.rate = 8000
+        self.consumes, self.emits = ("audio",), ("audio.separated",)
+        self.down = _Resampler(16000, 8000, "LQ")
+
+    def process(self, ctx):
+        ctx.put("audio.separated", self.down(ctx.audio))
+
+
+@pytest.mark.timeout(30)
+def test_a_separator_stage_can_sit_in_front_of_the_keyword_frontend(tone_model):
+    cfg = make_cfg(tone_model, *FAST,
+                   'pipeline.stages=["separator", "frontend", "multitask", "keywords", "scenes"]',
+                   "stages.separator.type=test_passthrough_separator",
+                   "stages.frontend.input=audio.separated", "stages.frontend.input_rate=8000")
+    pipe = Pipeline.from_config(cfg, keep_events=True)
+    assert pipe.stages[1].describe()["consumes"] == ["audio.separated"]
+    pipe.run(SyntheticSource(SCRIPT[:2], duration_s=4.0))
+    got = words(pipe.events)
+    assert [(k, l) for k, l, _ in got] == [("wake", "computer"), ("command", "yes")]
+    assert abs(got[0][2] - (1.0 + WORD_S + 0.1)) <= STRIDE_S + 1e-6
