@@ -176,3 +176,15 @@ def test_time_shift_moves_and_zero_fills():
     for row in out:
         nz = row[row != 0]
         assert len(nz) >= 7 and np.all(np.diff(nz) == 1)  # a contiguous, shifted run
+
+
+def test_warm_start_copies_trunk_and_keyword_head(cfg):
+    full = load_config("default")
+    kw = mt.build_for_variant(full, mt.variants(full)["kw"])
+    multi = mt.build_for_variant(full, mt.variants(full)["mt60j"])
+    copied = mt._copy_weights(kw, multi)
+    assert copied >= 10
+    np.testing.assert_array_equal(multi.get_layer("stem").get_weights()[0],
+                                  kw.get_layer("stem").get_weights()[0])
+    np.testing.assert_array_equal(multi.get_layer("keyword").get_weights()[0],
+                                  kw.get_layer("keyword").get_weights()[0])
