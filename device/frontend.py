@@ -30,8 +30,36 @@ __all__ = [
 
 
 # --------------------------------------------------------------------------- configuration
+class _FramingMixin:
+    """Window/hop in samples and construction from a profile section, for both front ends."""
+
+    _DEFAULT_SECTION = "keyword"
+
+    @property
+    def window_length(self) -> int:
+        """Window in samples."""
+        return int(round(self.sample_rate * self.window_ms / 1000.0))
+
+    @property
+    def hop_length(self) -> int:
+        """Hop in samples."""
+        return int(round(self.sample_rate * self.hop_ms / 1000.0))
+
+    @classmethod
+    def from_mapping(cls, section: Mapping):
+        """Build from a profile section such as ``cfg.section("frontend.keyword")``; keys the
+        class does not know (e.g. a manifest's ``name``) are ignored."""
+        names = cls.__dataclass_fields__.keys()
+        return cls(**{k: section[k] for k in names if k in section})
+
+    @classmethod
+    def from_config(cls, cfg, name: str | None = None):
+        """Build from a loaded profile: ``LogMelConfig.from_config(cfg, "esn")``."""
+        return cls.from_mapping(cfg.section(f"frontend.{name or cls._DEFAULT_SECTION}"))
+
+
 @dataclass(frozen=True)
-class LogMelConfig:
+class LogMelConfig(_FramingMixin):
     """Log-mel parameters, each with its unit.
 
     Parameters
@@ -59,16 +87,6 @@ class LogMelConfig:
     log_floor: float = 1e-6
 
     @property
-    def window_length(self) -> int:
-        """Window in samples."""
-        return int(round(self.sample_rate * self.window_ms / 1000.0))
-
-    @property
-    def hop_length(self) -> int:
-        """Hop in samples."""
-        return int(round(self.sample_rate * self.hop_ms / 1000.0))
-
-    @property
     def n_fft(self) -> int:
         """FFT size: the next power of two at or above the window."""
         return 1 << (self.window_length - 1).bit_length()
@@ -77,20 +95,9 @@ class LogMelConfig:
     def frames_per_second(self) -> float:
         return self.sample_rate / self.hop_length
 
-    @classmethod
-    def from_mapping(cls, section: Mapping) -> "LogMelConfig":
-        """Build from a profile section such as ``cfg.section("frontend.keyword")``."""
-        names = cls.__dataclass_fields__.keys()
-        return cls(**{k: section[k] for k in names if k in section})
-
-    @classmethod
-    def from_config(cls, cfg, name: str = "keyword") -> "LogMelConfig":
-        """Build from a loaded profile: ``LogMelConfig.from_config(cfg, "esn")``."""
-        return cls.from_mapping(cfg.section(f"frontend.{name}"))
-
 
 @dataclass(frozen=True)
-class STFTConfig:
+class STFTConfig(_FramingMixin):
     """STFT parameters for separation: 8 kHz, 32 ms square-root Hann window, 8 ms hop.
 
     The square-root Hann window is used for analysis and synthesis, so that at a hop of a
@@ -103,14 +110,7 @@ class STFTConfig:
     hop_ms: float = 8.0
     window: str = "sqrt_hann"
     log_floor: float = 1e-6
-
-    @property
-    def window_length(self) -> int:
-        return int(round(self.sample_rate * self.window_ms / 1000.0))
-
-    @property
-    def hop_length(self) -> int:
-        return int(round(self.sample_rate * self.hop_ms / 1000.0))
+    _DEFAULT_SECTION = "separation"
 
     @property
     def n_fft(self) -> int:
@@ -120,14 +120,6 @@ class STFTConfig:
     def n_bins(self) -> int:
         return self.n_fft // 2 + 1
 
-    @classmethod
-    def from_mapping(cls, section: Mapping) -> "STFTConfig":
-        names = cls.__dataclass_fields__.keys()
-        return cls(**{k: section[k] for k in names if k in section})
-
-    @classmethod
-    def from_config(cls, cfg, name: str = "separation") -> "STFTConfig":
-        return cls.from_mapping(cfg.section(f"frontend.{name}"))
 
 
 # --------------------------------------------------------------------------- small pure functions
