@@ -74,7 +74,7 @@ test-slow: setup
 	$(PY) -m pytest -m slow -p no:cacheprovider
 
 demo: setup
-	$(PY) -m device demo --profile $(PROFILE) $(SETARGS)
+	$(PY) -m export.demo --profile $(PROFILE) $(SETARGS)
 
 clean:
 	rm -rf build .benchmarks
