@@ -118,14 +118,18 @@ def markdown(table: Mapping) -> str:
                          + " | ".join(_cell(v.get(kind), s) for s in SETS) + " |")
         lines.append("")
     lines += ["### Models", "",
-              "| model | params | int8 bytes | epochs (best) | train s | validation mixed kw / scene (float) |",
-              "|---|---|---|---|---|---|"]
+              "| model | params | int8 bytes | epochs (best) | train s | starts from | "
+              "validation mixed kw / scene (float) |",
+              "|---|---|---|---|---|---|---|"]
     for name, v in table["variants"].items():
         val = v.get("validation_float", {})
+        init = Path(v["init_from"]).name if v.get("init_from") else "scratch"
         lines.append(f"| {name} | {v['params']} | {v.get('int8_bytes', '-')} | "
                      f"{v.get('epochs_run', '-')} ({v.get('best_epoch', '-')}) | "
-                     f"{v.get('train_seconds', '-')} | {_cell(val, 'mixed_keyword')} / "
+                     f"{v.get('train_seconds', '-')} | {init} | {_cell(val, 'mixed_keyword')} / "
                      f"{_cell(val, 'mixed_scene')} |")
+    lines += ["", "Train seconds are this variant's own training; a variant that starts from "
+              "`kw` also used the keyword baseline's training (its row)."]
     lines += ["", f"Deployed: `{table.get('deployed')}` ({table.get('deployed_reason', '')})", ""]
     return "\n".join(lines)
 
@@ -182,6 +186,7 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
             "keyword_share": variant.keyword_share, "share_jitter": variant.share_jitter,
             "params": info["params"], "train_seconds": info["train_seconds"],
             "epochs_run": info["epochs_run"], "best_epoch": info["best_epoch"],
+            "init_from": info.get("init_from"),
             "int8_bytes": export["size_bytes"], "int8_file": str(path),
             "float": res_float, "int8": res_int8, "validation_float": res_val,
         }
@@ -245,10 +250,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override a profile value (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch Keras lines")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite the Markdown from the saved JSON (and train_info.json "
+                             "files); trains and evaluates nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     mt.configure_threads()
     cfg = load_config(args.profile, overrides=args.set)
+    if args.report_only:
+        path = mt.reports_dir(cfg) / f"seed_table_{mt.profile_tag(cfg)}.json"
+        table = json.loads(path.read_text())
+        for name, v in table["variants"].items():
+            info_path = mt.model_dir(cfg, name) / "train_info.json"
+            if info_path.exists():
+                v["init_from"] = json.loads(info_path.read_text()).get("init_from")
+        _write(cfg, table)
+        print(markdown(table))
+        return 0
     table = run(cfg, args.variants, reuse=args.reuse, verbose=0 if args.quiet else 2)
     print(markdown(table))
     return 0
