@@ -300,6 +300,21 @@ def variant_tflite_path(cfg, variant: str) -> Path:
     return export_dir(cfg) / profile_tag(cfg) / f"{variant}_int8.tflite"
 
 
+def _seed_table_metrics(cfg, variant: str) -> dict:
+    """The variant's measured test accuracies from the seed table, when it has been run."""
+    from train.multitask import profile_tag, reports_dir
+
+    path = reports_dir(cfg) / f"seed_table_{profile_tag(cfg)}.json"
+    if not path.exists():
+        return {}
+    row = json.loads(path.read_text()).get("variants", {}).get(variant)
+    if not row:
+        return {}
+    return {"profile": profile_tag(cfg), "source": str(path),
+            "test_float": {k: v["accuracy"] for k, v in row["float"].items()},
+            "test_int8": {k: v["accuracy"] for k, v in row["int8"].items()}}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from device.config import load_config
     from train.multitask import configure_threads, deployed_variant, model_dir, variants
@@ -332,7 +347,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     name = args.variant or deployed_variant(cfg)
     summary = export_model(cfg, name, export_dir(cfg) / "multitask_int8.tflite",
-                           onnx=not args.no_onnx)
+                           onnx=not args.no_onnx, metrics=_seed_table_metrics(cfg, name))
     print(json.dumps(summary, indent=1))
     return 0
 
