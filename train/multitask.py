@@ -810,7 +810,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_threads()
     cfg = load_config(args.profile, overrides=args.set)
     splits = load_splits(cfg)
-    variant = variants(cfg)[args.variant]
+    all_variants = variants(cfg)
+    variant = all_variants[args.variant]
+    init_from = str(cfg.get("model.multitask.init_from", "") or "")
+    if variant.multitask and init_from and not (model_dir(cfg, init_from) / "model.keras").exists():
+        # The warm start is part of the recipe: without it the keyword head stays near chance
+        # within the epoch budget, so a fresh clone trains the baseline first.
+        log.info("%s starts from %s (model.multitask.init_from), which is not trained yet: "
+                 "training %s first", variant.name, init_from, init_from)
+        base = train_variant(cfg, splits["train"], splits["validation"], all_variants[init_from],
+                             verbose=0 if args.quiet else 2)
+        print(f"{init_from}: best checkpoint {base.model_path} (epoch {base.best_epoch}, "
+              f"{base.params} params, {base.seconds:.0f} s)")
     result = train_variant(cfg, splits["train"], splits["validation"], variant,
                            verbose=0 if args.quiet else 2)
     print(f"{variant.name}: best checkpoint {result.model_path} (epoch {result.best_epoch}, "
