@@ -164,6 +164,34 @@ class Config(Mapping):
         return f"Config({self.name!r})"
 
 
+def _toml_value(value: Any, key: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)  # a JSON string is a valid TOML basic string
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(_toml_value(v, key) for v in value) + "]"
+    raise ConfigError(f"setting {key!r} holds a {type(value).__name__}, which a profile cannot store")
+
+
+def dump_toml(data: Mapping, _prefix: str = "") -> str:
+    """A profile as TOML text that `load_config` reads back to the same values (no ``extends``:
+    everything inherited is written out). Used to ship the exact profile with a deploy bundle."""
+    lines, tables = [], []
+    for key, value in data.items():
+        if isinstance(value, Mapping):
+            tables.append((key, value))
+        else:
+            lines.append(f"{key} = {_toml_value(value, _prefix + key)}")
+    out = "\n".join(lines) + ("\n" if lines else "")
+    for key, value in tables:
+        name = f"{_prefix}{key}"
+        out += f"\n[{name}]\n" + dump_toml(value, name + ".")
+    return out
+
+
 def load_config(profile: str | Path = "default", overrides: Iterable[str] = ()) -> Config:
     """Load a built-in profile by name, or a profile file by path, then apply overrides."""
     path = _resolve(profile)

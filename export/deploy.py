@@ -28,7 +28,7 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.config import REPO_ROOT, ConfigError, load_config
+from device.config import REPO_ROOT, ConfigError, dump_toml, load_config
 from device.manifest import ManifestError, load_manifest, sha256_file
 
 log = logging.getLogger("hopwise.deploy")
@@ -49,7 +49,13 @@ python3 -m venv "$here/.venv"
 "$here/.venv/bin/pip" install --quiet --upgrade pip
 "$here/.venv/bin/pip" install --quiet -r "$here/requirements-device.txt"
 if [ "${1:-}" = "--system" ]; then
-  sed "s#@HOPWISE_DIR@#$here#g" "$here/device/systemd/hopwise.service" > /etc/systemd/system/hopwise.service
+  # The unit names /opt/hopwise and the default profile; point it at this folder and the
+  # profile the models were trained with.
+  id hopwise >/dev/null 2>&1 || useradd --system --no-create-home --groups audio,dialout hopwise
+  home=true; case "$here" in /home/*|/root/*) home=read-only;; esac  # the unit hides /home
+  sed -e "s#/opt/hopwise#$here#g" -e "s#--profile default#--profile $here/profile.toml#" \
+    -e "s#ProtectHome=true#ProtectHome=$home#" \
+    "$here/device/systemd/hopwise.service" > /etc/systemd/system/hopwise.service
   systemctl daemon-reload && systemctl enable --now hopwise.service
 fi
 echo "hopwise installed in $here; run: $here/.venv/bin/python -m device run --profile $here/profile.toml"
@@ -114,8 +120,7 @@ def collect_models(export_dir: Path) -> list[tuple[Path, Path]]:
     return pairs
 
 
-def build_bundle(cfg, out_dir: Path, export_dir: Path | None = None,
-                 profile_source: Path | None = None) -> Path:
+def build_bundle(cfg, out_dir: Path, export_dir: Path | None = None) -> Path:
     """Assemble the bundle folder ``out_dir/hopwise`` and ``out_dir/hopwise-bundle.tar.gz``."""
     export_dir = export_dir or cfg.build_dir / "export"
     bundle = out_dir / "hopwise"
@@ -125,16 +130,19 @@ def build_bundle(cfg, out_dir: Path, export_dir: Path | None = None,
     for name in PACKAGES:
         if (REPO_ROOT / name).is_dir():
             _copy_package(name, bundle)
-    models_dir = bundle / "models"
-    models_dir.mkdir()
+    # Models sit where the profile looks for them (project.build_dir / "export"), so the
+    # profile runs unchanged on the Pi with the bundle folder as its root.
+    models_dir = bundle / "build" / "export"
+    models_dir.mkdir(parents=True)
     for model, manifest in collect_models(export_dir):
         shutil.copy2(model, models_dir / model.name)
         shutil.copy2(manifest, models_dir / manifest.name)
-    # The profile the models were trained with travels as one file, with its parents merged in,
-    # so the Pi needs nothing from the host's profile folder.
-    (bundle / "profile.json").write_text(json.dumps(cfg.to_dict(), indent=2) + "\n")
-    if profile_source is not None and profile_source.exists():
-        shutil.copy2(profile_source, bundle / "profile.toml")
+    # The profile the models were trained with travels as one file, parents and --set overrides
+    # merged in, so the Pi runs exactly what was trained and needs nothing from the host.
+    deployed = cfg.to_dict()
+    deployed["project"]["build_dir"] = "build"  # the bundle's own layout, wherever the host's was
+    (bundle / "profile.toml").write_text(f"# hopwise profile {cfg.name!r} as deployed\n"
+                                         + dump_toml(deployed))
     (bundle / "requirements-device.txt").write_text("\n".join(_requirements()) + "\n")
     (bundle / "install.sh").write_text(INSTALL_SH)
     (bundle / "install.sh").chmod(0o755)
@@ -194,9 +202,7 @@ def main(argv: list[str] | None = None) -> int:
         local = cfg.build_dir / "deploy" if ssh else Path(target_text)
         if not local.is_absolute():
             local = REPO_ROOT / local
-        profile_path = Path(args.profile) if Path(args.profile).suffix == ".toml" else \
-            REPO_ROOT / "device" / "profiles" / f"{args.profile}.toml"
-        bundle = build_bundle(cfg, local, args.export_dir, profile_path)
+        bundle = build_bundle(cfg, local, args.export_dir)
         if ssh:
             push_over_ssh(bundle, ssh, install=args.install, ssh_options=args.ssh_option)
             print(f"deployed to {target_text}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from device.config import ConfigError, available_profiles, load_config
+from device.config import ConfigError, available_profiles, dump_toml, load_config
 
 
 def test_builtin_profiles_load_and_real_inherits_default():
@@ -63,3 +63,12 @@ def test_missing_key_and_bad_override_name_the_fix():
         load_config("default", ["epochs"])
     with pytest.raises(ConfigError, match="does not exist"):
         load_config("/nonexistent/profile.toml")
+
+
+def test_dump_toml_round_trips_a_merged_profile_with_overrides(tmp_path):
+    cfg = load_config("real", ["labels.wake_word=jarvis", "decisions.wake_threshold=0.75"])
+    path = tmp_path / "deployed.toml"
+    path.write_text(dump_toml(cfg.to_dict()))
+    again = load_config(path)
+    assert again.to_dict() == cfg.to_dict()
+    assert again["labels.wake_word"] == "jarvis" and again["data.source"] == "real"

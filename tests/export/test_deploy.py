@@ -8,6 +8,7 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tarfile
 import time
 from pathlib import Path
@@ -37,15 +38,22 @@ def cfg(tmp_path):
 def test_local_bundle_has_runtime_models_and_checksums(tmp_path, cfg):
     _fake_export(tmp_path / "build" / "export")
     bundle = build_bundle(cfg, tmp_path / "out")
-    for rel in ("device/frontend.py", "device/profiles/default.toml", "models/multitask_int8.tflite",
-                "models/multitask_int8.json", "requirements-device.txt", "install.sh", "bundle.json"):
+    for rel in ("device/frontend.py", "device/profiles/default.toml", "build/export/multitask_int8.tflite",
+                "build/export/multitask_int8.json", "requirements-device.txt", "install.sh", "bundle.json"):
         assert (bundle / rel).is_file(), rel
     listing = json.loads((bundle / "bundle.json").read_text())["files"]
-    assert "models/multitask_int8.tflite" in listing
+    assert "build/export/multitask_int8.tflite" in listing
     reqs = (bundle / "requirements-device.txt").read_text()
     assert "tensorflow" not in reqs and "paho-mqtt" in reqs
     with tarfile.open(tmp_path / "out" / "hopwise-bundle.tar.gz") as tar:
-        assert "hopwise/models/multitask_int8.json" in tar.getnames()
+        assert "hopwise/build/export/multitask_int8.json" in tar.getnames()
+    # The bundled profile, run from the bundle as the Pi runs it, finds the bundled model.
+    code = ("from device.config import load_config; c = load_config('profile.toml'); "
+            "print((c.build_dir / c['stages.multitask.model']).resolve())")
+    out = subprocess.run([sys.executable, "-c", code], cwd=bundle, capture_output=True, text=True,
+                         timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert Path(out.stdout.strip()) == (bundle / "build/export/multitask_int8.tflite").resolve()
 
 
 def test_tampered_or_missing_models_are_refused(tmp_path, cfg, capsys):
