@@ -103,9 +103,11 @@ def test_live_capture_through_portaudio_and_alsa(alsa_home, tone_model):
     st = final["status"]
     assert st["audio"]["device"] == "hopwisemic" and st["audio"]["capture_rate"] > 0
     assert st["stream_s"] >= 2.0 and st["audio_s"] > 0.2 and st["stages"]["multitask"]["n"] >= 2
-    # ALSA's null device is not paced by a clock: it delivers as fast as it can, far faster than
-    # real time, so the ring buffer must overflow, and each overflow must be counted.
-    assert st["overruns"] > 0 and st["audio"]["dropped_samples"] > 0
+    # ALSA's file device is not paced by a clock, so whether the ring buffer overflows depends on
+    # how busy the machine is (CI saw runs with none): require only that overruns and dropped
+    # samples are reported together. Counting itself is tested deterministically in
+    # test_ring_buffer.py and test_pipeline.py::test_overrun_is_counted_and_reported.
+    assert (st["overruns"] > 0) == (st["audio"]["dropped_samples"] > 0), st
     assert "capturing from hopwisemic" in out.stderr
 
 
