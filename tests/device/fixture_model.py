@@ -23,6 +23,7 @@ import numpy as np
 from device.audio_source import Tone, render_tones
 from device.frontend import LogMelConfig, log_mel, mel_filterbank
 from device.manifest import write_manifest
+from export.tflite import convert_int8
 
 WAKE_HZ = 500.0
 YES_HZ = 1500.0
@@ -96,20 +97,9 @@ def build_tone_model(out_dir: str | Path, cfg, name: str = "tone_multitask") -> 
                         Tone(2.0, 3.5, SIREN_HZ, 0.3)], 4.0, fcfg.sample_rate)
     feats = (log_mel(sig, fcfg) - mean) / std
     for start in range(0, len(feats) - FRAMES, 10):
-        rep.append(feats[start:start + FRAMES].reshape(1, FRAMES, N_MELS, 1).astype(np.float32))
-
-    def representative():
-        for r in rep:
-            yield [r]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+        rep.append(feats[start:start + FRAMES])
     path = out_dir / f"{name}.tflite"
-    path.write_bytes(conv.convert())
+    path.write_bytes(convert_int8(model, np.stack(rep)))  # the exporter's own int8 recipe
 
     from ai_edge_litert.interpreter import Interpreter
     it = Interpreter(model_path=str(path))
@@ -158,20 +148,9 @@ def build_standin_model(out_dir: str | Path, cfg, name: str = "standin_multitask
     x = layers.GlobalAveragePooling2D()(x)
     model = tf.keras.Model(inp, [layers.Dense(len(labels), activation="softmax", name="keyword")(x),
                                  layers.Dense(len(scenes), activation="softmax", name="scene")(x)])
-    rng = np.random.default_rng(0)
-
-    def representative():
-        for _ in range(20):
-            yield [rng.standard_normal((1, FRAMES, N_MELS, 1)).astype(np.float32)]
-
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv.representative_dataset = representative
-    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    conv.inference_input_type = tf.int8
-    conv.inference_output_type = tf.int8
+    calibration = np.random.default_rng(0).standard_normal((20, FRAMES, N_MELS))
     path = out_dir / f"{name}.tflite"
-    path.write_bytes(conv.convert())
+    path.write_bytes(convert_int8(model, calibration))
     _write_manifest_for(path, cfg, name, mean=-5.0, std=4.0)
     return path
 
