@@ -360,6 +360,11 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     else:
         _warn_missing("wake-word", paths["wake_words"], "data.real.wake_words")
     phrases = {wake: (wake, cfg.get("data.real.synthetic_wake_word_takes", 60))}
+    # Synthetic commands add voices the recordings lack (more speakers per word); their
+    # clips are voice-disjoint across splits like the rest, and tables report real ones apart.
+    command_takes = cfg.get("data.real.synthetic_command_takes", 0)
+    if command_takes:
+        phrases.update({w: (w, command_takes) for w in cfg["labels.commands"]})
     extra = cfg.get("data.real.synthetic_unknown_takes_per_phrase", 12)
     phrases.update(_negative_phrases(cfg, extra, extra))
     synthetic, clean = _speech_takes(cfg, phrases, progress, noise, kind="kw-real")

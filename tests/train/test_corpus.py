@@ -126,13 +126,19 @@ def test_real_corpus_on_the_shared_recordings(dataset_dir, tiny_cfg):
         dataset_dir(name)
     cfg = tiny_cfg("data.source=real", "labels.scenes=['animals','natural','human','domestic','urban']",
                    "data.real.synthetic_wake_word_takes=2",
-                   "data.real.synthetic_unknown_takes_per_phrase=1")
+                   "data.real.synthetic_unknown_takes_per_phrase=1",
+                   "data.real.synthetic_command_takes=1")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         c = build_corpus(cfg, progress=False)
     assert c.source == "real"
     counts = c.counts()["keywords"]
     assert counts["computer"] == 247 + 2
+    # one synthetic take of each command beside the recordings, flagged as synthetic
+    synthetic = [x for x in c.keywords if x.meta.get("synthetic")]
+    assert sorted(x.label for x in synthetic if x.label in cfg["labels.commands"]) == \
+        sorted(cfg["labels.commands"])
+    assert counts["yes"] == 282 + 1
     # alexa (190 decodable) and snowboy (401) become same-channel _unknown_ negatives.
     n_synth_unknown = len(cfg["labels.unknown_words"]) + len(cfg["data.synthetic.wake_word_confusables"])
     assert counts["_unknown_"] == 292 + 190 + 401 + n_synth_unknown

@@ -120,6 +120,46 @@ def test_eval_sets_are_deterministic(cfg):
     assert a["mixed_keyword"][2] == "keyword" and a["mixed_scene"][2] == "scene"
 
 
+def test_eval_sets_report_recorded_speakers_apart(cfg):
+    corpus = fake_corpus(cfg)
+    for clip in corpus.keywords[::3]:  # a third of the clips "synthetic"
+        clip.meta["synthetic"] = True
+    data = mt.TaskData.from_corpus(corpus, cfg)
+    sets = mt.eval_sets(data, LogMelConfig.from_config(cfg, "keyword"), 0.6, seed=7)
+    recorded = [not c.meta.get("synthetic") for c in corpus.keywords]
+    feats, labels, head = sets["keyword_recorded"]
+    assert head == "keyword" and len(labels) == sum(recorded)
+    np.testing.assert_array_equal(feats, sets["keyword_only"][0][np.array(recorded)])
+
+
+def test_speed_perturbation_changes_duration_about_the_centre():
+    rng = np.random.default_rng(0)
+    n = 16000
+    burst = np.zeros((1, n), np.float32)
+    burst[0, 6000:10000] = 1.0  # 4000 samples centred on the clip
+    np.testing.assert_allclose(mt.speed_perturb(burst, 0.0, rng), burst)
+    out = mt.speed_perturb(np.repeat(burst, 200, 0), 0.2, rng)
+    widths = (out > 0.5).sum(1)
+    assert out.shape == (200, n) and out.dtype == np.float32
+    assert widths.min() < 3700 and widths.max() > 4300  # faster and slower takes both drawn
+    assert 4000 / 1.2 - 2 <= widths.min() and widths.max() <= 4000 / 0.8 + 2
+    centres = np.array([np.flatnonzero(row > 0.5).mean() for row in out])
+    np.testing.assert_allclose(centres, 7999.5, atol=2)
+
+
+def test_label_smoothing_blends_in_a_uniform_target():
+    import keras
+
+    probs = np.array([[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]], np.float32)
+    labels = np.array([0, 2])
+    assert mt.smoothed_sparse_crossentropy(0.0) == "sparse_categorical_crossentropy"
+    loss = mt.smoothed_sparse_crossentropy(0.1)
+    got = keras.ops.convert_to_numpy(loss(labels, probs))
+    want = 0.9 * -np.log(probs[[0, 1], labels]) + 0.1 * -np.log(probs).mean(1)
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got[1], np.log(3), rtol=1e-5)  # uniform posteriors: log(n)
+
+
 def test_spec_augment_masks_stripes():
     feats = np.ones((4, 98, 40), np.float32)
     out = mt.spec_augment(feats, mt.Augment(time_mask_frames=20, freq_mask_bands=10),
