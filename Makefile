@@ -20,13 +20,14 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages train corpus export deploy bench test test-slow demo clean help
+.PHONY: setup system-packages train corpus export deploy seed-table bench test test-slow demo clean help
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
 	@echo "make train            build the default corpus and train the keyword+scene model"
 	@echo "make export           int8 TFLite + ONNX + manifests under build/export"
 	@echo "make deploy           bundle the device runtime and models (TARGET=user@host:/path for a Pi)"
+	@echo "make seed-table       train all five keyword/scene variants, evaluate float+int8 (PROFILE=real)"
 	@echo "make test             the test suite (slow tests excluded: make test-slow)"
 	@echo "make bench            benchmarks: frontend per hop, model latency, pipeline RTF"
 	@echo "make demo             run the trained pipeline on a synthetic recording and print events"
@@ -62,6 +63,9 @@ export: setup
 
 deploy: setup
 	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
+
+seed-table: corpus
+	$(PY) -m train.seed_table --profile $(PROFILE) $(SETARGS)
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o python_files='bench_*.py' \

@@ -322,6 +322,11 @@ class Augment:
         ``U(1 - speed, 1 + speed)`` (tempo and pitch together, as a faster talker or a
         higher voice would): with a few hundred speakers per word, more voices per word is
         what the model lacks most. 0 turns it off.
+    clean_keywords : float
+        Multitask training only: the fraction of examples whose keyword is left unmixed (no
+        scene; the scene head's loss weight is 0 there). Mixtures alone teach the trunk to
+        hear words *through* scenes and it forgets quiet rooms; measured on the real profile,
+        clean-keyword accuracy fell 2-3 points from the warm start without these.
     """
 
     shift_ms: float = 100.0
@@ -333,6 +338,7 @@ class Augment:
     freq_masks: int = 2
     freq_mask_bands: int = 5
     speed: float = 0.0
+    clean_keywords: float = 0.0
 
 
 def speed_perturb(audio: np.ndarray, max_change: float, rng: np.random.Generator) -> np.ndarray:
@@ -462,6 +468,13 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
             audio = mix_waveforms(kw, scene, share, labels["keyword"] == data.silence_index)
             weights["keyword"] = (2.0 * share).astype(np.float32)
             weights["scene"] = (2.0 * (1.0 - share)).astype(np.float32)
+            if aug and aug.clean_keywords > 0:
+                # Some words are heard with no scene at all: keep the keyword clean there and
+                # give the scene head nothing to learn from it (weight 0).
+                clean = rng.random(n) < aug.clean_keywords
+                audio[clean] = kw[clean]
+                weights["keyword"][clean] = 1.0
+                weights["scene"][clean] = 0.0
         else:
             audio = kw
             weights["keyword"] = np.ones(n, np.float32)
@@ -760,6 +773,11 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
         log.info("%s: warm start from %s (%d layers copied: trunk and matching heads)",
                  variant.name, init_dir, copied)
     lr = float(mt.get("learning_rate", 3e-3))
+    if init_dir is not None:
+        # A warm start already knows the keywords: it needs fewer epochs, and a gentler rate
+        # keeps what the baseline learnt while the trunk learns to hear words through scenes.
+        epochs = int(mt.get("warm_start_epochs", 0) or epochs)
+        lr = float(mt.get("warm_start_learning_rate", 0.0) or lr)
     schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.05)
     loss = smoothed_sparse_crossentropy(float(mt.get("label_smoothing", 0.0)))
     model.compile(optimizer=keras.optimizers.Adam(schedule),

@@ -109,6 +109,24 @@ def test_draw_examples_keeps_both_labels_and_share_weights(cfg):
     assert set(only_kw) == {"keyword"}
 
 
+def test_clean_keyword_examples_carry_no_scene_loss(cfg):
+    data = mt.TaskData.from_corpus(fake_corpus(cfg), cfg)
+    lm = LogMelConfig.from_config(cfg, "keyword")
+    variant = mt.variants(cfg)["mt60j"]
+    quiet = mt.Augment(noise_prob=0.0, gain_db=0.0, shift_ms=0.0, time_masks=0, freq_masks=0)
+    all_clean = mt.Augment(**{**quiet.__dict__, "clean_keywords": 1.0})
+    feats, labels, weights = mt.draw_examples(data, variant, 12, np.random.default_rng(3), lm,
+                                              all_clean)
+    np.testing.assert_array_equal(weights["scene"], 0.0)
+    np.testing.assert_array_equal(weights["keyword"], 1.0)
+    # the features are those of the clean keyword clips themselves
+    clean = mt.features(data.keyword_audio, lm)
+    for f in feats:
+        assert np.min(np.abs(clean - f).max(axis=(1, 2))) < 1e-4
+    _, _, mixed = mt.draw_examples(data, variant, 12, np.random.default_rng(3), lm, quiet)
+    assert (mixed["scene"] > 0).all()
+
+
 def test_eval_sets_are_deterministic(cfg):
     data = mt.TaskData.from_corpus(fake_corpus(cfg), cfg)
     lm = LogMelConfig.from_config(cfg, "keyword")
