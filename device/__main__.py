@@ -23,6 +23,8 @@ import signal
 import sys
 import time
 
+from .config import add_profile_arguments, config_from_args
+
 log = logging.getLogger("hopwise")
 
 DESCRIPTION = """hopwise device runtime: wake word, commands and acoustic scenes from a microphone,
@@ -42,14 +44,10 @@ EXAMPLES = """examples:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--profile", default="default",
-                   help="built-in profile name or path to a .toml profile (default: %(default)s)")
     p.add_argument("--model", default=None,
                    help="multitask .tflite (its .json manifest beside it); default: "
                         "stages.multitask.model of the profile, under project.build_dir")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a profile setting, e.g. --set decisions.wake_threshold=0.7 "
-                        "(repeatable)")
+    add_profile_arguments(p, "decisions.wake_threshold=0.7")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: %(default)s)")
 
 
@@ -84,10 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _load(args):
-    from .config import load_config
-    overrides = list(args.overrides)
-    cfg = load_config(args.profile, overrides)
-    return cfg
+    return config_from_args(args)
 
 
 def _install_signals(pipeline) -> None:

@@ -200,6 +200,25 @@ def load_config(profile: str | Path = "default", overrides: Iterable[str] = ()) 
     return cfg
 
 
+def add_profile_arguments(parser, example: str = "model.multitask.epochs=3") -> None:
+    """Give a command line the two options every hopwise CLI shares: ``--profile`` and ``--set``.
+
+    Read them back with `config_from_args`. ``example`` is a ``KEY=VALUE`` shown in the help.
+    """
+    parser.add_argument("--profile", default="default",
+                        help=f"built-in profile ({', '.join(available_profiles())}) or a path to "
+                             f"a .toml profile (default: %(default)s)")
+    parser.add_argument("--set", dest="overrides", action="append", default=[],
+                        metavar="KEY=VALUE",
+                        help=f"override a profile value with a dotted key, e.g. --set {example} "
+                             f"(repeatable)")
+
+
+def config_from_args(args) -> Config:
+    """The profile named by ``--profile`` with the ``--set`` overrides applied."""
+    return load_config(args.profile, args.overrides)
+
+
 def validate(cfg: Config) -> None:
     """Check the values other code relies on; raise ConfigError naming the key and the fix."""
     for name, section in cfg["frontend"].items():

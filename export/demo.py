@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.config import ConfigError, load_config
+from device.config import ConfigError, add_profile_arguments, config_from_args
 
 # (pause before, text, expected event): the expected event is what a good model gives.
 SCRIPT = [
@@ -96,12 +96,11 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m export.demo",
         description="Speak a short script over a street scene, run the device pipeline on it and "
                     "print the events next to the script (writes build/demo/demo.wav and demo.json).")
-    parser.add_argument("--profile", default="default", help="profile name or .toml path")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    add_profile_arguments(parser, "decisions.wake_threshold=0.7")
     parser.add_argument("--model", help="multitask .tflite (default: the profile's deployed model)")
     args = parser.parse_args(argv)
     try:
-        cfg = load_config(args.profile, args.set)
+        cfg = config_from_args(args)
         report = run_demo(cfg, args.model)
     except (ConfigError, FileNotFoundError, ValueError) as exc:
         print(f"demo: {exc}\n(run `make train export` first if no model has been exported)", file=sys.stderr)

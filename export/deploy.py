@@ -14,7 +14,6 @@ the folder in ``[deploy] target``, which is what a build machine without a Pi ge
 from __future__ import annotations
 
 import argparse
-import hashlib
 import io
 import json
 import logging
@@ -28,7 +27,8 @@ import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
-from device.config import REPO_ROOT, ConfigError, dump_toml, load_config
+from device.config import (REPO_ROOT, ConfigError, add_profile_arguments, config_from_args,
+                           dump_toml)
 from device.manifest import ManifestError, load_manifest, sha256_file
 
 log = logging.getLogger("hopwise.deploy")
@@ -187,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m export.deploy",
         description="Bundle the device runtime with the exported models and deploy it: to a local "
                     "folder (default: the profile's [deploy] target) or to a Pi over SSH.")
-    parser.add_argument("--profile", default="default", help="profile name or .toml path (default: default)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a setting")
+    add_profile_arguments(parser, "sinks.mqtt.enabled=true")
     parser.add_argument("--target", help="local folder, user@host:/path or ssh://user@host:port/path")
     parser.add_argument("--export-dir", type=Path, help="where the models are (default: build/export)")
     parser.add_argument("--install", action="store_true", help="run install.sh on the Pi after copying")
@@ -196,7 +195,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
-        cfg = load_config(args.profile, args.set)
+        cfg = config_from_args(args)
         target_text = args.target or cfg["deploy.target"]
         ssh = SSHTarget.parse(target_text)
         local = cfg.build_dir / "deploy" if ssh else Path(target_text)

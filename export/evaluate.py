@@ -33,7 +33,6 @@ from typing import Sequence
 import numpy as np
 
 from device.frontend import LogMelConfig, log_mel
-from device.manifest import load_manifest
 
 log = logging.getLogger("export.evaluate")
 

@@ -23,7 +23,6 @@ import argparse
 import json
 import logging
 import os
-import tempfile
 import time
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -32,7 +31,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from device.manifest import load_manifest, sha256_file, verify_model, write_manifest  # noqa: E402
+from device.manifest import load_manifest, verify_model, write_manifest  # noqa: E402
 
 log = logging.getLogger("export.tflite")
 
@@ -219,8 +218,7 @@ def export_model(cfg, variant_name: str, tflite_path: Path, name: str = "multita
     Returns a summary: paths, size in bytes, output map, float-vs-int8 agreement on the
     calibration sample, ONNX route.
     """
-    from train.multitask import (Normalizer, build_for_variant, load_trained, model_dir,
-                                 profile_tag, variants)
+    from train.multitask import load_trained, model_dir, profile_tag, variants
 
     t0 = time.perf_counter()
     variant = variants(cfg)[variant_name]
@@ -316,7 +314,7 @@ def _seed_table_metrics(cfg, variant: str) -> dict:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    from device.config import load_config
+    from device.config import add_profile_arguments, config_from_args
     from train.multitask import configure_threads, deployed_variant, model_dir, variants
 
     parser = argparse.ArgumentParser(
@@ -325,19 +323,17 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "ONNX, each with a manifest (labels per head, output indices, frontend, "
                     "input quantisation, normalisation, sha256).",
         epilog="Default: the profile's deployed variant -> build/export/multitask_int8.tflite.")
-    parser.add_argument("--profile", default="default", help="built-in profile or .toml path")
+    add_profile_arguments(parser)
     parser.add_argument("--variant", default=None,
                         help="kw, scene, mt50, mt60 or mt60j (default: the deployed variant "
                              "chosen by `python -m train.seed_table`, else mt60j)")
     parser.add_argument("--all", action="store_true",
                         help="export every trained variant to build/export/<profile>/")
     parser.add_argument("--no-onnx", action="store_true", help="skip the ONNX export")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile value (repeatable)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     configure_threads()
-    cfg = load_config(args.profile, overrides=args.set)
+    cfg = config_from_args(args)
     if args.all:
         for name in variants(cfg):
             if (model_dir(cfg, name) / "model.keras").exists():

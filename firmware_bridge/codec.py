@@ -16,9 +16,8 @@ CRC-16/CCITT-FALSE over ``version .. payload``.
 from __future__ import annotations
 
 import binascii
-import math
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar, Union
 
 __all__ = [

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from device.config import Config, load_config
+from device.config import Config, add_profile_arguments, config_from_args
 from .audio_io import fit_length, resample
 from .datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, load_background_noise,
                        load_esc50, load_speech_commands, load_urbansound8k,
@@ -523,10 +523,7 @@ def main(argv=None) -> int:
                "  python -m train.corpus --set data.synthetic.keyword_takes_per_word=2 --rebuild\n"
                "  python -m train.corpus --profile real --set data.real.esc50=/data/ESC-50",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--profile", default="default",
-                        help="built-in profile name (default, real) or a path to a .toml file")
-    parser.add_argument("--set", dest="overrides", action="append", default=[],
-                        metavar="KEY=VALUE", help="override a profile setting; repeatable")
+    add_profile_arguments(parser, "data.synthetic.keyword_takes_per_word=2")
     parser.add_argument("--rebuild", action="store_true", help="ignore the cache and rebuild")
     parser.add_argument("--no-plots", action="store_true", help="skip the spectrogram PNGs")
     parser.add_argument("--examples", type=int, default=4, metavar="N",
@@ -539,7 +536,7 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     try:
-        cfg = load_config(args.profile, args.overrides)
+        cfg = config_from_args(args)
         corpus = build_corpus(cfg, progress=not args.quiet, rebuild=args.rebuild)
     except (ValueError, FileNotFoundError, SpeechSynthError) as exc:  # ConfigError is a ValueError
         print(f"error: {exc}", file=sys.stderr)

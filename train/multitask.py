@@ -36,7 +36,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from device.config import Config, load_config  # noqa: E402
+from device.config import Config, add_profile_arguments, config_from_args  # noqa: E402
 from device.frontend import LogMelConfig, log_mel  # noqa: E402
 
 log = logging.getLogger("train.multitask")
@@ -875,19 +875,16 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "history and training-curve PNG under the profile's build folder.",
         epilog="Example: python -m train.multitask --profile default --variant mt60j "
                "--set model.multitask.epochs=3")
-    parser.add_argument("--profile", default="default",
-                        help="built-in profile (default, real) or a .toml path")
+    add_profile_arguments(parser)
     parser.add_argument("--variant", default=DEFAULT_VARIANT,
                         choices=["kw", "scene", "mt50", "mt60", "mt60j"],
                         help="kw/scene: single-task baselines; mt50/mt60: fixed 50:50 / 60:40 "
                              "mixtures; mt60j: the profile's share with jitter (default)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile value, e.g. model.multitask.epochs=3 (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch Keras lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     configure_threads()
-    cfg = load_config(args.profile, overrides=args.set)
+    cfg = config_from_args(args)
     splits = load_splits(cfg)
     all_variants = variants(cfg)
     variant = all_variants[args.variant]

@@ -36,7 +36,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from device.config import Config, load_config
+from device.config import Config, add_profile_arguments, config_from_args
 from device.frontend import LogMelConfig
 from train import multitask as mt
 
@@ -249,14 +249,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "on the held-out test split; write build/reports/seed_table.md/.json, "
                     "confusion matrices, and choose the deployed multitask variant.",
         epilog="Example: python -m train.seed_table --profile real --reuse")
-    parser.add_argument("--profile", default="default", help="built-in profile or .toml path")
+    add_profile_arguments(parser)
     parser.add_argument("--variants", nargs="+", default=None,
                         choices=["kw", "scene", "mt50", "mt60", "mt60j"],
                         help="subset to run (default: all five)")
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate already-trained models instead of retraining them")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a profile value (repeatable)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch Keras lines")
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the Markdown from the saved JSON (and train_info.json "
@@ -264,7 +262,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     mt.configure_threads()
-    cfg = load_config(args.profile, overrides=args.set)
+    cfg = config_from_args(args)
     if args.report_only:
         path = mt.reports_dir(cfg) / f"seed_table_{mt.profile_tag(cfg)}.json"
         table = json.loads(path.read_text())
