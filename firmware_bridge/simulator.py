@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import random
+import signal
 import sys
 import threading
 import time
@@ -362,8 +363,13 @@ def main(argv: list | None = None) -> int:
     went_away_s = None
     configs_sent_for_open = 0
     nonce = 0
+    # SIGINT/SIGTERM set a flag the loop checks: an exception raised at an arbitrary point
+    # could leave the simulator's lock held, and the close below would then wait forever.
+    stop = threading.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: stop.set())
     try:
-        while end_s is None or time.monotonic() < end_s:
+        while not stop.is_set() and (end_s is None or time.monotonic() < end_s):
             now = time.monotonic()
             sim.step(now)
             if sim.connected and configs and configs_sent_for_open != sim.opens:
