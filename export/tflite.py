@@ -298,6 +298,12 @@ def variant_tflite_path(cfg, variant: str) -> Path:
     return export_dir(cfg) / profile_tag(cfg) / f"{variant}_int8.tflite"
 
 
+def seed_table_accuracies(row: Mapping) -> dict:
+    """``{"test_float": {set: accuracy}, "test_int8": {...}}`` of one seed-table row, for a manifest."""
+    return {f"test_{kind}": {k: v["accuracy"] for k, v in row[kind].items()}
+            for kind in ("float", "int8")}
+
+
 def _seed_table_metrics(cfg, variant: str) -> dict:
     """The variant's measured test accuracies from the seed table, when it has been run."""
     from train.multitask import profile_tag, reports_dir
@@ -308,9 +314,7 @@ def _seed_table_metrics(cfg, variant: str) -> dict:
     row = json.loads(path.read_text()).get("variants", {}).get(variant)
     if not row:
         return {}
-    return {"profile": profile_tag(cfg), "source": str(path),
-            "test_float": {k: v["accuracy"] for k, v in row["float"].items()},
-            "test_int8": {k: v["accuracy"] for k, v in row["int8"].items()}}
+    return {"profile": profile_tag(cfg), "source": str(path), **seed_table_accuracies(row)}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

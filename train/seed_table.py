@@ -111,19 +111,20 @@ def markdown(table: Mapping) -> str:
              f"Test split: {table['test_sizes']}. Mixed columns: every model sees the same "
              f"mixtures at keyword share {table['eval_keyword_share']:.2f} (seed "
              f"{table['eval_seed']}). Top-1 accuracy in %.", ""]
-    extra = [s for s in EXTRA_SETS if s in table.get("test_sizes", {})]
+    extra = tuple(s for s in EXTRA_SETS if s in table.get("test_sizes", {}))
+    columns = SETS + extra
     if extra:
         lines += [f"The last column counts only the recorded clips of the keyword test set "
                   f"({', '.join(str(table['test_sizes'][s]) for s in extra)} clips from held-out "
                   f"speakers, no synthetic voices).", ""]
     for kind, title in (("float", "float Keras"), ("int8", "int8 TFLite (ai_edge_litert)")):
         lines += [f"### {title}", "",
-                  "| model | " + " | ".join(COLUMNS[s] for s in SETS + tuple(extra)) + " |",
-                  "|---" * (1 + len(SETS) + len(extra)) + "|"]
+                  "| model | " + " | ".join(COLUMNS[s] for s in columns) + " |",
+                  "|---" * (1 + len(columns)) + "|"]
         for name, v in table["variants"].items():
             mark = " **(deployed)**" if name == table.get("deployed") else ""
             lines.append(f"| {name}: {v['description']}{mark} | "
-                         + " | ".join(_cell(v.get(kind), s) for s in SETS + tuple(extra)) + " |")
+                         + " | ".join(_cell(v.get(kind), s) for s in columns) + " |")
         lines.append("")
     lines += ["### Models", "",
               "| model | params | int8 bytes | epochs (best) | train s | starts from | "
@@ -145,7 +146,8 @@ def markdown(table: Mapping) -> str:
 def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
         verbose: int = 2) -> dict:
     """Train (or reuse), export and evaluate the variants; write the table; return it."""
-    from export.tflite import TFLiteModel, export_model, variant_tflite_path
+    from export.tflite import (TFLiteModel, export_model, seed_table_accuracies,
+                               variant_tflite_path)
 
     tag = mt.profile_tag(cfg)
     all_variants = mt.variants(cfg)
@@ -217,10 +219,7 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
         src = Path(table["variants"][best]["int8_file"])
         dst = src.parent / "multitask_int8.tflite"
         export_model(cfg, best, dst, name="multitask", onnx=True,
-                     metrics={"test_float": {k: v["accuracy"] for k, v in
-                                             table["variants"][best]["float"].items()},
-                              "test_int8": {k: v["accuracy"] for k, v in
-                                            table["variants"][best]["int8"].items()}})
+                     metrics=seed_table_accuracies(table["variants"][best]))
         log.info("deployed variant: %s (%s) -> %s", best, reason, dst)
     _write(cfg, table)
     return table
