@@ -81,10 +81,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _load(args):
-    return config_from_args(args)
-
-
 def _install_signals(pipeline) -> None:
     def handler(signum, frame):
         log.info("signal %s: stopping", signal.Signals(signum).name)
@@ -110,7 +106,7 @@ def cmd_run(args) -> int:
     from .audio_source import FileSource, SoundDeviceSource
     from .pipeline import Pipeline
     from .sinks import build_sinks
-    cfg = _load(args)
+    cfg = config_from_args(args)
     cap = cfg.get("capture", {}) or {}
     rate = int(cfg.get("pipeline.rate", cfg["frontend.keyword.sample_rate"]))
     # The audio source first: a wrong device name fails at once, before the model loads.
@@ -141,7 +137,7 @@ def cmd_detect(args) -> int:
     from .audio_source import FileSource
     from .pipeline import Pipeline
     from .sinks import SinkSet, StdoutSink
-    cfg = _load(args)
+    cfg = config_from_args(args)
     types = None if args.status else ["wake", "command", "scene", "beat"]
     sinks = SinkSet([StdoutSink(types=types)])
     pipe = Pipeline.from_config(cfg, model=args.model, sinks=sinks, shedding=args.realtime)
