@@ -24,6 +24,7 @@ from typing import Callable, Iterator, Sequence
 import numpy as np
 
 from .frontend import as_float_audio
+from .resample import Resampler
 from .ring_buffer import RingBuffer
 
 __all__ = ["AudioSource", "SoundDeviceSource", "FileSource", "SyntheticSource", "Tone",
@@ -82,24 +83,6 @@ class AudioSource:
 
     def __exit__(self, *exc):
         self.stop()
-
-
-class _Resampler:
-    """Streaming mono resampler (soxr); identity when the rates match."""
-
-    def __init__(self, in_rate: int, out_rate: int, quality: str = "HQ"):
-        self.in_rate, self.out_rate = int(in_rate), int(out_rate)
-        self._stream = None
-        if self.in_rate != self.out_rate:
-            import soxr
-            self._stream = soxr.ResampleStream(self.in_rate, self.out_rate, 1, dtype="float32",
-                                               quality=quality)
-
-    def __call__(self, x: np.ndarray, last: bool = False) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        if self._stream is None:
-            return x
-        return self._stream.resample_chunk(x, last=last)
 
 
 def _to_mono(x: np.ndarray) -> np.ndarray:
@@ -247,7 +230,7 @@ class FileSource(_BlockSource):
 
     def _blocks(self) -> Iterator[np.ndarray]:
         import soundfile as sf
-        resample = _Resampler(self.file_rate, self.rate)
+        resample = Resampler(self.file_rate, self.rate)
         in_block = max(1, int(round(self.block * self.file_rate / self.rate)))
         with sf.SoundFile(str(self.path)) as fh:
             carry = np.zeros(0, dtype=np.float32)
@@ -397,7 +380,7 @@ class SoundDeviceSource(AudioSource):
         self.block_ms = block_ms
         self.latency = latency
         self._ring = RingBuffer(max(1024, int(self.rate * buffer_s)))
-        self._resample = _Resampler(self.capture_rate, self.rate)
+        self._resample = Resampler(self.capture_rate, self.rate)
         self._stream = None
         self.input_overflows = 0
         self.restarts = 0

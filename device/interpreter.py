@@ -171,3 +171,19 @@ class TFLiteModel:
             else:
                 result[name] = raw.astype(np.float32)
         return result
+
+    def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
+        """A batch ``(n, frames, n_mels)`` of float features -> ``{output name: (n, classes)}``.
+
+        One `run` per example (the model has a fixed batch of 1): evaluation, export checks and
+        benchmarks get exactly the device's arithmetic, call for call.
+        """
+        x = np.asarray(features, dtype=np.float32)
+        if x.ndim != 3:
+            raise ValueError(f"predict takes (n, frames, n_mels) features, got shape {x.shape}")
+        out = {name: np.empty((len(x), len(self.labels[name])), np.float32)
+               for name in self.outputs}
+        for i in range(len(x)):
+            for name, probs in self.run(x[i]).items():
+                out[name][i] = probs
+        return out

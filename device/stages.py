@@ -157,9 +157,8 @@ class LogMelStage(Stage):
     ``input`` (audio stream read, default ``audio``, the source's hop; a separator stage in
     front of the keyword model writes e.g. ``audio.separated`` and this stage reads that instead)
     and ``input_rate`` (its rate, default the pipeline's);
-    ``resample_quality`` (soxr "HQ"/"MQ"/"LQ"/"QQ", default "LQ": streaming 16 -> 8 kHz, soxr
-    holds back ~40 samples (5 ms) at LQ against ~450 (57 ms) at HQ, at the cost of a wider
-    transition band just under the new Nyquist frequency).
+    a rate change uses the profile's ``resample.stage_quality`` (`device.resample`), the one
+    training uses for the same frontend.
     Before the window has filled, the missing frames are the log floor (digital silence).
     """
 
@@ -176,9 +175,8 @@ class LogMelStage(Stage):
         self.consumes = (self.input_key,)
         self._resampler = None
         if self.rate != self.input_rate:
-            from .audio_source import _Resampler
-            self._resampler = _Resampler(self.input_rate, self.rate,
-                                         self.params.get("resample_quality", "LQ"))
+            from .resample import Resampler
+            self._resampler = Resampler(self.input_rate, self.rate, cfg["resample.stage_quality"])
         self.stream = LogMelStream(self.fcfg)
         self.window = np.full((self.window_frames, self.fcfg.n_mels),
                               np.log(self.fcfg.log_floor), dtype=np.float32)

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import soundfile as sf
-import soxr
 
-__all__ = ["AudioDecodeError", "load_audio", "to_mono", "resample", "fit_length"]
+from device.resample import resample
+
+__all__ = ["AudioDecodeError", "load_audio", "to_mono", "fit_length"]
 
 
 class AudioDecodeError(Exception):
@@ -39,17 +40,6 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     return x.mean(axis=1)
 
 
-def resample(audio: np.ndarray, orig_sample_rate: int, sample_rate: int) -> np.ndarray:
-    """Resample mono float audio with soxr (high quality); a no-op when the rates agree."""
-    if int(orig_sample_rate) == int(sample_rate):
-        return np.asarray(audio, dtype=np.float32)
-    if orig_sample_rate <= 0 or sample_rate <= 0:
-        raise ValueError(f"sample rates must be positive, got {orig_sample_rate} -> {sample_rate}")
-    out = soxr.resample(np.asarray(audio, dtype=np.float32), int(orig_sample_rate),
-                        int(sample_rate), quality="HQ")
-    return np.asarray(out, dtype=np.float32)
-
-
 def fit_length(audio: np.ndarray, n_samples: int, offset: int = 0) -> np.ndarray:
     """Zero-pad at the end or trim to exactly ``n_samples``, starting at ``offset``.
 
@@ -71,7 +61,8 @@ def load_audio(path, sample_rate: int) -> np.ndarray:
         Any file libsndfile reads (WAV, FLAC, OGG...), 8/16/24/32-bit integer or float samples,
         any number of channels, any sample rate.
     sample_rate : int
-        Target rate in Hz; other rates are resampled with soxr.
+        Target rate in Hz; other rates are resampled with `device.resample.resample` at
+        ``INPUT_QUALITY``, as the device resamples its capture.
 
     Returns
     -------

@@ -28,7 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from device.config import Config, add_profile_arguments, config_from_args
-from .audio_io import fit_length, resample
+from device.resample import resample
+
+from .audio_io import fit_length
 from .datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, load_background_noise,
                        load_esc50, load_speech_commands, load_urbansound8k,
                        load_vocal_percussion, load_wake_words)

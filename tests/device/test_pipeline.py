@@ -289,10 +289,10 @@ class PassthroughSeparator(Stage):
 
     def __init__(self, name, params, cfg, rate, hop_s):
         super().__init__(name, params, cfg, rate, hop_s)
-        from device.audio_source import _Resampler
+        from device.resample import Resampler
         self.rate = 8000
         self.consumes, self.emits = ("audio",), ("audio.separated",)
-        self.down = _Resampler(16000, 8000, "LQ")
+        self.down = Resampler(16000, 8000, "LQ")
 
     def process(self, ctx):
         ctx.put("audio.separated", self.down(ctx.audio))

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from train.audio_io import AudioDecodeError, fit_length, load_audio, resample, to_mono
+from device.resample import resample
+from train.audio_io import AudioDecodeError, fit_length, load_audio, to_mono
 
 
 def _tone(sample_rate: int, seconds: float, hz: float = 440.0, amplitude: float = 0.5):

@@ -13,7 +13,7 @@ import numpy as np
 from .augment import (NOISE_COLOURS, apply_room, coloured_noise, db_to_gain, mix_at_snr,
                       place_in_window, random_segment, rms, room_impulse_response)
 from .speech import VOICES, Take, synthesize, trim_silence
-from ..audio_io import resample
+from device.resample import resample
 
 __all__ = ["clip_rng", "plan_take", "fit_into", "augment_keyword", "silence_clip",
            "noise_recording", "render_take", "take_meta"]

@@ -20,7 +20,7 @@ from functools import lru_cache
 import numpy as np
 import soundfile as sf
 
-from ..audio_io import resample
+from device.resample import resample
 
 __all__ = ["SpeechSynthError", "VOICES", "Take", "synthesize", "trim_silence", "backend_name"]
 
