@@ -37,7 +37,7 @@ def _exported_models() -> list[Path]:
 def _untrained_model(tmp_path_factory) -> Path:
     # Weights do not change the cost of an invocation: an untrained model of the default
     # profile's size stands in when nothing has been exported yet.
-    from export.tflite import convert_int8
+    from export.convert import convert_int8
     from train.multitask import build_for_variant, variants
 
     cfg = load_config("default")

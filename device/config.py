@@ -160,6 +160,14 @@ class Config(Mapping):
         """The keyword head's labels, in output order."""
         return ["_silence_", "_unknown_", self["labels.wake_word"], *self["labels.commands"]]
 
+    @property
+    def head_labels(self) -> dict[str, list[str]]:
+        """Every model head's labels by head name, in output order: the one place that says
+        which profile labels a head named ``keyword``, ``scene`` or ``percussion`` has (models,
+        manifests, evaluation and sinks all ask here)."""
+        return {"keyword": self.keyword_labels, "scene": list(self["labels.scenes"]),
+                "percussion": list(self["labels.percussion"])}
+
     def __repr__(self) -> str:
         return f"Config({self.name!r})"
 

@@ -32,6 +32,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from device.manifest import load_manifest, verify_model, write_manifest  # noqa: E402
+from export.convert import convert_int8  # noqa: E402
 
 log = logging.getLogger("export.tflite")
 
@@ -150,32 +151,6 @@ def fixed_batch_copy(cfg, variant, model):
     fixed = build_for_variant(cfg, variant, batch_size=1)
     fixed.set_weights(model.get_weights())
     return fixed
-
-
-def convert_int8(model, calibration: np.ndarray) -> bytes:
-    """Full-integer int8 conversion (int8 in and out), calibrated on normalised features.
-
-    Parameters
-    ----------
-    model : keras.Model
-        With a fixed batch of 1.
-    calibration : np.ndarray
-        ``(n, frames, mels)`` *normalised* training features; a few hundred cover the ranges
-        well, more only slows the conversion.
-    """
-    import tensorflow as tf
-
-    def representative():
-        for x in calibration:
-            yield [x[None, :, :, None].astype(np.float32)]
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
 
 
 def export_onnx(model, path: Path, opset: int = 13) -> str:

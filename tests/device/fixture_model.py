@@ -23,7 +23,7 @@ import numpy as np
 from device.audio_source import Tone, render_tones
 from device.frontend import LogMelConfig, log_mel, mel_filterbank
 from device.manifest import write_manifest
-from export.tflite import convert_int8
+from export.convert import convert_int8
 
 WAKE_HZ = 500.0
 YES_HZ = 1500.0
