@@ -335,11 +335,15 @@ def main(argv: list | None = None) -> int:
     """Command-line entry point; see ``--help``."""
     parser = argparse.ArgumentParser(prog="python -m firmware_bridge.simulator", description=__doc__)
     parser.add_argument("--port", required=True, help="serial device or pty path, e.g. /dev/pts/3")
-    parser.add_argument("--baudrate", type=int, default=115200)
+    parser.add_argument("--baudrate", type=int, default=115200,
+                        help="line speed in bit/s; must match the Pi side's sinks.serial.baudrate "
+                             "(ignored on a pseudo-terminal) (default: %(default)s)")
     parser.add_argument("--duration-s", type=float, default=None, help="exit after this long (default: run forever)")
     parser.add_argument("--drop-acks", type=int, default=0, help="swallow the first N acks")
     parser.add_argument("--drop-ack-rate", type=float, default=0.0, help="then swallow each ack with this probability")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the random ack drops (--drop-ack-rate), so a lossy run "
+                             "repeats exactly (default: %(default)s)")
     parser.add_argument(
         "--config", action="append", default=[], metavar="KEY=VALUE[@KIND[:LABEL]]",
         help="send a config after connecting, e.g. threshold_milli=850@wake:0 (repeatable)",
