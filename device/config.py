@@ -24,6 +24,8 @@ try:  # Python 3.11+
 except ModuleNotFoundError:  # pragma: no cover - Python 3.10 on older Pi images
     import tomli as tomllib  # type: ignore[no-redef]
 
+from . import schema  # noqa: E402
+
 PROFILE_DIR = Path(__file__).resolve().parent / "profiles"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -37,8 +39,20 @@ def available_profiles() -> list[str]:
     return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
 
 
-def _resolve(profile: str | Path) -> Path:
-    path = Path(profile)
+def _resolve(profile: str | Path, base_dir: Path | None = None) -> Path:
+    """A profile name or path -> its file. A path in ``extends`` is relative to the profile
+    that names it (``base_dir``), not to the current directory."""
+    if not isinstance(profile, (str, Path)) or not str(profile):
+        raise ConfigError(f"a profile must be named by a string (a built-in name or a path to a "
+                          f".toml file), got {profile!r}")
+    path = Path(profile).expanduser()
+    if base_dir is not None and not path.is_absolute():
+        beside = base_dir / path
+        if beside.suffix == ".toml" or beside.exists():
+            path = beside
+    if path.is_dir():
+        raise ConfigError(f"profile {path} is a folder; give a .toml file in it or one of the "
+                          f"built-in profiles: {', '.join(available_profiles())}")
     if path.suffix == ".toml" or path.exists():
         if not path.exists():
             raise ConfigError(f"profile file {path} does not exist; give a path to a .toml file "
@@ -51,27 +65,53 @@ def _resolve(profile: str | Path) -> Path:
     return builtin
 
 
-def _merge(base: dict, top: Mapping) -> dict:
+def _leaves(value: Any, dotted: str):
+    if isinstance(value, Mapping):
+        for k, v in value.items():
+            yield from _leaves(v, f"{dotted}.{k}")
+    else:
+        yield dotted
+
+
+def _merge(base: dict, top: Mapping, origins: dict | None = None, source: str = "",
+           _prefix: str = "") -> dict:
+    """``top`` over ``base``; ``origins`` (dotted key -> source) records where leaves came from."""
     out = copy.deepcopy(base)
     for key, value in top.items():
+        dotted = f"{_prefix}{key}"
         if isinstance(value, Mapping) and isinstance(out.get(key), dict):
-            out[key] = _merge(out[key], value)
+            out[key] = _merge(out[key], value, origins, source, dotted + ".")
         else:
             out[key] = copy.deepcopy(value)
+            if origins is not None:
+                for leaf in _leaves(value, dotted):
+                    origins[leaf] = source
     return out
 
 
-def _read(path: Path, seen: tuple[Path, ...] = ()) -> dict:
+def _display(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(REPO_ROOT))
+    except ValueError:
+        return str(path)
+
+
+def _read(path: Path, seen: tuple[Path, ...] = (), origins: dict | None = None) -> dict:
+    path = path.resolve()
     if path in seen:
         raise ConfigError(f"profile {path} extends itself through {' -> '.join(map(str, seen))}")
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"profile {path} is not valid TOML ({exc}); fix the line it names") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"profile {path} cannot be read ({exc}); check the file") from exc
     parent = data.pop("extends", None)
+    source = _display(path)
     if parent is None:
-        return data
-    return _merge(_read(_resolve(parent), seen + (path,)), data)
+        return _merge({}, data, origins, source)
+    base = _read(_resolve(parent, path.parent), seen + (path,), origins)
+    return _merge(base, data, origins, source)
 
 
 def _parse_value(text: str) -> Any:
@@ -90,11 +130,21 @@ class Config(Mapping):
         The merged profile.
     name : str
         Where it came from, for error messages.
+    origins : dict, optional
+        Dotted key -> where its value came from (a profile file, ``--set``); see `origin`.
     """
 
-    def __init__(self, data: dict, name: str = "<dict>"):
+    def __init__(self, data: dict, name: str = "<dict>", origins: Mapping[str, str] | None = None):
         self._data = data
         self.name = name
+        self._origins = dict(origins or {})
+
+    def origin(self, key: str) -> str:
+        """Where the value of ``key`` came from: a profile file, ``--set``, or "the profile"."""
+        if key in self._origins:
+            return self._origins[key]
+        inner = next((v for k, v in self._origins.items() if k.startswith(key + ".")), None)
+        return inner or f"profile {self.name}"
 
     # Mapping interface over the top level, dotted keys for depth.
     def __getitem__(self, key: str) -> Any:
@@ -135,6 +185,7 @@ class Config(Mapping):
 
     def with_overrides(self, overrides: Iterable[str]) -> "Config":
         data = copy.deepcopy(self._data)
+        origins = dict(self._origins)
         for item in overrides:
             if "=" not in item:
                 raise ConfigError(f"override {item!r} must look like section.key=value, "
@@ -147,7 +198,9 @@ class Config(Mapping):
                 if not isinstance(node, dict):
                     raise ConfigError(f"override {key!r}: {part!r} is a value, not a section")
             node[parts[-1]] = _parse_value(text.strip())
-        return Config(data, self.name)
+            for leaf in _leaves(node[parts[-1]], key.strip()):
+                origins[leaf] = f"--set {item}"
+        return Config(data, self.name, origins)
 
     @property
     def build_dir(self) -> Path:
@@ -203,7 +256,9 @@ def dump_toml(data: Mapping, _prefix: str = "") -> str:
 def load_config(profile: str | Path = "default", overrides: Iterable[str] = ()) -> Config:
     """Load a built-in profile by name, or a profile file by path, then apply overrides."""
     path = _resolve(profile)
-    cfg = Config(_read(path), name=str(profile)).with_overrides(overrides)
+    origins: dict[str, str] = {}
+    cfg = Config(_read(path, origins=origins), name=str(profile), origins=origins)
+    cfg = cfg.with_overrides(overrides)
     validate(cfg)
     return cfg
 
@@ -228,7 +283,12 @@ def config_from_args(args) -> Config:
 
 
 def validate(cfg: Config) -> None:
-    """Check the values other code relies on; raise ConfigError naming the key and the fix."""
+    """Check the profile against its schema (`device.schema`: known keys, types, ranges), then
+    the relations between values; raise ConfigError naming the key, the value and the fix."""
+    try:
+        schema.check(cfg.to_dict(), cfg.origin)
+    except schema.SchemaError as exc:
+        raise ConfigError(str(exc)) from None
     for name, section in cfg["frontend"].items():
         where = f"frontend.{name}"
         rate = section.get("sample_rate")
@@ -246,6 +306,15 @@ def validate(cfg: Config) -> None:
     share = cfg.get("model.multitask.keyword_share", 0.5)
     if not 0.0 < share < 1.0:
         raise ConfigError(f"model.multitask.keyword_share must be between 0 and 1, got {share!r}")
+    shed, restore = cfg.get("runtime.shed_above"), cfg.get("runtime.restore_below")
+    if shed is not None and restore is not None and not restore < shed:
+        raise ConfigError(f"runtime.restore_below ({restore!r}) must be below runtime.shed_above "
+                          f"({shed!r}): the gap keeps a stage from flapping between shed and "
+                          f"restored")
+    on, off = cfg.get("decisions.scene_threshold_on"), cfg.get("decisions.scene_threshold_off")
+    if on is not None and off is not None and off > on:
+        raise ConfigError(f"decisions.scene_threshold_off ({off!r}) must not exceed "
+                          f"decisions.scene_threshold_on ({on!r}): that gap is the hysteresis")
     for key in ("labels.wake_word",):
         if not isinstance(cfg.get(key), str) or not cfg.get(key):
             raise ConfigError(f"{key} must be a non-empty string, e.g. \"computer\"")

@@ -19,11 +19,11 @@ def test_builtin_profiles_load_and_real_inherits_default():
 
 def test_overrides_parse_toml_values_and_bare_words():
     cfg = load_config("default", ["model.multitask.epochs=3", "sinks.mqtt.host=broker.local",
-                                  "labels.commands=['yes','no']", "new.section.flag=true"])
+                                  "labels.commands=['yes','no']", "sinks.mqtt.tls=true"])
     assert cfg["model.multitask.epochs"] == 3
     assert cfg["sinks.mqtt.host"] == "broker.local"
     assert cfg["labels.commands"] == ["yes", "no"]
-    assert cfg["new.section.flag"] is True
+    assert cfg["sinks.mqtt.tls"] is True
 
 
 def test_hash_changes_only_with_the_named_sections():

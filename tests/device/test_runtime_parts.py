@@ -77,7 +77,8 @@ def test_log_file_rotates(tmp_path):
     assert last[-1]["seq"] == 39 and all((tmp_path / f).stat().st_size <= 400 for f in files)
 
 
-def test_build_sinks_rejects_an_unknown_kind(tone_model):
-    cfg = make_cfg(tone_model, "sinks.x.enabled=true", "sinks.x.kind=pigeon")
-    with pytest.raises(ValueError, match="unknown kind 'pigeon'"):
-        build_sinks(cfg)
+def test_an_unknown_sink_kind_is_refused_when_the_profile_loads(tone_model):
+    from device.config import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown sink kind 'pigeon'; use one of"):
+        make_cfg(tone_model, "sinks.x.enabled=true", "sinks.x.kind=pigeon")
