@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from .manifest import ManifestError, verify_model
+from .manifest import ManifestError, check_against_config, read_verified
 
 __all__ = ["load_interpreter", "TFLiteModel", "interpreter_backend"]
 
@@ -52,8 +52,10 @@ def interpreter_backend(allow_tensorflow: bool = False) -> str:
     return _interpreter_class(allow_tensorflow)[0]
 
 
-def load_interpreter(path: str | Path, num_threads: int = 1, allow_tensorflow: bool = False):
-    """An allocated TFLite interpreter for ``path``.
+def load_interpreter(path: str | Path, num_threads: int = 1, allow_tensorflow: bool = False,
+                     content: bytes | None = None):
+    """An allocated TFLite interpreter for ``path`` (or for ``content``, the model's bytes already
+    read and checked; ``path`` then only names it in messages).
 
     Parameters
     ----------
@@ -64,14 +66,18 @@ def load_interpreter(path: str | Path, num_threads: int = 1, allow_tensorflow: b
         Permit the ``tensorflow.lite`` fallback (host only; never on the device).
     """
     _, cls = _interpreter_class(allow_tensorflow)
+    source = {"model_path": str(path)} if content is None else {"model_content": content}
     try:
-        interp = cls(model_path=str(path), num_threads=int(num_threads))
-    except TypeError:  # very old interpreters have no num_threads
-        interp = cls(model_path=str(path))
-    except ValueError as exc:
-        raise ManifestError(f"model {path} is not a valid TFLite flatbuffer ({exc}); re-run "
-                            f"`make export`") from exc
-    interp.allocate_tensors()
+        try:
+            interp = cls(**source, num_threads=int(num_threads))
+        except TypeError:  # very old interpreters have no num_threads
+            interp = cls(**source)
+        interp.allocate_tensors()
+    except (ValueError, RuntimeError) as exc:
+        # One line of LiteRT's text: it can be long, and the fix is the same whatever it says.
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ManifestError(f"model {path} is not a valid TFLite model ({first}); re-run "
+                            f"`make export`") from None
     return interp
 
 
@@ -97,8 +103,10 @@ class TFLiteModel:
                  frontend: Mapping | None = None, num_threads: int = 1,
                  allow_tensorflow: bool = False):
         self.path = Path(path)
-        self.manifest = verify_model(self.path, expected_labels=expected_labels, frontend=frontend)
-        self.interpreter = load_interpreter(self.path, num_threads, allow_tensorflow)
+        # The bytes that were hashed are the bytes that run: no second read of the file.
+        self.manifest, content = read_verified(self.path)
+        check_against_config(self.manifest, expected_labels=expected_labels, frontend=frontend)
+        self.interpreter = load_interpreter(self.path, num_threads, allow_tensorflow, content=content)
         self.backend = interpreter_backend(allow_tensorflow)
         inp = self.interpreter.get_input_details()
         if len(inp) != 1:
@@ -111,8 +119,11 @@ class TFLiteModel:
                                 f"its manifest's {want}; re-run `make export`")
         self.input_dtype = np.dtype(self._in["dtype"])
         scale, zp = self._in.get("quantization", (0.0, 0))
-        self.in_scale = float(_pick(self.manifest["input"].get("scale"), scale) or 1.0)
+        self.in_scale = float(_pick(self.manifest["input"].get("scale"), scale) or 0.0)
         self.in_zero = int(_pick(self.manifest["input"].get("zero_point"), zp))
+        if self.input_dtype.kind in "iu" and self.in_scale <= 0:
+            raise ManifestError(f"model {self.path.name} has an integer input without a positive "
+                                f"quantisation scale (got {self.in_scale}); re-run `make export`")
         norm = self.manifest.get("normalization") or self.manifest["input"].get("normalization") or {}
         self.norm_mean = np.asarray(norm.get("mean", 0.0), dtype=np.float32)
         self.norm_std = np.asarray(norm.get("std", 1.0), dtype=np.float32)
