@@ -16,6 +16,7 @@ reported by the pipeline's status; never silent.
 """
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from pathlib import Path
@@ -27,8 +28,17 @@ from .frontend import as_float_audio
 from .resample import Resampler
 from .ring_buffer import RingBuffer
 
-__all__ = ["AudioSource", "SoundDeviceSource", "FileSource", "SyntheticSource", "Tone",
-           "list_devices", "resolve_device"]
+__all__ = ["AudioSource", "AudioInputError", "SoundDeviceSource", "FileSource", "SyntheticSource",
+           "Tone", "list_devices", "resolve_device"]
+
+log = logging.getLogger("hopwise.audio")
+
+
+class AudioInputError(ValueError):
+    """Audio cannot be read from a file or device; the message names it, the reason and the fix.
+
+    A ValueError, so every command line turns it into one line and exit code 2.
+    """
 
 
 class AudioSource:
@@ -88,6 +98,39 @@ class AudioSource:
 def _to_mono(x: np.ndarray) -> np.ndarray:
     x = as_float_audio(x)
     return x if x.ndim == 1 else x.mean(axis=1, dtype=np.float32)
+
+
+class _Sanitizer:
+    """Float audio from a file can hold NaN/inf (a broken encoder) or run far beyond +-1 (an
+    unnormalised export): both would poison the log-mel and every posterior after it. Non-finite
+    samples become 0 and out-of-range ones are clipped; each kind is counted and warned about
+    once, naming the source."""
+
+    LIMIT = 1.0
+
+    def __init__(self, name: str):
+        self.name = name
+        self.nonfinite_samples = 0
+        self.clipped_samples = 0
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        finite = np.isfinite(x)
+        if not finite.all():
+            bad = int(x.size - np.count_nonzero(finite))
+            if not self.nonfinite_samples:
+                log.warning("%s holds NaN or infinite samples: they are replaced by silence and "
+                            "counted (status: audio.nonfinite_samples); re-export the file", self.name)
+            self.nonfinite_samples += bad
+            x = np.where(finite, x, np.float32(0.0))
+        over = np.abs(x) > self.LIMIT
+        if over.any():
+            if not self.clipped_samples:
+                log.warning("%s has samples beyond +-1 (peak %.2f): they are clipped and counted "
+                            "(status: audio.clipped_samples); normalise the file", self.name,
+                            float(np.abs(x).max()))
+            self.clipped_samples += int(np.count_nonzero(over))
+            x = np.clip(x, -self.LIMIT, self.LIMIT)
+        return x
 
 
 # --------------------------------------------------------------------------- block sources
@@ -169,9 +212,15 @@ class _BlockSource(AudioSource):
             if self.on_block is not None:
                 self.on_block(self.samples_produced, time.time())
         if len(self._pending) < n:
+            if len(self._pending):
+                self._on_tail(len(self._pending))
+                self._pending = np.zeros(0, dtype=np.float32)
             return None
         out, self._pending = self._pending[:n], self._pending[n:]
         return out
+
+    def _on_tail(self, samples: int) -> None:
+        """The stream ended with ``samples`` (< one hop) that no hop will carry."""
 
     def stop(self) -> None:
         self._stop.set()
@@ -221,11 +270,34 @@ class FileSource(_BlockSource):
                  block_ms: float = 10.0, buffer_s: float = 2.0):
         import soundfile as sf
         self.path = Path(path)
+        fix = "give a WAV/FLAC/OGG file (e.g. `sox in.mp3 -r 16000 -c 1 out.wav`)"
         if not self.path.exists():
-            raise FileNotFoundError(f"audio file {self.path} does not exist")
-        info = sf.info(str(self.path))
+            raise AudioInputError(f"audio file {self.path} does not exist; check the path")
+        if self.path.is_dir():
+            raise AudioInputError(f"{self.path} is a folder, not an audio file; {fix}")
+        if self.path.is_file() and self.path.stat().st_size == 0:
+            raise AudioInputError(f"audio file {self.path} is empty (0 bytes); {fix}")
+        try:
+            info = sf.info(str(self.path))
+        except Exception as exc:  # noqa: BLE001 - libsndfile raises several types, all "unreadable"
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise AudioInputError(f"{self.path} is not audio that libsndfile can read ({reason}); "
+                                  f"{fix}") from None
+        if info.frames <= 0 or info.samplerate <= 0:
+            raise AudioInputError(f"audio file {self.path} holds no samples; {fix}")
+        missing = _wav_missing_bytes(self.path)
+        if missing:
+            # libsndfile quietly reads what is there; the user should know the end is gone.
+            log.warning("%s is truncated: its header promises %d more bytes of audio than the file "
+                        "holds (about %.2f s); re-copy or re-export it", self.path, missing,
+                        missing / max(1, info.channels * 2) / info.samplerate)
         self.file_rate = int(info.samplerate)
+        self.file_frames = int(info.frames)
         self.duration_s = info.frames / info.samplerate
+        self.frames_read = 0
+        self.truncated = bool(missing)
+        self.tail_samples = 0
+        self._sanitize = _Sanitizer(f"audio file {self.path}")
         super().__init__(rate, realtime, block_ms, buffer_s)
 
     def _blocks(self) -> Iterator[np.ndarray]:
@@ -235,17 +307,64 @@ class FileSource(_BlockSource):
         with sf.SoundFile(str(self.path)) as fh:
             carry = np.zeros(0, dtype=np.float32)
             while True:
-                data = fh.read(in_block, dtype="float32", always_2d=False)
+                try:
+                    data = fh.read(in_block, dtype="float32", always_2d=False)
+                except Exception as exc:  # noqa: BLE001 - a damaged stretch ends the file here
+                    log.warning("%s cannot be read past %.2f s (%s): the rest is skipped",
+                                self.path, self.frames_read / self.file_rate, exc)
+                    data = np.zeros(0, dtype=np.float32)
+                self.frames_read += len(data)
                 last = len(data) < in_block
-                y = resample(_to_mono(data), last=last)
+                y = resample(self._sanitize(_to_mono(data)), last=last)
                 carry = np.concatenate([carry, y]) if carry.size else y
                 while len(carry) >= self.block:
                     yield carry[: self.block]
                     carry = carry[self.block:]
                 if last:
                     break
+            if self.frames_read < self.file_frames:
+                self.truncated = True
+                log.warning("%s is truncated: its header promises %.2f s, %.2f s could be read; "
+                            "re-copy or re-export it", self.path, self.duration_s,
+                            self.frames_read / self.file_rate)
             if carry.size:
                 yield carry
+
+    def _on_tail(self, samples: int) -> None:
+        self.tail_samples = samples
+        log.warning("the last %.1f ms of %s are shorter than one hop and are not processed",
+                    1000.0 * samples / self.rate, self.path)
+
+    def health(self) -> dict:
+        h = super().health()
+        h.update(nonfinite_samples=self._sanitize.nonfinite_samples,
+                 clipped_samples=self._sanitize.clipped_samples, truncated=self.truncated)
+        return h
+
+
+def _wav_missing_bytes(path: Path) -> int:
+    """For a RIFF/WAVE file: how many bytes its ``data`` chunk declares beyond the file's end
+    (0 when complete, or not a WAV file)."""
+    import struct
+
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(12)
+            if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+                return 0
+            size = path.stat().st_size
+            while True:
+                chunk = fh.read(8)
+                if len(chunk) < 8:
+                    return 0
+                cid, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
+                if cid == b"data":
+                    if length == 0xFFFFFFFF:  # streaming writers leave the size open
+                        return 0
+                    return max(0, fh.tell() + length - size)
+                fh.seek(length + (length & 1), 1)
+    except OSError:
+        return 0
 
 
 class Tone:
@@ -317,6 +436,13 @@ def list_devices() -> list[dict]:
     return out
 
 
+def _device_names() -> str:
+    try:
+        return ", ".join(f"{d['index']}: {d['name']}" for d in list_devices()) or "none"
+    except Exception:  # noqa: BLE001 - only for a message
+        return "unknown"
+
+
 def resolve_device(device: str | int | None) -> int | None:
     """Device index from an index, an index as text, or a (part of a) name; None = default.
 
@@ -331,10 +457,11 @@ def resolve_device(device: str | int | None) -> int | None:
     matches = exact or [d for d in devices if str(device).lower() in d["name"].lower()]
     names = ", ".join(f"{d['index']}: {d['name']}" for d in devices) or "none"
     if not matches:
-        raise ValueError(f"no input device matches {device!r}; input devices: {names} "
-                         f"(see `python -m device list-devices`)")
+        raise AudioInputError(f"no input device matches {device!r}; input devices: {names} "
+                              f"(see `python -m device list-devices`)")
     if len(matches) > 1:
-        raise ValueError(f"{device!r} matches several input devices ({names}); give the index")
+        raise AudioInputError(f"{device!r} matches several input devices ({names}); give the "
+                              f"index")
     return matches[0]["index"]
 
 
@@ -369,11 +496,20 @@ class SoundDeviceSource(AudioSource):
     def __init__(self, device: str | int | None = None, rate: int = 16000,
                  capture_rate: int | None = None, channels: int = 1, block_ms: float = 10.0,
                  buffer_s: float = 2.0, latency: str | float = "low"):
-        import sounddevice as sd  # noqa: F401  (fail here, with PortAudio's message, if missing)
+        try:
+            import sounddevice as sd
+        except OSError as exc:  # the Python module is there, the PortAudio library is not
+            raise AudioInputError(f"PortAudio is missing ({exc}); install it: sudo apt-get install "
+                                  f"libportaudio2") from None
         self._device_spec = device
         self.device = resolve_device(device)
         self.rate = int(rate)
-        info = sd.query_devices(self.device, "input")
+        try:
+            info = sd.query_devices(self.device, "input")
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioInputError(f"no input device {device!r} ({exc}); input devices: "
+                                  f"{_device_names()} (see `python -m device list-devices`, then "
+                                  f"--device NAME or capture.device)") from None
         self.device_name = info["name"]
         self.capture_rate = int(capture_rate or info["default_samplerate"])
         self.channels = int(channels)
@@ -400,11 +536,17 @@ class SoundDeviceSource(AudioSource):
 
     def start(self) -> None:
         import sounddevice as sd
-        self._stream = sd.InputStream(
-            device=self.device, samplerate=self.capture_rate, channels=self.channels,
-            dtype="int16", blocksize=max(1, int(self.capture_rate * self.block_ms / 1000)),
-            latency=self.latency, callback=self._callback)
-        self._stream.start()
+        try:
+            self._stream = sd.InputStream(
+                device=self.device, samplerate=self.capture_rate, channels=self.channels,
+                dtype="int16", blocksize=max(1, int(self.capture_rate * self.block_ms / 1000)),
+                latency=self.latency, callback=self._callback)
+            self._stream.start()
+        except (sd.PortAudioError, ValueError) as exc:
+            raise AudioInputError(f"cannot open input device {self.device_name!r} at "
+                                  f"{self.capture_rate} Hz, {self.channels} channel(s) ({exc}); "
+                                  f"try capture.capture_rate=0 (its native rate) or "
+                                  f"capture.channels=1, or another --device") from None
 
     def read(self, n: int, timeout: float = 1.0) -> np.ndarray | None:
         out = self._ring.read(n, timeout=timeout)
