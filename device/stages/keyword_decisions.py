@@ -1,0 +1,36 @@
+"""``keyword_decisions``: wake word, then a command (micro_speech's "recognize commands")."""
+from __future__ import annotations
+
+from ..decisions import KeywordDecisions, windows_from_config
+from .base import HopContext, Stage, register_stage
+
+__all__ = ["KeywordDecisionStage"]
+
+
+@register_stage("keyword_decisions")
+class KeywordDecisionStage(Stage):
+    """Wake word and commands (micro_speech's "recognize commands") over
+    ``posteriors.keyword``, with the profile's ``[decisions]`` (see `device.decisions`). Runs
+    whenever new posteriors arrived; raises ``wake`` and ``command`` events.
+
+    Parameters: ``input`` (default ``posteriors.keyword``); ``model_stride_hops`` (the producer's
+    stride, to turn the ``_ms`` settings into counts; default ``model.multitask.stride_hops``).
+    """
+
+    def __init__(self, name, params, cfg, pipeline_rate, hop_s):
+        params = dict(params)
+        params.setdefault("essential", True)
+        super().__init__(name, params, cfg, pipeline_rate, hop_s)
+        self.input_key = self.params.get("input", "posteriors.keyword")
+        stride = int(self.params.get("model_stride_hops", cfg.get("model.multitask.stride_hops", 10)))
+        w = windows_from_config(cfg, stride * hop_s)["keyword"]
+        self.decider = KeywordDecisions(cfg.keyword_labels, cfg["labels.wake_word"],
+                                        cfg["labels.commands"], **w)
+        self.consumes = (self.input_key,)
+        self.emits = ("event.wake", "event.command")
+
+    def process(self, ctx: HopContext) -> None:
+        if self.input_key not in ctx.fresh:
+            return
+        t, probs = ctx.data[self.input_key]
+        ctx.events.extend(self.decider.update(t, probs))
