@@ -29,9 +29,10 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from .base import STAGE_TYPES, HopContext, Stage, register_stage
+from ..config import ConfigError
+from .base import REQUIRED, STAGE_TYPES, HopContext, Param, Stage, register_stage
 
-__all__ = ["HopContext", "Stage", "STAGE_TYPES", "register_stage", "build_stage"]
+__all__ = ["HopContext", "Stage", "Param", "REQUIRED", "STAGE_TYPES", "register_stage", "build_stage"]
 
 
 def _import_stage_modules() -> None:
@@ -49,6 +50,6 @@ def build_stage(name: str, cfg, pipeline_rate: int, hop_s: float, **extra) -> St
     params.update({k: v for k, v in extra.items() if v is not None})
     type_name = params.get("type", name)
     if type_name not in STAGE_TYPES:
-        raise ValueError(f"stage {name!r} has unknown type {type_name!r}; known types: "
-                         f"{', '.join(sorted(STAGE_TYPES))} (set stages.{name}.type)")
+        raise ConfigError(f"stage {name!r} has unknown type {type_name!r}; known types: "
+                          f"{', '.join(sorted(STAGE_TYPES))} (set stages.{name}.type)")
     return STAGE_TYPES[type_name](name, params, cfg, pipeline_rate, hop_s)

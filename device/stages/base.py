@@ -3,15 +3,38 @@
 A stage type is a `Stage` subclass decorated with ``@register_stage("<type>")``; the profile
 builds one with ``[stages.<name>] type = "<type>"``. The package's ``__init__`` imports every
 module of `device.stages`, so the decorator is all it takes to make a new type buildable.
+
+Each stage type declares the keys its section takes (``PARAMS``, a dict of `Param`): a key it
+does not declare is a start-up error that names the nearest declared one (``strides_hops`` ->
+"did you mean 'stride_hops'?"), and a required key that is missing names itself and the fix.
 """
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-__all__ = ["HopContext", "Stage", "STAGE_TYPES", "register_stage"]
+from ..config import ConfigError
+
+__all__ = ["HopContext", "Stage", "Param", "REQUIRED", "STAGE_TYPES", "register_stage"]
+
+REQUIRED = object()
+"""`Param` default of a key the section must set (there is no sensible value to assume)."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One key a stage type accepts in its ``[stages.<name>]`` section.
+
+    ``doc`` says what it does (shown when it is missing); ``default`` is used when the section
+    does not set it (`REQUIRED`: it must). A default of None means "derived at start-up", e.g.
+    a model stage's stride from its manifest; the stage's docstring says from what.
+    """
+
+    doc: str
+    default: Any = REQUIRED
 
 
 @dataclass
@@ -65,7 +88,10 @@ def register_stage(type_name: str) -> Callable[[type], type]:
 class Stage:
     """Base class of every stage. Subclasses set ``consumes``/``emits`` and implement ``process``.
 
-    The pipeline calls ``process(ctx)`` on the hops where the stage is due and not shed.
+    The pipeline builds a stage as ``cls(name, params, cfg, pipeline_rate, hop_s)`` (see
+    `device.stages.build_stage`) and calls ``process(ctx)`` on the hops where it is due and not
+    shed. A subclass extends ``PARAMS`` with its own keys (``PARAMS = {**Stage.PARAMS, ...}``)
+    and reads them from ``self.params``, which holds every declared key (defaults filled in).
 
     Parameters (all from the stage's ``[stages.<name>]`` section)
     ----------
@@ -74,8 +100,9 @@ class Stage:
     stride_hops : int
         Run every n-th hop. Larger = cheaper, later decisions.
     phase : int
-        Which hop of the stride it runs on: spread strided stages over different hops so their
-        costs do not pile onto one hop.
+        Which hop of the stride it runs on; default ``stride_hops - 1``, so the stage first runs
+        once a whole stride of audio has arrived. Spread strided stages over different phases so
+        their costs do not pile onto one hop.
     priority : int
         Shedding order: lowest first. Ties shed the later stage in the list first.
     essential : bool
@@ -85,18 +112,57 @@ class Stage:
     type_name = "base"
     consumes: tuple[str, ...] = ()
     emits: tuple[str, ...] = ()
+    PARAMS: dict[str, Param] = {
+        "type": Param("the stage type, a name in device.stages.STAGE_TYPES (default: the "
+                      "section's name)", None),
+        "stride_hops": Param("run on every n-th hop", 1),
+        "phase": Param("the hop of the stride it runs on (default stride_hops - 1)", None),
+        "priority": Param("shedding order when behind the hop budget: lowest first", 0),
+        "essential": Param("never shed", False),
+    }
 
     def __init__(self, name: str, params: Mapping, cfg, pipeline_rate: int, hop_s: float):
         self.name = name
-        self.params = dict(params)
+        self.given = frozenset(params)   # what the section set, as opposed to defaults
+        self.params = self.check_params(name, params)
         self.cfg = cfg
         self.pipeline_rate = pipeline_rate
         self.rate = pipeline_rate
         self.hop_s = hop_s
-        self.stride_hops = max(1, int(self.params.get("stride_hops", 1)))
-        self.phase = int(self.params.get("phase", 0)) % self.stride_hops
-        self.priority = int(self.params.get("priority", 0))
-        self.essential = bool(self.params.get("essential", False))
+        self.priority = int(self.params["priority"])
+        self.essential = bool(self.params["essential"])
+        self.stride_hops, self.phase = 1, 0
+        if self.params["stride_hops"] is not None:  # None: the subclass schedules itself
+            self.set_schedule(self.params["stride_hops"], self.params["phase"])
+
+    @classmethod
+    def check_params(cls, name: str, params: Mapping) -> dict:
+        """``params`` with every declared key (defaults filled in); `ConfigError` for a key the
+        type does not declare (naming the nearest one) or a required key that is missing."""
+        known = cls.PARAMS
+        for key in params:
+            if key not in known:
+                near = difflib.get_close_matches(key, list(known), n=1)
+                hint = f"did you mean {near[0]!r}? " if near else ""
+                raise ConfigError(f"stages.{name}: a {cls.type_name!r} stage has no key {key!r}; "
+                                  f"{hint}its keys are {', '.join(sorted(known))}")
+        out = {}
+        for key, param in known.items():
+            if key in params:
+                out[key] = params[key]
+            elif param.default is REQUIRED:
+                raise ConfigError(f"stages.{name}.{key} is missing ({param.doc}): add it to "
+                                  f"[stages.{name}] or pass --set stages.{name}.{key}=VALUE")
+            else:
+                out[key] = param.default
+        return out
+
+    def set_schedule(self, stride_hops: int, phase: int | None = None) -> None:
+        """Run on hops where ``hop_index % stride_hops == phase`` (phase default: stride - 1)."""
+        if int(stride_hops) < 1:
+            raise ConfigError(f"stages.{self.name}.stride_hops must be >= 1, got {stride_hops!r}")
+        self.stride_hops = int(stride_hops)
+        self.phase = (self.stride_hops - 1 if phase is None else int(phase)) % self.stride_hops
 
     def due(self, hop_index: int) -> bool:
         return hop_index % self.stride_hops == self.phase

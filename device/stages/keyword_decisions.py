@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..decisions import KeywordDecisions, windows_from_config
-from .base import HopContext, Stage, register_stage
+from .base import HopContext, Param, Stage, register_stage
 
 __all__ = ["KeywordDecisionStage"]
 
@@ -17,12 +17,13 @@ class KeywordDecisionStage(Stage):
     stride, to turn the ``_ms`` settings into counts; default ``model.multitask.stride_hops``).
     """
 
+    PARAMS = {**Stage.PARAMS, "input": Param("the posteriors stream", "posteriors.keyword"),
+              "model_stride_hops": Param("the producer's stride", None)}
+
     def __init__(self, name, params, cfg, pipeline_rate, hop_s):
-        params = dict(params)
-        params.setdefault("essential", True)
         super().__init__(name, params, cfg, pipeline_rate, hop_s)
-        self.input_key = self.params.get("input", "posteriors.keyword")
-        stride = int(self.params.get("model_stride_hops", cfg.get("model.multitask.stride_hops", 10)))
+        self.input_key = self.params["input"]
+        stride = int(self.params["model_stride_hops"] or cfg["model.multitask.stride_hops"])
         w = windows_from_config(cfg, stride * hop_s)["keyword"]
         self.decider = KeywordDecisions(cfg.keyword_labels, cfg["labels.wake_word"],
                                         cfg["labels.commands"], **w)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..frontend import LogMelConfig, LogMelStream
-from .base import HopContext, Stage, register_stage
+from .base import HopContext, Param, Stage, register_stage
 
 __all__ = ["LogMelStage"]
 
@@ -14,32 +14,46 @@ class LogMelStage(Stage):
     """Streaming log-mel features (micro_speech's "feature provider").
 
     Every hop: pushes the hop's audio (resampled when its frontend's rate differs from the
-    pipeline's, e.g. 8 kHz for the ESN) into `LogMelStream` and keeps a rolling window of the
+    input's, e.g. 16 -> 8 kHz for the ESN) into `LogMelStream` and keeps a rolling window of the
     last ``window_frames`` frames in ``features.<frontend>`` — a float32 array
     ``(window_frames, n_mels)``, oldest first, that model stages read without copying.
     ``features.<frontend>.new`` holds only the frames completed on this hop (for per-frame
-    consumers such as the ESN).
+    consumers such as the ESN). Before the window has filled, the missing frames are the log
+    floor (digital silence).
 
-    Parameters: ``frontend`` (profile ``[frontend.X]`` name, default "keyword");
-    ``window_frames`` (frames kept, default 98 = 1 s at 10 ms: what the keyword model sees);
-    ``input`` (audio stream read, default ``audio``, the source's hop; a separator stage in
-    front of the keyword model writes e.g. ``audio.separated`` and this stage reads that instead)
-    and ``input_rate`` (its rate, default the pipeline's);
-    a rate change uses the profile's ``resample.stage_quality`` (`device.resample`), the one
-    training uses for the same frontend.
-    Before the window has filled, the missing frames are the log floor (digital silence).
+    Parameters (``[stages.<name>]``, besides those of `Stage`)
+    ----------
+    frontend : str
+        The profile's ``[frontend.<frontend>]`` that defines the features; it must be the one
+        the consuming model was trained on (its manifest is checked against it).
+    window_frames : int
+        Frames kept: at least what the consuming model reads (98 = 1 s at a 10 ms hop for the
+        keyword model; 1 for a per-frame consumer). More costs only memory.
+    input : str
+        The audio stream read (default ``audio``, the source's hop). A separator in front of the
+        keyword model writes e.g. ``audio.separated`` and this stage reads that instead.
+    input_rate : int
+        That stream's rate in Hz (default: the pipeline's). A rate change uses the profile's
+        ``resample.stage_quality`` (`device.resample`), the one training uses for the same
+        frontend.
     """
+
+    PARAMS = {**Stage.PARAMS,
+              "frontend": Param("the [frontend.X] section that defines the features"),
+              "window_frames": Param("feature frames kept for the consumers"),
+              "input": Param("the audio stream read", "audio"),
+              "input_rate": Param("that stream's rate in Hz (default: the pipeline's)", None)}
 
     def __init__(self, name, params, cfg, pipeline_rate, hop_s):
         super().__init__(name, params, cfg, pipeline_rate, hop_s)
-        self.frontend = self.params.get("frontend", "keyword")
+        self.frontend = self.params["frontend"]
         self.fcfg = LogMelConfig.from_config(cfg, self.frontend)
         self.rate = self.fcfg.sample_rate
-        self.window_frames = int(self.params.get("window_frames", 98))
+        self.window_frames = int(self.params["window_frames"])
         self.key = f"features.{self.frontend}"
         self.emits = (self.key, self.key + ".new")
-        self.input_key = self.params.get("input", "audio")
-        self.input_rate = int(self.params.get("input_rate", pipeline_rate))
+        self.input_key = self.params["input"]
+        self.input_rate = int(self.params["input_rate"] or pipeline_rate)
         self.consumes = (self.input_key,)
         self._resampler = None
         if self.rate != self.input_rate:

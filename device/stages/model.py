@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from ..paths import resolve_build_path
-from .base import HopContext, Stage, register_stage
+from .base import HopContext, Param, Stage, register_stage
 
 __all__ = ["MultitaskModelStage"]
 
@@ -21,24 +21,26 @@ class MultitaskModelStage(Stage):
     and the frontend before the first hop: a mismatch stops start-up with `ManifestError`.
     """
 
+    PARAMS = {**Stage.PARAMS, "model": Param("the .tflite file"),
+              "input": Param("the feature stream", "features.keyword"),
+              "num_threads": Param("interpreter threads", None),
+              "allow_tensorflow": Param("allow the tensorflow.lite fallback (host only)", False)}
+
     def __init__(self, name, params, cfg, pipeline_rate, hop_s):
         params = dict(params)
         params.setdefault("stride_hops", cfg.get("model.multitask.stride_hops", 10))
         params.setdefault("phase", params["stride_hops"] - 1)  # run once a full stride is in
         super().__init__(name, params, cfg, pipeline_rate, hop_s)
         from ..interpreter import TFLiteModel
-        model = self.params.get("model")
-        if not model:
-            raise ValueError(f"stage {name!r} needs a model: pass --model PATH or set "
-                             f"stages.{name}.model")
-        self.input_key = self.params.get("input", "features.keyword")
+        model = self.params["model"]
+        self.input_key = self.params["input"]
         frontend_name = self.input_key.split(".", 1)[1]
         self.model = TFLiteModel(
             resolve_build_path(cfg, model),
             expected_labels={"keyword": cfg.keyword_labels, "scene": cfg["labels.scenes"]},
             frontend=cfg.section(f"frontend.{frontend_name}"),
-            num_threads=int(self.params.get("num_threads", cfg.get("runtime.num_threads", 1))),
-            allow_tensorflow=bool(self.params.get("allow_tensorflow", False)))
+            num_threads=int(self.params["num_threads"] or cfg["runtime.num_threads"]),
+            allow_tensorflow=bool(self.params["allow_tensorflow"]))
         self.consumes = (self.input_key,)
         self.emits = tuple(f"posteriors.{h}" for h in self.model.outputs)
         self.invocations = 0

@@ -15,7 +15,8 @@ import pytest
 from device.audio_source import FileSource, SyntheticSource, Tone
 from device.manifest import ManifestError
 from device.pipeline import Pipeline
-from device.stages import STAGE_TYPES, Stage, build_stage, register_stage
+from device.config import ConfigError
+from device.stages import STAGE_TYPES, Param, Stage, build_stage, register_stage
 from helpers import PY, REPO, SCRIPT, SCRIPT_S, WORD_S, WAKE_HZ, device_env, make_cfg
 
 STRIDE_S = 0.1
@@ -122,9 +123,11 @@ class SlowStage(Stage):
     """Test stage: sleeps ``delay_ms`` on each hop while ``slow`` is set (an artificially slow
     stage, as a model on a busy core would be)."""
 
+    PARAMS = {**Stage.PARAMS, "delay_ms": Param("sleep per hop while slow", 15)}
+
     def __init__(self, name, params, cfg, rate, hop_s):
         super().__init__(name, params, cfg, rate, hop_s)
-        self.delay_s = float(self.params.get("delay_ms", 15)) / 1000.0
+        self.delay_s = float(self.params["delay_ms"]) / 1000.0
         self.slow = True
         self.calls = 0
 
@@ -138,6 +141,22 @@ def test_unknown_stage_type_names_the_known_ones(tone_model):
     cfg = make_cfg(tone_model, "stages.weird.type=nope")
     with pytest.raises(ValueError, match="unknown type 'nope'.*logmel"):
         build_stage("weird", cfg, 16000, 0.01)
+
+
+def test_a_misspelt_stage_key_is_refused_naming_the_nearest_one(tone_model):
+    cfg = make_cfg(tone_model, "stages.frontend.window_frame=98")
+    with pytest.raises(ConfigError, match=r"stages.frontend: a 'logmel' stage has no key "
+                                          r"'window_frame'; did you mean 'window_frames'\?"):
+        Pipeline.from_config(cfg)
+    cfg = make_cfg(tone_model, "stages.slow.type=test_slow", "stages.slow.dealy_ms=3")
+    with pytest.raises(ConfigError, match="did you mean 'delay_ms'"):
+        build_stage("slow", cfg, 16000, 0.01)
+
+
+def test_a_missing_required_stage_key_names_itself_and_the_fix(tone_model):
+    cfg = make_cfg(tone_model, "stages.esn.type=test_frame_counter")
+    with pytest.raises(ConfigError, match=r"stages.esn.input is missing .*--set stages.esn.input="):
+        build_stage("esn", cfg, 16000, 0.01)
 
 
 @pytest.mark.timeout(30)
@@ -214,6 +233,8 @@ def test_realtime_replay_keeps_up_without_overruns(tone_model, recording):
 class FrameCounter(Stage):
     """Test stage: counts the frames another stage emits (stands in for the ESN reading the
     8 kHz frontend every hop)."""
+
+    PARAMS = {**Stage.PARAMS, "input": Param("the frame stream counted")}
 
     def __init__(self, name, params, cfg, rate, hop_s):
         super().__init__(name, params, cfg, rate, hop_s)
