@@ -1,7 +1,7 @@
 """``scene_decisions``: the acoustic scene, smoothed, with hysteresis."""
 from __future__ import annotations
 
-from ..decisions import SceneTracker, windows_from_config
+from ..decisions import SceneTracker
 from .base import HopContext, Param, Stage, register_stage
 
 __all__ = ["SceneDecisionStage"]
@@ -9,18 +9,23 @@ __all__ = ["SceneDecisionStage"]
 
 @register_stage("scene_decisions")
 class SceneDecisionStage(Stage):
-    """Acoustic scene with smoothing and hysteresis over ``posteriors.scene``; raises a ``scene``
-    event when the scene changes (see `device.decisions.SceneTracker`)."""
+    """The acoustic scene over ``posteriors.scene``: `device.decisions.SceneTracker` (a time
+    window of ``decisions.scene_smoothing_ms``, hysteresis between ``scene_threshold_on`` and
+    ``scene_threshold_off``). Raises a ``scene`` event when the scene changes (``none`` when no
+    scene is confident any more). Like `KeywordDecisionStage` it acts only on fresh posteriors.
 
-    PARAMS = {**Stage.PARAMS, "input": Param("the posteriors stream", "posteriors.scene"),
-              "model_stride_hops": Param("the producer's stride", None)}
+    Parameters (``[stages.<name>]``, besides those of `Stage`)
+    ----------
+    input : str
+        The posteriors stream read (default ``posteriors.scene``).
+    """
+
+    PARAMS = {**Stage.PARAMS, "input": Param("the posteriors stream", "posteriors.scene")}
 
     def __init__(self, name, params, cfg, pipeline_rate, hop_s):
         super().__init__(name, params, cfg, pipeline_rate, hop_s)
         self.input_key = self.params["input"]
-        stride = int(self.params["model_stride_hops"] or cfg["model.multitask.stride_hops"])
-        w = windows_from_config(cfg, stride * hop_s)["scene"]
-        self.tracker = SceneTracker(cfg["labels.scenes"], **w)
+        self.tracker = SceneTracker.from_config(cfg)
         self.consumes = (self.input_key,)
         self.emits = ("event.scene",)
 
