@@ -30,7 +30,9 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .stages import HopContext, Stage, build_stage
+from .config import ConfigError
+from .stages import HopContext, Stage, build_stage, check_wiring, stage_class
+from .stages.model import TFLiteModelStage
 from .status import LatencyStats, status_report
 
 __all__ = ["Pipeline"]
@@ -86,6 +88,7 @@ class Pipeline:
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
             raise ValueError(f"stage names repeat: {names}")
+        check_wiring(self.stages)
         self.rate = int(rate)
         self.hop = int(round(self.rate * hop_ms / 1000.0))
         self.hop_s = self.hop / self.rate
@@ -133,13 +136,15 @@ class Pipeline:
         rate = int(p.get("rate", cfg["frontend.keyword.sample_rate"]))
         hop_ms = float(p.get("hop_ms", cfg["frontend.keyword.hop_ms"]))
         names = list(stage_names or p.get("stages", ["frontend", "multitask", "keywords", "scenes"]))
-        stages = []
-        for name in names:
-            extra = {}
-            section = cfg.get(f"stages.{name}", {}) or {}
-            if model and section.get("type", name) == "tflite_multitask":
-                extra["model"] = str(model)
-            stages.append(build_stage(name, cfg, rate, hop_ms / 1000.0, **extra))
+        extra = {name: {} for name in names}
+        if model is not None:
+            models = [n for n in names if issubclass(stage_class(cfg, n), TFLiteModelStage)]
+            if len(models) != 1:
+                raise ConfigError(f"--model sets the model of the pipeline's one tflite_model "
+                                  f"stage, but it has {len(models)} ({', '.join(models)}): set "
+                                  f"stages.<name>.model=PATH for each instead")
+            extra[models[0]]["model"] = str(model)
+        stages = [build_stage(name, cfg, rate, hop_ms / 1000.0, **extra[name]) for name in names]
         r = cfg.get("runtime", {}) or {}
         return cls(stages, rate=rate, hop_ms=hop_ms, sinks=sinks,
                    budget_ms=r.get("hop_budget_ms", hop_ms),

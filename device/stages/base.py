@@ -167,7 +167,15 @@ class Stage:
     def due(self, hop_index: int) -> bool:
         return hop_index % self.stride_hops == self.phase
 
+    def connect(self, producers: Mapping[str, "Stage | None"]) -> None:
+        """Called once at pipeline construction, after the wiring check, with the stage that
+        emits each stream this one consumes (None for ``audio``, the source's). Override it to
+        check what stream names cannot say (a model checks that the feature window is long
+        enough) and raise `ConfigError` with the fix."""
+
     def process(self, ctx: HopContext) -> None:
+        """Do this hop's work: read ``ctx.data``, write with ``ctx.put``, raise events into
+        ``ctx.events``. Called only on hops where the stage is due and not shed."""
         raise NotImplementedError
 
     def on_gap(self) -> None:

@@ -144,6 +144,75 @@ def test_unknown_stage_type_names_the_known_ones(tone_model):
         build_stage("weird", cfg, 16000, 0.01)
 
 
+def test_a_stage_that_reads_a_later_stages_stream_says_to_reorder(tone_model):
+    cfg = make_cfg(tone_model, 'pipeline.stages=["frontend", "keywords", "multitask", "scenes"]')
+    with pytest.raises(ConfigError, match=r"stage 'keywords' consumes 'posteriors.keyword', which "
+                                          r"no earlier stage emits; stage 'multitask' emits it — "
+                                          r"put it before 'keywords' in pipeline.stages"):
+        Pipeline.from_config(cfg)
+
+
+def test_a_misspelt_stream_is_refused_naming_the_nearest_one(tone_model):
+    cfg = make_cfg(tone_model, "stages.keywords.input=posteriors.keywrd")
+    with pytest.raises(ConfigError, match=r"stage 'keywords' consumes 'posteriors.keywrd', which no "
+                                          r"stage emits \(did you mean 'posteriors.keyword'\?\).*"
+                                          r"fix stages.keywords.input"):
+        Pipeline.from_config(cfg)
+    cfg = make_cfg(tone_model, 'pipeline.stages=["multitask", "keywords"]')   # no frontend
+    with pytest.raises(ConfigError, match="'features.keyword', which no stage emits"):
+        Pipeline.from_config(cfg)
+
+
+def test_a_feature_window_shorter_than_the_model_reads_is_refused(tone_model):
+    with pytest.raises(ConfigError, match=r"reads 98 frames .* keeps only 50: set "
+                                          r"stages.frontend.window_frames = 98"):
+        Pipeline.from_config(make_cfg(tone_model, "stages.frontend.window_frames=50"))
+
+
+def with_stride(model, stride_hops, folder):
+    """A copy of ``model`` whose manifest says it was exported for another stride (the weights
+    do not depend on the stride: it only says how often the device runs the model)."""
+    import shutil
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / model.name
+    shutil.copy(model, copy)
+    manifest = json.loads(model.with_suffix(".json").read_text())
+    manifest["stride_hops"] = stride_hops
+    copy.with_suffix(".json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_the_stride_is_the_manifests_and_a_disagreeing_section_is_refused(tone_model, tmp_path):
+    pipe = Pipeline.from_config(make_cfg(tone_model))
+    model = pipe.stages[1]
+    assert (model.stride_hops, model.phase, model.frames) == (10, 9, 98)
+    assert sorted(model.describe()["heads"]) == ["keyword", "scene"]
+    with pytest.raises(ConfigError, match=r"stages.multitask.stride_hops = 5 disagrees with model "
+                                          r".*every 10 hops .*make export "
+                                          r"SET=model.multitask.stride_hops=5"):
+        Pipeline.from_config(make_cfg(tone_model, "stages.multitask.stride_hops=5"))
+    Pipeline.from_config(make_cfg(tone_model, "stages.multitask.stride_hops=10"))  # agrees: fine
+    five = with_stride(tone_model, 5, tmp_path / "five")
+    assert Pipeline.from_config(make_cfg(five)).stages[1].stride_hops == 5
+
+
+@pytest.mark.timeout(60)
+def test_a_model_at_another_stride_gives_the_same_events(tone_model, recording, tmp_path):
+    # The same model run every 5 hops instead of 10: the decisions' 200 ms smoothing now averages
+    # 4 outputs instead of 2, over the same audio, so the same events come at about the same time.
+    five = with_stride(tone_model, 5, tmp_path / "five")
+    pipe = Pipeline.from_config(make_cfg(five), keep_events=True)
+    pipe.run(FileSource(recording, rate=16000))
+    assert pipe.stages[1].invocations == pipe.hops // 5
+    check_script_events(pipe.events, 0.2)
+
+
+def test_the_old_type_name_says_its_new_one(tone_model):
+    cfg = make_cfg(tone_model, "stages.multitask.type=tflite_multitask")
+    with pytest.raises(ConfigError, match="'tflite_multitask' is now 'tflite_model'"):
+        Pipeline.from_config(cfg)
+
+
 def test_a_misspelt_stage_key_is_refused_naming_the_nearest_one(tone_model):
     cfg = make_cfg(tone_model, "stages.frontend.window_frame=98")
     with pytest.raises(ConfigError, match=r"stages.frontend: a 'logmel' stage has no key "
