@@ -107,18 +107,18 @@ def cmd_run(args) -> int:
     from .pipeline import Pipeline
     from .sinks import build_sinks
     cfg = config_from_args(args)
-    cap = cfg.get("capture", {}) or {}
-    rate = int(cfg.get("pipeline.rate", cfg["frontend.keyword.sample_rate"]))
+    rate = int(cfg["pipeline.rate"])
     # The audio source first: a wrong device name fails at once, before the model loads.
     if args.replay:
         source = FileSource(args.replay, rate=rate, realtime=args.realtime,
-                            buffer_s=cap.get("buffer_s", 2.0))
+                            buffer_s=cfg["capture.buffer_s"])
     else:
-        device = args.device if args.device is not None else (cap.get("device") or None)
+        device = args.device if args.device is not None else (cfg["capture.device"] or None)
         source = SoundDeviceSource(device=device, rate=rate,
-                                   capture_rate=cap.get("capture_rate") or None,
-                                   channels=cap.get("channels", 1), block_ms=cap.get("block_ms", 10.0),
-                                   buffer_s=cap.get("buffer_s", 2.0))
+                                   capture_rate=cfg["capture.capture_rate"] or None,
+                                   channels=cfg["capture.channels"],
+                                   block_ms=cfg["capture.block_ms"],
+                                   buffer_s=cfg["capture.buffer_s"])
         log.info("capturing from %s at %d Hz -> %d Hz", source.device_name, source.capture_rate,
                  rate)
     pipe = Pipeline.from_config(cfg, model=args.model, sinks=None)
@@ -127,7 +127,7 @@ def cmd_run(args) -> int:
     try:
         status = pipe.run(source, max_audio_s=args.duration_s)
     finally:
-        pipe.close(flush_timeout_s=float(cfg.get("runtime.flush_timeout_s", 5.0)))
+        pipe.close()   # waits up to runtime.flush_timeout_s for the sinks
     log.info("stopped after %.1f s of audio; overruns %s, deadline misses %d",
              status["audio_s"], status.get("overruns"), status["deadline_misses"])
     return 0

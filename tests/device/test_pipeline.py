@@ -57,6 +57,37 @@ def test_replay_yields_expected_events_at_the_right_times(tone_model, recording,
 
 
 @pytest.mark.timeout(60)
+def test_push_in_any_block_size_gives_the_events_of_hop_by_hop(tone_model):
+    from device.audio_source import render_tones
+    audio = render_tones(SCRIPT, SCRIPT_S, 16000)
+    cfg = make_cfg(tone_model, "runtime.shedding=false")
+
+    def decisions(events):
+        return [(e["type"], e["label"], e["confidence"], e["t_audio_s"]) for e in events
+                if e["type"] != "status"]
+
+    by_hop = Pipeline.from_config(cfg)
+    expected = []
+    for start in range(0, len(audio) - by_hop.hop + 1, by_hop.hop):
+        expected += by_hop.process_hop(audio[start:start + by_hop.hop])
+    pushed = Pipeline.from_config(cfg)
+    got, sizes, start = [], [1, 77, 0, 160, 1000, 3333, 159, 4801], 0
+    for i in range(len(audio)):
+        if start >= len(audio):
+            break
+        n = sizes[i % len(sizes)]
+        got += pushed.push(audio[start:start + n])
+        start += n
+    assert len(decisions(expected)) >= 6                    # the script's words and scenes
+    assert decisions(got) == decisions(expected)
+    assert pushed.hops == by_hop.hops and pushed.t_audio_s == by_hop.t_audio_s
+    # integer PCM is scaled like a capture device's
+    pcm = Pipeline.from_config(cfg)
+    got = pcm.push(np.round(audio * 32767).astype(np.int16))
+    assert [(t, l) for t, l, _, _ in decisions(got)] == [(t, l) for t, l, _, _ in decisions(expected)]
+
+
+@pytest.mark.timeout(60)
 def test_detect_cli_prints_events_as_json_lines(tone_model, recording):
     out = subprocess.run([PY, "-m", "device", "detect", str(recording), "--model", str(tone_model),
                           *sum((["--set", o] for o in FAST), [])],
