@@ -76,8 +76,3 @@ def test_log_file_rotates(tmp_path):
     last = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
     assert last[-1]["seq"] == 39 and all((tmp_path / f).stat().st_size <= 400 for f in files)
 
-
-def test_build_sinks_rejects_an_unknown_kind(tone_model):
-    cfg = make_cfg(tone_model, "sinks.x.enabled=true", "sinks.x.kind=pigeon")
-    with pytest.raises(ValueError, match="unknown kind 'pigeon'"):
-        build_sinks(cfg)
