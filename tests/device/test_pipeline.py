@@ -1,6 +1,6 @@
 """End to end: a recording with known "words" through the real pipeline and the int8 model.
 
-The fixture model (fixture_model.py) is hand-weighted so that a tone that has just ended is a
+The tone model (export/standin.py) is hand-weighted so that a tone that has just ended is a
 word: tone at WAKE_HZ -> "computer", YES_HZ -> "yes", a long SIREN_HZ tone -> scene "siren".
 So the detection logic, the frontend, quantisation and timing are tested with known answers.
 """
