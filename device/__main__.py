@@ -43,10 +43,30 @@ EXAMPLES = """examples:
 """
 
 
+RUN_DESCRIPTION = """Run the device: capture from a microphone (or --replay a file), run the
+profile's [pipeline] stages hop by hop (log-mel features -> int8 keyword+scene model -> wake word,
+command and scene decisions) and send every event to the enabled sinks ([sinks.*]: stdout, mqtt,
+serial, logfile), until SIGTERM/SIGINT; then send a final status, flush the sinks and exit 0.
+
+Events are JSON objects (one per line on stdout with the stdout sink):
+  {"type": "wake"|"command"|"scene"|"status", "label": ..., "confidence": 0..1,
+   "t_audio_s": ..., "t_wall": ..., "seq": ..., "device": ...}
+(`python -m device --help` describes the fields; status heartbeats carry timings and health.)
+A bad profile value, a wrong device name or a model that does not match the profile stops
+start-up with exit code 2 and a message that says the fix."""
+
+RUN_EXAMPLES = """examples:
+  python -m device run --model build/export/multitask_int8.tflite
+  python -m device run --device USB --set sinks.mqtt.enabled=true --set sinks.mqtt.host=broker.local
+  python -m device run --replay recording.flac --realtime --set sinks.logfile.enabled=true
+"""
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
-                   help="multitask .tflite (its .json manifest beside it); default: "
-                        "stages.multitask.model of the profile, under project.build_dir")
+                   help="the .tflite of the pipeline's tflite_model stage (its .json manifest "
+                        "beside it); default: stages.multitask.model of the profile, under "
+                        "project.build_dir")
     add_profile_arguments(p, "decisions.wake_threshold=0.7")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: %(default)s)")
 
@@ -58,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="live capture -> pipeline -> sinks until SIGTERM/SIGINT",
-                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+                         description=RUN_DESCRIPTION,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES)
     _common(run)
     run.add_argument("--device", default=None,
                      help="capture device name (or unique part) or index; see list-devices "
