@@ -51,6 +51,10 @@ def register_sink(kind: str) -> Callable[[SinkBuilder], SinkBuilder]:
     """Decorator for a sink module's ``from_config(section, cfg) -> Sink``: makes it what
     ``[sinks.X] kind = "<kind>"`` (or a section named ``<kind>``) builds."""
     def deco(builder: SinkBuilder) -> SinkBuilder:
+        old = SINK_KINDS.get(kind)
+        if old is not None and old.__module__ != builder.__module__:
+            raise ValueError(f"sink kind {kind!r} is registered twice: by {old.__module__} and "
+                             f"{builder.__module__}")
         SINK_KINDS[kind] = builder
         return builder
     return deco

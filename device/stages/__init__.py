@@ -5,24 +5,33 @@ commands -> command responder), the device pipeline is an ordered list of stages
 provider is `device.audio_source`, the command responder is `device.sinks`; in between, each
 stage here reads named streams from a shared per-hop `HopContext` and writes others:
 
-=====================  =======================  ===============================================
-stage type (module)    consumes                 emits
-=====================  =======================  ===============================================
-``logmel``             ``audio`` (or ``input``) ``features.<frontend>`` (rolling frame window)
-``tflite_multitask``   ``features.keyword``     ``posteriors.keyword``, ``posteriors.scene``
-``keyword_decisions``  ``posteriors.keyword``   ``wake`` / ``command`` events
-``scene_decisions``    ``posteriors.scene``     ``scene`` events
-=====================  =======================  ===============================================
+=====================  ============================  ========================================
+stage type             consumes                      emits
+=====================  ============================  ========================================
+``logmel``             ``audio`` (or its ``input``)  ``features.<frontend>`` (frame window),
+                                                     ``features.<frontend>.new``
+``tflite_model``       ``features.<frontend>`` of    ``posteriors.<head>`` per manifest head
+                       the model's manifest
+``keyword_decisions``  ``posteriors.keyword``        ``wake`` / ``command`` events
+``scene_decisions``    ``posteriors.scene``          ``scene`` events
+=====================  ============================  ========================================
 
-Adding a stage is one new module in this package and one profile entry: the module defines a
-`Stage` subclass decorated with ``@register_stage("<type>")`` (this package imports every module
-in it, so nothing else needs to know about it); the profile gets a ``[stages.<name>]`` section
-with ``type = "<type>"`` and ``<name>`` in ``[pipeline] stages``. The parts still to come — the
-echo state network, a sound classifier, the source separator in front of the keyword model —
-will be new files here.
+Each type lives in the module of its name (``tflite_model`` in `model`). The default profile runs ``frontend`` (logmel) -> ``multitask`` (tflite_model: the keyword +
+scene network) -> ``keywords`` -> ``scenes``. `check_wiring` checks at start-up that every
+consumed stream is emitted by an earlier stage and says how to fix it when not.
 
-`base` holds `HopContext`, `Stage` (scheduling, priority, shedding flags) and `register_stage`;
-`build_stage` builds a profile section through the registry.
+Adding a stage is one new module in this package and one profile entry. The module defines a
+`Stage` subclass decorated with ``@register_stage("<type>")``, declaring its keys in ``PARAMS``
+and its streams in ``consumes``/``emits``; this package imports every module in it, so nothing
+else needs to know about it. The profile gets a ``[stages.<name>]`` section with
+``type = "<type>"`` and ``<name>`` in ``[pipeline] stages``, where it belongs in the order. A
+model exported as int8 TFLite with a manifest needs no module at all: it is a ``tflite_model``
+section. The parts still to come — the echo state network, an environmental sound classifier,
+the source separator in front of the keyword model — will be new files here (or, for models,
+``tflite_model`` sections).
+
+`base` holds `HopContext`, `Stage` (scheduling, priority, shedding flags, key checking), `Param`
+and `register_stage`; `build_stage` builds a profile section through the registry.
 """
 from __future__ import annotations
 

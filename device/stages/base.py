@@ -79,6 +79,10 @@ STAGE_TYPES: dict[str, type["Stage"]] = {}
 def register_stage(type_name: str) -> Callable[[type], type]:
     """Class decorator: make a stage buildable from ``[stages.X] type = "<type_name>"``."""
     def deco(cls):
+        old = STAGE_TYPES.get(type_name)
+        if old is not None and (old.__module__, old.__qualname__) != (cls.__module__, cls.__qualname__):
+            raise ValueError(f"stage type {type_name!r} is registered twice: by "
+                             f"{old.__module__}.{old.__qualname__} and {cls.__module__}.{cls.__qualname__}")
         cls.type_name = type_name
         STAGE_TYPES[type_name] = cls
         return cls
@@ -89,9 +93,21 @@ class Stage:
     """Base class of every stage. Subclasses set ``consumes``/``emits`` and implement ``process``.
 
     The pipeline builds a stage as ``cls(name, params, cfg, pipeline_rate, hop_s)`` (see
-    `device.stages.build_stage`) and calls ``process(ctx)`` on the hops where it is due and not
-    shed. A subclass extends ``PARAMS`` with its own keys (``PARAMS = {**Stage.PARAMS, ...}``)
-    and reads them from ``self.params``, which holds every declared key (defaults filled in).
+    `device.stages.build_stage`), checks its streams (`device.stages.check_wiring`, then
+    `connect`), and calls `process` on the hops where it is due and not shed; `on_gap` after an
+    overrun, `close` at the end. A subclass extends ``PARAMS`` with its own keys and reads them
+    from ``self.params``, which holds every declared key (defaults filled in). A whole stage
+    type, in a new module of `device.stages`::
+
+        @register_stage("rms")
+        class RmsStage(Stage):
+            # Loudness of each hop in dB, for a consumer that gates on level.
+            PARAMS = {**Stage.PARAMS, "floor_db": Param("level reported for silence", -100.0)}
+            consumes, emits = ("audio",), ("level.rms_db",)
+
+            def process(self, ctx):
+                db = 10 * np.log10(np.mean(ctx.audio ** 2) + 1e-12)
+                ctx.put("level.rms_db", max(db, self.params["floor_db"]))
 
     Parameters (all from the stage's ``[stages.<name>]`` section)
     ----------

@@ -368,6 +368,31 @@ def test_adding_a_stage_is_one_config_entry_and_one_class(tone_model):
                                             "scenes", "esn"}
 
 
+def test_the_registry_finds_every_stage_module_and_a_new_one(tmp_path, monkeypatch):
+    # Importing the package alone registers every stage type of its modules ...
+    code = ("import sys, device.stages as s\n"
+            "print(sorted(t for t, c in s.STAGE_TYPES.items() if c.__module__.startswith('device.')))")
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=device_env(),
+                         cwd=REPO, timeout=60)
+    assert out.stdout.strip() == str(["keyword_decisions", "logmel", "scene_decisions", "tflite_model"])
+    # ... and a new module in the package is found with no other change.
+    import device.stages as stages
+    (tmp_path / "counter_for_test.py").write_text(
+        "from device.stages.base import Stage, register_stage\n"
+        "@register_stage('test_discovered')\n"
+        "class Discovered(Stage):\n"
+        "    def process(self, ctx):\n"
+        "        pass\n")
+    monkeypatch.setattr(stages, "__path__", [*stages.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "device.stages.counter_for_test", raising=False)
+    try:
+        stages._import_stage_modules()
+        assert STAGE_TYPES["test_discovered"].__name__ == "Discovered"
+    finally:
+        STAGE_TYPES.pop("test_discovered", None)
+        sys.modules.pop("device.stages.counter_for_test", None)
+
+
 class StallingSource(SyntheticSource):
     """A real-time source that goes silent (no samples at all) for a while, as a USB microphone
     that is unplugged does; ``restart()`` is what the pipeline calls to reopen it."""
