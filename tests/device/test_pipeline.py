@@ -249,6 +249,9 @@ def test_a_misspelt_stage_key_is_refused_naming_the_nearest_one(tone_model):
     with pytest.raises(ConfigError, match=r"stages.frontend: a 'logmel' stage has no key "
                                           r"'window_frame'; did you mean 'window_frames'\?"):
         Pipeline.from_config(cfg)
+    with pytest.raises(ConfigError, match=r"'tflite_model' stage has no key 'strides_hops'; did "
+                                          r"you mean 'stride_hops'\?"):
+        Pipeline.from_config(make_cfg(tone_model, "stages.multitask.strides_hops=5"))
     cfg = make_cfg(tone_model, "stages.slow.type=test_slow", "stages.slow.dealy_ms=3")
     with pytest.raises(ConfigError, match="did you mean 'delay_ms'"):
         build_stage("slow", cfg, 16000, 0.01)
