@@ -1,12 +1,16 @@
 """``tflite_model``: any int8 TFLite model with a hopwise manifest (micro_speech's "model")."""
 from __future__ import annotations
 
+import logging
+
 from ..config import ConfigError
 from ..manifest import ManifestError, load_manifest
 from ..paths import resolve_build_path
 from .base import HopContext, Param, Stage, register_stage
 
 __all__ = ["TFLiteModelStage"]
+
+log = logging.getLogger("hopwise.stages.model")
 
 
 @register_stage("tflite_model")
@@ -29,8 +33,10 @@ class TFLiteModelStage(Stage):
 
     The stride has that one source because training, export and decisions all assume it. A
     ``stride_hops`` in the stage's section is allowed only if it agrees; one that does not is a
-    start-up error naming both values and how to re-export. The decisions downstream work in
-    milliseconds of audio, so the stride changes their latency, not their windows.
+    start-up error naming both values and how to re-export; a ``model.multitask.stride_hops``
+    in the device's profile that differs is an export setting and only draws a warning. The
+    decisions downstream work in milliseconds of audio, so the stride changes their latency,
+    not their windows.
 
     Parameters (``[stages.<name>]``, besides those of `Stage`)
     ----------
@@ -88,8 +94,14 @@ class TFLiteModelStage(Stage):
                 raise ManifestError(f"model {path.name}: its manifest has no stride_hops; re-run "
                                     f"`make export`, or set stages.{self.name}.stride_hops")
             return int(asked)
+        key = f"model.{manifest.get('kind')}.stride_hops"
+        if self.cfg.get(key) is not None and int(self.cfg[key]) != int(exported):
+            # The export setting: on the device it changes nothing (the manifest's stride is
+            # what the model was exported for), which deserves a word, not a refusal.
+            log.warning("%s = %s in the profile, but model %s was exported with stride_hops %d; "
+                        "running it at %d (re-export to change it)", key, self.cfg[key],
+                        path.name, int(exported), int(exported))
         if asked is not None and int(asked) != int(exported):
-            key = f"model.{manifest.get('kind')}.stride_hops"
             how = (f"`make export SET={key}={int(asked)}`" if self.cfg.get(key) is not None
                    else f"stride_hops = {int(asked)}")
             raise ConfigError(

@@ -227,6 +227,12 @@ def test_the_stride_is_the_manifests_and_a_disagreeing_section_is_refused(tone_m
     assert Pipeline.from_config(make_cfg(five)).stages[1].stride_hops == 5
 
 
+def test_the_export_setting_does_not_change_a_deployed_models_stride(tone_model, caplog):
+    pipe = Pipeline.from_config(make_cfg(tone_model, "model.multitask.stride_hops=5"))
+    assert pipe.stages[1].stride_hops == 10                  # the manifest's, with a warning
+    assert "model.multitask.stride_hops = 5 in the profile" in caplog.text
+
+
 @pytest.mark.timeout(60)
 def test_a_model_at_another_stride_gives_the_same_events(tone_model, recording, tmp_path):
     # The same model run every 5 hops instead of 10: the decisions' 200 ms smoothing now averages
