@@ -25,10 +25,11 @@ What is measured, and how:
   the ring buffer. Split into the detection delay in the audio (event ``t_audio_s`` minus word end:
   model window + stride + smoothing) and the delivery delay (receive time minus the push of the
   sample at ``t_audio_s``: processing + sink queue + broker). Uses the hand-weighted tone model
-  (tests/device/fixture_model.py), whose "words" are known tones.
+  (`export.standin.build_tone_model`), whose "words" are known tones.
 
-The cost model is the trained ``build/export/multitask_int8.tflite`` when it exists, else a
-stand-in with the same DS-CNN layout and random weights (same cost, meaningless posteriors).
+The cost model is the deployed ``export/multitask_int8.tflite`` under ``project.build_dir``
+(`device.paths.BuildPaths`) when it exists, else a stand-in with the same DS-CNN layout and
+random weights (`export.standin.build_standin_model`: same cost, meaningless posteriors).
 """
 from __future__ import annotations
 
@@ -45,20 +46,19 @@ import numpy as np
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "tests" / "device"))
 
 from device.audio_source import SyntheticSource, Tone  # noqa: E402
 from device.config import load_config  # noqa: E402
-
-TRAINED = [REPO / "build" / "export" / "multitask_int8.tflite",
-           REPO / "build" / "export" / "default" / "multitask_int8.tflite"]
+from device.paths import BuildPaths  # noqa: E402
 
 
 def cost_model(tmp: Path) -> tuple[Path, str]:
-    for path in TRAINED:
+    """The deployed model of the default profile (or its per-profile export), else a stand-in."""
+    paths = BuildPaths(load_config("default"))
+    for path in (paths.deployed_model("multitask"), paths.profile_export("multitask")):
         if path.exists() and path.with_suffix(".json").exists():
-            return path, f"exported ({path.relative_to(REPO)})"
-    from fixture_model import build_standin_model
+            return path, f"exported ({path})"
+    from export.standin import build_standin_model
     return build_standin_model(tmp, load_config("default")), "stand-in (DS-CNN layout, random weights)"
 
 
@@ -66,7 +66,7 @@ def scripted_tones(seconds: float) -> list[Tone]:
     """A wake word about every 4 s, a command 1.2 s after it, a siren now and then. Word ends
     fall at different phases of the model's 100 ms stride (steps of 37 ms), as real speech does,
     so latencies include the wait for the next model run."""
-    from fixture_model import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ
+    from export.standin import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ
     tones = []
     t = 1.0
     k = 0
@@ -94,7 +94,7 @@ def worker_rtf(model: str, seconds: float) -> dict:
     cpu = sorted(os.sched_getaffinity(0))[0]
     os.sched_setaffinity(0, {cpu})
     cfg = load_config("default", [f"stages.multitask.model={model}"])
-    pipe = Pipeline.from_config(cfg, keep_events=True, shedding=False)
+    pipe = Pipeline.from_config(cfg, shedding=False)
     src = SyntheticSource(scripted_tones(seconds), duration_s=seconds)
     t0, c0 = time.perf_counter(), time.process_time()
     status = pipe.run(src)
@@ -111,7 +111,7 @@ def worker_rtf(model: str, seconds: float) -> dict:
 def worker_latency(model: str, port: int, seconds: float, overrides: list[str]) -> dict:
     import threading
     import paho.mqtt.client as mqtt
-    from fixture_model import WAKE_HZ
+    from export.standin import WAKE_HZ
     from device.pipeline import Pipeline
     from device.sinks import SinkSet
     from device.sinks.mqtt import MqttSink
@@ -133,7 +133,7 @@ def worker_latency(model: str, port: int, seconds: float, overrides: list[str]) 
         deadline = time.monotonic() + 5
         while not sink.connected and time.monotonic() < deadline:
             time.sleep(0.01)
-        pipe = Pipeline.from_config(cfg, sinks=SinkSet([sink]), keep_events=True)
+        pipe = Pipeline.from_config(cfg, sinks=SinkSet([sink]))   # events reach us over MQTT
         tones = scripted_tones(seconds)
         src = SyntheticSource(tones, duration_s=seconds, realtime=True, block_ms=10)
         pushes = []  # (end sample, wall time of the push)
@@ -173,7 +173,8 @@ def run_worker(*args: str, timeout: float = 600) -> dict:
 
 
 def measure_latency(tone_model: Path, seconds: float, overrides: list[str]) -> dict:
-    from helpers import Broker
+    sys.path.insert(0, str(REPO / "tests" / "device"))
+    from helpers import Broker  # the tests' throw-away mosquitto on a free loopback port
     with tempfile.TemporaryDirectory() as root:
         broker = Broker(Path(root)).start()
         try:
@@ -224,12 +225,15 @@ def main(argv=None) -> int:
             print(f"  {name:<12}{s['n']:>8}{s['p50_ms']:>10.3f}{s['p99_ms']:>10.3f}{s['max_ms']:>10.3f}{s['mean_ms']:>10.4f}")
 
         if not args.no_latency:
-            from fixture_model import build_tone_model
-            tone = build_tone_model(tmp / "tone", load_config("default"))
+            from export.standin import build_tone_model
+            cfg = load_config("default")
+            tone = build_tone_model(tmp / "tone", cfg)
             results["latency"] = {}
-            for name, ov in (("profile decisions (smoothing 300 ms, min count 2)", []),
-                             ("light smoothing (smoothing 200 ms, min count 1)",
-                              ["decisions.smoothing_ms=200", "decisions.wake_min_count=1"]),
+            profile = (f"profile decisions (smoothing {cfg['decisions.smoothing_ms']} ms, min count "
+                       f"{cfg['decisions.wake_min_count']})")
+            for name, ov in ((profile, []),
+                             ("heavier smoothing (smoothing 300 ms, min count 2)",
+                              ["decisions.smoothing_ms=300", "decisions.wake_min_count=2"]),
                              ("no smoothing (smoothing 100 ms, min count 1)",
                               ["decisions.smoothing_ms=100", "decisions.wake_min_count=1"])):
                 lat = measure_latency(tone, args.latency_seconds, ov)

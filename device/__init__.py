@@ -1,5 +1,22 @@
 """hopwise device runtime: what runs on the Pi.
 
+One hop (10 ms) of audio goes ``audio_source`` -> ``pipeline`` -> each of ``stages`` in profile
+order -> ``sinks``. The modules:
+
+* `config` — TOML profiles with inheritance and ``--set`` overrides (host and device share it).
+* `paths` — where everything under ``project.build_dir`` lives (models, state, reports).
+* `audio_source` — microphone (PortAudio), file replay and synthetic sources; `ring_buffer`
+  between a capture thread and the pipeline; `resample` — the one soxr resampler.
+* `pipeline` — the hop clock: `Pipeline.push` / ``process_hop`` / ``run``, event stamping and
+  fan-out, heartbeats.
+* `budget` — per-stage timing, load, shedding and restoring; `supervision` — capture stalls,
+  reopening and overruns; `status` — latency statistics and the status report.
+* `stages` — one module per stage type: ``logmel`` features, a ``tflite_model`` for any
+  manifest-described model, ``keyword_decisions``, ``scene_decisions``.
+* `frontend` — log-mel and STFT features (training imports the same code); `interpreter` and
+  `manifest` — verified int8 TFLite models; `decisions` — posteriors to events over time.
+* `sinks` — stdout, rotating log file, MQTT (on-disk queue), serial (firmware_bridge).
+
 This package must never import TensorFlow (tests/device/test_no_tensorflow.py proves it): the Pi
 runs TFLite models through ai_edge_litert or tflite_runtime, and the host imports the feature
 definitions from here so that training and the device compute the same features.

@@ -43,10 +43,30 @@ EXAMPLES = """examples:
 """
 
 
+RUN_DESCRIPTION = """Run the device: capture from a microphone (or --replay a file), run the
+profile's [pipeline] stages hop by hop (log-mel features -> int8 keyword+scene model -> wake word,
+command and scene decisions) and send every event to the enabled sinks ([sinks.*]: stdout, mqtt,
+serial, logfile), until SIGTERM/SIGINT; then send a final status, flush the sinks and exit 0.
+
+Events are JSON objects (one per line on stdout with the stdout sink):
+  {"type": "wake"|"command"|"scene"|"status", "label": ..., "confidence": 0..1,
+   "t_audio_s": ..., "t_wall": ..., "seq": ..., "device": ...}
+(`python -m device --help` describes the fields; status heartbeats carry timings and health.)
+A bad profile value, a wrong device name or a model that does not match the profile stops
+start-up with exit code 2 and a message that says the fix."""
+
+RUN_EXAMPLES = """examples:
+  python -m device run --model build/export/multitask_int8.tflite
+  python -m device run --device USB --set sinks.mqtt.enabled=true --set sinks.mqtt.host=broker.local
+  python -m device run --replay recording.flac --realtime --set sinks.logfile.enabled=true
+"""
+
+
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
-                   help="multitask .tflite (its .json manifest beside it); default: "
-                        "stages.multitask.model of the profile, under project.build_dir")
+                   help="the .tflite of the pipeline's tflite_model stage (its .json manifest "
+                        "beside it); default: stages.multitask.model of the profile, under "
+                        "project.build_dir")
     add_profile_arguments(p, "decisions.wake_threshold=0.7")
     p.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING (default: %(default)s)")
 
@@ -58,7 +78,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser("run", help="live capture -> pipeline -> sinks until SIGTERM/SIGINT",
-                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+                         description=RUN_DESCRIPTION,
+                         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RUN_EXAMPLES)
     _common(run)
     run.add_argument("--device", default=None,
                      help="capture device name (or unique part) or index; see list-devices "
@@ -107,18 +128,18 @@ def cmd_run(args) -> int:
     from .pipeline import Pipeline
     from .sinks import build_sinks
     cfg = config_from_args(args)
-    cap = cfg.get("capture", {}) or {}
-    rate = int(cfg.get("pipeline.rate", cfg["frontend.keyword.sample_rate"]))
+    rate = int(cfg["pipeline.rate"])
     # The audio source first: a wrong device name fails at once, before the model loads.
     if args.replay:
         source = FileSource(args.replay, rate=rate, realtime=args.realtime,
-                            buffer_s=cap.get("buffer_s", 2.0))
+                            buffer_s=cfg["capture.buffer_s"])
     else:
-        device = args.device if args.device is not None else (cap.get("device") or None)
+        device = args.device if args.device is not None else (cfg["capture.device"] or None)
         source = SoundDeviceSource(device=device, rate=rate,
-                                   capture_rate=cap.get("capture_rate") or None,
-                                   channels=cap.get("channels", 1), block_ms=cap.get("block_ms", 10.0),
-                                   buffer_s=cap.get("buffer_s", 2.0))
+                                   capture_rate=cfg["capture.capture_rate"] or None,
+                                   channels=cfg["capture.channels"],
+                                   block_ms=cfg["capture.block_ms"],
+                                   buffer_s=cfg["capture.buffer_s"])
         log.info("capturing from %s at %d Hz -> %d Hz", source.device_name, source.capture_rate,
                  rate)
     pipe = Pipeline.from_config(cfg, model=args.model, sinks=None)
@@ -127,7 +148,7 @@ def cmd_run(args) -> int:
     try:
         status = pipe.run(source, max_audio_s=args.duration_s)
     finally:
-        pipe.close(flush_timeout_s=float(cfg.get("runtime.flush_timeout_s", 5.0)))
+        pipe.close()   # waits up to runtime.flush_timeout_s for the sinks
     log.info("stopped after %.1f s of audio; overruns %s, deadline misses %d",
              status["audio_s"], status.get("overruns"), status["deadline_misses"])
     return 0

@@ -1,14 +1,22 @@
-"""Decisions: from per-stride posteriors to events (micro_speech's "recognize commands").
+"""Decisions: from time-stamped posteriors to events (micro_speech's "recognize commands").
 
 Pure Python + numpy, no I/O and no clocks: every call gets the audio time ``t`` (seconds into the
 stream) of the posteriors it is given, so the same posteriors always give the same events
 (tests/device/test_decisions.py).
 
-* `PosteriorSmoother` — moving average of the last few posterior vectors.
+* `PosteriorSmoother` — mean of the posteriors of the last ``window_s`` seconds of audio.
 * `WakeWordTrigger` — threshold + minimum consecutive count + refractory time (suppression).
 * `CommandWindow` — after a wake word, for ``window_s``, a command keyword becomes an event.
 * `KeywordDecisions` — the three above over the keyword head; emits ``wake``/``command`` events.
 * `SceneTracker` — smoothed scene posteriors with hysteresis; emits ``scene`` on a change.
+
+Every window is a span of audio time, never a count of model outputs: like TFLite Micro's
+``RecognizeCommands``, the smoother keeps a queue of ``(t, posteriors)`` and averages those whose
+time falls in the last ``window_s``. A model that runs at another stride, or that was shed for a
+while (its outputs stop, then resume), therefore averages over the same stretch of audio — never
+over stale outputs from before a gap. The settings come from the profile's ``[decisions]``
+(`KeywordDecisions.from_config`, `SceneTracker.from_config`); the classes have no defaults of
+their own, so the profile is the one place the values live.
 
 Events are plain dicts ``{"type", "label", "confidence", "t_audio_s"}``; the pipeline adds the
 wall-clock time, a sequence number and the device id.
@@ -16,12 +24,12 @@ wall-clock time, a sequence number and the device id.
 from __future__ import annotations
 
 from collections import deque
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 __all__ = ["PosteriorSmoother", "WakeWordTrigger", "CommandWindow", "KeywordDecisions",
-           "SceneTracker", "windows_from_config"]
+           "SceneTracker"]
 
 
 def _event(kind: str, label: str, confidence: float, t: float, **extra) -> dict:
@@ -32,34 +40,47 @@ def _event(kind: str, label: str, confidence: float, t: float, **extra) -> dict:
 
 
 class PosteriorSmoother:
-    """Moving average over the last ``window`` posterior vectors.
+    """Mean of the posterior vectors whose times fall in the last ``window_s`` of audio.
+
+    ``update(t, p)`` adds ``p`` at time ``t`` and returns the mean over ``(t - window_s, t]``;
+    the newest vector is always included, so a window shorter than the model's stride means no
+    smoothing. At the default 100 ms stride a 200 ms window averages exactly 2 vectors and a
+    1000 ms window 10; at a 50 ms stride the same windows average 4 and 20.
 
     Parameters
     ----------
-    window : int
-        Vectors averaged (>= 1; 1 = no smoothing). Longer = fewer single-frame false alarms,
-        but a word must stay recognised longer and events come later (latency ~ window/2 strides).
+    window_s : float
+        Seconds of audio averaged. Longer = fewer single-output false alarms, but a word must
+        stay recognised longer and events come later (latency ~ window_s / 2).
     """
 
-    def __init__(self, window: int):
-        self.window = max(1, int(window))
-        self._hist: deque[np.ndarray] = deque(maxlen=self.window)
-        self._sum: np.ndarray | None = None
+    EPSILON_S = 1e-6
+    """Times are sums of hop lengths in floating point: ``1.6 - 0.2`` may come out a hair above
+    or below ``1.4``. Treating anything within a microsecond (far below one sample, 62.5 us at
+    16 kHz) of the window's start as outside it makes the count exact."""
+
+    def __init__(self, window_s: float):
+        if window_s < 0:
+            raise ValueError(f"smoothing window must be >= 0 s, got {window_s}")
+        self.window_s = float(window_s)
+        self._queue: deque[tuple[float, np.ndarray]] = deque()
 
     def reset(self) -> None:
-        self._hist.clear()
-        self._sum = None
+        self._queue.clear()
 
-    def update(self, posteriors: Sequence[float]) -> np.ndarray:
+    def __len__(self) -> int:
+        """Vectors in the current window."""
+        return len(self._queue)
+
+    def update(self, t: float, posteriors: Sequence[float]) -> np.ndarray:
         p = np.asarray(posteriors, dtype=np.float64)
-        if self._sum is None or self._sum.shape != p.shape:
-            self._hist.clear()
-            self._sum = np.zeros_like(p)
-        if len(self._hist) == self.window:
-            self._sum -= self._hist[0]
-        self._hist.append(p)
-        self._sum += p
-        return self._sum / len(self._hist)
+        if self._queue and (self._queue[-1][1].shape != p.shape or t < self._queue[-1][0]):
+            self._queue.clear()  # another head, or time went backwards (a new stream)
+        self._queue.append((float(t), p))
+        start = t - self.window_s + self.EPSILON_S
+        while len(self._queue) > 1 and self._queue[0][0] <= start:
+            self._queue.popleft()
+        return np.mean([q for _, q in self._queue], axis=0)
 
 
 class WakeWordTrigger:
@@ -71,14 +92,14 @@ class WakeWordTrigger:
     threshold : float
         Higher = fewer false accepts, more misses.
     min_count : int
-        Consecutive updates above threshold. Each adds one stride of latency and removes
-        one-stride flukes.
+        Consecutive updates (model outputs) above threshold. Each adds one model stride of
+        latency and removes one-output flukes.
     refractory_s : float
         Suppression after a trigger: one utterance gives one event even though the posterior
         stays high for several strides.
     """
 
-    def __init__(self, threshold: float = 0.6, min_count: int = 2, refractory_s: float = 1.5):
+    def __init__(self, threshold: float, min_count: int, refractory_s: float):
         self.threshold, self.min_count, self.refractory_s = threshold, max(1, int(min_count)), refractory_s
         self._count = 0
         self._peak = 0.0
@@ -119,8 +140,8 @@ class CommandWindow:
         Commands accepted per wake word (1: "computer, lights on" gives one command).
     """
 
-    def __init__(self, labels: Sequence[str], commands: Sequence[str], window_s: float = 4.0,
-                 threshold: float = 0.6, min_count: int = 1, max_commands: int = 1):
+    def __init__(self, labels: Sequence[str], commands: Sequence[str], window_s: float,
+                 threshold: float, min_count: int, max_commands: int):
         self.labels = list(labels)
         self.command_idx = [self.labels.index(c) for c in commands if c in self.labels]
         self.window_s, self.threshold = window_s, threshold
@@ -161,35 +182,46 @@ class KeywordDecisions:
 
     Usage::
 
-        kd = KeywordDecisions(cfg.keyword_labels, "computer", cfg["labels.commands"],
-                              **windows_from_config(cfg))
+        kd = KeywordDecisions.from_config(cfg)        # the profile's [decisions]
         for t, probs in ...:  events = kd.update(t, probs)
 
     Parameters
     ----------
     labels, wake_word, commands : the head's labels, the wake word, the command words.
-    smoothing : int
-        Posterior vectors averaged (`PosteriorSmoother`).
+    smoothing_s : float
+        Seconds of posteriors averaged (`PosteriorSmoother`).
     wake_threshold, wake_min_count, refractory_s : see `WakeWordTrigger`.
-    command_window_s, command_threshold, command_min_count : see `CommandWindow`.
+    command_window_s, command_threshold, command_min_count, max_commands : see `CommandWindow`.
     """
 
     def __init__(self, labels: Sequence[str], wake_word: str, commands: Sequence[str], *,
-                 smoothing: int = 3, wake_threshold: float = 0.6, wake_min_count: int = 2,
-                 refractory_s: float = 1.5, command_window_s: float = 4.0,
-                 command_threshold: float = 0.6, command_min_count: int = 1,
-                 max_commands: int = 1):
+                 smoothing_s: float, wake_threshold: float, wake_min_count: int,
+                 refractory_s: float, command_window_s: float, command_threshold: float,
+                 command_min_count: int, max_commands: int):
         self.labels = list(labels)
         if wake_word not in self.labels:
             raise ValueError(f"wake word {wake_word!r} is not among the keyword labels {self.labels}")
         self.wake_idx = self.labels.index(wake_word)
-        self.smoother = PosteriorSmoother(smoothing)
+        self.smoother = PosteriorSmoother(smoothing_s)
         self.wake = WakeWordTrigger(wake_threshold, wake_min_count, refractory_s)
         self.commands = CommandWindow(self.labels, commands, command_window_s, command_threshold,
                                       command_min_count, max_commands)
 
+    @classmethod
+    def from_config(cls, cfg) -> "KeywordDecisions":
+        """The profile's keyword labels and ``[decisions]`` (a missing key is a ConfigError)."""
+        return cls(cfg.keyword_labels, cfg["labels.wake_word"], cfg["labels.commands"],
+                   smoothing_s=cfg["decisions.smoothing_ms"] / 1000.0,
+                   wake_threshold=cfg["decisions.wake_threshold"],
+                   wake_min_count=cfg["decisions.wake_min_count"],
+                   refractory_s=cfg["decisions.refractory_ms"] / 1000.0,
+                   command_window_s=cfg["decisions.command_window_ms"] / 1000.0,
+                   command_threshold=cfg["decisions.command_threshold"],
+                   command_min_count=cfg["decisions.command_min_count"],
+                   max_commands=cfg["decisions.commands_per_wake"])
+
     def update(self, t: float, posteriors: Sequence[float]) -> list[dict]:
-        smoothed = self.smoother.update(posteriors)
+        smoothed = self.smoother.update(t, posteriors)
         events = []
         # Commands first: the update that opens a window must not also close it.
         cmd = self.commands.update(t, smoothed)
@@ -206,27 +238,36 @@ class SceneTracker:
     """Acoustic scene with hysteresis: enter a scene when its smoothed posterior is the largest
     and at least ``threshold_on``; leave it only when it drops below ``threshold_off``.
 
+    Usage: ``st = SceneTracker.from_config(cfg); events = st.update(t, probs)``.
+
     Parameters
     ----------
     labels : scene labels.
-    smoothing : int
-        Posterior vectors averaged; scenes change slowly, so longer than for keywords.
+    smoothing_s : float
+        Seconds of posteriors averaged; scenes change slowly, so longer than for keywords.
     threshold_on, threshold_off : float
         The gap between them stops flicker between two similar scenes.
     """
 
-    def __init__(self, labels: Sequence[str], smoothing: int = 10, threshold_on: float = 0.55,
-                 threshold_off: float = 0.4):
+    def __init__(self, labels: Sequence[str], *, smoothing_s: float, threshold_on: float,
+                 threshold_off: float):
         if threshold_off > threshold_on:
             raise ValueError(f"scene hysteresis needs threshold_off <= threshold_on, got "
                              f"{threshold_off} > {threshold_on}")
         self.labels = list(labels)
-        self.smoother = PosteriorSmoother(smoothing)
+        self.smoother = PosteriorSmoother(smoothing_s)
         self.on, self.off = threshold_on, threshold_off
         self.current: int | None = None
 
+    @classmethod
+    def from_config(cls, cfg) -> "SceneTracker":
+        """The profile's scene labels and ``[decisions] scene_*`` settings."""
+        return cls(cfg["labels.scenes"], smoothing_s=cfg["decisions.scene_smoothing_ms"] / 1000.0,
+                   threshold_on=cfg["decisions.scene_threshold_on"],
+                   threshold_off=cfg["decisions.scene_threshold_off"])
+
     def update(self, t: float, posteriors: Sequence[float]) -> list[dict]:
-        p = self.smoother.update(posteriors)
+        p = self.smoother.update(t, posteriors)
         if self.current is not None and p[self.current] >= self.off:
             return []
         best = int(np.argmax(p))
@@ -237,26 +278,3 @@ class SceneTracker:
             self.current = None
             return [_event("scene", "none", float(1.0 - p.max()), t)]
         return []
-
-
-def windows_from_config(cfg, stride_s: float) -> dict:
-    """KeywordDecisions/SceneTracker keyword arguments from the profile's ``[decisions]``,
-    converting milliseconds to counts of model strides (``stride_s`` seconds each)."""
-    d: Mapping = cfg.section("decisions")
-    def strides(ms: float) -> int:
-        return max(1, int(round(ms / 1000.0 / stride_s)))
-    return {
-        "keyword": dict(
-            smoothing=strides(d.get("smoothing_ms", 300)),
-            wake_threshold=d.get("wake_threshold", 0.6),
-            wake_min_count=d.get("wake_min_count", 2),
-            refractory_s=d.get("refractory_ms", 1500) / 1000.0,
-            command_window_s=d.get("command_window_ms", 4000) / 1000.0,
-            command_threshold=d.get("command_threshold", 0.6),
-            command_min_count=d.get("command_min_count", 1),
-            max_commands=d.get("commands_per_wake", 1)),
-        "scene": dict(
-            smoothing=strides(d.get("scene_smoothing_ms", 1000)),
-            threshold_on=d.get("scene_threshold_on", 0.55),
-            threshold_off=d.get("scene_threshold_off", 0.4)),
-    }

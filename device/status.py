@@ -2,17 +2,17 @@
 
 `LatencyStats` keeps the last N durations of one stage (or of whole hops) and answers p50/p99,
 the count and deadline misses; `status_report` assembles the heartbeat the pipeline sends every
-``runtime.status_interval_s``: uptime, budget use, p50/p99 per stage, misses, shed stages,
-overruns and each sink's health.
+``runtime.status_interval_s`` from a `PipelineSnapshot` (`Pipeline.snapshot`): uptime, budget
+use, p50/p99 per stage, misses, shed stages, overruns and each sink's health.
 """
 from __future__ import annotations
 
-import time
 from collections import deque
+from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["LatencyStats", "status_report"]
+__all__ = ["LatencyStats", "PipelineSnapshot", "status_report"]
 
 
 class LatencyStats:
@@ -58,25 +58,71 @@ class LatencyStats:
                 **({"misses": self.misses} if self.deadline_s is not None else {})}
 
 
-def status_report(pipeline, source=None, sinks=None) -> dict:
-    """The heartbeat payload (the pipeline wraps it into a ``status`` event)."""
-    hop_s = pipeline.hop_s
-    audio_s = pipeline.hops * hop_s
-    busy = sum(st.total_s for st in pipeline.stage_stats.values())
+@dataclass(frozen=True)
+class PipelineSnapshot:
+    """What the pipeline reports about itself at one moment (`Pipeline.snapshot`): the input of
+    `status_report`, so the report reads no pipeline internals.
+
+    Attributes
+    ----------
+    uptime_s : float
+        Wall time since ``run`` started (or since construction).
+    hops : int
+        Hops processed; ``audio_s`` = hops * hop_s.
+    hop_s : float
+        Audio per hop, seconds.
+    t_audio_s : float
+        Stream time, counting audio lost to overruns.
+    busy_s : float
+        Time spent in stages so far.
+    load : float
+        Recent processing time over audio time (`device.budget.HopBudget.load`).
+    hop, stages : dict
+        `LatencyStats.summary` of whole hops and of each stage.
+    deadline_misses : int
+        Hops over the hop budget.
+    shed : list of str
+        Stages shed now; ``shed_events``: sheds so far.
+    events : dict of str -> int
+        Events emitted so far by type (``status.<label>`` for status events).
+    """
+
+    uptime_s: float
+    hops: int
+    hop_s: float
+    t_audio_s: float
+    busy_s: float
+    load: float
+    hop: dict
+    stages: dict
+    deadline_misses: int
+    shed: list
+    shed_events: int
+    events: dict
+
+    @property
+    def audio_s(self) -> float:
+        return self.hops * self.hop_s
+
+
+def status_report(snapshot: PipelineSnapshot, source=None, sinks=None) -> dict:
+    """The heartbeat payload (the pipeline wraps it into a ``status`` event): the snapshot, the
+    audio source's health and overruns, and each sink's health."""
+    audio_s = snapshot.audio_s
     report = {
-        "uptime_s": round(time.monotonic() - pipeline.started_monotonic, 1),
-        "audio_s": round(audio_s, 2),            # audio processed
-        "stream_s": round(pipeline.t_audio_s, 2),  # stream time, counting audio lost to overruns
-        "hops": pipeline.hops,
-        "budget_ms": round(hop_s * 1e3, 3),
-        "budget_use": round(busy / audio_s, 4) if audio_s else 0.0,
-        "load_recent": round(pipeline.load, 4),
-        "hop": pipeline.hop_stats.summary(),
-        "deadline_misses": pipeline.hop_stats.misses,
-        "stages": {name: st.summary() for name, st in pipeline.stage_stats.items()},
-        "shed": sorted(pipeline.shed),
-        "shed_events": pipeline.shed_count,
-        "events": pipeline.event_counts,
+        "uptime_s": round(snapshot.uptime_s, 1),
+        "audio_s": round(audio_s, 2),                # audio processed
+        "stream_s": round(snapshot.t_audio_s, 2),    # stream time, counting audio lost to overruns
+        "hops": snapshot.hops,
+        "budget_ms": round(snapshot.hop_s * 1e3, 3),
+        "budget_use": round(snapshot.busy_s / audio_s, 4) if audio_s else 0.0,
+        "load_recent": round(snapshot.load, 4),
+        "hop": snapshot.hop,
+        "deadline_misses": snapshot.deadline_misses,
+        "stages": snapshot.stages,
+        "shed": sorted(snapshot.shed),
+        "shed_events": snapshot.shed_events,
+        "events": dict(snapshot.events),
     }
     if source is not None:
         report["audio"] = source.health()

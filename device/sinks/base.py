@@ -11,11 +11,53 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Iterable, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
-__all__ = ["Sink", "SinkSet", "event_json"]
+from ..config import ConfigError
+
+__all__ = ["Sink", "SinkSet", "SinkSection", "SINK_KINDS", "register_sink", "event_json"]
 
 log = logging.getLogger("hopwise.sinks")
+
+
+class SinkSection:
+    """The settings of one ``[sinks.<name>]`` section, as a sink builder reads them.
+
+    A section whose ``kind`` differs from its name (a second broker: ``[sinks.backup]
+    kind = "mqtt"``) takes every key it does not set from the profile's section of that kind
+    (``[sinks.mqtt]``), so it lists only what differs. ``section["key"]`` of a key neither has
+    is a `ConfigError` naming it; ``section.get("key")`` is for optional keys (``types``).
+    """
+
+    def __init__(self, name: str, kind: str, values: Mapping[str, Any]):
+        self.name, self.kind = name, kind
+        self._values = dict(values)
+
+    def __getitem__(self, key: str) -> Any:
+        if key not in self._values:
+            raise ConfigError(f"sinks.{self.name}.{key} is missing: add it to [sinks.{self.name}] "
+                              f"or pass --set sinks.{self.name}.{key}=VALUE")
+        return self._values[key]
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self._values.get(key, default)
+
+
+SinkBuilder = Callable[[SinkSection, Any], "Sink"]
+SINK_KINDS: dict[str, SinkBuilder] = {}
+
+
+def register_sink(kind: str) -> Callable[[SinkBuilder], SinkBuilder]:
+    """Decorator for a sink module's ``from_config(section, cfg) -> Sink``: makes it what
+    ``[sinks.X] kind = "<kind>"`` (or a section named ``<kind>``) builds."""
+    def deco(builder: SinkBuilder) -> SinkBuilder:
+        old = SINK_KINDS.get(kind)
+        if old is not None and old.__module__ != builder.__module__:
+            raise ValueError(f"sink kind {kind!r} is registered twice: by {old.__module__} and "
+                             f"{builder.__module__}")
+        SINK_KINDS[kind] = builder
+        return builder
+    return deco
 
 
 def event_json(event: dict) -> str:

@@ -6,7 +6,8 @@ import logging.handlers
 from pathlib import Path
 from typing import Sequence
 
-from .base import Sink, event_json
+from ..paths import BuildPaths
+from .base import Sink, SinkSection, event_json, register_sink
 
 
 class LogFileSink(Sink):
@@ -43,3 +44,12 @@ class LogFileSink(Sink):
         h = super().health()
         h["path"] = str(self.path)
         return h
+
+
+@register_sink("logfile")
+def from_config(section: SinkSection, cfg) -> LogFileSink:
+    """``path`` (relative: under ``runtime.state_dir``), ``max_bytes``, ``backup_count``."""
+    path = Path(section["path"])
+    path = path if path.is_absolute() else BuildPaths(cfg).state_dir / path
+    return LogFileSink(path, section["max_bytes"], section["backup_count"],
+                       types=section.get("types") or None, name=section.name)

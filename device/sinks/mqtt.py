@@ -22,7 +22,8 @@ import uuid
 from pathlib import Path
 from typing import Sequence
 
-from .base import Sink, event_json
+from ..paths import BuildPaths
+from .base import Sink, SinkSection, event_json, register_sink
 
 __all__ = ["MqttSink", "DiskQueue"]
 
@@ -290,3 +291,19 @@ class MqttSink(Sink):
                  connect_error=self.last_connect_error)
         h["ok"] = self.connected and self.errors == 0
         return h
+
+
+@register_sink("mqtt")
+def from_config(section: SinkSection, cfg) -> MqttSink:
+    """Every key of the profile's ``[sinks.mqtt]``; the queue lives in
+    ``<runtime.state_dir>/<section name>`` (one per broker). Empty strings mean "not set"."""
+    def optional(key):
+        return section[key] or None
+    return MqttSink(
+        section["host"], section["port"], device_id=cfg["project.device_id"],
+        topic_prefix=section["topic_prefix"], qos=section["qos"],
+        state_dir=BuildPaths(cfg).state_dir / section.name, client_id=optional("client_id"),
+        username=optional("username"), password=optional("password"), tls=section["tls"],
+        ca_certs=optional("ca_certs"), certfile=optional("certfile"), keyfile=optional("keyfile"),
+        tls_insecure=section["tls_insecure"], keepalive_s=section["keepalive_s"],
+        max_queue=section["max_queue"], types=section.get("types") or None, name=section.name)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Mapping, Sequence
 
-from .base import Sink
+from .base import Sink, SinkSection, register_sink
 
 BRIDGE_KINDS = ("wake", "command", "scene", "beat")
 
@@ -77,3 +77,16 @@ class SerialSink(Sink):
         h["ok"] = bool(link.get("connected")) and self.errors == 0
         h["port"] = self.port
         return h
+
+
+@register_sink("serial")
+def from_config(section: SinkSection, cfg) -> SerialSink:
+    """Every key of the profile's ``[sinks.serial]``; the label table announced to the MCU is
+    the profile's wake word, commands and scenes."""
+    labels = {"wake": [cfg["labels.wake_word"]], "command": list(cfg["labels.commands"]),
+              "scene": list(cfg["labels.scenes"])}
+    return SerialSink(section["port"], section["baudrate"], labels=labels,
+                      queue_size=section["queue_size"], retransmit_ms=section["retransmit_ms"],
+                      heartbeat_s=section["heartbeat_s"], reconnect_s=section["reconnect_s"],
+                      timestamp=section["timestamp"], types=section.get("types") or None,
+                      name=section.name)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from typing import Sequence, TextIO
 
-from .base import Sink, event_json
+from .base import Sink, SinkSection, event_json, register_sink
 
 
 class StdoutSink(Sink):
@@ -30,3 +30,9 @@ class StdoutSink(Sink):
     def flush(self, timeout_s: float = 5.0) -> bool:
         (self._stream or sys.stdout).flush()
         return True
+
+
+@register_sink("stdout")
+def from_config(section: SinkSection, cfg) -> StdoutSink:
+    """``[sinks.<name>] kind = "stdout"``: only ``types`` (optional)."""
+    return StdoutSink(types=section.get("types") or None, name=section.name)

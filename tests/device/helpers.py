@@ -17,7 +17,7 @@ REPO = HERE.parent.parent
 if str(HERE) not in sys.path:
     sys.path.insert(0, str(HERE))
 
-from fixture_model import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ, build_tone_model  # noqa: E402
+from export.standin import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ, build_tone_model  # noqa: E402,F401
 from device.audio_source import Tone, render_tones  # noqa: E402
 from device.config import load_config  # noqa: E402
 

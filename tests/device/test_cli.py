@@ -26,6 +26,9 @@ def test_help_explains_the_commands():
                          env=device_env(), cwd=REPO, timeout=30)
     for opt in ("--profile", "--model", "--device", "--set", "--replay"):
         assert opt in out.stdout
+    # what `run` does, where the event format is, and an example
+    assert "capture from a microphone" in out.stdout and '"t_audio_s"' in out.stdout
+    assert "python -m device run --model" in out.stdout
 
 
 @pytest.mark.timeout(60)

@@ -1,6 +1,6 @@
 """End to end: a recording with known "words" through the real pipeline and the int8 model.
 
-The fixture model (fixture_model.py) is hand-weighted so that a tone that has just ended is a
+The tone model (export/standin.py) is hand-weighted so that a tone that has just ended is a
 word: tone at WAKE_HZ -> "computer", YES_HZ -> "yes", a long SIREN_HZ tone -> scene "siren".
 So the detection logic, the frontend, quantisation and timing are tested with known answers.
 """
@@ -15,7 +15,8 @@ import pytest
 from device.audio_source import FileSource, SyntheticSource, Tone
 from device.manifest import ManifestError
 from device.pipeline import Pipeline
-from device.stages import STAGE_TYPES, Stage, build_stage, register_stage
+from device.config import ConfigError
+from device.stages import STAGE_TYPES, Param, Stage, build_stage, register_stage
 from helpers import PY, REPO, SCRIPT, SCRIPT_S, WORD_S, WAKE_HZ, device_env, make_cfg
 
 STRIDE_S = 0.1
@@ -41,10 +42,11 @@ def check_script_events(events, latency_s):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("overrides,latency_s", [(FAST, 0.1), ([], 0.3)],
+@pytest.mark.parametrize("overrides,latency_s", [(FAST, 0.1), ([], 0.2)],
                          ids=["no-smoothing", "profile-decisions"])
 def test_replay_yields_expected_events_at_the_right_times(tone_model, recording, overrides, latency_s):
-    # profile decisions: 3-stride smoothing and 2 consecutive strides put the event 0.2 s later.
+    # profile decisions: 200 ms smoothing (2 outputs at the 100 ms stride) puts the event one
+    # stride later than none: the first output after the word averages with the one before it.
     pipe = Pipeline.from_config(make_cfg(tone_model, *overrides), keep_events=True)
     status = pipe.run(FileSource(recording, rate=16000, realtime=False))
     assert status["audio_s"] == pytest.approx(SCRIPT_S, abs=0.02)
@@ -52,6 +54,37 @@ def test_replay_yields_expected_events_at_the_right_times(tone_model, recording,
     for e in pipe.events:   # the event format
         assert {"type", "label", "confidence", "t_audio_s", "t_wall", "seq"} <= set(e)
         assert 0.0 <= e["confidence"] <= 1.0
+
+
+@pytest.mark.timeout(60)
+def test_push_in_any_block_size_gives_the_events_of_hop_by_hop(tone_model):
+    from device.audio_source import render_tones
+    audio = render_tones(SCRIPT, SCRIPT_S, 16000)
+    cfg = make_cfg(tone_model, "runtime.shedding=false")
+
+    def decisions(events):
+        return [(e["type"], e["label"], e["confidence"], e["t_audio_s"]) for e in events
+                if e["type"] != "status"]
+
+    by_hop = Pipeline.from_config(cfg)
+    expected = []
+    for start in range(0, len(audio) - by_hop.hop + 1, by_hop.hop):
+        expected += by_hop.process_hop(audio[start:start + by_hop.hop])
+    pushed = Pipeline.from_config(cfg)
+    got, sizes, start = [], [1, 77, 0, 160, 1000, 3333, 159, 4801], 0
+    for i in range(len(audio)):
+        if start >= len(audio):
+            break
+        n = sizes[i % len(sizes)]
+        got += pushed.push(audio[start:start + n])
+        start += n
+    assert len(decisions(expected)) >= 6                    # the script's words and scenes
+    assert decisions(got) == decisions(expected)
+    assert pushed.hops == by_hop.hops and pushed.t_audio_s == by_hop.t_audio_s
+    # integer PCM is scaled like a capture device's
+    pcm = Pipeline.from_config(cfg)
+    got = pcm.push(np.round(audio * 32767).astype(np.int16))
+    assert [(t, l) for t, l, _, _ in decisions(got)] == [(t, l) for t, l, _, _ in decisions(expected)]
 
 
 @pytest.mark.timeout(60)
@@ -122,9 +155,11 @@ class SlowStage(Stage):
     """Test stage: sleeps ``delay_ms`` on each hop while ``slow`` is set (an artificially slow
     stage, as a model on a busy core would be)."""
 
+    PARAMS = {**Stage.PARAMS, "delay_ms": Param("sleep per hop while slow", 15)}
+
     def __init__(self, name, params, cfg, rate, hop_s):
         super().__init__(name, params, cfg, rate, hop_s)
-        self.delay_s = float(self.params.get("delay_ms", 15)) / 1000.0
+        self.delay_s = float(self.params["delay_ms"]) / 1000.0
         self.slow = True
         self.calls = 0
 
@@ -138,6 +173,100 @@ def test_unknown_stage_type_names_the_known_ones(tone_model):
     cfg = make_cfg(tone_model, "stages.weird.type=nope")
     with pytest.raises(ValueError, match="unknown type 'nope'.*logmel"):
         build_stage("weird", cfg, 16000, 0.01)
+
+
+def test_a_stage_that_reads_a_later_stages_stream_says_to_reorder(tone_model):
+    cfg = make_cfg(tone_model, 'pipeline.stages=["frontend", "keywords", "multitask", "scenes"]')
+    with pytest.raises(ConfigError, match=r"stage 'keywords' consumes 'posteriors.keyword', which "
+                                          r"no earlier stage emits; stage 'multitask' emits it — "
+                                          r"put it before 'keywords' in pipeline.stages"):
+        Pipeline.from_config(cfg)
+
+
+def test_a_misspelt_stream_is_refused_naming_the_nearest_one(tone_model):
+    cfg = make_cfg(tone_model, "stages.keywords.input=posteriors.keywrd")
+    with pytest.raises(ConfigError, match=r"stage 'keywords' consumes 'posteriors.keywrd', which no "
+                                          r"stage emits \(did you mean 'posteriors.keyword'\?\).*"
+                                          r"fix stages.keywords.input"):
+        Pipeline.from_config(cfg)
+    cfg = make_cfg(tone_model, 'pipeline.stages=["multitask", "keywords"]')   # no frontend
+    with pytest.raises(ConfigError, match="'features.keyword', which no stage emits"):
+        Pipeline.from_config(cfg)
+
+
+def test_a_feature_window_shorter_than_the_model_reads_is_refused(tone_model):
+    with pytest.raises(ConfigError, match=r"reads 98 frames .* keeps only 50: set "
+                                          r"stages.frontend.window_frames = 98"):
+        Pipeline.from_config(make_cfg(tone_model, "stages.frontend.window_frames=50"))
+
+
+def with_stride(model, stride_hops, folder):
+    """A copy of ``model`` whose manifest says it was exported for another stride (the weights
+    do not depend on the stride: it only says how often the device runs the model)."""
+    import shutil
+    folder.mkdir(parents=True, exist_ok=True)
+    copy = folder / model.name
+    shutil.copy(model, copy)
+    manifest = json.loads(model.with_suffix(".json").read_text())
+    manifest["stride_hops"] = stride_hops
+    copy.with_suffix(".json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_the_stride_is_the_manifests_and_a_disagreeing_section_is_refused(tone_model, tmp_path):
+    pipe = Pipeline.from_config(make_cfg(tone_model))
+    model = pipe.stages[1]
+    assert (model.stride_hops, model.phase, model.frames) == (10, 9, 98)
+    assert sorted(model.describe()["heads"]) == ["keyword", "scene"]
+    with pytest.raises(ConfigError, match=r"stages.multitask.stride_hops = 5 disagrees with model "
+                                          r".*every 10 hops .*make export "
+                                          r"SET=model.multitask.stride_hops=5"):
+        Pipeline.from_config(make_cfg(tone_model, "stages.multitask.stride_hops=5"))
+    Pipeline.from_config(make_cfg(tone_model, "stages.multitask.stride_hops=10"))  # agrees: fine
+    five = with_stride(tone_model, 5, tmp_path / "five")
+    assert Pipeline.from_config(make_cfg(five)).stages[1].stride_hops == 5
+
+
+def test_the_export_setting_does_not_change_a_deployed_models_stride(tone_model, caplog):
+    pipe = Pipeline.from_config(make_cfg(tone_model, "model.multitask.stride_hops=5"))
+    assert pipe.stages[1].stride_hops == 10                  # the manifest's, with a warning
+    assert "model.multitask.stride_hops = 5 in the profile" in caplog.text
+
+
+@pytest.mark.timeout(60)
+def test_a_model_at_another_stride_gives_the_same_events(tone_model, recording, tmp_path):
+    # The same model run every 5 hops instead of 10: the decisions' 200 ms smoothing now averages
+    # 4 outputs instead of 2, over the same audio, so the same events come at about the same time.
+    five = with_stride(tone_model, 5, tmp_path / "five")
+    pipe = Pipeline.from_config(make_cfg(five), keep_events=True)
+    pipe.run(FileSource(recording, rate=16000))
+    assert pipe.stages[1].invocations == pipe.hops // 5
+    check_script_events(pipe.events, 0.2)
+
+
+def test_the_old_type_name_says_its_new_one(tone_model):
+    cfg = make_cfg(tone_model, "stages.multitask.type=tflite_multitask")
+    with pytest.raises(ConfigError, match="'tflite_multitask' is now 'tflite_model'"):
+        Pipeline.from_config(cfg)
+
+
+def test_a_misspelt_stage_key_is_refused_naming_the_nearest_one(tone_model):
+    cfg = make_cfg(tone_model, "stages.frontend.window_frame=98")
+    with pytest.raises(ConfigError, match=r"stages.frontend: a 'logmel' stage has no key "
+                                          r"'window_frame'; did you mean 'window_frames'\?"):
+        Pipeline.from_config(cfg)
+    with pytest.raises(ConfigError, match=r"'tflite_model' stage has no key 'strides_hops'; did "
+                                          r"you mean 'stride_hops'\?"):
+        Pipeline.from_config(make_cfg(tone_model, "stages.multitask.strides_hops=5"))
+    cfg = make_cfg(tone_model, "stages.slow.type=test_slow", "stages.slow.dealy_ms=3")
+    with pytest.raises(ConfigError, match="did you mean 'delay_ms'"):
+        build_stage("slow", cfg, 16000, 0.01)
+
+
+def test_a_missing_required_stage_key_names_itself_and_the_fix(tone_model):
+    cfg = make_cfg(tone_model, "stages.esn.type=test_frame_counter")
+    with pytest.raises(ConfigError, match=r"stages.esn.input is missing .*--set stages.esn.input="):
+        build_stage("esn", cfg, 16000, 0.01)
 
 
 @pytest.mark.timeout(30)
@@ -215,6 +344,8 @@ class FrameCounter(Stage):
     """Test stage: counts the frames another stage emits (stands in for the ESN reading the
     8 kHz frontend every hop)."""
 
+    PARAMS = {**Stage.PARAMS, "input": Param("the frame stream counted")}
+
     def __init__(self, name, params, cfg, rate, hop_s):
         super().__init__(name, params, cfg, rate, hop_s)
         self.input_key = self.params["input"]
@@ -244,6 +375,31 @@ def test_adding_a_stage_is_one_config_entry_and_one_class(tone_model):
     assert [(k, l) for k, l, _ in words(pipe.events)] == [("wake", "computer"), ("command", "yes")]
     assert set(pipe.status()["stages"]) == {"frontend", "esn_features", "multitask", "keywords",
                                             "scenes", "esn"}
+
+
+def test_the_registry_finds_every_stage_module_and_a_new_one(tmp_path, monkeypatch):
+    # Importing the package alone registers every stage type of its modules ...
+    code = ("import sys, device.stages as s\n"
+            "print(sorted(t for t, c in s.STAGE_TYPES.items() if c.__module__.startswith('device.')))")
+    out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=device_env(),
+                         cwd=REPO, timeout=60)
+    assert out.stdout.strip() == str(["keyword_decisions", "logmel", "scene_decisions", "tflite_model"])
+    # ... and a new module in the package is found with no other change.
+    import device.stages as stages
+    (tmp_path / "counter_for_test.py").write_text(
+        "from device.stages.base import Stage, register_stage\n"
+        "@register_stage('test_discovered')\n"
+        "class Discovered(Stage):\n"
+        "    def process(self, ctx):\n"
+        "        pass\n")
+    monkeypatch.setattr(stages, "__path__", [*stages.__path__, str(tmp_path)])
+    monkeypatch.delitem(sys.modules, "device.stages.counter_for_test", raising=False)
+    try:
+        stages._import_stage_modules()
+        assert STAGE_TYPES["test_discovered"].__name__ == "Discovered"
+    finally:
+        STAGE_TYPES.pop("test_discovered", None)
+        sys.modules.pop("device.stages.counter_for_test", None)
 
 
 class StallingSource(SyntheticSource):

@@ -1,18 +1,28 @@
-"""A tiny, hand-weighted int8 TFLite multitask model whose posteriors the tests control.
+"""Stand-in TFLite models for the device's tests and benchmarks (host side: needs TensorFlow).
 
-The trained model recognises words; tests of the runtime need a model whose answer is known.
-This one is a single linear layer per head over the (98, 40) normalised log-mel window, with
-weights set by hand (no training) so that:
+The device runtime is tested and benchmarked without a trained model, with two stand-ins that
+are real int8 TFLite files with real manifests (`device.manifest.write_manifest`), converted with
+the exporter's own `export.convert.convert_int8`, so they exercise exactly the quantised path a
+real export produces:
 
-* keyword head: "computer" when a tone at ``WAKE_HZ`` has just *ended* (it sounded in the body of
-  the window, frames [-70, -10), and is absent from the last 6 frames: like a real detector, it
-  fires once the word is complete); "yes" likewise for ``YES_HZ``; "_silence_" otherwise;
-* scene head: "siren" while a tone at ``SIREN_HZ`` fills most of the window, "street_music"
-  otherwise.
+* `build_tone_model` — a model whose answers are known. A single linear layer per head over the
+  (98, 40) normalised log-mel window, weights set by hand (no training), so that:
 
-It is converted full-int8 with TensorFlow's converter (so it exercises exactly the quantised
-path the real export produces) and written with a real manifest (`write_manifest`), including the
-``normalization`` affine. TensorFlow is imported inside `build_tone_model` only (host tests).
+  - keyword head: "computer" when a tone at ``WAKE_HZ`` has just *ended* (it sounded in the body
+    of the window, frames [-70, -10), and is absent from the last 6 frames: like a real
+    detector, it fires once the word is complete); "yes" likewise for ``YES_HZ``; "_silence_"
+    otherwise;
+  - scene head: "siren" while a tone at ``SIREN_HZ`` fills most of the window, "street_music"
+    otherwise.
+
+  Tests render "recordings" of such tones (`device.audio_source.render_tones`) and check the
+  events and their times.
+* `build_standin_model` — a model with the trained model's *cost*: the DS-CNN layout of
+  train/multitask.py with random weights, for benchmarks before anything has been trained. Its
+  posteriors mean nothing.
+
+Both write ``stride_hops`` from ``model.multitask.stride_hops`` into the manifest, as the real
+export does. TensorFlow is imported inside the builders only: importing this module is cheap.
 """
 from __future__ import annotations
 
@@ -24,6 +34,8 @@ from device.audio_source import Tone, render_tones
 from device.frontend import LogMelConfig, log_mel, mel_filterbank
 from device.manifest import write_manifest
 from export.convert import convert_int8
+
+__all__ = ["WAKE_HZ", "YES_HZ", "SIREN_HZ", "WORD_S", "build_tone_model", "build_standin_model"]
 
 WAKE_HZ = 500.0
 YES_HZ = 1500.0
@@ -72,10 +84,7 @@ def head_weights(labels: list[str], scenes: list[str], wake_word: str, fcfg: Log
 
 def build_tone_model(out_dir: str | Path, cfg, name: str = "tone_multitask") -> Path:
     """Write ``<out_dir>/<name>.tflite`` + ``.json`` for profile ``cfg``; return the model path."""
-    import os
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf  # host-only: tests build their fixture model with it
-
+    tf = _tensorflow()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     fcfg = LogMelConfig.from_config(cfg, "keyword")
@@ -100,26 +109,7 @@ def build_tone_model(out_dir: str | Path, cfg, name: str = "tone_multitask") -> 
         rep.append(feats[start:start + FRAMES])
     path = out_dir / f"{name}.tflite"
     path.write_bytes(convert_int8(model, np.stack(rep)))  # the exporter's own int8 recipe
-
-    from ai_edge_litert.interpreter import Interpreter
-    it = Interpreter(model_path=str(path))
-    it.allocate_tensors()
-    ind = it.get_input_details()[0]
-    outs = []
-    for pos, det in enumerate(it.get_output_details()):
-        n = int(np.prod(det["shape"]))
-        head, head_labels = ("keyword", labels) if n == len(labels) else ("scene", scenes)
-        outs.append({"name": head, "index": pos, "tensor_index": int(det["index"]),
-                     "labels": head_labels,
-                     "dtype": "int8", "scale": float(det["quantization"][0]),
-                     "zero_point": int(det["quantization"][1])})
-    frontend = {"name": "keyword", **cfg.section("frontend.keyword")}
-    write_manifest(path, name=name, kind="multitask", frontend=frontend,
-                   input={"shape": [int(s) for s in ind["shape"]], "dtype": "int8",
-                          "scale": float(ind["quantization"][0]),
-                          "zero_point": int(ind["quantization"][1]),
-                          "normalization": {"mean": mean, "std": std}},
-                   outputs=outs, stride_hops=int(cfg.get("model.multitask.stride_hops", 10)))
+    _write_manifest_for(path, cfg, name, mean=mean, std=std)
     return path
 
 
@@ -128,15 +118,13 @@ def build_standin_model(out_dir: str | Path, cfg, name: str = "standin_multitask
     conv 10x4/2, ``model.multitask.blocks`` depthwise-separable blocks of ``width`` channels,
     two softmax heads), random weights, converted full-int8, with a manifest. For benchmarks when
     build/export/multitask_int8.tflite has not been trained yet; its posteriors mean nothing."""
-    import os
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-    from tensorflow.keras import layers
+    tf = _tensorflow()
+    layers = tf.keras.layers
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     labels, scenes = cfg.keyword_labels, list(cfg["labels.scenes"])
-    width, blocks = int(cfg.get("model.multitask.width", 48)), int(cfg.get("model.multitask.blocks", 4))
+    width, blocks = int(cfg["model.multitask.width"]), int(cfg["model.multitask.blocks"])
     tf.keras.utils.set_random_seed(0)
     inp = tf.keras.Input((FRAMES, N_MELS, 1), batch_size=1)
     x = layers.ReLU()(layers.BatchNormalization()(layers.Conv2D(width, (10, 4), strides=2, padding="same", use_bias=False)(inp)))
@@ -155,7 +143,16 @@ def build_standin_model(out_dir: str | Path, cfg, name: str = "standin_multitask
     return path
 
 
+def _tensorflow():
+    import os
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf  # host-only
+    return tf
+
+
 def _write_manifest_for(path: Path, cfg, name: str, mean: float, std: float) -> None:
+    """The manifest the exporter would write: outputs named by their size, the normalisation,
+    the profile's keyword frontend and ``model.multitask.stride_hops``."""
     from ai_edge_litert.interpreter import Interpreter
     labels, scenes = cfg.keyword_labels, list(cfg["labels.scenes"])
     it = Interpreter(model_path=str(path))
@@ -174,4 +171,4 @@ def _write_manifest_for(path: Path, cfg, name: str, mean: float, std: float) -> 
                           "scale": float(ind["quantization"][0]),
                           "zero_point": int(ind["quantization"][1]),
                           "normalization": {"mean": mean, "std": std}},
-                   outputs=outs, stride_hops=int(cfg.get("model.multitask.stride_hops", 10)))
+                   outputs=outs, stride_hops=int(cfg["model.multitask.stride_hops"]))

@@ -1,0 +1,89 @@
+"""``logmel``: streaming log-mel features (micro_speech's "feature provider")."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..frontend import LogMelConfig, LogMelStream
+from .base import HopContext, Param, Stage, register_stage
+
+__all__ = ["LogMelStage"]
+
+
+@register_stage("logmel")
+class LogMelStage(Stage):
+    """Streaming log-mel features (micro_speech's "feature provider").
+
+    Every hop: pushes the hop's audio (resampled when its frontend's rate differs from the
+    input's, e.g. 16 -> 8 kHz for the ESN) into `LogMelStream` and keeps a rolling window of the
+    last ``window_frames`` frames in ``features.<frontend>`` — a float32 array
+    ``(window_frames, n_mels)``, oldest first, that model stages read without copying.
+    ``features.<frontend>.new`` holds only the frames completed on this hop (for per-frame
+    consumers such as the ESN). Before the window has filled, the missing frames are the log
+    floor (digital silence).
+
+    Parameters (``[stages.<name>]``, besides those of `Stage`)
+    ----------
+    frontend : str
+        The profile's ``[frontend.<frontend>]`` that defines the features; it must be the one
+        the consuming model was trained on (its manifest is checked against it).
+    window_frames : int
+        Frames kept: at least what the consuming model reads (98 = 1 s at a 10 ms hop for the
+        keyword model; 1 for a per-frame consumer). More costs only memory.
+    input : str
+        The audio stream read (default ``audio``, the source's hop). A separator in front of the
+        keyword model writes e.g. ``audio.separated`` and this stage reads that instead.
+    input_rate : int
+        That stream's rate in Hz (default: the pipeline's). A rate change uses the profile's
+        ``resample.stage_quality`` (`device.resample`), the one training uses for the same
+        frontend.
+    """
+
+    PARAMS = {**Stage.PARAMS,
+              "frontend": Param("the [frontend.X] section that defines the features"),
+              "window_frames": Param("feature frames kept for the consumers"),
+              "input": Param("the audio stream read", "audio"),
+              "input_rate": Param("that stream's rate in Hz (default: the pipeline's)", None)}
+
+    def __init__(self, name, params, cfg, pipeline_rate, hop_s):
+        super().__init__(name, params, cfg, pipeline_rate, hop_s)
+        self.frontend = self.params["frontend"]
+        self.fcfg = LogMelConfig.from_config(cfg, self.frontend)
+        self.rate = self.fcfg.sample_rate
+        self.window_frames = int(self.params["window_frames"])
+        self.key = f"features.{self.frontend}"
+        self.emits = (self.key, self.key + ".new")
+        self.input_key = self.params["input"]
+        self.input_rate = int(self.params["input_rate"] or pipeline_rate)
+        self.consumes = (self.input_key,)
+        self._resampler = None
+        if self.rate != self.input_rate:
+            from ..resample import Resampler
+            self._resampler = Resampler(self.input_rate, self.rate, cfg["resample.stage_quality"])
+        self.stream = LogMelStream(self.fcfg)
+        self.window = np.full((self.window_frames, self.fcfg.n_mels),
+                              np.log(self.fcfg.log_floor), dtype=np.float32)
+        self.frames_total = 0
+
+    def process(self, ctx: HopContext) -> None:
+        if self.input_key == "audio":
+            audio = ctx.audio
+        elif self.input_key in ctx.fresh:
+            audio = ctx.data[self.input_key]
+        else:
+            return  # the producer (e.g. a separator) did not run on this hop
+        if self._resampler is not None:
+            audio = self._resampler(audio)
+        new = self.stream.push(audio)
+        k = len(new)
+        if k:
+            if k >= self.window_frames:
+                self.window[:] = new[-self.window_frames:]
+            else:
+                self.window[:-k] = self.window[k:]
+                self.window[-k:] = new
+            self.frames_total += k
+            ctx.put(self.key, self.window)
+        ctx.put(self.key + ".new", new)
+
+    def on_gap(self) -> None:
+        self.stream.reset()

@@ -1,0 +1,135 @@
+"""``tflite_model``: any int8 TFLite model with a hopwise manifest (micro_speech's "model")."""
+from __future__ import annotations
+
+import logging
+
+from ..config import ConfigError
+from ..manifest import ManifestError, load_manifest
+from ..paths import resolve_build_path
+from .base import HopContext, Param, Stage, register_stage
+
+__all__ = ["TFLiteModelStage"]
+
+log = logging.getLogger("hopwise.stages.model")
+
+
+@register_stage("tflite_model")
+class TFLiteModelStage(Stage):
+    """Runs an int8 TFLite model every ``stride_hops`` hops on the last frames of a feature
+    stream and writes each of its heads' posteriors to ``posteriors.<head>`` as
+    ``(t_audio_s, probabilities)`` (micro_speech's "model").
+
+    Everything about the model comes from its manifest (`device.manifest`), so a new model — a
+    sound classifier, an ESN readout exported as TFLite — is configuration, not a new class:
+
+    * heads: one ``posteriors.<head>`` stream per manifest output; a head the profile knows
+      (`Config.head_labels`: ``keyword``, ``scene``, ``percussion``) must have the profile's
+      labels, else start-up stops with `ManifestError`;
+    * input: ``features.<frontend>``, the manifest's frontend name, whose settings must equal the
+      profile's ``[frontend.<frontend>]`` (the device computes what the model was trained on);
+    * window: the frames of the model's input tensor (the newest frames of the stream);
+    * stride: the manifest's ``stride_hops`` — what the export was told the model runs at
+      (``model.multitask.stride_hops`` for the keyword + scene network: 10 hops = 100 ms).
+
+    The stride has that one source because training, export and decisions all assume it. A
+    ``stride_hops`` in the stage's section is allowed only if it agrees; one that does not is a
+    start-up error naming both values and how to re-export; a ``model.multitask.stride_hops``
+    in the device's profile that differs is an export setting and only draws a warning. The
+    decisions downstream work in milliseconds of audio, so the stride changes their latency,
+    not their windows.
+
+    Parameters (``[stages.<name>]``, besides those of `Stage`)
+    ----------
+    model : str
+        The ``.tflite`` file, its ``.json`` manifest beside it. Relative paths are tried in the
+        working directory, then under ``project.build_dir`` (`device.paths.resolve_build_path`).
+    input : str
+        The feature stream read (default ``features.<the manifest's frontend>``); set it only
+        when the features come from a stage other than that frontend's ``logmel``.
+    num_threads : int
+        Interpreter threads (default ``runtime.num_threads``). 1 leaves the Pi's other cores to
+        capture and sinks; more lowers one call's latency, not the total CPU.
+    allow_tensorflow : bool
+        Permit the ``tensorflow.lite`` interpreter fallback (host experiments only, never the Pi).
+    """
+
+    PARAMS = {**Stage.PARAMS,
+              "stride_hops": Param("run every n-th hop; must equal the manifest's stride_hops "
+                                   "(default: it)", None),
+              "model": Param("the .tflite file, its .json manifest beside it"),
+              "input": Param("the feature stream (default: features.<manifest frontend>)", None),
+              "num_threads": Param("interpreter threads (default: runtime.num_threads)", None),
+              "allow_tensorflow": Param("allow the tensorflow.lite fallback (host only)", False)}
+
+    def __init__(self, name, params, cfg, pipeline_rate, hop_s):
+        super().__init__(name, params, cfg, pipeline_rate, hop_s)
+        from ..interpreter import TFLiteModel  # the interpreter backends load only when needed
+        path = resolve_build_path(cfg, self.params["model"])
+        manifest = load_manifest(path)   # heads, frontend and stride, before the interpreter
+        frontend = manifest["frontend"].get("name")
+        if not frontend:
+            raise ManifestError(f"model {path.name}: its manifest's frontend has no name, so the "
+                                f"device cannot tell which [frontend.X] it was trained on; "
+                                f"re-run `make export`")
+        heads = [o["name"] for o in manifest["outputs"]]
+        profile_labels = cfg.head_labels
+        self.model = TFLiteModel(
+            path, expected_labels={h: profile_labels[h] for h in heads if h in profile_labels},
+            frontend=cfg.section(f"frontend.{frontend}"),
+            num_threads=int(self.params["num_threads"] or cfg["runtime.num_threads"]),
+            allow_tensorflow=bool(self.params["allow_tensorflow"]))
+        self.set_schedule(self._stride(manifest, path), self.params["phase"])
+        self.frames = self.model.frames
+        self.input_key = self.params["input"] or f"features.{frontend}"
+        self.consumes = (self.input_key,)
+        self.emits = tuple(f"posteriors.{h}" for h in self.model.outputs)
+        self.invocations = 0
+
+    def _stride(self, manifest: dict, path) -> int:
+        """The manifest's stride_hops, checked against one the section sets."""
+        exported = manifest.get("stride_hops")
+        asked = self.params["stride_hops"]
+        if exported is None:
+            if asked is None:
+                raise ManifestError(f"model {path.name}: its manifest has no stride_hops; re-run "
+                                    f"`make export`, or set stages.{self.name}.stride_hops")
+            return int(asked)
+        key = f"model.{manifest.get('kind')}.stride_hops"
+        if self.cfg.get(key) is not None and int(self.cfg[key]) != int(exported):
+            # The export setting: on the device it changes nothing (the manifest's stride is
+            # what the model was exported for), which deserves a word, not a refusal.
+            log.warning("%s = %s in the profile, but model %s was exported with stride_hops %d; "
+                        "running it at %d (re-export to change it)", key, self.cfg[key],
+                        path.name, int(exported), int(exported))
+        if asked is not None and int(asked) != int(exported):
+            how = (f"`make export SET={key}={int(asked)}`" if self.cfg.get(key) is not None
+                   else f"stride_hops = {int(asked)}")
+            raise ConfigError(
+                f"stages.{self.name}.stride_hops = {int(asked)} disagrees with model {path.name}, "
+                f"exported to run every {int(exported)} hops (its manifest's stride_hops): remove "
+                f"stages.{self.name}.stride_hops to run it at {int(exported)}, or re-export it "
+                f"with {how}")
+        return int(exported)
+
+    def connect(self, producers) -> None:
+        producer = producers.get(self.input_key)
+        kept = getattr(producer, "window_frames", None)
+        if kept is not None and kept < self.frames:
+            raise ConfigError(f"stage {self.name!r} reads {self.frames} frames of "
+                              f"{self.input_key!r} but stage {producer.name!r} keeps only {kept}: "
+                              f"set stages.{producer.name}.window_frames = {self.frames}")
+
+    def process(self, ctx: HopContext) -> None:
+        window = ctx.data.get(self.input_key)
+        if window is None:
+            return  # no frame yet (the first hops of the stream)
+        out = self.model.run(window[-self.frames:])
+        self.invocations += 1
+        for head, probs in out.items():
+            ctx.put(f"posteriors.{head}", (ctx.t_audio_s, probs))
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(model=str(self.model.path), backend=self.model.backend, frames=self.frames,
+                 heads=list(self.model.outputs))
+        return d

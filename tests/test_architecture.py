@@ -1,0 +1,78 @@
+"""The arrows between the packages, kept by a test: what runs on the Pi never reaches for the
+host, and the host packages import in one direction only.
+
+    firmware_bridge   (stands alone: the serial protocol, also spoken by a microcontroller)
+    device            <- train <- export <- evaluation        (benchmarks may use them all)
+
+Every ``import`` statement counts, wherever it stands (top level or inside a function), so a
+lazy import cannot hide a wrong arrow. The one exception is written down below.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+PROJECT = ("device", "train", "export", "evaluation", "benchmarks", "firmware_bridge", "tests")
+HOST_ONLY = ("tensorflow", "keras", "tf_keras", "librosa", "sklearn", "matplotlib", "tf2onnx",
+             "onnx")
+
+# package -> the project packages and the third-party packages it must never import
+RULES = {
+    "device": ({"train", "export", "evaluation", "benchmarks", "tests"}, set(HOST_ONLY)),
+    "firmware_bridge": ({"device", "train", "export", "evaluation", "benchmarks", "tests"},
+                        set(HOST_ONLY)),
+    "train": ({"export", "evaluation", "benchmarks", "tests"}, set()),
+    "export": ({"evaluation", "benchmarks", "tests"}, set()),
+    "evaluation": ({"benchmarks", "tests"}, set()),
+}
+
+
+def imported_roots(path: Path, package: str | None = None) -> set[str]:
+    """Top-level package names that ``path`` imports (a relative import is ``package``, by
+    default the repository folder the file is in)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+    package = package or path.relative_to(REPO).parts[0]
+    roots = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            roots.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            roots.add(package if node.level else (node.module or "").split(".")[0])
+    return roots
+
+
+def _modules(package: str):
+    folder = REPO / package
+    return sorted(folder.rglob("*.py")) if folder.is_dir() else []
+
+
+@pytest.mark.parametrize("package", sorted(RULES))
+def test_package_imports_follow_the_arrows(package):
+    banned_project, banned_third_party = RULES[package]
+    offenders = []
+    for path in _modules(package):
+        for root in sorted(imported_roots(path)):
+            if root in banned_project or root in banned_third_party:
+                offenders.append(f"{path.relative_to(REPO)} imports {root}")
+    # device/interpreter.py may fall back to tensorflow.lite on a host, through importlib
+    # (a string, not an import statement), so it needs no exception here.
+    assert not offenders, (f"{package}/ must not import "
+                           f"{sorted(banned_project | banned_third_party)}:\n" + "\n".join(offenders))
+
+
+def test_the_rules_see_real_imports(tmp_path):
+    """The checker itself: it finds plain, from-, relative and function-level imports."""
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\nfrom export.convert import x\nfrom . import corpus\n"
+                     "def f():\n    import evaluation.seed_table\n", encoding="utf-8")
+    assert imported_roots(probe, "train") == {"os", "export", "train", "evaluation"}
+
+
+def test_every_package_is_covered():
+    """A new top-level package must be given its place in the arrows (add it to RULES)."""
+    found = {p.name for p in REPO.iterdir()
+             if p.is_dir() and (p / "__init__.py").exists()}
+    assert found <= set(PROJECT), f"packages without a rule: {sorted(found - set(PROJECT))}"
