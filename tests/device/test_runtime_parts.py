@@ -75,10 +75,3 @@ def test_log_file_rotates(tmp_path):
     assert files == ["ev.jsonl", "ev.jsonl.1", "ev.jsonl.2"]
     last = [json.loads(x) for x in (tmp_path / "ev.jsonl").read_text().splitlines()]
     assert last[-1]["seq"] == 39 and all((tmp_path / f).stat().st_size <= 400 for f in files)
-
-
-def test_an_unknown_sink_kind_is_refused_when_the_profile_loads(tone_model):
-    from device.config import ConfigError
-
-    with pytest.raises(ConfigError, match="unknown sink kind 'pigeon'; use one of"):
-        make_cfg(tone_model, "sinks.x.enabled=true", "sinks.x.kind=pigeon")

@@ -78,7 +78,7 @@ def test_a_missing_key_or_kind_is_named():
         build_sinks(Config(data, "trimmed"))
     with pytest.raises(ConfigError, match="sinks.y.enabled is missing"):
         build_sinks(load_config("default", ["sinks.y.kind=stdout"]))
-    with pytest.raises(ConfigError, match="unknown kind 'pigeon'; known kinds: logfile, mqtt"):
+    with pytest.raises(ConfigError, match="unknown sink kind 'pigeon'; use one of logfile, mqtt"):
         build_sinks(load_config("default", ["sinks.x.enabled=true", "sinks.x.kind=pigeon"]))
 
 
