@@ -13,6 +13,9 @@
 
   python -m device list-devices
       The capture devices PortAudio sees, with the index/name ``--device`` takes.
+
+  python -m device config --show [--profile ...] [--set ...]
+      The merged profile, every value with the file or --set it came from (secrets hidden).
 """
 from __future__ import annotations
 
@@ -40,6 +43,7 @@ EXAMPLES = """examples:
   python -m device run --model build/export/multitask_int8.tflite --device USB --set sinks.mqtt.enabled=true --set sinks.mqtt.host=broker.local
   python -m device detect recording.flac --model build/export/multitask_int8.tflite > events.jsonl
   python -m device list-devices
+  python -m device config --show --profile real --set decisions.wake_threshold=0.7
 """
 
 
@@ -99,6 +103,16 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--status", action="store_true", help="also print status events")
 
     sub.add_parser("list-devices", help="capture devices PortAudio/ALSA sees")
+
+    conf = sub.add_parser("config", help="check a profile and print it with where each value came from",
+                          description="Load the profile with its --set overrides, check every key "
+                                      "against the schema (unknown keys, types, ranges: exit 2 with "
+                                      "the fix), and with --show print the merged profile as TOML, "
+                                      "each value followed by the file or --set it came from. "
+                                      "Secrets (passwords) are never printed.")
+    add_profile_arguments(conf, "decisions.wake_threshold=0.7")
+    conf.add_argument("--show", action="store_true",
+                      help="print the merged profile (default: only check it and say so)")
     return parser
 
 
@@ -120,6 +134,16 @@ def cmd_list_devices(args) -> int:
     for d in devices:
         print(f"{d['index']:3d}  {d['name']}  ({d['channels']} ch, {d['default_rate']:.0f} Hz, "
               f"{d['hostapi']})")
+    return 0
+
+
+def cmd_config(args) -> int:
+    from .config import show_config
+    cfg = config_from_args(args)
+    if args.show:
+        sys.stdout.write(show_config(cfg))
+    else:
+        print(f"profile {cfg.name}: ok ({len(args.overrides)} override(s)); --show prints it")
     return 0
 
 
@@ -160,8 +184,10 @@ def cmd_detect(args) -> int:
     from .sinks import SinkSet, StdoutSink
     cfg = config_from_args(args)
     types = None if args.status else ["wake", "command", "scene", "beat"]
-    sinks = SinkSet([StdoutSink(types=types)])
+    stdout = StdoutSink(types=types)
+    sinks = SinkSet([stdout])
     pipe = Pipeline.from_config(cfg, model=args.model, sinks=sinks, shedding=args.realtime)
+    stdout.on_closed = pipe.stop   # `detect FILE | head`: stop when the reader has gone
     source = FileSource(args.file, rate=pipe.rate, realtime=args.realtime)
     _install_signals(pipe)
     t0 = time.perf_counter()
@@ -186,7 +212,8 @@ def main(argv=None) -> int:
     from .config import ConfigError
     from .manifest import ManifestError
     try:
-        return {"run": cmd_run, "detect": cmd_detect, "list-devices": cmd_list_devices}[args.command](args)
+        return {"run": cmd_run, "detect": cmd_detect, "list-devices": cmd_list_devices,
+                "config": cmd_config}[args.command](args)
     except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

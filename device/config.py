@@ -198,8 +198,9 @@ class Config(Mapping):
                 if not isinstance(node, dict):
                     raise ConfigError(f"override {key!r}: {part!r} is a value, not a section")
             node[parts[-1]] = _parse_value(text.strip())
+            shown = f"{key.strip()}=<hidden>" if parts[-1] in SECRET_KEYS else item
             for leaf in _leaves(node[parts[-1]], key.strip()):
-                origins[leaf] = f"--set {item}"
+                origins[leaf] = f"--set {shown}"
         return Config(data, self.name, origins)
 
     @property
@@ -251,6 +252,35 @@ def dump_toml(data: Mapping, _prefix: str = "") -> str:
         name = f"{_prefix}{key}"
         out += f"\n[{name}]\n" + dump_toml(value, name + ".")
     return out
+
+
+SECRET_KEYS = ("password",)  # never printed: `config --show` and logs show that one is set
+
+
+def show_config(cfg: Config) -> str:
+    """The merged profile as TOML, each value followed by where it came from (``# default.toml``,
+    ``# --set ...``); secrets are shown as set or empty, never their value. ``python -m device
+    config --show`` prints this."""
+    lines: list[str] = [f"# profile {cfg.name}: every setting, with the file or --set it came from"]
+
+    def walk(section: Mapping, prefix: str) -> None:
+        values = {k: v for k, v in section.items() if not isinstance(v, Mapping)}
+        tables = {k: v for k, v in section.items() if isinstance(v, Mapping)}
+        if values and prefix:
+            lines.append(f"\n[{prefix[:-1]}]")
+        width = max((len(k) for k in values), default=0)
+        for key, value in values.items():
+            dotted = prefix + key
+            if key in SECRET_KEYS:
+                text = '"<set>"' if value else '""'
+            else:
+                text = _toml_value(value, dotted)
+            lines.append(f"{key.ljust(width)} = {text}  # {cfg.origin(dotted)}")
+        for key, value in tables.items():
+            walk(value, f"{prefix}{key}.")
+
+    walk(cfg.to_dict(), "")
+    return "\n".join(lines) + "\n"
 
 
 def load_config(profile: str | Path = "default", overrides: Iterable[str] = ()) -> Config:

@@ -124,3 +124,22 @@ def test_unknown_capture_device_lists_the_ones_there_are(alsa_home):
                          capture_output=True, text=True, env=alsa_home, cwd=REPO, timeout=30)
     assert out.returncode == 2 and "no input device matches 'no-such-mic'" in out.stderr
     assert "hopwisemic" in out.stderr
+
+
+@pytest.mark.timeout(120)
+def test_detect_stops_quietly_when_its_reader_goes_away(tone_model, tmp_path):
+    """`detect FILE | head -1`: the broken pipe stops the run, with no warning per event."""
+    import soundfile as sf
+    from device.audio_source import render_tones
+    path = tmp_path / "long.wav"
+    sf.write(path, render_tones([], 300.0, 16000, noise=0.05), 16000)  # seconds to process
+    proc = subprocess.Popen([PY, "-m", "device", "detect", str(path), "--model", str(tone_model),
+                             "--status"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=device_env(), cwd=REPO)
+    assert proc.stdout.readline().startswith(b"{")
+    proc.stdout.close()                       # the reader goes away
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=60) == 0, err
+    summary = json.loads(err.strip().splitlines()[-1])
+    assert summary["audio_s"] < 300.0         # it stopped early
+    assert "Broken pipe" not in err and "Traceback" not in err

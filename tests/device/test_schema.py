@@ -89,3 +89,23 @@ def test_origin_of_an_override():
     cfg = load_config("real", ["decisions.wake_threshold=0.7"])
     assert cfg.origin("decisions.wake_threshold") == "--set decisions.wake_threshold=0.7"
     assert cfg.origin("data.source").endswith("real.toml")
+
+
+def test_config_show_prints_origins_and_hides_secrets():
+    import subprocess
+    import sys
+    out = subprocess.run([sys.executable, "-m", "device", "config", "--show", "--profile", "real",
+                          "--set", "decisions.wake_threshold=0.7",
+                          "--set", "sinks.mqtt.password=hunter2"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "hunter2" not in out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    assert any(l.startswith("wake_threshold") and "0.7" in l and "# --set decisions.wake_threshold=0.7"
+               in l for l in lines)
+    assert any(l.startswith("source") and '"real"' in l and l.endswith("real.toml") for l in lines)
+    assert any(l.startswith("password") and '"<set>"' in l for l in lines)
+    bad = subprocess.run([sys.executable, "-m", "device", "config", "--set", "decisions.wake_treshold=1"],
+                         capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "did you mean decisions.wake_threshold" in bad.stderr
+    assert "Traceback" not in bad.stderr
