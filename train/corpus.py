@@ -30,7 +30,6 @@ import numpy as np
 from device.config import Config, add_profile_arguments, config_from_args
 from device.resample import resample
 
-from .audio_io import fit_length
 from .datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, load_background_noise,
                        load_esc50, load_speech_commands, load_urbansound8k,
                        load_vocal_percussion, load_wake_words)
@@ -39,7 +38,8 @@ from .synth import (SCENE_GENERATORS, SpeechSynthError, augment_keyword, clip_rn
                     generate_scene, noise_recording, percussion_clip, plan_take, render_take,
                     silence_clip)
 from .synth.keywords import take_meta
-from .synth.augment import db_to_gain, random_segment, rms
+from .synth.augment import random_segment
+from .waveforms import db_to_gain, fit_length, rms
 
 __all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "main"]
 
@@ -270,7 +270,8 @@ def _mixtures(cfg: Config, speech: list[tuple], scenes: list[Clip], progress: bo
         voice_audio, group, word = speech[int(rng.integers(len(speech)))]
         scene = scenes[int(rng.integers(len(scenes)))]
         s0 = resample(voice_audio, in_rate, rate)[:n]
-        s0 = np.roll(fit_length(s0, n), int(rng.integers(0, max(1, n - len(s0) + 1))))
+        s0 = np.roll(fit_length(s0, n, align="start"),
+                     int(rng.integers(0, max(1, n - len(s0) + 1))))
         s1 = random_segment(resample(scene.audio, scene.sample_rate, rate), n, rng)
         s0 = s0 / max(rms(s0), 1e-12)
         s1 = s1 / max(rms(s1), 1e-12) * db_to_gain(-rng.uniform(-5.0, 5.0))
@@ -387,8 +388,8 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     scenes = [c for c in scenes if c.label in scene_labels]
     # Scene windows are 1 s; a shorter clip (UrbanSound8K has 0.3 s dog barks) is padded.
     min_n = int(round(clip_s * rate))
-    scenes = [replace(c, audio=fit_length(c.audio, min_n)) if len(c.audio) < min_n else c
-              for c in scenes]
+    scenes = [replace(c, audio=fit_length(c.audio, min_n, align="start"))
+              if len(c.audio) < min_n else c for c in scenes]
 
     percussion: list[Clip] = []
     if paths["vocal_percussion"] and paths["vocal_percussion"].is_dir():

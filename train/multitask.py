@@ -38,6 +38,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from device.config import Config, add_profile_arguments, config_from_args  # noqa: E402
 from device.frontend import LogMelConfig, log_mel  # noqa: E402
+from train import waveforms as wf  # noqa: E402
+from train.waveforms import fit_length  # noqa: E402
 
 log = logging.getLogger("train.multitask")
 
@@ -112,26 +114,11 @@ def reports_dir(cfg: Config) -> Path:
 
 
 # --------------------------------------------------------------------------- audio helpers
-def _energy(audio: np.ndarray) -> np.ndarray:
-    """Mean square per row, float64, never zero (digital silence would divide by zero)."""
-    return np.maximum(np.mean(np.square(audio, dtype=np.float64), axis=-1), 1e-12)
-
-
-def fit_length(audio: np.ndarray, n_samples: int = CLIP_SAMPLES) -> np.ndarray:
-    """Centre-pad or centre-trim one clip to ``n_samples``."""
-    x = np.asarray(audio, dtype=np.float32)
-    if len(x) >= n_samples:
-        start = (len(x) - n_samples) // 2
-        return x[start:start + n_samples]
-    pad = n_samples - len(x)
-    return np.pad(x, (pad // 2, pad - pad // 2))
-
-
 def stack_clips(clips: Sequence, n_samples: int = CLIP_SAMPLES) -> np.ndarray:
     """Clips (objects with ``.audio``) -> float32 array ``(n, n_samples)``."""
     out = np.zeros((len(clips), n_samples), dtype=np.float32)
     for i, clip in enumerate(clips):
-        out[i] = fit_length(clip.audio, n_samples)
+        out[i] = fit_length(clip.audio, n_samples, align="centre")
     return out
 
 
@@ -178,7 +165,8 @@ class SceneCrops:
         return len(self.audio)
 
     def crop(self, clip_index: int, start: int) -> np.ndarray:
-        return fit_length(self.audio[clip_index][start:start + CLIP_SAMPLES])
+        return fit_length(self.audio[clip_index][start:start + CLIP_SAMPLES], CLIP_SAMPLES,
+                          align="centre")
 
     def random(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``n`` random crops (class-balanced clip choice) -> (audio ``(n, 16000)``, labels)."""
@@ -205,46 +193,6 @@ class SceneCrops:
                 audio.append(self.crop(k, s))
                 labels.append(self.labels[k])
         return np.stack(audio).astype(np.float32), np.array(labels, dtype=np.int64)
-
-
-def mix_waveforms(keyword: np.ndarray, scene: np.ndarray, keyword_share: np.ndarray | float,
-                  keyword_is_silence: np.ndarray | None = None) -> np.ndarray:
-    """Mix keyword and scene audio so the keyword holds ``keyword_share`` of the energy.
-
-    The mixture keeps the keyword clip's level (its energy is the reference), so a share of
-    0.6 means ``E(keyword part) : E(scene part) = 0.6 : 0.4`` at a natural speech level.
-    ``_silence_`` clips hold no word: they keep their own (background) level and the scene
-    is scaled against the median energy of the speech clips instead, so "silence + scene"
-    still sounds like the scene at the level it has beside speech.
-
-    Parameters
-    ----------
-    keyword, scene : np.ndarray
-        ``(n, samples)`` float32 (or one clip each).
-    keyword_share : float or np.ndarray
-        Per-example share in (0, 1).
-    keyword_is_silence : np.ndarray of bool, optional
-        Which rows of ``keyword`` are ``_silence_``.
-
-    Returns
-    -------
-    np.ndarray
-        float32, same shape as ``keyword``.
-    """
-    k = np.atleast_2d(np.asarray(keyword, dtype=np.float32))
-    s = np.atleast_2d(np.asarray(scene, dtype=np.float32))
-    share = np.broadcast_to(np.asarray(keyword_share, dtype=np.float64), (len(k),))
-    e_k, e_s = _energy(k), _energy(s)
-    silence = (np.zeros(len(k), bool) if keyword_is_silence is None
-               else np.asarray(keyword_is_silence, bool))
-    e_ref = e_k.copy()
-    if silence.any():
-        speech = e_k[~silence]
-        e_ref[silence] = np.median(speech) if speech.size else 1e-3
-    k_gain = np.where(silence, 1.0, np.sqrt(share))
-    s_gain = np.sqrt((1.0 - share) * e_ref / e_s)
-    out = k * k_gain[:, None].astype(np.float32) + s * s_gain[:, None].astype(np.float32)
-    return out.reshape(np.shape(keyword)) if np.ndim(keyword) == 1 else out
 
 
 def features(audio: np.ndarray, lm_cfg: LogMelConfig, chunk: int = 0) -> np.ndarray:
@@ -363,41 +311,6 @@ def speed_perturb(audio: np.ndarray, max_change: float, rng: np.random.Generator
     return np.where(valid, out, 0.0).astype(np.float32)
 
 
-def time_shift(audio: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-    """Shift each row by a random whole number of samples in ``[-max_shift, max_shift]``."""
-    n, length = audio.shape
-    if max_shift <= 0:
-        return audio
-    shifts = rng.integers(-max_shift, max_shift + 1, size=n)
-    out = np.zeros_like(audio)
-    for i, s in enumerate(shifts):  # slice copies: far cheaper than a gathered index array
-        if s >= 0:
-            out[i, s:] = audio[i, :length - s]
-        else:
-            out[i, :s] = audio[i, -s:]
-    return out
-
-
-def add_noise(audio: np.ndarray, noise: Sequence[np.ndarray], aug: Augment,
-              rng: np.random.Generator) -> np.ndarray:
-    n, length = audio.shape
-    use = rng.random(n) < aug.noise_prob
-    if not use.any():
-        return audio
-    segs = np.zeros((n, length), dtype=np.float32)
-    long_noise = [x for x in noise if len(x) >= length]
-    for i in np.flatnonzero(use):
-        if long_noise:
-            src = long_noise[rng.integers(len(long_noise))]
-            start = rng.integers(0, len(src) - length + 1)
-            segs[i] = src[start:start + length]
-        else:
-            segs[i] = rng.standard_normal(length).astype(np.float32)
-    snr_db = rng.uniform(*aug.noise_snr_db, size=n)
-    gain = np.sqrt(_energy(audio) / _energy(segs) / 10.0 ** (snr_db / 10.0))
-    return (audio + np.where(use, gain, 0.0)[:, None].astype(np.float32) * segs).astype(np.float32)
-
-
 def spec_augment(feats: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
     """Zero (the normalised mean) random time and band stripes, vectorised over the batch."""
     n, frames, bands = feats.shape
@@ -459,13 +372,13 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
     else:
         kw = data.keyword_audio[kw_idx]
         if aug:
-            kw = time_shift(speed_perturb(kw, aug.speed, rng), shift, rng)
+            kw = wf.time_shift(speed_perturb(kw, aug.speed, rng), shift, rng)
         labels["keyword"] = data.keyword_labels[kw_idx]
         if variant.multitask:
             scene, labels["scene"] = data.scenes.random(n, rng)
             share = np.clip(variant.keyword_share
                             + rng.uniform(-variant.share_jitter, variant.share_jitter, n), 0.05, 0.95)
-            audio = mix_waveforms(kw, scene, share, labels["keyword"] == data.silence_index)
+            audio = wf.mix_at_share(kw, scene, share, labels["keyword"] == data.silence_index)
             weights["keyword"] = (2.0 * share).astype(np.float32)
             weights["scene"] = (2.0 * (1.0 - share)).astype(np.float32)
             if aug and aug.clean_keywords > 0:
@@ -479,8 +392,8 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
             audio = kw
             weights["keyword"] = np.ones(n, np.float32)
     if aug:
-        audio = add_noise(audio, data.noise, aug, rng)
-        audio = audio * (10.0 ** (rng.uniform(-aug.gain_db, aug.gain_db, n) / 20.0))[:, None]
+        audio = wf.add_background_noise(audio, data.noise, aug.noise_prob, aug.noise_snr_db, rng)
+        audio = wf.random_gain(audio, aug.gain_db, rng)
     return features(audio.astype(np.float32), lm_cfg), labels, weights
 
 
@@ -500,9 +413,10 @@ def eval_sets(data: TaskData, lm_cfg: LogMelConfig, keyword_share: float, seed: 
     partner_scene = rng.integers(0, len(scene_audio), size=len(data.keyword_audio))
     partner_kw = rng.integers(0, len(data.keyword_audio), size=len(scene_audio))
     silence = data.keyword_labels == data.silence_index
-    mixed_kw = mix_waveforms(data.keyword_audio, scene_audio[partner_scene], keyword_share, silence)
-    mixed_sc = mix_waveforms(data.keyword_audio[partner_kw], scene_audio, keyword_share,
-                             silence[partner_kw])
+    mixed_kw = wf.mix_at_share(data.keyword_audio, scene_audio[partner_scene], keyword_share,
+                               silence)
+    mixed_sc = wf.mix_at_share(data.keyword_audio[partner_kw], scene_audio, keyword_share,
+                               silence[partner_kw])
     kw_feats = features(data.keyword_audio, lm_cfg)
     sets = {
         "keyword_only": (kw_feats, data.keyword_labels, "keyword"),
