@@ -266,10 +266,10 @@ class Augment:
     time_masks, time_mask_frames, freq_masks, freq_mask_bands : int
         SpecAugment: number and maximum width of masks (set to the normalised mean, 0).
     speed : float
-        Speed perturbation: each keyword clip is resampled by a factor drawn from
-        ``U(1 - speed, 1 + speed)`` (tempo and pitch together, as a faster talker or a
-        higher voice would): with a few hundred speakers per word, more voices per word is
-        what the model lacks most. 0 turns it off.
+        Speed perturbation (`train.waveforms.speed_perturb`): each keyword clip is resampled
+        by a factor drawn from ``U(1 - speed, 1 + speed)`` (tempo and pitch together, as a
+        faster talker or a higher voice would): with a few hundred speakers per word, more
+        voices per word is what the model lacks most. 0 turns it off.
     clean_keywords : float
         Multitask training only: the fraction of examples whose keyword is left unmixed (no
         scene; the scene head's loss weight is 0 there). Mixtures alone teach the trunk to
@@ -287,28 +287,6 @@ class Augment:
     freq_mask_bands: int = 5
     speed: float = 0.0
     clean_keywords: float = 0.0
-
-
-def speed_perturb(audio: np.ndarray, max_change: float, rng: np.random.Generator) -> np.ndarray:
-    """Resample each row about its centre by a factor in ``[1 - max_change, 1 + max_change]``.
-
-    A factor above 1 plays the clip faster (shorter, higher); the length stays the same, with
-    zeros where a slowed clip's ends fall outside. Linear interpolation: its gentle low-pass
-    is harmless for log-mel features up to the keyword frontend's 4 kHz.
-    """
-    n, length = audio.shape
-    if max_change <= 0:
-        return audio
-    factor = rng.uniform(1.0 - max_change, 1.0 + max_change, size=n)
-    centre = (length - 1) / 2.0
-    pos = centre + (np.arange(length)[None, :] - centre) * factor[:, None]
-    lo = np.floor(pos).astype(np.int64)
-    frac = (pos - lo).astype(np.float32)
-    valid = (lo >= 0) & (lo < length - 1)
-    lo = np.clip(lo, 0, length - 2)
-    rows = np.arange(n)[:, None]
-    out = audio[rows, lo] * (1.0 - frac) + audio[rows, lo + 1] * frac
-    return np.where(valid, out, 0.0).astype(np.float32)
 
 
 def spec_augment(feats: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
@@ -372,7 +350,8 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
     else:
         kw = data.keyword_audio[kw_idx]
         if aug:
-            kw = wf.time_shift(speed_perturb(kw, aug.speed, rng), shift, rng)
+            kw = wf.speed_perturb(kw, aug.speed, rng, sample_rate_hz=lm_cfg.sample_rate)
+            kw = wf.time_shift(kw, shift, rng)
         labels["keyword"] = data.keyword_labels[kw_idx]
         if variant.multitask:
             scene, labels["scene"] = data.scenes.random(n, rng)

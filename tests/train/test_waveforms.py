@@ -104,6 +104,37 @@ def test_time_shift_moves_and_zero_fills():
     assert wf.time_shift(x, 0, np.random.default_rng(0)) is x
 
 
+def test_speed_perturbation_changes_duration_about_the_centre():
+    rng = np.random.default_rng(0)
+    burst = np.zeros((1, SR), np.float32)
+    burst[0, 6000:10000] = 1.0  # 4000 samples centred on the clip
+    assert wf.speed_perturb(burst, 0.0, rng, sample_rate_hz=SR) is burst
+    out = wf.speed_perturb(np.repeat(burst, 200, 0), 0.2, rng, sample_rate_hz=SR)
+    widths = (out > 0.5).sum(1)
+    assert out.shape == (200, SR) and out.dtype == np.float32
+    assert widths.min() < 3700 and widths.max() > 4300  # faster and slower takes both drawn
+    assert 4000 / 1.2 - 2 <= widths.min() and widths.max() <= 4000 / 0.8 + 2
+    centres = np.array([np.flatnonzero(row > 0.5).mean() for row in out])
+    np.testing.assert_allclose(centres, 7999.5, atol=2)
+
+
+def test_speed_perturbation_zero_fills_a_faster_clip_and_is_seeded():
+    tone = np.tile(np.sin(2 * np.pi * 440 * np.arange(SR) / SR).astype(np.float32), (8, 1))
+    a = wf.speed_perturb(tone, 0.15, np.random.default_rng(3), sample_rate_hz=SR)
+    b = wf.speed_perturb(tone, 0.15, np.random.default_rng(3), sample_rate_hz=SR)
+    np.testing.assert_array_equal(a, b)
+    factors = np.random.default_rng(3).uniform(0.85, 1.15, 8)
+    for row, factor in zip(a, factors):
+        lit = np.flatnonzero(np.abs(row) > 1e-3)
+        # a faster clip is shorter: zeros at both ends, about equally many
+        expected = SR / factor
+        if factor > 1.02:
+            assert abs(len(lit) - expected) < 40
+            assert abs(lit[0] - (SR - 1 - lit[-1])) <= 40
+        else:
+            assert len(lit) > SR - 40
+
+
 def test_background_noise_at_the_drawn_snr_only_on_chosen_rows():
     rng = np.random.default_rng(4)
     audio = (0.1 * rng.standard_normal((40, 1000))).astype(np.float32)
