@@ -37,7 +37,8 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from device.config import Config, add_profile_arguments, config_from_args  # noqa: E402
-from device.frontend import LogMelConfig, log_mel  # noqa: E402
+from device.frontend import LogMelConfig  # noqa: E402
+from train.features import Normalizer, log_mel_batch, spec_augment  # noqa: E402
 from train import waveforms as wf  # noqa: E402
 from train.waveforms import fit_length  # noqa: E402
 
@@ -195,58 +196,6 @@ class SceneCrops:
         return np.stack(audio).astype(np.float32), np.array(labels, dtype=np.int64)
 
 
-def features(audio: np.ndarray, lm_cfg: LogMelConfig, chunk: int = 0) -> np.ndarray:
-    """Log-mel of each row with `device.frontend.log_mel` -> ``(n, frames, mels)`` float32.
-
-    A plain loop over the public frontend: a batched kernel over strided frames was measured
-    slower on this 2-core host (cache-unfriendly temporaries), and the loop keeps training
-    features byte-identical to the device's. ``chunk`` is accepted for API stability only.
-    """
-    audio = np.atleast_2d(audio)
-    first = log_mel(audio[0], lm_cfg)
-    out = np.empty((len(audio),) + first.shape, dtype=np.float32)
-    out[0] = first
-    for i in range(1, len(audio)):
-        out[i] = log_mel(audio[i], lm_cfg)
-    return out
-
-
-@dataclass
-class Normalizer:
-    """Fixed per-mel-band affine ``x' = (x - mean) / std`` from training features.
-
-    The device reproduces it from the manifest (``input.normalization``) before quantising
-    the input to int8. Per band rather than one global pair because low bands carry far more
-    energy than high ones and the int8 grid should serve all bands alike.
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, feats: np.ndarray) -> "Normalizer":
-        flat = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
-        return cls(flat.mean(0).astype(np.float32), np.maximum(flat.std(0), 1e-3).astype(np.float32))
-
-    def __call__(self, feats: np.ndarray) -> np.ndarray:
-        return ((feats - self.mean) / self.std).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {"kind": "per_mel_affine", "formula": "(log_mel - mean[mel]) / std[mel]",
-                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> "Normalizer":
-        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> "Normalizer":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
 # --------------------------------------------------------------------------- augmentation
 @dataclass
 class Augment:
@@ -287,23 +236,6 @@ class Augment:
     freq_mask_bands: int = 5
     speed: float = 0.0
     clean_keywords: float = 0.0
-
-
-def spec_augment(feats: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
-    """Zero (the normalised mean) random time and band stripes, vectorised over the batch."""
-    n, frames, bands = feats.shape
-    out = feats.copy()
-    t = np.arange(frames)[None, :]
-    f = np.arange(bands)[None, :]
-    for _ in range(aug.time_masks):
-        width = rng.integers(0, aug.time_mask_frames + 1, size=n)[:, None]
-        start = rng.integers(0, frames, size=n)[:, None]
-        out[((t >= start) & (t < start + width))[:, :, None].repeat(bands, 2)] = 0.0
-    for _ in range(aug.freq_masks):
-        width = rng.integers(0, aug.freq_mask_bands + 1, size=n)[:, None]
-        start = rng.integers(0, bands, size=n)[:, None]
-        out[((f >= start) & (f < start + width))[:, None, :].repeat(frames, 1)] = 0.0
-    return out
 
 
 # --------------------------------------------------------------------------- data
@@ -373,7 +305,7 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
     if aug:
         audio = wf.add_background_noise(audio, data.noise, aug.noise_prob, aug.noise_snr_db, rng)
         audio = wf.random_gain(audio, aug.gain_db, rng)
-    return features(audio.astype(np.float32), lm_cfg), labels, weights
+    return log_mel_batch(audio.astype(np.float32), lm_cfg), labels, weights
 
 
 def eval_sets(data: TaskData, lm_cfg: LogMelConfig, keyword_share: float, seed: int,
@@ -396,12 +328,12 @@ def eval_sets(data: TaskData, lm_cfg: LogMelConfig, keyword_share: float, seed: 
                                silence)
     mixed_sc = wf.mix_at_share(data.keyword_audio[partner_kw], scene_audio, keyword_share,
                                silence[partner_kw])
-    kw_feats = features(data.keyword_audio, lm_cfg)
+    kw_feats = log_mel_batch(data.keyword_audio, lm_cfg)
     sets = {
         "keyword_only": (kw_feats, data.keyword_labels, "keyword"),
-        "scene_only": (features(scene_audio, lm_cfg), scene_labels, "scene"),
-        "mixed_keyword": (features(mixed_kw, lm_cfg), data.keyword_labels, "keyword"),
-        "mixed_scene": (features(mixed_sc, lm_cfg), scene_labels, "scene"),
+        "scene_only": (log_mel_batch(scene_audio, lm_cfg), scene_labels, "scene"),
+        "mixed_keyword": (log_mel_batch(mixed_kw, lm_cfg), data.keyword_labels, "keyword"),
+        "mixed_scene": (log_mel_batch(mixed_sc, lm_cfg), scene_labels, "scene"),
     }
     recorded = data.keyword_recorded
     if recorded is not None and recorded.any() and not recorded.all():
@@ -551,7 +483,10 @@ def _keras_sequence_class():
             sl = slice(i * self.batch, (i + 1) * self.batch)
             x = x_all[sl]
             if self.aug is not None:
-                x = spec_augment(x, self.aug, self.mask_rng)
+                x = spec_augment(x, self.mask_rng, time_masks=self.aug.time_masks,
+                                     time_mask_frames=self.aug.time_mask_frames,
+                                     freq_masks=self.aug.freq_masks,
+                                     freq_mask_bands=self.aug.freq_mask_bands)
             return (x[..., None], {k: v[sl] for k, v in labels.items()},
                     {k: v[sl] for k, v in weights.items()})
 

@@ -14,6 +14,7 @@ import pytest
 from device.config import load_config
 from device.frontend import LogMelConfig
 from train import multitask as mt
+from train.features import log_mel_batch
 from train.datasets import Clip
 
 SR = 16000
@@ -96,7 +97,7 @@ def test_clean_keyword_examples_carry_no_scene_loss(cfg):
     np.testing.assert_array_equal(weights["scene"], 0.0)
     np.testing.assert_array_equal(weights["keyword"], 1.0)
     # the features are those of the clean keyword clips themselves
-    clean = mt.features(data.keyword_audio, lm)
+    clean = log_mel_batch(data.keyword_audio, lm)
     for f in feats:
         assert np.min(np.abs(clean - f).max(axis=(1, 2))) < 1e-4
     _, _, mixed = mt.draw_examples(data, variant, 12, np.random.default_rng(3), lm, quiet)
@@ -139,13 +140,6 @@ def test_label_smoothing_blends_in_a_uniform_target():
     np.testing.assert_allclose(got[1], np.log(3), rtol=1e-5)  # uniform posteriors: log(n)
 
 
-def test_spec_augment_masks_stripes():
-    feats = np.ones((4, 98, 40), np.float32)
-    out = mt.spec_augment(feats, mt.Augment(time_mask_frames=20, freq_mask_bands=10),
-                          np.random.default_rng(0))
-    assert out.shape == feats.shape and (out == 0).any() and feats.min() == 1.0
-
-
 def test_model_is_small_and_has_named_heads(cfg):
     model = mt.build_for_variant(load_config("default"), mt.variants(cfg)["mt60j"])
     assert set(model.output_names) == {"keyword", "scene"}
@@ -167,26 +161,6 @@ def test_tiny_training_runs_end_to_end(cfg):
     probs = mt.predict(model, np.random.default_rng(0).normal(-8, 2, (3, 98, 40)).astype(np.float32),
                        normalizer)
     np.testing.assert_allclose(probs["keyword"].sum(1), 1.0, rtol=1e-4)
-
-
-def test_normalizer_round_trip(tmp_path):
-    feats = np.random.default_rng(0).normal(-5, 3, (10, 98, 40)).astype(np.float32)
-    norm = mt.Normalizer.fit(feats)
-    norm.save(tmp_path / "n.json")
-    again = mt.Normalizer.load(tmp_path / "n.json")
-    np.testing.assert_allclose(again(feats), norm(feats), atol=1e-6)
-    assert abs(float(norm(feats).mean())) < 1e-3
-
-
-def test_batched_features_equal_the_frontend():
-    from device.frontend import log_mel
-
-    cfg = load_config("default")
-    lm = LogMelConfig.from_config(cfg, "keyword")
-    audio = np.random.default_rng(5).normal(0, 0.1, (5, SR)).astype(np.float32)
-    batched = mt.features(audio, lm, chunk=2)
-    for row, feats in zip(audio, batched):
-        np.testing.assert_allclose(feats, log_mel(row, lm), rtol=1e-5, atol=1e-5)
 
 
 def test_warm_start_copies_trunk_and_keyword_head(cfg):
