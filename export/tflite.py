@@ -193,12 +193,13 @@ def export_model(cfg, variant_name: str, tflite_path: Path, name: str = "multita
     Returns a summary: paths, size in bytes, output map, float-vs-int8 agreement on the
     calibration sample, ONNX route.
     """
-    from train.multitask import load_trained, model_dir, profile_tag, variants
+    from device.paths import profile_tag
+    from train.multitask import load_trained, run_files, variants
 
     t0 = time.perf_counter()
     variant = variants(cfg)[variant_name]
     model, normalizer, info = load_trained(cfg, variant_name)
-    calib_path = model_dir(cfg, variant_name) / "calibration.npy"
+    calib_path = run_files(cfg, variant_name).calibration
     calibration = normalizer(np.load(calib_path).astype(np.float32))
     fixed = fixed_batch_copy(cfg, variant, model)
     tflite_path = Path(tflite_path)
@@ -268,7 +269,7 @@ def export_dir(cfg) -> Path:
 
 
 def variant_tflite_path(cfg, variant: str) -> Path:
-    from train.multitask import profile_tag
+    from device.paths import profile_tag
 
     return export_dir(cfg) / profile_tag(cfg) / f"{variant}_int8.tflite"
 
@@ -281,9 +282,9 @@ def seed_table_accuracies(row: Mapping) -> dict:
 
 def _seed_table_metrics(cfg, variant: str) -> dict:
     """The variant's measured test accuracies from the seed table, when it has been run."""
-    from train.multitask import profile_tag, reports_dir
+    from device.paths import BuildPaths, profile_tag
 
-    path = reports_dir(cfg) / f"seed_table_{profile_tag(cfg)}.json"
+    path = BuildPaths(cfg).report(f"seed_table_{profile_tag(cfg)}.json")
     if not path.exists():
         return {}
     row = json.loads(path.read_text()).get("variants", {}).get(variant)
@@ -294,7 +295,8 @@ def _seed_table_metrics(cfg, variant: str) -> dict:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from device.config import add_profile_arguments, config_from_args
-    from train.multitask import configure_threads, deployed_variant, model_dir, variants
+    from train.loop import configure_threads
+    from train.multitask import deployed_variant, run_files, variants
 
     parser = argparse.ArgumentParser(
         prog="python -m export.tflite",
@@ -315,7 +317,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     if args.all:
         for name in variants(cfg):
-            if (model_dir(cfg, name) / "model.keras").exists():
+            if run_files(cfg, name).trained():
                 s = export_model(cfg, name, variant_tflite_path(cfg, name), name=f"multitask_{name}",
                                  onnx=not args.no_onnx)
                 print(json.dumps(s, indent=1))

@@ -38,6 +38,8 @@ import numpy as np
 
 from device.config import Config, add_profile_arguments, config_from_args
 from device.frontend import LogMelConfig
+from device.paths import BuildPaths, profile_tag
+from train import loop
 from train import multitask as mt
 
 log = logging.getLogger("train.seed_table")
@@ -149,7 +151,7 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
     from export.tflite import (TFLiteModel, export_model, seed_table_accuracies,
                                variant_tflite_path)
 
-    tag = mt.profile_tag(cfg)
+    tag = profile_tag(cfg)
     all_variants = mt.variants(cfg)
     names = list(names or all_variants)
     splits = mt.load_splits(cfg)
@@ -164,7 +166,7 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
              {k: len(v[1]) for k, v in test_sets.items()})
     label_sets = {"keyword": list(cfg.keyword_labels), "scene": list(cfg["labels.scenes"])}
     n_classes = {h: len(v) for h, v in label_sets.items()}
-    reports = mt.reports_dir(cfg)
+    reports = BuildPaths(cfg).reports_dir
     json_path = reports / f"seed_table_{tag}.json"
     previous = json.loads(json_path.read_text()) if json_path.exists() else {}
     table = {"profile": tag, "eval_keyword_share": share, "eval_seed": seed,
@@ -172,9 +174,9 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
              "variants": dict(previous.get("variants", {}))}
     for name in names:
         variant = all_variants[name]
-        trained = (mt.model_dir(cfg, name) / "model.keras").exists()
+        trained = mt.run_files(cfg, name).trained()
         if reuse and trained:
-            log.info("%s: reusing the trained model in %s", name, mt.model_dir(cfg, name))
+            log.info("%s: reusing the trained model in %s", name, mt.run_files(cfg, name).folder)
         else:
             mt.train_variant(cfg, splits["train"], splits["validation"], variant, verbose=verbose)
         model, normalizer, info = mt.load_trained(cfg, name)
@@ -215,7 +217,7 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
                   f"({score(candidates[best]) * 100:.1f} %) among "
                   + ", ".join(f"{n} {score(v) * 100:.1f} %" for n, v in candidates.items()))
         table["deployed"], table["deployed_reason"] = best, reason
-        mt.write_deployed(cfg, best, reason)
+        loop.write_deployed(cfg, mt.MODEL, best, reason)
         src = Path(table["variants"][best]["int8_file"])
         dst = src.parent / "multitask_int8.tflite"
         export_model(cfg, best, dst, name="multitask", onnx=True,
@@ -226,7 +228,7 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
 
 
 def _write(cfg: Config, table: Mapping) -> None:
-    reports = mt.reports_dir(cfg)
+    reports = BuildPaths(cfg).reports_dir
     tag = table["profile"]
     (reports / f"seed_table_{tag}.json").write_text(json.dumps(table, indent=1) + "\n")
     (reports / f"seed_table_{tag}.md").write_text(markdown(table) + "\n")
@@ -260,13 +262,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "files); trains and evaluates nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    mt.configure_threads()
+    loop.configure_threads()
     cfg = config_from_args(args)
     if args.report_only:
-        path = mt.reports_dir(cfg) / f"seed_table_{mt.profile_tag(cfg)}.json"
+        path = BuildPaths(cfg).report(f"seed_table_{profile_tag(cfg)}.json")
         table = json.loads(path.read_text())
         for name, v in table["variants"].items():
-            info_path = mt.model_dir(cfg, name) / "train_info.json"
+            info_path = mt.run_files(cfg, name).train_info
             if info_path.exists():
                 v["init_from"] = json.loads(info_path.read_text()).get("init_from")
         _write(cfg, table)

@@ -12,7 +12,7 @@ from device.config import load_config
 from device.manifest import ManifestError, load_manifest, verify_model
 from export import evaluate as ev
 from export import tflite as ex
-from tests.train.test_multitask import fake_corpus
+from tests.train.fakes import fake_corpus
 from train import multitask as mt
 
 

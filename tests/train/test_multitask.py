@@ -1,59 +1,22 @@
 """The multitask network's data pipeline and training, on tiny synthetic data (no corpus needed).
 
-Keyword clips are short tone bursts whose pitch encodes the class and scene clips are noise
-whose band encodes the class, so a few training steps are enough to see learning happen.
+The corpus is `tests.train.fakes.fake_corpus`: tone bursts whose pitch encodes the keyword and
+noise whose band encodes the scene, so a few training steps are enough to see learning happen.
 """
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from device.config import load_config
 from device.frontend import LogMelConfig
+from tests.train.fakes import fake_corpus
+from train import loop
 from train import multitask as mt
 from train.features import log_mel_batch
-from train.datasets import Clip
-
-SR = 16000
-
-
-def _keyword_clip(label_index: int, rng: np.random.Generator, n_labels: int) -> np.ndarray:
-    t = np.arange(SR) / SR
-    audio = 0.003 * rng.standard_normal(SR)
-    if label_index != 0:  # _silence_ is background only
-        f0 = 200.0 + 3000.0 * label_index / n_labels
-        start = rng.integers(1000, 4000)
-        env = np.zeros(SR)
-        env[start:start + 11000] = np.hanning(11000)
-        audio += 0.3 * env * np.sin(2 * np.pi * f0 * t)
-    return audio.astype(np.float32)
-
-
-def _scene_clip(label_index: int, rng: np.random.Generator, n_labels: int,
-                seconds: float = 1.5) -> np.ndarray:
-    n = int(seconds * SR)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / SR)
-    lo = 100.0 + 3500.0 * label_index / n_labels
-    spec[(freqs < lo) | (freqs > lo + 400.0)] = 0
-    audio = np.fft.irfft(spec, n)
-    return (0.1 * audio / (np.abs(audio).max() + 1e-9)).astype(np.float32)
-
-
-def fake_corpus(cfg, n_per_keyword: int = 6, n_per_scene: int = 4, seed: int = 0):
-    """A tiny corpus with the real Corpus's fields, for tests that must not need the data layer."""
-    rng = np.random.default_rng(seed)
-    kw_labels, scene_labels = cfg.keyword_labels, cfg["labels.scenes"]
-    keywords = [Clip(_keyword_clip(i, rng, len(kw_labels)), SR, label, f"spk{j % 3}")
-                for i, label in enumerate(kw_labels) for j in range(n_per_keyword)]
-    scenes = [Clip(_scene_clip(i, rng, len(scene_labels)), SR, label, f"src{j}")
-              for i, label in enumerate(scene_labels) for j in range(n_per_scene)]
-    noise = [(0.01 * rng.standard_normal(3 * SR)).astype(np.float32)]
-    return SimpleNamespace(keywords=keywords, scenes=scenes, percussion=[], separation=[],
-                           noise=noise, source="test")
 
 
 @pytest.fixture
@@ -70,7 +33,7 @@ def test_draw_examples_keeps_both_labels_and_share_weights(cfg):
     variant = mt.variants(cfg)["mt60j"]
     lm = LogMelConfig.from_config(cfg, "keyword")
     feats, labels, weights = mt.draw_examples(data, variant, 32, np.random.default_rng(0), lm,
-                                              mt.Augment())
+                                              mt.Augment.from_config(cfg))
     assert feats.shape == (32, 98, 40)
     assert set(labels) == {"keyword", "scene"} == set(weights)
     assert labels["keyword"].max() < len(cfg.keyword_labels)
@@ -90,8 +53,9 @@ def test_clean_keyword_examples_carry_no_scene_loss(cfg):
     data = mt.TaskData.from_corpus(fake_corpus(cfg), cfg)
     lm = LogMelConfig.from_config(cfg, "keyword")
     variant = mt.variants(cfg)["mt60j"]
-    quiet = mt.Augment(noise_prob=0.0, gain_db=0.0, shift_ms=0.0, time_masks=0, freq_masks=0)
-    all_clean = mt.Augment(**{**quiet.__dict__, "clean_keywords": 1.0})
+    quiet = replace(mt.Augment.from_config(cfg), noise_prob=0.0, gain_db=0.0, shift_ms=0.0,
+                    time_masks=0, freq_masks=0, speed=0.0, clean_keywords=0.0)
+    all_clean = replace(quiet, clean_keywords=1.0)
     feats, labels, weights = mt.draw_examples(data, variant, 12, np.random.default_rng(3), lm,
                                               all_clean)
     np.testing.assert_array_equal(weights["scene"], 0.0)
@@ -107,8 +71,8 @@ def test_clean_keyword_examples_carry_no_scene_loss(cfg):
 def test_eval_sets_are_deterministic(cfg):
     data = mt.TaskData.from_corpus(fake_corpus(cfg), cfg)
     lm = LogMelConfig.from_config(cfg, "keyword")
-    a = mt.eval_sets(data, lm, 0.6, seed=7)
-    b = mt.eval_sets(data, lm, 0.6, seed=7)
+    a = mt.eval_sets(data, lm, 0.6, seed=7, scene_crops_per_clip=3)
+    b = mt.eval_sets(data, lm, 0.6, seed=7, scene_crops_per_clip=3)
     assert set(a) == {"keyword_only", "scene_only", "mixed_keyword", "mixed_scene"}
     for name in a:
         np.testing.assert_array_equal(a[name][0], b[name][0])
@@ -120,24 +84,12 @@ def test_eval_sets_report_recorded_speakers_apart(cfg):
     for clip in corpus.keywords[::3]:  # a third of the clips "synthetic"
         clip.meta["synthetic"] = True
     data = mt.TaskData.from_corpus(corpus, cfg)
-    sets = mt.eval_sets(data, LogMelConfig.from_config(cfg, "keyword"), 0.6, seed=7)
+    sets = mt.eval_sets(data, LogMelConfig.from_config(cfg, "keyword"), 0.6, seed=7,
+                        scene_crops_per_clip=1)
     recorded = [not c.meta.get("synthetic") for c in corpus.keywords]
     feats, labels, head = sets["keyword_recorded"]
     assert head == "keyword" and len(labels) == sum(recorded)
     np.testing.assert_array_equal(feats, sets["keyword_only"][0][np.array(recorded)])
-
-
-def test_label_smoothing_blends_in_a_uniform_target():
-    import keras
-
-    probs = np.array([[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]], np.float32)
-    labels = np.array([0, 2])
-    assert mt.smoothed_sparse_crossentropy(0.0) == "sparse_categorical_crossentropy"
-    loss = mt.smoothed_sparse_crossentropy(0.1)
-    got = keras.ops.convert_to_numpy(loss(labels, probs))
-    want = 0.9 * -np.log(probs[[0, 1], labels]) + 0.1 * -np.log(probs).mean(1)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
-    np.testing.assert_allclose(got[1], np.log(3), rtol=1e-5)  # uniform posteriors: log(n)
 
 
 def test_model_is_small_and_has_named_heads(cfg):
@@ -167,7 +119,7 @@ def test_warm_start_copies_trunk_and_keyword_head(cfg):
     full = load_config("default")
     kw = mt.build_for_variant(full, mt.variants(full)["kw"])
     multi = mt.build_for_variant(full, mt.variants(full)["mt60j"])
-    copied = mt._copy_weights(kw, multi)
+    copied = loop.copy_matching_weights(kw, multi)
     assert copied >= 10
     np.testing.assert_array_equal(multi.get_layer("stem").get_weights()[0],
                                   kw.get_layer("stem").get_weights()[0])
