@@ -59,7 +59,7 @@ train: corpus
 	$(PY) -m train.multitask --profile $(PROFILE) $(SETARGS)
 
 export: setup
-	$(PY) -m export.tflite --profile $(PROFILE) $(SETARGS)
+	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
 
 deploy: setup
 	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))

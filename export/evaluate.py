@@ -6,7 +6,7 @@
 The folder is read in its dataset's standard layout (``speech_commands``, ``wake_words``,
 ``esc50``, ``urbansound8k``; ``auto`` tells them apart by their files). Keyword layouts are
 scored on the ``keyword`` head, scene layouts on the ``scene`` head. The model runs exactly as
-on the device (`export.tflite.TFLiteModel`: frontend -> manifest normalisation -> int8).
+on the device (`device.interpreter.TFLiteModel`: frontend -> manifest normalisation -> int8).
 
 Label mapping, from the manifest's labels (never from a profile, so any model can be judged):
 
@@ -94,7 +94,7 @@ def _windows(audio: np.ndarray, n: int, hop: int) -> np.ndarray:
 def evaluate(model_path: str | Path, data_dir: str | Path, layout: str = "auto",
              scene_hop_s: float = 0.5, num_threads: int = 1) -> dict:
     """Score the model on the folder; returns the report (see the module docstring)."""
-    from export.tflite import TFLiteModel
+    from device.interpreter import TFLiteModel
 
     t0 = time.perf_counter()
     model = TFLiteModel(model_path, num_threads=num_threads)

@@ -148,8 +148,8 @@ def markdown(table: Mapping) -> str:
 def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
         verbose: int = 2) -> dict:
     """Train (or reuse), export and evaluate the variants; write the table; return it."""
-    from export.tflite import (TFLiteModel, export_model, seed_table_accuracies,
-                               variant_tflite_path)
+    from device.interpreter import TFLiteModel
+    from export.multitask import export_variant, seed_table_accuracies
 
     tag = profile_tag(cfg)
     all_variants = mt.variants(cfg)
@@ -180,9 +180,10 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
         else:
             mt.train_variant(cfg, splits["train"], splits["validation"], variant, verbose=verbose)
         model, normalizer, info = mt.load_trained(cfg, name)
-        path = variant_tflite_path(cfg, name)
-        export = export_model(cfg, name, path, name=f"multitask_{name}", onnx=False)
-        int8 = TFLiteModel(path)
+        path = BuildPaths(cfg).variant_export(name)
+        export = export_variant(cfg, name, path, name=f"{mt.MODEL}_{name}", onnx=False)
+        int8 = TFLiteModel(path, expected_labels={h: cfg.head_labels[h] for h in variant.tasks},
+                           frontend=cfg.section("frontend.keyword"))
         t1 = time.perf_counter()
         res_float = evaluate_sets(lambda f: mt.predict(model, f, normalizer), test_sets,
                                   variant.tasks, n_classes)
@@ -218,10 +219,9 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
                   + ", ".join(f"{n} {score(v) * 100:.1f} %" for n, v in candidates.items()))
         table["deployed"], table["deployed_reason"] = best, reason
         loop.write_deployed(cfg, mt.MODEL, best, reason)
-        src = Path(table["variants"][best]["int8_file"])
-        dst = src.parent / "multitask_int8.tflite"
-        export_model(cfg, best, dst, name="multitask", onnx=True,
-                     metrics=seed_table_accuracies(table["variants"][best]))
+        dst = BuildPaths(cfg).profile_export(mt.MODEL)
+        export_variant(cfg, best, dst, onnx=True,
+                       metrics=seed_table_accuracies(table["variants"][best]))
         log.info("deployed variant: %s (%s) -> %s", best, reason, dst)
     _write(cfg, table)
     return table

@@ -9,11 +9,16 @@ import numpy as np
 import pytest
 
 from device.config import load_config
+from device.frontend import LogMelConfig
+from device.interpreter import TFLiteModel, load_interpreter
 from device.manifest import ManifestError, load_manifest, verify_model
+from device.paths import BuildPaths
 from export import evaluate as ev
-from export import tflite as ex
+from export import multitask as ex
+from export.convert import output_heads
 from tests.train.fakes import fake_corpus
 from train import multitask as mt
+from train.features import Normalizer
 
 
 @pytest.fixture(scope="module")
@@ -28,18 +33,18 @@ def exported(tmp_path_factory):
                                   "model.multitask.width=16", "model.multitask.blocks=2"])
     data = mt.TaskData.from_corpus(fake_corpus(cfg, n_per_keyword=8, n_per_scene=5), cfg)
     mt.train_variant(cfg, data, data, mt.variants(cfg)["mt60j"], verbose=0)
-    path = ex.export_dir(cfg) / "multitask_int8.tflite"
-    summary = ex.export_model(cfg, "mt60j", path, onnx=True)
+    path = BuildPaths(cfg).deployed_model("multitask")
+    summary = ex.export_variant(cfg, "mt60j", path, onnx=True)
     return cfg, data, path, summary
 
 
 def test_int8_model_is_full_integer_with_named_outputs(exported):
     cfg, _, path, summary = exported
-    it = ex._interpreter(path)
+    it = load_interpreter(path)
     inp = it.get_input_details()[0]
     assert list(inp["shape"]) == [1, 98, 40, 1] and inp["dtype"] == np.int8
     assert all(d["dtype"] == np.int8 for d in it.get_output_details())
-    omap = ex.output_map(it)
+    omap = output_heads(it)
     assert omap["keyword"]["shape"] == [1, 13] and omap["scene"]["shape"] == [1, 10]
     assert sorted(o["index"] for o in omap.values()) == [0, 1]
     assert summary["size_bytes"] < 100_000
@@ -48,12 +53,12 @@ def test_int8_model_is_full_integer_with_named_outputs(exported):
 def test_int8_tracks_float(exported):
     cfg, data, path, _ = exported
     model, normalizer, _ = mt.load_trained(cfg, "mt60j")
-    lm = mt.LogMelConfig.from_config(cfg, "keyword")
+    lm = LogMelConfig.from_config(cfg, "keyword")
     # realistic inputs: held-back mixtures drawn the way training draws them
     feats, _, _ = mt.draw_examples(data, mt.variants(cfg)["mt60j"], 96,
                                    np.random.default_rng(99), lm, None)
     f = mt.predict(model, feats, normalizer)
-    q = ex.TFLiteModel(path).predict(feats)
+    q = TFLiteModel(path).predict(feats)
     for head in ("keyword", "scene"):
         # Probabilities sit on an int8 grid of 1/256: where the float model's top two classes
         # are closer than a few steps, either answer is within quantisation noise.
@@ -74,9 +79,11 @@ def test_manifest_round_trip(exported):
                             frontend=cfg.section("frontend.keyword"))
     assert manifest["frontend"]["name"] == "keyword"
     assert manifest["input"]["dtype"] == "int8" and manifest["input"]["shape"] == [1, 98, 40, 1]
-    norm = mt.Normalizer.from_dict(manifest["input"]["normalization"])
+    norm = Normalizer.from_dict(manifest["input"]["normalization"])
     assert norm.mean.shape == (40,)
-    it = ex._interpreter(path)
+    agreement = manifest["int8_vs_float_on_calibration"]["argmax_agreement"]
+    assert set(agreement) == {"keyword", "scene"} and min(agreement.values()) > 0.5
+    it = load_interpreter(path)
     for out in manifest["outputs"]:
         detail = it.get_output_details()[out["index"]]
         assert detail["shape"][-1] == len(out["labels"])
@@ -96,7 +103,7 @@ def test_tampered_model_is_refused(exported, tmp_path):
     with pytest.raises(ManifestError, match="does not match its manifest"):
         verify_model(copy)
     with pytest.raises(ManifestError):
-        ex.TFLiteModel(copy)
+        TFLiteModel(copy)
 
 
 def test_wrong_labels_are_refused(exported):
