@@ -65,7 +65,7 @@ deploy: setup
 	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
 
 seed-table: corpus
-	$(PY) -m train.seed_table --profile $(PROFILE) $(SETARGS)
+	$(PY) -m evaluation.seed_table --profile $(PROFILE) $(SETARGS)
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o python_files='bench_*.py' \

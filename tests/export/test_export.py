@@ -8,34 +8,21 @@ import json
 import numpy as np
 import pytest
 
-from device.config import load_config
 from device.frontend import LogMelConfig
 from device.interpreter import TFLiteModel, load_interpreter
 from device.manifest import ManifestError, load_manifest, verify_model
-from device.paths import BuildPaths
-from export import evaluate as ev
-from export import multitask as ex
 from export.convert import output_heads
-from tests.train.fakes import fake_corpus
+from tests.export.tiny import TINY_MODEL, train_and_export
 from train import multitask as mt
 from train.features import Normalizer
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    cfg = load_config("default", [f"project.build_dir='{root / 'build'}'",
-                                  "model.multitask.epochs=8", "model.multitask.batch_size=16",
-                                  "model.multitask.examples_per_clip=3",
-                                  "model.multitask.min_steps_per_epoch=1",
-                                  "model.multitask.learning_rate=0.01",
-                                  "model.multitask.augment.noise_prob=0.0",
-                                  "model.multitask.width=16", "model.multitask.blocks=2"])
-    data = mt.TaskData.from_corpus(fake_corpus(cfg, n_per_keyword=8, n_per_scene=5), cfg)
-    mt.train_variant(cfg, data, data, mt.variants(cfg)["mt60j"], verbose=0)
-    path = BuildPaths(cfg).deployed_model("multitask")
-    summary = ex.export_variant(cfg, "mt60j", path, onnx=True)
-    return cfg, data, path, summary
+    return train_and_export(tmp_path_factory.mktemp("export"), "model.multitask.epochs=8",
+                            "model.multitask.examples_per_clip=3",
+                            "model.multitask.learning_rate=0.01",
+                            "model.multitask.augment.noise_prob=0.0")
 
 
 def test_int8_model_is_full_integer_with_named_outputs(exported):
@@ -112,17 +99,18 @@ def test_wrong_labels_are_refused(exported):
         verify_model(path, expected_labels={"scene": ["a", "b"]})
 
 
-def test_evaluate_on_a_speech_commands_folder(exported, tmp_path):
-    import soundfile as sf
+def test_export_command_line_offers_the_variants_and_exports_the_deployed_one(exported, capsys):
+    from export import multitask as ex
 
     cfg, _, path, _ = exported
-    rng = np.random.default_rng(3)
-    for label in ("yes", "no", "_silence_"):
-        (tmp_path / "sc" / label).mkdir(parents=True)
-        for k in range(2):
-            sf.write(tmp_path / "sc" / label / f"spk{k}_nohash_0.wav",
-                     (0.05 * rng.standard_normal(16000)).astype(np.float32), 16000)
-    report = ev.evaluate(path, tmp_path / "sc", layout="auto")
-    assert report["layout"] == "speech_commands" and report["head"] == "keyword"
-    assert report["clips"] == 6 and 0.0 <= report["accuracy"] <= 1.0
-    assert set(report["per_class_recall"]) == {"yes", "no", "_silence_"}
+    with pytest.raises(SystemExit):
+        ex.main(["--variant", "mt99"])
+    assert "invalid choice: 'mt99'" in capsys.readouterr().err
+    before = path.with_suffix(".json").read_text()
+    sets = [a for item in [f"project.build_dir='{cfg.build_dir}'", *TINY_MODEL] for a in ("--set", item)]
+    assert ex.main([*sets, "--no-onnx"]) == 0
+    out = capsys.readouterr().out  # the converter prints its own lines before the summary
+    summary = json.loads(out[out.index('{\n "tflite"'):])
+    assert summary["tflite"] == str(path)
+    # same model, same bytes: only the manifest's time stamp may differ
+    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == json.loads(before)["sha256"]
