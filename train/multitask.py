@@ -194,7 +194,7 @@ class SceneCrops:
         return fit_length(self.audio[clip_index][start:start + n], n, align="centre")
 
     def random(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` random crops (class-balanced clip choice) -> (audio ``(n, clip_samples)``, labels)."""
+        """``n`` random crops, class-balanced: (audio ``(n, clip_samples)``, labels)."""
         # Balance classes: small scene classes would otherwise be rare in every epoch.
         classes = np.unique(self.labels)
         by_class = {c: np.flatnonzero(self.labels == c) for c in classes}
@@ -505,7 +505,8 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
                     "from scratch", variant.name, init_from, init.folder)
         init = None
     # A warm start keeps the trunk's input scaling: the initialising model's normaliser.
-    normalizer = Normalizer.load(init.normalizer) if init is not None else Normalizer.fit(norm_feats)
+    normalizer = (Normalizer.load(init.normalizer) if init is not None
+                  else Normalizer.fit(norm_feats))
     normalizer.save(files.normalizer)
     # Int8 calibration needs training features; keeping a sample beside the checkpoint lets
     # export run without rebuilding the corpus.

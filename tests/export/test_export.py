@@ -107,10 +107,12 @@ def test_export_command_line_offers_the_variants_and_exports_the_deployed_one(ex
         ex.main(["--variant", "mt99"])
     assert "invalid choice: 'mt99'" in capsys.readouterr().err
     before = path.with_suffix(".json").read_text()
-    sets = [a for item in [f"project.build_dir='{cfg.build_dir}'", *TINY_MODEL] for a in ("--set", item)]
+    sets = [arg for item in [f"project.build_dir='{cfg.build_dir}'", *TINY_MODEL]
+            for arg in ("--set", item)]
     assert ex.main([*sets, "--no-onnx"]) == 0
     out = capsys.readouterr().out  # the converter prints its own lines before the summary
     summary = json.loads(out[out.index('{\n "tflite"'):])
     assert summary["tflite"] == str(path)
     # same model, same bytes: only the manifest's time stamp may differ
-    assert json.loads(path.with_suffix(".json").read_text())["sha256"] == json.loads(before)["sha256"]
+    after = json.loads(path.with_suffix(".json").read_text())
+    assert after["sha256"] == json.loads(before)["sha256"]

@@ -71,14 +71,15 @@ def test_fit_keeps_the_best_checkpoint_and_records_the_run(tmp_path):
 
     keras.utils.set_random_seed(0)
     model = _tiny_model("a", 2)
-    model.compile(optimizer=loop.cosine_adam(0.01, 4 * 5), loss={"a": "sparse_categorical_crossentropy"},
-                  metrics={"a": ["accuracy"]})
+    model.compile(optimizer=loop.cosine_adam(0.01, 4 * 5),
+                  loss={"a": "sparse_categorical_crossentropy"}, metrics={"a": ["accuracy"]})
     norm = Normalizer(np.zeros(3, np.float32), np.ones(3, np.float32))
     vx, vy, vw = _draw(32, np.random.default_rng(1))
     files = loop.RunFiles(tmp_path / "run")
     files.folder.mkdir()
-    fitted = loop.fit(model, loop.epoch_sequence(_draw, 4, 16, norm, seed=2), (vx[..., None], vy, vw),
-                      epochs=5, patience=2, checkpoint=files.checkpoint, verbose=0)
+    seq = loop.epoch_sequence(_draw, 4, 16, norm, seed=2)
+    fitted = loop.fit(model, seq, (vx[..., None], vy, vw), epochs=5, patience=2,
+                      checkpoint=files.checkpoint, verbose=0)
     assert files.trained() and 1 <= fitted.best_epoch <= len(fitted.history["loss"]) <= 5
     assert fitted.best_epoch == int(np.argmin(fitted.history["val_loss"])) + 1
     assert fitted.seconds > 0

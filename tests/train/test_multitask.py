@@ -125,3 +125,25 @@ def test_warm_start_copies_trunk_and_keyword_head(cfg):
                                   kw.get_layer("stem").get_weights()[0])
     np.testing.assert_array_equal(multi.get_layer("keyword").get_weights()[0],
                                   kw.get_layer("keyword").get_weights()[0])
+
+
+def test_variant_names_come_from_the_one_definition(cfg, capsys):
+    assert tuple(mt.variants(cfg)) == mt.VARIANT_NAMES == ("kw", "scene", "mt50", "mt60", "mt60j")
+    other = load_config("default", ["model.multitask.keyword_share=0.7",
+                                    "model.multitask.share_jitter=0.1"])
+    profile_variant = mt.variants(other)["mt60j"]
+    assert (profile_variant.keyword_share, profile_variant.share_jitter) == (0.7, 0.1)
+    assert "70:30" in profile_variant.description
+    with pytest.raises(SystemExit):
+        mt.main(["--variant", "mt99"])
+    assert "invalid choice: 'mt99'" in capsys.readouterr().err
+
+
+def test_profile_values_have_no_fallbacks_in_code(cfg):
+    from device.config import Config, ConfigError
+
+    data = cfg.to_dict()
+    del data["model"]["multitask"]["augment"]["speed"]
+    with pytest.raises(ConfigError, match="model.multitask.augment.speed"):
+        mt.Augment.from_config(Config(data, "trimmed"))
+    assert mt.Augment.from_config(cfg).noise_snr_db == cfg["model.multitask.augment.noise_snr_db"]

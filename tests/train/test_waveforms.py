@@ -154,5 +154,6 @@ def test_random_gain_stays_within_its_range():
     audio = np.ones((200, 10), np.float32)
     out = wf.random_gain(audio, 6.0, np.random.default_rng(0))
     level_db = 20 * np.log10(out[:, 0])
-    assert out.dtype == np.float32 and level_db.min() >= -6.0 - 1e-4 and level_db.max() <= 6.0 + 1e-4
+    assert out.dtype == np.float32
+    assert level_db.min() >= -6.0 - 1e-4 and level_db.max() <= 6.0 + 1e-4
     assert level_db.std() > 2.0
