@@ -59,13 +59,13 @@ train: corpus
 	$(PY) -m train.multitask --profile $(PROFILE) $(SETARGS)
 
 export: setup
-	$(PY) -m export.tflite --profile $(PROFILE) $(SETARGS)
+	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
 
 deploy: setup
 	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
 
 seed-table: corpus
-	$(PY) -m train.seed_table --profile $(PROFILE) $(SETARGS)
+	$(PY) -m evaluation.seed_table --profile $(PROFILE) $(SETARGS)
 
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o python_files='bench_*.py' \

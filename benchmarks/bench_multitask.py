@@ -6,8 +6,10 @@
 Measures the deployed model (``build/export/multitask_int8.tflite``) and every profile's
 ``build/export/<profile>/multitask_int8.tflite`` that exists (profiles may size the trunk
 differently); with none it converts an untrained model of the default size, which costs
-exactly the same per invocation. Budget: 1.5 ms p50 per
-invocation with ``num_threads=1`` (the device runs it every 100 ms), model file <= 100 KB.
+exactly the same per invocation. Every model is loaded through the device's runner
+(`device.interpreter.TFLiteModel`: manifest and sha256 checked, the interpreter the Pi uses),
+and one invocation of its interpreter is timed. Budget: 1.5 ms p50 per invocation with
+``num_threads=1`` (the device runs it every 100 ms), model file <= 100 KB.
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import numpy as np
 import pytest
 
 from device.config import load_config
+from device.interpreter import TFLiteModel
+from device.paths import BuildPaths
 
 BUDGET_P50_MS = 1.5
 BUDGET_BYTES = 100_000
@@ -29,22 +33,33 @@ def _exported_models() -> list[Path]:
     Profiles may size the trunk differently (``model.multitask.width``), so each export is
     measured against the budget, not only the one ``make export`` deployed last.
     """
-    export = load_config("default").build_dir / "export"
-    paths = [export / "multitask_int8.tflite"] + sorted(export.glob("*/multitask_int8.tflite"))
-    return [p for p in paths if p.exists()]
+    paths = BuildPaths(load_config("default"))
+    deployed = paths.deployed_model("multitask")
+    found = [deployed] + sorted(paths.export_dir.glob(f"*/{deployed.name}"))
+    return [p for p in found if p.exists()]
 
 
 def _untrained_model(tmp_path_factory) -> Path:
     # Weights do not change the cost of an invocation: an untrained model of the default
     # profile's size stands in when nothing has been exported yet.
-    from export.convert import convert_int8
+    from device.manifest import write_manifest
+    from export.convert import convert_int8, int8_manifest_fields
+    from train.features import Normalizer
     from train.multitask import build_for_variant, variants
 
     cfg = load_config("default")
-    model = build_for_variant(cfg, variants(cfg)["mt60j"], batch_size=1)
+    variant = variants(cfg)["mt60j"]
+    model = build_for_variant(cfg, variant, batch_size=1)
     rng = np.random.default_rng(0)
     path = tmp_path_factory.mktemp("bench") / "untrained_int8.tflite"
     path.write_bytes(convert_int8(model, rng.standard_normal((64, 98, 40)).astype(np.float32)))
+    identity = Normalizer(np.zeros(40, np.float32), np.ones(40, np.float32))
+    heads = {h: cfg.head_labels[h] for h in variant.tasks}
+    input_spec, outputs, _ = int8_manifest_fields(path, heads, identity.to_dict())
+    write_manifest(path, name="untrained", kind="multitask",
+                   frontend={**cfg.section("frontend.keyword"), "name": "keyword"},
+                   input=input_spec, outputs=outputs,
+                   stride_hops=int(cfg["model.multitask.stride_hops"]))
     return path
 
 
@@ -54,24 +69,20 @@ _MODELS = _exported_models()
 @pytest.fixture(scope="module",
                 params=[str(p) for p in _MODELS] or ["untrained"],
                 ids=[f"{p.parent.name}/{p.name}" for p in _MODELS] or ["untrained"])
-def interpreter(request, tmp_path_factory):
-    from ai_edge_litert.interpreter import Interpreter
-
+def model(request, tmp_path_factory):
     path = (_untrained_model(tmp_path_factory) if request.param == "untrained"
             else Path(request.param))
-    it = Interpreter(model_path=str(path), num_threads=1)
-    it.allocate_tensors()
-    it.model_path = path
-    return it
+    return TFLiteModel(path, num_threads=1)
 
 
-def test_model_size(interpreter):
-    size = interpreter.model_path.stat().st_size
-    print(f"\n{interpreter.model_path}: {size} bytes")
+def test_model_size(model):
+    size = model.path.stat().st_size
+    print(f"\n{model.path}: {size} bytes")
     assert size <= BUDGET_BYTES
 
 
-def test_invoke_latency(benchmark, interpreter):
+def test_invoke_latency(benchmark, model):
+    interpreter = model.interpreter
     inp = interpreter.get_input_details()[0]
     x = np.random.default_rng(1).integers(-128, 128, size=inp["shape"], dtype=np.int8)
     interpreter.set_tensor(inp["index"], x)
@@ -89,5 +100,5 @@ def test_invoke_latency(benchmark, interpreter):
     stats = getattr(benchmark, "stats", None)
     if stats is not None and not benchmark.disabled:
         p50_ms = stats.stats.median * 1e3
-        print(f"\n{interpreter.model_path.name}: invoke p50 {p50_ms:.3f} ms on one core")
+        print(f"\n{model.path.name}: invoke p50 {p50_ms:.3f} ms on one core")
         assert p50_ms <= BUDGET_P50_MS

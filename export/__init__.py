@@ -1,2 +1,16 @@
-"""Host-side export: int8 TFLite + ONNX with manifests (`export.tflite`), evaluation of an
-exported model on a dataset folder (`export.evaluate`), and the deploy bundle (`export.deploy`)."""
+"""Host-side export: trained models to what the device runs, and the bundle that carries them.
+
+* `export.convert` — what every model shares: the fixed-batch copy, full-integer int8 TFLite,
+  float ONNX (checked with onnxruntime), output-to-head mapping, manifests, and the
+  int8-vs-float check through the device's own runner (`device.interpreter.TFLiteModel`);
+* `export.multitask` — the keyword + scene model (``python -m export.multitask``,
+  ``make export``): which variant, its heads, frontend and stride;
+* `export.deploy` — the bundle for the Pi, local or over SSH (``make deploy``); it is to grow
+  releases (versioned bundles to roll back to);
+* `export.demo` — ``make demo``: a synthetic recording through the trained pipeline;
+* coming: ``export.esn`` for the echo state network, one module per model like
+  `export.multitask`.
+
+Export uses `train` (to load and rebuild a trained network); `train` never imports export.
+Evaluation of exported models lives in `evaluation`.
+"""

@@ -30,6 +30,7 @@ from pathlib import Path
 from device.config import (REPO_ROOT, ConfigError, add_profile_arguments, config_from_args,
                            dump_toml)
 from device.manifest import ManifestError, load_manifest, sha256_file
+from device.paths import BuildPaths
 
 log = logging.getLogger("hopwise.deploy")
 
@@ -122,7 +123,8 @@ def collect_models(export_dir: Path) -> list[tuple[Path, Path]]:
 
 def build_bundle(cfg, out_dir: Path, export_dir: Path | None = None) -> Path:
     """Assemble the bundle folder ``out_dir/hopwise`` and ``out_dir/hopwise-bundle.tar.gz``."""
-    export_dir = export_dir or cfg.build_dir / "export"
+    paths = BuildPaths(cfg)
+    export_dir = export_dir or paths.export_dir
     bundle = out_dir / "hopwise"
     if bundle.exists():
         shutil.rmtree(bundle)
@@ -130,9 +132,10 @@ def build_bundle(cfg, out_dir: Path, export_dir: Path | None = None) -> Path:
     for name in PACKAGES:
         if (REPO_ROOT / name).is_dir():
             _copy_package(name, bundle)
-    # Models sit where the profile looks for them (project.build_dir / "export"), so the
-    # profile runs unchanged on the Pi with the bundle folder as its root.
-    models_dir = bundle / "build" / "export"
+    # Models sit where the profile looks for them (the export folder under the build folder,
+    # which the bundled profile names "build"), so it runs unchanged on the Pi with the bundle
+    # folder as its root.
+    models_dir = bundle / "build" / paths.export_dir.relative_to(paths.root)
     models_dir.mkdir(parents=True)
     for model, manifest in collect_models(export_dir):
         shutil.copy2(model, models_dir / model.name)
@@ -198,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg = config_from_args(args)
         target_text = args.target or cfg["deploy.target"]
         ssh = SSHTarget.parse(target_text)
-        local = cfg.build_dir / "deploy" if ssh else Path(target_text)
+        local = BuildPaths(cfg).deploy_dir if ssh else Path(target_text)
         if not local.is_absolute():
             local = REPO_ROOT / local
         bundle = build_bundle(cfg, local, args.export_dir)

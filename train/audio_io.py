@@ -3,7 +3,8 @@
 Every dataset arrives in its own format (UrbanSound8K alone mixes 44.1/48 kHz, stereo and
 16/24-bit WAV); `load_audio` hides that so loaders and models see a single format. A file that
 cannot be decoded raises `AudioDecodeError`, whose message names the file, the reason and what to
-do, so a loader can warn and skip it instead of dying halfway through a dataset.
+do, so a loader can warn and skip it instead of dying halfway through a dataset. Fitting a clip
+to a length is `train.waveforms.fit_length`.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import soundfile as sf
 
 from device.resample import resample
 
-__all__ = ["AudioDecodeError", "load_audio", "to_mono", "fit_length"]
+__all__ = ["AudioDecodeError", "load_audio", "to_mono"]
 
 
 class AudioDecodeError(Exception):
@@ -38,18 +39,6 @@ def to_mono(audio: np.ndarray) -> np.ndarray:
     if x.ndim != 2:
         raise ValueError(f"audio must have shape (n,) or (n, channels), got {x.shape}")
     return x.mean(axis=1)
-
-
-def fit_length(audio: np.ndarray, n_samples: int, offset: int = 0) -> np.ndarray:
-    """Zero-pad at the end or trim to exactly ``n_samples``, starting at ``offset``.
-
-    Speech Commands clips are "1 s" but many are a few samples short; the models need exact
-    shapes, and padding at the end keeps the word where the speaker put it.
-    """
-    x = np.asarray(audio, dtype=np.float32)[max(0, offset):]
-    if len(x) >= n_samples:
-        return x[:n_samples].copy()
-    return np.pad(x, (0, n_samples - len(x)))
 
 
 def load_audio(path, sample_rate: int) -> np.ndarray:

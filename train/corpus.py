@@ -28,9 +28,9 @@ from pathlib import Path
 import numpy as np
 
 from device.config import Config, add_profile_arguments, config_from_args
+from device.paths import BuildPaths
 from device.resample import resample
 
-from .audio_io import fit_length
 from .datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, load_background_noise,
                        load_esc50, load_speech_commands, load_urbansound8k,
                        load_vocal_percussion, load_wake_words)
@@ -39,7 +39,8 @@ from .synth import (SCENE_GENERATORS, SpeechSynthError, augment_keyword, clip_rn
                     generate_scene, noise_recording, percussion_clip, plan_take, render_take,
                     silence_clip)
 from .synth.keywords import take_meta
-from .synth.augment import db_to_gain, random_segment, rms
+from .synth.augment import random_segment
+from .waveforms import db_to_gain, fit_length, rms
 
 __all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "main"]
 
@@ -118,8 +119,9 @@ def _fingerprint(paths) -> list:
 
 
 def corpus_cache_dir(cfg: Config) -> Path:
-    """Where the profile's corpus is cached: ``build/cache/corpus-<hash>``."""
-    return cfg.build_dir / "cache" / f"corpus-{cfg.hash('data', 'labels', 'project', 'frontend')}"
+    """Where the profile's corpus is cached: ``build/cache/corpus-<hash>``, keyed by the
+    settings it is built from (`BuildPaths.corpus_cache`)."""
+    return BuildPaths(cfg).corpus_cache(cfg.hash("data", "labels", "project", "frontend"))
 
 
 # --------------------------------------------------------------------------- cache (no pickle)
@@ -192,7 +194,7 @@ def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bo
     seed = cfg["project.seed"]
     rate = cfg["frontend.keyword.sample_rate"]
     n_samples = int(round(cfg["data.clip_s"] * rate))
-    backend = cfg.get("data.synthetic.speech_backend", "auto")
+    backend = cfg["data.synthetic.speech_backend"]
     jobs = [(text, label, i) for text, (label, takes) in phrases.items() for i in range(takes)]
     clips, clean = [], []
     for text, label, i in _progress(jobs, progress, "synthetic speech"):
@@ -209,7 +211,7 @@ def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bo
 def _silence(cfg: Config, count: int, noise_pool, progress: bool) -> list[Clip]:
     seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
     n_samples = int(round(cfg["data.clip_s"] * rate))
-    buckets = cfg.get("data.synthetic.group_buckets", 20)
+    buckets = cfg["data.synthetic.group_buckets"]
     return [Clip(silence_clip(clip_rng(seed, "silence", "_silence_", i), n_samples, rate,
                               noise_pool), rate, "_silence_", f"silence-{i % buckets}",
                  meta={"synthetic": True})
@@ -220,7 +222,7 @@ def _synthetic_scenes(cfg: Config, progress: bool) -> list[Clip]:
     seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
     per_class = cfg["data.synthetic.scene_clips_per_class"]
     clip_s = cfg["data.synthetic.scene_clip_s"]
-    buckets = cfg.get("data.synthetic.group_buckets", 20)
+    buckets = cfg["data.synthetic.group_buckets"]
     jobs = [(label, i) for label in cfg["labels.scenes"] for i in range(per_class)]
     return [Clip(generate_scene(label, clip_rng(seed, "scene", label, i), clip_s, rate), rate,
                  label, f"scene-seed{i % buckets}", meta={"synthetic": True, "index": i})
@@ -230,8 +232,8 @@ def _synthetic_scenes(cfg: Config, progress: bool) -> list[Clip]:
 def _synthetic_percussion(cfg: Config, progress: bool) -> list[Clip]:
     seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
     per_class = cfg["data.synthetic.drum_hits_per_class"]
-    clip_s = cfg.get("data.synthetic.drum_clip_s", 1.0)
-    buckets = cfg.get("data.synthetic.group_buckets", 20)
+    clip_s = cfg["data.synthetic.drum_clip_s"]
+    buckets = cfg["data.synthetic.group_buckets"]
     clips = []
     for label, i in _progress([(lab, i) for lab in cfg["labels.percussion"]
                                for i in range(per_class)], progress, "drum hits"):
@@ -245,9 +247,9 @@ def _noise_pool(cfg: Config) -> list[np.ndarray]:
     seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
     colours = ["pink", "brown", "white", "blue"]
     return [noise_recording(clip_rng(seed, "noise", "pool", i),
-                            cfg.get("data.synthetic.noise_recording_s", 10.0), rate,
+                            cfg["data.synthetic.noise_recording_s"], rate,
                             colours[i % len(colours)])
-            for i in range(cfg.get("data.synthetic.noise_recordings", 4))]
+            for i in range(cfg["data.synthetic.noise_recordings"])]
 
 
 def _mixtures(cfg: Config, speech: list[tuple], scenes: list[Clip], progress: bool) -> list[dict]:
@@ -270,7 +272,8 @@ def _mixtures(cfg: Config, speech: list[tuple], scenes: list[Clip], progress: bo
         voice_audio, group, word = speech[int(rng.integers(len(speech)))]
         scene = scenes[int(rng.integers(len(scenes)))]
         s0 = resample(voice_audio, in_rate, rate)[:n]
-        s0 = np.roll(fit_length(s0, n), int(rng.integers(0, max(1, n - len(s0) + 1))))
+        s0 = np.roll(fit_length(s0, n, align="start"),
+                     int(rng.integers(0, max(1, n - len(s0) + 1))))
         s1 = random_segment(resample(scene.audio, scene.sample_rate, rate), n, rng)
         s0 = s0 / max(rms(s0), 1e-12)
         s1 = s1 / max(rms(s1), 1e-12) * db_to_gain(-rng.uniform(-5.0, 5.0))
@@ -294,7 +297,7 @@ def _negative_phrases(cfg: Config, unknown_takes: int, confusable_takes: int
     keywords = {w.lower() for w in cfg.keyword_labels}
     phrases: dict[str, tuple[str, int]] = {}
     for texts, takes in ((cfg["labels.unknown_words"], unknown_takes),
-                         (cfg.get("data.synthetic.wake_word_confusables", []), confusable_takes)):
+                         (cfg["data.synthetic.wake_word_confusables"], confusable_takes)):
         for text in texts:
             if text.lower() in keywords:
                 warnings.warn(f"{text!r} is a keyword and also listed as an unknown word or "
@@ -316,8 +319,8 @@ def build_synthetic(cfg: Config, progress: bool = True) -> Corpus:
     takes = cfg["data.synthetic.keyword_takes_per_word"]
     phrases = {w: (w, takes) for w in [cfg["labels.wake_word"], *cfg["labels.commands"]]}
     unknown_takes = cfg["data.synthetic.unknown_takes_per_word"]
-    phrases.update(_negative_phrases(cfg, unknown_takes, cfg.get(
-        "data.synthetic.confusable_takes_per_phrase", unknown_takes)))
+    phrases.update(_negative_phrases(cfg, unknown_takes,
+                                     cfg["data.synthetic.confusable_takes_per_phrase"]))
     keywords, clean = _speech_takes(cfg, phrases, progress, noise)
     keywords += _silence(cfg, cfg["data.synthetic.silence_clips"], noise, progress)
     scenes = _synthetic_scenes(cfg, progress)
@@ -338,7 +341,7 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     rate = cfg["frontend.keyword.sample_rate"]
     clip_s = cfg["data.clip_s"]
     wake = cfg["labels.wake_word"]
-    paths = {k: _resolve_path(cfg.get(f"data.real.{k}")) for k in (
+    paths = {k: _resolve_path(cfg[f"data.real.{k}"]) for k in (
         "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
         "background_noise")}
     noise = load_background_noise([paths["background_noise"], paths["speech_commands"]], rate)
@@ -361,13 +364,13 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
                           f"synthetic examples only", stacklevel=2)
     else:
         _warn_missing("wake-word", paths["wake_words"], "data.real.wake_words")
-    phrases = {wake: (wake, cfg.get("data.real.synthetic_wake_word_takes", 60))}
+    phrases = {wake: (wake, cfg["data.real.synthetic_wake_word_takes"])}
     # Synthetic commands add voices the recordings lack (more speakers per word); their
     # clips are voice-disjoint across splits like the rest, and tables report real ones apart.
-    command_takes = cfg.get("data.real.synthetic_command_takes", 0)
+    command_takes = cfg["data.real.synthetic_command_takes"]
     if command_takes:
         phrases.update({w: (w, command_takes) for w in cfg["labels.commands"]})
-    extra = cfg.get("data.real.synthetic_unknown_takes_per_phrase", 12)
+    extra = cfg["data.real.synthetic_unknown_takes_per_phrase"]
     phrases.update(_negative_phrases(cfg, extra, extra))
     synthetic, clean = _speech_takes(cfg, phrases, progress, noise, kind="kw-real")
     keywords += synthetic
@@ -387,8 +390,8 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     scenes = [c for c in scenes if c.label in scene_labels]
     # Scene windows are 1 s; a shorter clip (UrbanSound8K has 0.3 s dog barks) is padded.
     min_n = int(round(clip_s * rate))
-    scenes = [replace(c, audio=fit_length(c.audio, min_n)) if len(c.audio) < min_n else c
-              for c in scenes]
+    scenes = [replace(c, audio=fit_length(c.audio, min_n, align="start"))
+              if len(c.audio) < min_n else c for c in scenes]
 
     percussion: list[Clip] = []
     if paths["vocal_percussion"] and paths["vocal_percussion"].is_dir():
@@ -442,7 +445,7 @@ def build_corpus(cfg: Config, progress: bool = True, rebuild: bool = False) -> C
     folder = corpus_cache_dir(cfg)
     fingerprint = None
     if source == "real":
-        fingerprint = _fingerprint([_resolve_path(cfg.get(f"data.real.{k}")) for k in (
+        fingerprint = _fingerprint([_resolve_path(cfg[f"data.real.{k}"]) for k in (
             "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
             "background_noise")])
     if not rebuild:
@@ -488,7 +491,7 @@ def split_corpus(corpus: Corpus, cfg: Config) -> dict[str, Corpus]:
     """
     fractions = check_fractions((cfg["split.train"], cfg["split.validation"], cfg["split.test"]))
     seed = cfg["project.seed"]
-    sc_root = _resolve_path(cfg.get("data.real.speech_commands")) if corpus.source == "real" else None
+    sc_root = _resolve_path(cfg["data.real.speech_commands"]) if corpus.source == "real" else None
     if sc_root is not None and (sc_root / "validation_list.txt").is_file():
         from_sc = [c for c in corpus.keywords if c.path and str(c.path).startswith(str(sc_root))]
         others = [c for c in corpus.keywords if not (c.path and str(c.path).startswith(str(sc_root)))]
@@ -558,7 +561,7 @@ def main(argv=None) -> int:
     if not args.no_plots:
         from device.frontend import LogMelConfig
         from .plots import save_spectrogram_grid
-        reports = cfg.build_dir / "reports"
+        paths = BuildPaths(cfg)
         # Each task through the frontend of the model that learns it: percussion feeds the
         # echo state network at 8 kHz, so what vanishes there should vanish in the picture.
         for task, frontend_name in (("keywords", "keyword"), ("scenes", "keyword"),
@@ -567,11 +570,13 @@ def main(argv=None) -> int:
             if not clips:
                 continue
             frontend = LogMelConfig.from_config(cfg, frontend_name)
-            examples = {label: [resample(a, c_rate, frontend.sample_rate) for a in audios]
+            # Resampled as the device's logmel stage does it (resample.stage_quality).
+            examples = {label: [resample(a, c_rate, frontend.sample_rate,
+                                         cfg["resample.stage_quality"]) for a in audios]
                         for label, audios in _by_class(clips, args.examples).items()
                         for c_rate in [clips[0].sample_rate]}
             path = save_spectrogram_grid(examples, frontend,
-                                         reports / f"corpus-{corpus.source}-{task}.png",
+                                         paths.report(f"corpus-{corpus.source}-{task}.png"),
                                          title=f"{task} ({corpus.source}, frontend.{frontend_name})")
             print(f"  spectrograms: {path}")
     return 0

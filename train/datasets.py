@@ -20,7 +20,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from .audio_io import AudioDecodeError, fit_length, load_audio
+from .audio_io import AudioDecodeError, load_audio
+from .waveforms import fit_length
 
 __all__ = [
     "Clip", "AUDIO_EXTENSIONS", "ESC50_MAJOR_GROUPS", "class_counts", "crop_to_loudest",
@@ -84,8 +85,7 @@ def crop_to_loudest(audio: np.ndarray, n_samples: int) -> np.ndarray:
     """
     x = np.asarray(audio, dtype=np.float32)
     if len(x) <= n_samples:
-        pad = n_samples - len(x)
-        return np.pad(x, (pad // 2, pad - pad // 2))
+        return fit_length(x, n_samples, align="centre")
     energy = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
     window = energy[n_samples:] - energy[:-n_samples]
     start = int(np.argmax(window))
@@ -164,7 +164,7 @@ def load_speech_commands(root, sample_rate: int = 16000, commands: Sequence[str]
             if audio is None:
                 continue
             if n_samples is not None:
-                audio = fit_length(audio, n_samples)
+                audio = fit_length(audio, n_samples, align="start")
             stem, meta = path.stem, {"relpath": f"{name}/{path.name}"}
             if name == "_silence_":
                 label, group = "_silence_", f"_silence_/{stem}"

@@ -1,49 +1,63 @@
-"""Keyword + scene multitask network: model, mixture data pipeline and training.
+"""Keyword + scene multitask network: its variants, mixture data, network and training.
 
 One small depthwise-separable CNN trunk (DS-CNN with residual blocks) reads 1 s of log-mel
 (98 frames x 40 bands, `device.frontend.log_mel`) and feeds two softmax heads:
 
-* ``keyword``: ``cfg.keyword_labels`` (``_silence_``, ``_unknown_``, the wake word, 10 commands);
-* ``scene``: ``cfg["labels.scenes"]``.
+* ``keyword``: ``cfg.head_labels["keyword"]`` (``_silence_``, ``_unknown_``, the wake word,
+  the commands);
+* ``scene``: ``cfg.head_labels["scene"]``.
 
-Every multitask training example is a keyword clip mixed in the waveform domain with a 1 s
-crop of a scene clip: the keyword gets ``share`` of the mixture's energy and the scene
+Every multitask training example is a keyword clip mixed in the waveform domain with a crop
+of a scene clip: the keyword gets ``share`` of the mixture's energy and the scene
 ``1 - share`` (``model.multitask.keyword_share``, jittered by ``share_jitter`` percentage
 points per example). Both labels are trained; each head's loss is weighted per example by
 its task's share. Fresh mixtures (new pairings, shares, shifts, gains, noise and SpecAugment
-masks) are drawn every epoch from numpy by `MixtureSequence`.
+masks) are drawn every epoch (`train.loop.epoch_sequence` over `draw_examples`).
 
-Run ``python -m train.multitask --help``. Variants (`VARIANTS`): ``kw`` (keyword-only
-baseline), ``scene`` (scene-only baseline), ``mt50``, ``mt60`` and ``mt60j`` (the profile's
-share and jitter, the default deployed variant).
+What is the multitask model's own lives here: the variants (`VARIANTS`), scene crops, the
+split's arrays (`TaskData`), example drawing, the seed table's test sets (`eval_sets`), the
+network (`build_model`) and `train_variant`. What every model shares is elsewhere: waveform
+augmentation in `train.waveforms`, features and the normaliser in `train.features`, the
+Keras loop and the run's files in `train.loop`, paths in `device.paths.BuildPaths`.
+
+Run ``python -m train.multitask --help``. Variants: ``kw`` (keyword-only baseline),
+``scene`` (scene-only baseline), ``mt50``, ``mt60`` and ``mt60j`` (the profile's share and
+jitter, the default deployed variant).
 
 Everything written goes under ``cfg.build_dir``: ``models/multitask/<profile>/<variant>/``
-(best checkpoint ``model.keras``, ``normalizer.json``, ``history.json``, ``train_info.json``)
-and ``reports/multitask_<profile>_<variant>_curves.png``.
+(`train.loop.RunFiles`: best checkpoint ``model.keras``, ``normalizer.json``,
+``calibration.npy``, ``history.json``, ``train_info.json``) and
+``reports/multitask_<profile>_<variant>_curves.png``.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from device.config import Config, add_profile_arguments, config_from_args  # noqa: E402
-from device.frontend import LogMelConfig, log_mel  # noqa: E402
+from device.frontend import LogMelConfig, num_frames  # noqa: E402
+from device.paths import BuildPaths, profile_tag  # noqa: E402
+from train import loop  # noqa: E402
+from train import waveforms as wf  # noqa: E402
+from train.features import Normalizer, log_mel_batch, spec_augment  # noqa: E402
+from train.waveforms import fit_length  # noqa: E402
 
 log = logging.getLogger("train.multitask")
 
-CLIP_SAMPLES = 16000  # 1 s at the keyword frontend's 16 kHz
+MODEL = "multitask"  # the model family's name in build paths (`BuildPaths.model_dir`)
 HEADS = ("keyword", "scene")
-CALIBRATION_EXAMPLES = 400  # raw training features kept for int8 calibration ([export] overrides)
+# Examples drawn once to fit the normaliser (and keep for int8 calibration): enough to pin
+# each band's mean and spread, few enough to draw in seconds.
+NORMALIZER_EXAMPLES = 2048
 
 
 # --------------------------------------------------------------------------- variants
@@ -65,6 +79,9 @@ class Variant:
         More jitter covers more real-world loudness ratios at the cost of harder examples.
     description : str
         For tables.
+    from_profile : bool
+        Share and jitter come from ``model.multitask.keyword_share`` / ``share_jitter``
+        (filled in by `variants`).
     """
 
     name: str
@@ -72,71 +89,61 @@ class Variant:
     keyword_share: float = 0.5
     share_jitter: float = 0.0
     description: str = ""
+    from_profile: bool = False
 
     @property
     def multitask(self) -> bool:
         return len(self.tasks) == 2
 
 
-def variants(cfg: Config) -> dict[str, Variant]:
-    """The five variants of the seed table; ``mt60j`` takes share and jitter from the profile."""
-    share = float(cfg.get("model.multitask.keyword_share", 0.6))
-    jitter = float(cfg.get("model.multitask.share_jitter", 0.2))
-    return {
-        "kw": Variant("kw", ("keyword",), description="keyword-only baseline (clean keywords)"),
-        "scene": Variant("scene", ("scene",), description="scene-only baseline (clean scenes)"),
-        "mt50": Variant("mt50", HEADS, 0.5, 0.0, "multitask, mixed 50:50"),
-        "mt60": Variant("mt60", HEADS, 0.6, 0.0, "multitask, mixed 60:40"),
-        "mt60j": Variant("mt60j", HEADS, share, jitter,
-                         f"multitask, mixed {share * 100:.0f}:{(1 - share) * 100:.0f} "
-                         f"+-{jitter * 100:.0f} %"),
-    }
-
-
+# The one definition of the variants: `variants`, the command lines' choices and the seed
+# table's rows all come from it.
+VARIANTS = (
+    Variant("kw", ("keyword",), description="keyword-only baseline (clean keywords)"),
+    Variant("scene", ("scene",), description="scene-only baseline (clean scenes)"),
+    Variant("mt50", HEADS, 0.5, 0.0, "multitask, mixed 50:50"),
+    Variant("mt60", HEADS, 0.6, 0.0, "multitask, mixed 60:40"),
+    Variant("mt60j", HEADS, from_profile=True),
+)
+VARIANT_NAMES = tuple(v.name for v in VARIANTS)
 DEFAULT_VARIANT = "mt60j"
 
 
-def profile_tag(cfg: Config) -> str:
-    """``default`` / ``real`` / the stem of a profile file: keeps profiles' outputs apart."""
-    return Path(str(cfg.name)).stem
+def variants(cfg: Config) -> dict[str, Variant]:
+    """`VARIANTS` by name, with the profile's share and jitter filled in where they apply."""
+    share = float(cfg["model.multitask.keyword_share"])
+    jitter = float(cfg["model.multitask.share_jitter"])
+    out = {}
+    for v in VARIANTS:
+        if v.from_profile:
+            v = replace(v, keyword_share=share, share_jitter=jitter,
+                        description=f"multitask, mixed {share * 100:.0f}:{(1 - share) * 100:.0f} "
+                                    f"+-{jitter * 100:.0f} %")
+        out[v.name] = v
+    return out
 
 
-def model_dir(cfg: Config, variant: str) -> Path:
-    return cfg.build_dir / "models" / "multitask" / profile_tag(cfg) / variant
-
-
-def reports_dir(cfg: Config) -> Path:
-    path = cfg.build_dir / "reports"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
+def run_files(cfg: Config, variant: str) -> loop.RunFiles:
+    """The files of one trained variant (``models/multitask/<profile>/<variant>/``)."""
+    return loop.RunFiles(BuildPaths(cfg).model_dir(MODEL, variant))
 
 
 # --------------------------------------------------------------------------- audio helpers
-def _energy(audio: np.ndarray) -> np.ndarray:
-    """Mean square per row, float64, never zero (digital silence would divide by zero)."""
-    return np.maximum(np.mean(np.square(audio, dtype=np.float64), axis=-1), 1e-12)
+def clip_samples(cfg: Config) -> int:
+    """Samples of one model input window: ``data.clip_s`` at the keyword frontend's rate."""
+    return int(round(cfg["data.clip_s"] * cfg["frontend.keyword.sample_rate"]))
 
 
-def fit_length(audio: np.ndarray, n_samples: int = CLIP_SAMPLES) -> np.ndarray:
-    """Centre-pad or centre-trim one clip to ``n_samples``."""
-    x = np.asarray(audio, dtype=np.float32)
-    if len(x) >= n_samples:
-        start = (len(x) - n_samples) // 2
-        return x[start:start + n_samples]
-    pad = n_samples - len(x)
-    return np.pad(x, (pad // 2, pad - pad // 2))
-
-
-def stack_clips(clips: Sequence, n_samples: int = CLIP_SAMPLES) -> np.ndarray:
-    """Clips (objects with ``.audio``) -> float32 array ``(n, n_samples)``."""
+def stack_clips(clips: Sequence, n_samples: int) -> np.ndarray:
+    """Clips (objects with ``.audio``) -> float32 array ``(n, n_samples)``, each centred."""
     out = np.zeros((len(clips), n_samples), dtype=np.float32)
     for i, clip in enumerate(clips):
-        out[i] = fit_length(clip.audio, n_samples)
+        out[i] = fit_length(clip.audio, n_samples, align="centre")
     return out
 
 
 class SceneCrops:
-    """1 s windows of scene clips that hold sound, for training draws and fixed test crops.
+    """Model-input windows of scene clips that hold sound, for training draws and fixed test crops.
 
     Scene clips are 1-5 s and often quiet for part of it (ESC-50 pads short events with
     silence); a window is a candidate when its energy is at least ``min_rel_energy`` of the
@@ -145,31 +152,36 @@ class SceneCrops:
     Parameters
     ----------
     clips : sequence of Clip
-        Scene clips at 16 kHz.
+        Scene clips at the keyword frontend's rate.
     labels : sequence of str
         The scene head's labels; a clip's label must be one of them.
+    clip_samples : int
+        Window length in samples: the model's input (1 s, ``data.clip_s``).
+    sample_rate_hz : int
+        The clips' rate.
     hop_s : float
         Spacing of candidate windows in seconds: smaller gives more variety, more memory.
     min_rel_energy : float
         Energy threshold relative to the loudest window.
     """
 
-    def __init__(self, clips: Sequence, labels: Sequence[str], hop_s: float = 0.25,
-                 min_rel_energy: float = 0.1):
+    def __init__(self, clips: Sequence, labels: Sequence[str], clip_samples: int,
+                 sample_rate_hz: int, hop_s: float = 0.25, min_rel_energy: float = 0.1):
         index = {name: i for i, name in enumerate(labels)}
+        self.clip_samples = n = int(clip_samples)
         self.audio = [np.asarray(c.audio, dtype=np.float32) for c in clips]
         self.labels = np.array([index[c.label] for c in clips], dtype=np.int64)
-        hop = max(1, int(round(hop_s * CLIP_SAMPLES)))
+        hop = max(1, int(round(hop_s * sample_rate_hz)))
         self.starts: list[np.ndarray] = []
         self.ranked: list[np.ndarray] = []
         for x in self.audio:
-            if len(x) <= CLIP_SAMPLES:
+            if len(x) <= n:
                 self.starts.append(np.array([0]))
                 self.ranked.append(np.array([0]))
                 continue
-            starts = np.arange(0, len(x) - CLIP_SAMPLES + 1, hop)
+            starts = np.arange(0, len(x) - n + 1, hop)
             cum = np.concatenate([[0.0], np.cumsum(x.astype(np.float64) ** 2)])
-            energy = cum[starts + CLIP_SAMPLES] - cum[starts]
+            energy = cum[starts + n] - cum[starts]
             keep = energy >= min_rel_energy * energy.max()
             self.starts.append(starts[keep])
             self.ranked.append(starts[np.argsort(-energy)])
@@ -178,15 +190,16 @@ class SceneCrops:
         return len(self.audio)
 
     def crop(self, clip_index: int, start: int) -> np.ndarray:
-        return fit_length(self.audio[clip_index][start:start + CLIP_SAMPLES])
+        n = self.clip_samples
+        return fit_length(self.audio[clip_index][start:start + n], n, align="centre")
 
     def random(self, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        """``n`` random crops (class-balanced clip choice) -> (audio ``(n, 16000)``, labels)."""
+        """``n`` random crops, class-balanced: (audio ``(n, clip_samples)``, labels)."""
         # Balance classes: small scene classes would otherwise be rare in every epoch.
         classes = np.unique(self.labels)
         by_class = {c: np.flatnonzero(self.labels == c) for c in classes}
         chosen = np.array([rng.choice(by_class[c]) for c in rng.choice(classes, size=n)])
-        out = np.empty((n, CLIP_SAMPLES), dtype=np.float32)
+        out = np.empty((n, self.clip_samples), dtype=np.float32)
         for i, k in enumerate(chosen):
             out[i] = self.crop(k, int(rng.choice(self.starts[k])))
         return out, self.labels[chosen]
@@ -197,7 +210,7 @@ class SceneCrops:
         for k, ranked in enumerate(self.ranked):
             taken: list[int] = []
             for s in ranked:
-                if all(abs(int(s) - t) >= CLIP_SAMPLES for t in taken):
+                if all(abs(int(s) - t) >= self.clip_samples for t in taken):
                     taken.append(int(s))
                 if len(taken) == per_clip:
                     break
@@ -207,102 +220,12 @@ class SceneCrops:
         return np.stack(audio).astype(np.float32), np.array(labels, dtype=np.int64)
 
 
-def mix_waveforms(keyword: np.ndarray, scene: np.ndarray, keyword_share: np.ndarray | float,
-                  keyword_is_silence: np.ndarray | None = None) -> np.ndarray:
-    """Mix keyword and scene audio so the keyword holds ``keyword_share`` of the energy.
-
-    The mixture keeps the keyword clip's level (its energy is the reference), so a share of
-    0.6 means ``E(keyword part) : E(scene part) = 0.6 : 0.4`` at a natural speech level.
-    ``_silence_`` clips hold no word: they keep their own (background) level and the scene
-    is scaled against the median energy of the speech clips instead, so "silence + scene"
-    still sounds like the scene at the level it has beside speech.
-
-    Parameters
-    ----------
-    keyword, scene : np.ndarray
-        ``(n, samples)`` float32 (or one clip each).
-    keyword_share : float or np.ndarray
-        Per-example share in (0, 1).
-    keyword_is_silence : np.ndarray of bool, optional
-        Which rows of ``keyword`` are ``_silence_``.
-
-    Returns
-    -------
-    np.ndarray
-        float32, same shape as ``keyword``.
-    """
-    k = np.atleast_2d(np.asarray(keyword, dtype=np.float32))
-    s = np.atleast_2d(np.asarray(scene, dtype=np.float32))
-    share = np.broadcast_to(np.asarray(keyword_share, dtype=np.float64), (len(k),))
-    e_k, e_s = _energy(k), _energy(s)
-    silence = (np.zeros(len(k), bool) if keyword_is_silence is None
-               else np.asarray(keyword_is_silence, bool))
-    e_ref = e_k.copy()
-    if silence.any():
-        speech = e_k[~silence]
-        e_ref[silence] = np.median(speech) if speech.size else 1e-3
-    k_gain = np.where(silence, 1.0, np.sqrt(share))
-    s_gain = np.sqrt((1.0 - share) * e_ref / e_s)
-    out = k * k_gain[:, None].astype(np.float32) + s * s_gain[:, None].astype(np.float32)
-    return out.reshape(np.shape(keyword)) if np.ndim(keyword) == 1 else out
-
-
-def features(audio: np.ndarray, lm_cfg: LogMelConfig, chunk: int = 0) -> np.ndarray:
-    """Log-mel of each row with `device.frontend.log_mel` -> ``(n, frames, mels)`` float32.
-
-    A plain loop over the public frontend: a batched kernel over strided frames was measured
-    slower on this 2-core host (cache-unfriendly temporaries), and the loop keeps training
-    features byte-identical to the device's. ``chunk`` is accepted for API stability only.
-    """
-    audio = np.atleast_2d(audio)
-    first = log_mel(audio[0], lm_cfg)
-    out = np.empty((len(audio),) + first.shape, dtype=np.float32)
-    out[0] = first
-    for i in range(1, len(audio)):
-        out[i] = log_mel(audio[i], lm_cfg)
-    return out
-
-
-@dataclass
-class Normalizer:
-    """Fixed per-mel-band affine ``x' = (x - mean) / std`` from training features.
-
-    The device reproduces it from the manifest (``input.normalization``) before quantising
-    the input to int8. Per band rather than one global pair because low bands carry far more
-    energy than high ones and the int8 grid should serve all bands alike.
-    """
-
-    mean: np.ndarray
-    std: np.ndarray
-
-    @classmethod
-    def fit(cls, feats: np.ndarray) -> "Normalizer":
-        flat = feats.reshape(-1, feats.shape[-1]).astype(np.float64)
-        return cls(flat.mean(0).astype(np.float32), np.maximum(flat.std(0), 1e-3).astype(np.float32))
-
-    def __call__(self, feats: np.ndarray) -> np.ndarray:
-        return ((feats - self.mean) / self.std).astype(np.float32)
-
-    def to_dict(self) -> dict:
-        return {"kind": "per_mel_affine", "formula": "(log_mel - mean[mel]) / std[mel]",
-                "mean": [float(v) for v in self.mean], "std": [float(v) for v in self.std]}
-
-    @classmethod
-    def from_dict(cls, data: Mapping) -> "Normalizer":
-        return cls(np.asarray(data["mean"], np.float32), np.asarray(data["std"], np.float32))
-
-    def save(self, path: Path) -> None:
-        Path(path).write_text(json.dumps(self.to_dict(), indent=1) + "\n")
-
-    @classmethod
-    def load(cls, path: Path) -> "Normalizer":
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-
 # --------------------------------------------------------------------------- augmentation
 @dataclass
 class Augment:
-    """Waveform and spectrogram augmentation settings.
+    """Waveform and spectrogram augmentation settings: ``[model.multitask.augment]``.
+
+    Made with ``Augment.from_config(cfg)``; the profile is the one place the values live.
 
     Parameters
     ----------
@@ -318,10 +241,10 @@ class Augment:
     time_masks, time_mask_frames, freq_masks, freq_mask_bands : int
         SpecAugment: number and maximum width of masks (set to the normalised mean, 0).
     speed : float
-        Speed perturbation: each keyword clip is resampled by a factor drawn from
-        ``U(1 - speed, 1 + speed)`` (tempo and pitch together, as a faster talker or a
-        higher voice would): with a few hundred speakers per word, more voices per word is
-        what the model lacks most. 0 turns it off.
+        Speed perturbation (`train.waveforms.speed_perturb`): each keyword clip is resampled
+        by a factor drawn from ``U(1 - speed, 1 + speed)`` (tempo and pitch together, as a
+        faster talker or a higher voice would): with a few hundred speakers per word, more
+        voices per word is what the model lacks most. 0 turns it off.
     clean_keywords : float
         Multitask training only: the fraction of examples whose keyword is left unmixed (no
         scene; the scene head's loss weight is 0 there). Mixtures alone teach the trunk to
@@ -329,96 +252,37 @@ class Augment:
         clean-keyword accuracy fell 2-3 points from the warm start without these.
     """
 
-    shift_ms: float = 100.0
-    gain_db: float = 6.0
-    noise_prob: float = 0.25
-    noise_snr_db: tuple = (15.0, 35.0)
-    time_masks: int = 2
-    time_mask_frames: int = 10
-    freq_masks: int = 2
-    freq_mask_bands: int = 5
-    speed: float = 0.0
-    clean_keywords: float = 0.0
+    shift_ms: float
+    gain_db: float
+    noise_prob: float
+    noise_snr_db: tuple
+    time_masks: int
+    time_mask_frames: int
+    freq_masks: int
+    freq_mask_bands: int
+    speed: float
+    clean_keywords: float
 
+    @classmethod
+    def from_config(cls, cfg: Config) -> "Augment":
+        """The profile's ``[model.multitask.augment]``; a missing key is a ConfigError naming it."""
+        return cls(**{f.name: cfg[f"model.multitask.augment.{f.name}"] for f in fields(cls)})
 
-def speed_perturb(audio: np.ndarray, max_change: float, rng: np.random.Generator) -> np.ndarray:
-    """Resample each row about its centre by a factor in ``[1 - max_change, 1 + max_change]``.
-
-    A factor above 1 plays the clip faster (shorter, higher); the length stays the same, with
-    zeros where a slowed clip's ends fall outside. Linear interpolation: its gentle low-pass
-    is harmless for log-mel features up to the keyword frontend's 4 kHz.
-    """
-    n, length = audio.shape
-    if max_change <= 0:
-        return audio
-    factor = rng.uniform(1.0 - max_change, 1.0 + max_change, size=n)
-    centre = (length - 1) / 2.0
-    pos = centre + (np.arange(length)[None, :] - centre) * factor[:, None]
-    lo = np.floor(pos).astype(np.int64)
-    frac = (pos - lo).astype(np.float32)
-    valid = (lo >= 0) & (lo < length - 1)
-    lo = np.clip(lo, 0, length - 2)
-    rows = np.arange(n)[:, None]
-    out = audio[rows, lo] * (1.0 - frac) + audio[rows, lo + 1] * frac
-    return np.where(valid, out, 0.0).astype(np.float32)
-
-
-def time_shift(audio: np.ndarray, max_shift: int, rng: np.random.Generator) -> np.ndarray:
-    """Shift each row by a random whole number of samples in ``[-max_shift, max_shift]``."""
-    n, length = audio.shape
-    if max_shift <= 0:
-        return audio
-    shifts = rng.integers(-max_shift, max_shift + 1, size=n)
-    out = np.zeros_like(audio)
-    for i, s in enumerate(shifts):  # slice copies: far cheaper than a gathered index array
-        if s >= 0:
-            out[i, s:] = audio[i, :length - s]
-        else:
-            out[i, :s] = audio[i, -s:]
-    return out
-
-
-def add_noise(audio: np.ndarray, noise: Sequence[np.ndarray], aug: Augment,
-              rng: np.random.Generator) -> np.ndarray:
-    n, length = audio.shape
-    use = rng.random(n) < aug.noise_prob
-    if not use.any():
-        return audio
-    segs = np.zeros((n, length), dtype=np.float32)
-    long_noise = [x for x in noise if len(x) >= length]
-    for i in np.flatnonzero(use):
-        if long_noise:
-            src = long_noise[rng.integers(len(long_noise))]
-            start = rng.integers(0, len(src) - length + 1)
-            segs[i] = src[start:start + length]
-        else:
-            segs[i] = rng.standard_normal(length).astype(np.float32)
-    snr_db = rng.uniform(*aug.noise_snr_db, size=n)
-    gain = np.sqrt(_energy(audio) / _energy(segs) / 10.0 ** (snr_db / 10.0))
-    return (audio + np.where(use, gain, 0.0)[:, None].astype(np.float32) * segs).astype(np.float32)
-
-
-def spec_augment(feats: np.ndarray, aug: Augment, rng: np.random.Generator) -> np.ndarray:
-    """Zero (the normalised mean) random time and band stripes, vectorised over the batch."""
-    n, frames, bands = feats.shape
-    out = feats.copy()
-    t = np.arange(frames)[None, :]
-    f = np.arange(bands)[None, :]
-    for _ in range(aug.time_masks):
-        width = rng.integers(0, aug.time_mask_frames + 1, size=n)[:, None]
-        start = rng.integers(0, frames, size=n)[:, None]
-        out[((t >= start) & (t < start + width))[:, :, None].repeat(bands, 2)] = 0.0
-    for _ in range(aug.freq_masks):
-        width = rng.integers(0, aug.freq_mask_bands + 1, size=n)[:, None]
-        start = rng.integers(0, bands, size=n)[:, None]
-        out[((f >= start) & (f < start + width))[:, None, :].repeat(frames, 1)] = 0.0
-    return out
+    def spec_augment(self, feats: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """`train.features.spec_augment` with these mask settings."""
+        return spec_augment(feats, rng, time_masks=self.time_masks,
+                            time_mask_frames=self.time_mask_frames, freq_masks=self.freq_masks,
+                            freq_mask_bands=self.freq_mask_bands)
 
 
 # --------------------------------------------------------------------------- data
 @dataclass
 class TaskData:
-    """One split's audio as arrays: keyword clips ``(n, 16000)`` + labels, scene crops."""
+    """One split's audio as arrays: keyword clips ``(n, clip_samples)`` + labels, scene crops.
+
+    Made with ``TaskData.from_corpus(split, cfg)``; ``clip_samples`` is ``data.clip_s`` at
+    the keyword frontend's rate (1 s: 16000).
+    """
 
     keyword_audio: np.ndarray
     keyword_labels: np.ndarray
@@ -429,14 +293,17 @@ class TaskData:
 
     @classmethod
     def from_corpus(cls, corpus, cfg: Config) -> "TaskData":
-        kw_index = {name: i for i, name in enumerate(cfg.keyword_labels)}
+        kw_labels = cfg.head_labels["keyword"]
+        kw_index = {name: i for i, name in enumerate(kw_labels)}
         bad = sorted({c.label for c in corpus.keywords} - set(kw_index))
         if bad:
             raise ValueError(f"keyword clips carry labels {bad} that are not in "
-                             f"cfg.keyword_labels {cfg.keyword_labels}; fix the corpus")
-        return cls(stack_clips(corpus.keywords),
+                             f"the keyword head's labels {kw_labels}; fix the corpus")
+        rate = int(cfg["frontend.keyword.sample_rate"])
+        n = clip_samples(cfg)
+        return cls(stack_clips(corpus.keywords, n),
                    np.array([kw_index[c.label] for c in corpus.keywords], np.int64),
-                   SceneCrops(corpus.scenes, cfg["labels.scenes"]),
+                   SceneCrops(corpus.scenes, cfg.head_labels["scene"], n, rate),
                    list(getattr(corpus, "noise", None) or []),
                    kw_index["_silence_"],
                    np.array([not (c.meta or {}).get("synthetic") for c in corpus.keywords], bool))
@@ -451,7 +318,7 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
     a 50:50 mixture weighs each head 1. Single-task: clean clips of the one task.
     """
     kw_idx = rng.permutation(np.resize(rng.permutation(len(data.keyword_audio)), n))[:n]
-    shift = int(round((aug.shift_ms if aug else 0.0) * CLIP_SAMPLES / 1000.0))
+    shift = int(round((aug.shift_ms if aug else 0.0) * lm_cfg.sample_rate / 1000.0))
     labels, weights = {}, {}
     if variant.tasks == ("scene",):
         audio, labels["scene"] = data.scenes.random(n, rng)
@@ -459,13 +326,14 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
     else:
         kw = data.keyword_audio[kw_idx]
         if aug:
-            kw = time_shift(speed_perturb(kw, aug.speed, rng), shift, rng)
+            kw = wf.speed_perturb(kw, aug.speed, rng, sample_rate_hz=lm_cfg.sample_rate)
+            kw = wf.time_shift(kw, shift, rng)
         labels["keyword"] = data.keyword_labels[kw_idx]
         if variant.multitask:
             scene, labels["scene"] = data.scenes.random(n, rng)
             share = np.clip(variant.keyword_share
                             + rng.uniform(-variant.share_jitter, variant.share_jitter, n), 0.05, 0.95)
-            audio = mix_waveforms(kw, scene, share, labels["keyword"] == data.silence_index)
+            audio = wf.mix_at_share(kw, scene, share, labels["keyword"] == data.silence_index)
             weights["keyword"] = (2.0 * share).astype(np.float32)
             weights["scene"] = (2.0 * (1.0 - share)).astype(np.float32)
             if aug and aug.clean_keywords > 0:
@@ -479,16 +347,16 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
             audio = kw
             weights["keyword"] = np.ones(n, np.float32)
     if aug:
-        audio = add_noise(audio, data.noise, aug, rng)
-        audio = audio * (10.0 ** (rng.uniform(-aug.gain_db, aug.gain_db, n) / 20.0))[:, None]
-    return features(audio.astype(np.float32), lm_cfg), labels, weights
+        audio = wf.add_background_noise(audio, data.noise, aug.noise_prob, aug.noise_snr_db, rng)
+        audio = wf.random_gain(audio, aug.gain_db, rng)
+    return log_mel_batch(audio.astype(np.float32), lm_cfg), labels, weights
 
 
 def eval_sets(data: TaskData, lm_cfg: LogMelConfig, keyword_share: float, seed: int,
-              scene_crops_per_clip: int = 3) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
+              scene_crops_per_clip: int) -> dict[str, tuple[np.ndarray, np.ndarray, str]]:
     """The four seed-table test sets, deterministic for a seed: name -> (features, labels, head).
 
-    ``keyword_only``: clean keyword clips. ``scene_only``: the loudest 1 s crops of each scene
+    ``keyword_only``: clean keyword clips. ``scene_only``: the loudest crops of each scene
     clip (up to ``scene_crops_per_clip``). ``mixed_keyword``: each keyword clip with a random
     scene crop at ``keyword_share``. ``mixed_scene``: each scene crop with a random keyword
     clip at the same share. The same seed gives the same mixtures for every variant.
@@ -500,15 +368,16 @@ def eval_sets(data: TaskData, lm_cfg: LogMelConfig, keyword_share: float, seed: 
     partner_scene = rng.integers(0, len(scene_audio), size=len(data.keyword_audio))
     partner_kw = rng.integers(0, len(data.keyword_audio), size=len(scene_audio))
     silence = data.keyword_labels == data.silence_index
-    mixed_kw = mix_waveforms(data.keyword_audio, scene_audio[partner_scene], keyword_share, silence)
-    mixed_sc = mix_waveforms(data.keyword_audio[partner_kw], scene_audio, keyword_share,
-                             silence[partner_kw])
-    kw_feats = features(data.keyword_audio, lm_cfg)
+    mixed_kw = wf.mix_at_share(data.keyword_audio, scene_audio[partner_scene], keyword_share,
+                               silence)
+    mixed_sc = wf.mix_at_share(data.keyword_audio[partner_kw], scene_audio, keyword_share,
+                               silence[partner_kw])
+    kw_feats = log_mel_batch(data.keyword_audio, lm_cfg)
     sets = {
         "keyword_only": (kw_feats, data.keyword_labels, "keyword"),
-        "scene_only": (features(scene_audio, lm_cfg), scene_labels, "scene"),
-        "mixed_keyword": (features(mixed_kw, lm_cfg), data.keyword_labels, "keyword"),
-        "mixed_scene": (features(mixed_sc, lm_cfg), scene_labels, "scene"),
+        "scene_only": (log_mel_batch(scene_audio, lm_cfg), scene_labels, "scene"),
+        "mixed_keyword": (log_mel_batch(mixed_kw, lm_cfg), data.keyword_labels, "keyword"),
+        "mixed_scene": (log_mel_batch(mixed_sc, lm_cfg), scene_labels, "scene"),
     }
     recorded = data.keyword_recorded
     if recorded is not None and recorded.any() and not recorded.all():
@@ -517,9 +386,8 @@ def eval_sets(data: TaskData, lm_cfg: LogMelConfig, keyword_share: float, seed: 
 
 
 # --------------------------------------------------------------------------- model
-def build_model(n_keyword: int | None, n_scene: int | None, width: int = 48, blocks: int = 4,
-                input_frames: int = 98, n_mels: int = 40, dropout: float = 0.1,
-                batch_size: int | None = None):
+def build_model(n_keyword: int | None, n_scene: int | None, *, width: int, blocks: int,
+                input_frames: int, n_mels: int, dropout: float, batch_size: int | None = None):
     """DS-CNN trunk with residual depthwise-separable blocks and one softmax head per task.
 
     Layout: Conv 10x4 stride 2 (time x mel) -> ``blocks`` x [depthwise 3x3 -> BN -> ReLU ->
@@ -533,6 +401,8 @@ def build_model(n_keyword: int | None, n_scene: int | None, width: int = 48, blo
         Classes per head; None leaves that head out (single-task baselines).
     width : int
         Channels throughout the trunk: params and MACs grow ~width**2 (48 -> ~16 k params).
+    input_frames, n_mels : int
+        Input size: frames of one window and mel bands (98 x 40 for 1 s of the keyword frontend).
     blocks : int
         Depthwise-separable blocks: receptive field and depth vs. latency.
     dropout : float
@@ -580,14 +450,16 @@ def build_model(n_keyword: int | None, n_scene: int | None, width: int = 48, blo
 
 
 def build_for_variant(cfg: Config, variant: Variant, batch_size: int | None = None):
+    """`build_model` sized by the profile (``[model.multitask]``, ``[frontend.keyword]``)."""
     lm = LogMelConfig.from_config(cfg, "keyword")
-    frames = 1 + (lm.sample_rate - lm.window_length) // lm.hop_length
-    mt = cfg.section("model.multitask")
-    return build_model(len(cfg.keyword_labels) if "keyword" in variant.tasks else None,
-                       len(cfg["labels.scenes"]) if "scene" in variant.tasks else None,
-                       width=int(mt.get("width", 48)), blocks=int(mt.get("blocks", 4)),
+    frames = num_frames(clip_samples(cfg), lm.window_length, lm.hop_length)
+    labels = cfg.head_labels
+    return build_model(len(labels["keyword"]) if "keyword" in variant.tasks else None,
+                       len(labels["scene"]) if "scene" in variant.tasks else None,
+                       width=int(cfg["model.multitask.width"]),
+                       blocks=int(cfg["model.multitask.blocks"]),
                        input_frames=frames, n_mels=lm.n_mels,
-                       dropout=float(mt.get("dropout", 0.1)), batch_size=batch_size)
+                       dropout=float(cfg["model.multitask.dropout"]), batch_size=batch_size)
 
 
 def predict(model, feats: np.ndarray, normalizer: Normalizer, batch_size: int = 256) -> dict:
@@ -597,130 +469,8 @@ def predict(model, feats: np.ndarray, normalizer: Normalizer, batch_size: int = 
 
 
 # --------------------------------------------------------------------------- training
-def smoothed_sparse_crossentropy(smoothing: float = 0.0):
-    """Sparse cross-entropy with label smoothing (Keras' sparse loss has none).
-
-    ``(1 - smoothing) * CE(label) + smoothing * mean over classes of CE(class)``: the target
-    is the one-hot label blended with a uniform distribution. A little smoothing keeps a small
-    model from over-confident posteriors on a few hundred clips per word, and the device's
-    thresholds work on those posteriors. 0 is plain sparse cross-entropy.
-    """
-    import keras
-    from keras import ops
-
-    if smoothing <= 0:
-        return "sparse_categorical_crossentropy"
-
-    def loss(y_true, y_pred):
-        ce = keras.losses.sparse_categorical_crossentropy(y_true, y_pred)
-        uniform = -ops.mean(ops.log(ops.clip(y_pred, 1e-7, 1.0)), axis=-1)
-        return (1.0 - smoothing) * ce + smoothing * uniform
-
-    return loss
-
-
-def _keras_sequence_class():
-    import keras
-
-    class MixtureSequence(keras.utils.PyDataset):
-        """Keras data source that draws a fresh epoch of mixtures from numpy at each epoch end.
-
-        Call ``MixtureSequence(data, variant, steps, batch_size, lm_cfg, normalizer, aug,
-        seed)`` and pass it to ``model.fit``. An epoch is ``steps * batch_size`` examples made
-        up front in one vectorised pass (on 2 cores that beats per-batch workers); SpecAugment
-        masks are drawn per batch. More steps per epoch: more variety per epoch, slower epochs.
-        """
-
-        def __init__(self, data, variant, steps, batch_size, lm_cfg, normalizer, aug, seed):
-            super().__init__(workers=1, use_multiprocessing=False)
-            self.data, self.variant, self.steps, self.batch = data, variant, steps, batch_size
-            self.lm_cfg, self.normalizer, self.aug = lm_cfg, normalizer, aug
-            self.rng = np.random.default_rng(seed)
-            self.mask_rng = np.random.default_rng(seed + 1)  # own generator per thread of use
-            self.epoch = 0
-            self._draw()
-
-        def _draw(self):
-            t0 = time.perf_counter()
-            feats, labels, weights = draw_examples(
-                self.data, self.variant, self.steps * self.batch, self.rng, self.lm_cfg, self.aug)
-            # One reference swap: Keras may fetch a batch from another thread while the next
-            # epoch is drawn, and must never pair new features with old labels.
-            self.current = (self.normalizer(feats), labels, weights)
-            log.debug("epoch %d: drew %d mixtures in %.1f s", self.epoch, len(feats),
-                      time.perf_counter() - t0)
-
-        def __len__(self):
-            return self.steps
-
-        def __getitem__(self, i):
-            x_all, labels, weights = self.current
-            sl = slice(i * self.batch, (i + 1) * self.batch)
-            x = x_all[sl]
-            if self.aug is not None:
-                x = spec_augment(x, self.aug, self.mask_rng)
-            return (x[..., None], {k: v[sl] for k, v in labels.items()},
-                    {k: v[sl] for k, v in weights.items()})
-
-        def on_epoch_end(self):
-            self.epoch += 1
-            self._draw()
-
-    return MixtureSequence
-
-
-@dataclass
-class TrainResult:
-    """What `train_variant` produced: paths and numbers for the seed table."""
-
-    variant: str
-    model_path: Path
-    normalizer: Normalizer
-    history: dict
-    seconds: float
-    params: int
-    best_epoch: int
-
-
-def plot_history(history: Mapping[str, list], path: Path, title: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    acc_keys = sorted(k for k in history if k.endswith("accuracy") and not k.startswith("val_"))
-    fig, axes = plt.subplots(1, 1 + len(acc_keys), figsize=(5 * (1 + len(acc_keys)), 3.6))
-    axes = np.atleast_1d(axes)
-    for key, ax in zip(["loss"] + acc_keys, axes):
-        ax.plot(history[key], label="train")
-        if f"val_{key}" in history:
-            ax.plot(history[f"val_{key}"], label="validation")
-        ax.set_title(key)
-        ax.set_xlabel("epoch")
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.suptitle(title)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _copy_weights(source, target) -> int:
-    """Copy weights layer by layer where names and shapes match; return how many layers."""
-    by_name = {layer.name: layer for layer in source.layers}
-    copied = 0
-    for layer in target.layers:
-        src = by_name.get(layer.name)
-        if src is None or not layer.weights:
-            continue
-        weights = src.get_weights()
-        if [w.shape for w in weights] == [tuple(w.shape) for w in layer.weights]:
-            layer.set_weights(weights)
-            copied += 1
-    return copied
-
-
 def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: Variant,
-                  out_dir: Path | None = None, verbose: int = 2) -> TrainResult:
+                  out_dir: Path | None = None, verbose: int = 2) -> loop.TrainResult:
     """Train one variant with early stopping on validation loss; keep the best checkpoint.
 
     Validation is a fixed set drawn once (seeded, no augmentation) the way training draws
@@ -733,102 +483,89 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
     """
     import keras
 
-    mt = cfg.section("model.multitask")
-    seed = int(cfg.get("project.seed", 1234))
+    seed = int(cfg["project.seed"])
     keras.utils.set_random_seed(seed)
-    out_dir = Path(out_dir or model_dir(cfg, variant.name))
-    out_dir.mkdir(parents=True, exist_ok=True)
+    files = loop.RunFiles(Path(out_dir)) if out_dir else run_files(cfg, variant.name)
+    files.folder.mkdir(parents=True, exist_ok=True)
     lm_cfg = LogMelConfig.from_config(cfg, "keyword")
-    batch = int(mt.get("batch_size", 64))
-    epochs = int(mt.get("epochs", 30))
+    batch = int(cfg["model.multitask.batch_size"])
+    epochs = int(cfg["model.multitask.epochs"])
     n_train = len(train.keyword_audio) if "keyword" in variant.tasks else 8 * len(train.scenes)
-    steps = max(int(mt.get("min_steps_per_epoch", 1)),
-                int(np.ceil(n_train * float(mt.get("examples_per_clip", 1.0)) / batch)))
-    aug = Augment(**mt.get("augment", {}))
+    steps = max(int(cfg["model.multitask.min_steps_per_epoch"]),
+                int(np.ceil(n_train * float(cfg["model.multitask.examples_per_clip"]) / batch)))
+    aug = Augment.from_config(cfg)
 
     rng = np.random.default_rng(seed + 1)
-    norm_feats, _, _ = draw_examples(train, variant, min(2048, steps * batch), rng, lm_cfg, None)
-    init_from = str(mt.get("init_from", "") or "")
-    init_dir = model_dir(cfg, init_from) if init_from and variant.multitask else None
-    if init_dir is not None and not (init_dir / "model.keras").exists():
+    norm_feats, _, _ = draw_examples(train, variant, min(NORMALIZER_EXAMPLES, steps * batch), rng,
+                                     lm_cfg, None)
+    init_from = str(cfg["model.multitask.init_from"])
+    init = run_files(cfg, init_from) if init_from and variant.multitask else None
+    if init is not None and not init.trained():
         log.warning("%s: model.multitask.init_from=%s but %s has no trained model; training "
-                    "from scratch", variant.name, init_from, init_dir)
-        init_dir = None
+                    "from scratch", variant.name, init_from, init.folder)
+        init = None
     # A warm start keeps the trunk's input scaling: the initialising model's normaliser.
-    normalizer = (Normalizer.load(init_dir / "normalizer.json") if init_dir is not None
+    normalizer = (Normalizer.load(init.normalizer) if init is not None
                   else Normalizer.fit(norm_feats))
-    normalizer.save(out_dir / "normalizer.json")
+    normalizer.save(files.normalizer)
     # Int8 calibration needs training features; keeping a sample beside the checkpoint lets
     # export run without rebuilding the corpus.
-    n_calib = int(cfg.get("export.calibration_examples", CALIBRATION_EXAMPLES))
-    np.save(out_dir / "calibration.npy", norm_feats[:n_calib].astype(np.float16))
+    n_calib = int(cfg["export.calibration_examples"])
+    np.save(files.calibration, norm_feats[:n_calib].astype(np.float16))
     n_val = len(validation.keyword_audio) if "keyword" in variant.tasks else 3 * len(validation.scenes)
     vx, vy, vw = draw_examples(validation, variant, max(n_val, 1), np.random.default_rng(seed + 2),
                                lm_cfg, None)
-    seq = _keras_sequence_class()(train, variant, steps, batch, lm_cfg, normalizer, aug, seed + 3)
+    seq = loop.epoch_sequence(lambda n, r: draw_examples(train, variant, n, r, lm_cfg, aug),
+                              steps, batch, normalizer, seed + 3, batch_transform=aug.spec_augment)
 
     model = build_for_variant(cfg, variant)
-    if init_dir is not None:
-        copied = _copy_weights(keras.models.load_model(init_dir / "model.keras", compile=False), model)
+    if init is not None:
+        copied = loop.copy_matching_weights(
+            keras.models.load_model(init.checkpoint, compile=False), model)
         log.info("%s: warm start from %s (%d layers copied: trunk and matching heads)",
-                 variant.name, init_dir, copied)
-    lr = float(mt.get("learning_rate", 3e-3))
-    if init_dir is not None:
+                 variant.name, init.folder, copied)
+    lr = float(cfg["model.multitask.learning_rate"])
+    if init is not None:
         # A warm start already knows the keywords: it needs fewer epochs, and a gentler rate
         # keeps what the baseline learnt while the trunk learns to hear words through scenes.
-        epochs = int(mt.get("warm_start_epochs", 0) or epochs)
-        lr = float(mt.get("warm_start_learning_rate", 0.0) or lr)
-    schedule = keras.optimizers.schedules.CosineDecay(lr, decay_steps=steps * epochs, alpha=0.05)
-    loss = smoothed_sparse_crossentropy(float(mt.get("label_smoothing", 0.0)))
-    model.compile(optimizer=keras.optimizers.Adam(schedule),
+        # 0 in the profile means "the same as the cold start".
+        epochs = int(cfg["model.multitask.warm_start_epochs"]) or epochs
+        lr = float(cfg["model.multitask.warm_start_learning_rate"]) or lr
+    loss = loop.smoothed_sparse_crossentropy(float(cfg["model.multitask.label_smoothing"]))
+    model.compile(optimizer=loop.cosine_adam(lr, steps * epochs),
                   loss={h: loss for h in variant.tasks},
                   metrics={h: ["accuracy"] for h in variant.tasks})
-    ckpt = out_dir / "model.keras"
-    callbacks = [
-        keras.callbacks.ModelCheckpoint(str(ckpt), monitor="val_loss", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(mt.get("patience", 6)),
-                                      restore_best_weights=True),
-    ]
+    tag = profile_tag(cfg)
     log.info("training %s (%s) on %s: %d params, %d epochs x %d steps x %d, %d validation "
-             "examples -> %s", variant.name, variant.description, profile_tag(cfg),
-             model.count_params(), epochs, steps, batch, len(vx), out_dir)
-    t0 = time.perf_counter()
-    hist = model.fit(seq, validation_data=(normalizer(vx)[..., None], vy, vw), epochs=epochs,
-                     callbacks=callbacks, verbose=verbose)
-    seconds = time.perf_counter() - t0
-    history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    best_epoch = int(np.argmin(history["val_loss"])) + 1
-    (out_dir / "history.json").write_text(json.dumps(history, indent=1) + "\n")
+             "examples -> %s", variant.name, variant.description, tag,
+             model.count_params(), epochs, steps, batch, len(vx), files.folder)
+    fitted = loop.fit(model, seq, (normalizer(vx)[..., None], vy, vw), epochs=epochs,
+                      patience=int(cfg["model.multitask.patience"]), checkpoint=files.checkpoint,
+                      verbose=verbose)
+    history, best_epoch = fitted.history, fitted.best_epoch
     info = {"variant": variant.name, "description": variant.description, "tasks": list(variant.tasks),
             "keyword_share": variant.keyword_share, "share_jitter": variant.share_jitter,
-            "profile": profile_tag(cfg), "params": int(model.count_params()),
-            "train_seconds": round(seconds, 1), "epochs_run": len(history["loss"]),
+            "profile": tag, "params": int(model.count_params()),
+            "train_seconds": round(fitted.seconds, 1), "epochs_run": len(history["loss"]),
             "best_epoch": best_epoch, "train_keyword_clips": int(len(train.keyword_audio)),
             "train_scene_clips": int(len(train.scenes)),
-            "init_from": str(init_dir) if init_dir is not None else None,
-            "labels": {"keyword": cfg.keyword_labels, "scene": list(cfg["labels.scenes"])}}
-    (out_dir / "train_info.json").write_text(json.dumps(info, indent=1) + "\n")
-    curves = reports_dir(cfg) / f"multitask_{profile_tag(cfg)}_{variant.name}_curves.png"
-    plot_history(history, curves, f"{variant.name}: {variant.description} ({profile_tag(cfg)})")
+            "init_from": str(init.folder) if init is not None else None,
+            "labels": {h: cfg.head_labels[h] for h in HEADS}}
+    loop.save_run(files, history, info)
+    curves = BuildPaths(cfg).report(f"{MODEL}_{tag}_{variant.name}_curves.png")
+    loop.plot_history(history, curves, f"{variant.name}: {variant.description} ({tag})")
     best_val = {k: round(v[best_epoch - 1], 4) for k, v in history.items() if k.startswith("val_")}
-    log.info("trained %s in %.0f s (%d epochs, best %d: %s); curves %s", variant.name, seconds,
-             len(history["loss"]), best_epoch, best_val, curves)
-    return TrainResult(variant.name, ckpt, normalizer, history, seconds,
-                       int(model.count_params()), best_epoch)
+    log.info("trained %s in %.0f s (%d epochs, best %d: %s); curves %s", variant.name,
+             fitted.seconds, len(history["loss"]), best_epoch, best_val, curves)
+    return loop.TrainResult(variant.name, files.checkpoint, normalizer, history, fitted.seconds,
+                            int(model.count_params()), best_epoch)
 
 
 def load_trained(cfg: Config, variant: str):
     """(keras model, normalizer, train_info) of a trained variant."""
-    import keras
-
-    path = model_dir(cfg, variant)
-    if not (path / "model.keras").exists():
-        raise FileNotFoundError(f"no trained model at {path}/model.keras; run "
-                                f"`python -m train.multitask --profile {profile_tag(cfg)} "
-                                f"--variant {variant}` first")
-    model = keras.models.load_model(path / "model.keras", compile=False)
-    info = json.loads((path / "train_info.json").read_text())
-    return model, Normalizer.load(path / "normalizer.json"), info
+    return loop.load_run(run_files(cfg, variant),
+                         f"python -m train.multitask --profile {profile_tag(cfg)} "
+                         f"--variant {variant}")
 
 
 def load_splits(cfg: Config, progress: bool = True) -> dict[str, TaskData]:
@@ -847,24 +584,9 @@ def load_splits(cfg: Config, progress: bool = True) -> dict[str, TaskData]:
 
 
 def deployed_variant(cfg: Config) -> str:
-    """The variant chosen for deployment (``models/multitask/<profile>/deployed.json``)."""
-    path = cfg.build_dir / "models" / "multitask" / profile_tag(cfg) / "deployed.json"
-    if path.exists():
-        return json.loads(path.read_text())["variant"]
-    return DEFAULT_VARIANT
-
-
-def write_deployed(cfg: Config, variant: str, reason: str) -> Path:
-    path = cfg.build_dir / "models" / "multitask" / profile_tag(cfg) / "deployed.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"variant": variant, "reason": reason}, indent=1) + "\n")
-    return path
-
-
-def configure_threads() -> None:
-    """Keep TensorFlow to the shared machine's two cores unless the caller said otherwise."""
-    os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
-    os.environ.setdefault("TF_NUM_INTRAOP_THREADS", "2")
+    """The variant chosen for deployment (``models/multitask/<profile>/deployed.json``, written
+    by the seed table), else `DEFAULT_VARIANT`."""
+    return loop.read_deployed(cfg, MODEL, DEFAULT_VARIANT)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -876,20 +598,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Example: python -m train.multitask --profile default --variant mt60j "
                "--set model.multitask.epochs=3")
     add_profile_arguments(parser)
-    parser.add_argument("--variant", default=DEFAULT_VARIANT,
-                        choices=["kw", "scene", "mt50", "mt60", "mt60j"],
+    parser.add_argument("--variant", default=DEFAULT_VARIANT, choices=VARIANT_NAMES,
                         help="kw/scene: single-task baselines; mt50/mt60: fixed 50:50 / 60:40 "
                              "mixtures; mt60j: the profile's share with jitter (default)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch Keras lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    configure_threads()
+    loop.configure_threads()
     cfg = config_from_args(args)
     splits = load_splits(cfg)
     all_variants = variants(cfg)
     variant = all_variants[args.variant]
-    init_from = str(cfg.get("model.multitask.init_from", "") or "")
-    if variant.multitask and init_from and not (model_dir(cfg, init_from) / "model.keras").exists():
+    init_from = str(cfg["model.multitask.init_from"])
+    if variant.multitask and init_from and not run_files(cfg, init_from).trained():
         # The warm start is part of the recipe: without it the keyword head stays near chance
         # within the epoch budget, so a fresh clone trains the baseline first.
         log.info("%s starts from %s (model.multitask.init_from), which is not trained yet: "

@@ -8,38 +8,30 @@ import json
 import numpy as np
 import pytest
 
-from device.config import load_config
+from device.frontend import LogMelConfig
+from device.interpreter import TFLiteModel, load_interpreter
 from device.manifest import ManifestError, load_manifest, verify_model
-from export import evaluate as ev
-from export import tflite as ex
-from tests.train.test_multitask import fake_corpus
+from export.convert import output_heads
+from tests.export.tiny import TINY_MODEL, train_and_export
 from train import multitask as mt
+from train.features import Normalizer
 
 
 @pytest.fixture(scope="module")
 def exported(tmp_path_factory):
-    root = tmp_path_factory.mktemp("export")
-    cfg = load_config("default", [f"project.build_dir='{root / 'build'}'",
-                                  "model.multitask.epochs=8", "model.multitask.batch_size=16",
-                                  "model.multitask.examples_per_clip=3",
-                                  "model.multitask.min_steps_per_epoch=1",
-                                  "model.multitask.learning_rate=0.01",
-                                  "model.multitask.augment.noise_prob=0.0",
-                                  "model.multitask.width=16", "model.multitask.blocks=2"])
-    data = mt.TaskData.from_corpus(fake_corpus(cfg, n_per_keyword=8, n_per_scene=5), cfg)
-    mt.train_variant(cfg, data, data, mt.variants(cfg)["mt60j"], verbose=0)
-    path = ex.export_dir(cfg) / "multitask_int8.tflite"
-    summary = ex.export_model(cfg, "mt60j", path, onnx=True)
-    return cfg, data, path, summary
+    return train_and_export(tmp_path_factory.mktemp("export"), "model.multitask.epochs=8",
+                            "model.multitask.examples_per_clip=3",
+                            "model.multitask.learning_rate=0.01",
+                            "model.multitask.augment.noise_prob=0.0")
 
 
 def test_int8_model_is_full_integer_with_named_outputs(exported):
     cfg, _, path, summary = exported
-    it = ex._interpreter(path)
+    it = load_interpreter(path)
     inp = it.get_input_details()[0]
     assert list(inp["shape"]) == [1, 98, 40, 1] and inp["dtype"] == np.int8
     assert all(d["dtype"] == np.int8 for d in it.get_output_details())
-    omap = ex.output_map(it)
+    omap = output_heads(it)
     assert omap["keyword"]["shape"] == [1, 13] and omap["scene"]["shape"] == [1, 10]
     assert sorted(o["index"] for o in omap.values()) == [0, 1]
     assert summary["size_bytes"] < 100_000
@@ -48,12 +40,12 @@ def test_int8_model_is_full_integer_with_named_outputs(exported):
 def test_int8_tracks_float(exported):
     cfg, data, path, _ = exported
     model, normalizer, _ = mt.load_trained(cfg, "mt60j")
-    lm = mt.LogMelConfig.from_config(cfg, "keyword")
+    lm = LogMelConfig.from_config(cfg, "keyword")
     # realistic inputs: held-back mixtures drawn the way training draws them
     feats, _, _ = mt.draw_examples(data, mt.variants(cfg)["mt60j"], 96,
                                    np.random.default_rng(99), lm, None)
     f = mt.predict(model, feats, normalizer)
-    q = ex.TFLiteModel(path).predict(feats)
+    q = TFLiteModel(path).predict(feats)
     for head in ("keyword", "scene"):
         # Probabilities sit on an int8 grid of 1/256: where the float model's top two classes
         # are closer than a few steps, either answer is within quantisation noise.
@@ -74,9 +66,11 @@ def test_manifest_round_trip(exported):
                             frontend=cfg.section("frontend.keyword"))
     assert manifest["frontend"]["name"] == "keyword"
     assert manifest["input"]["dtype"] == "int8" and manifest["input"]["shape"] == [1, 98, 40, 1]
-    norm = mt.Normalizer.from_dict(manifest["input"]["normalization"])
+    norm = Normalizer.from_dict(manifest["input"]["normalization"])
     assert norm.mean.shape == (40,)
-    it = ex._interpreter(path)
+    agreement = manifest["int8_vs_float_on_calibration"]["argmax_agreement"]
+    assert set(agreement) == {"keyword", "scene"} and min(agreement.values()) > 0.5
+    it = load_interpreter(path)
     for out in manifest["outputs"]:
         detail = it.get_output_details()[out["index"]]
         assert detail["shape"][-1] == len(out["labels"])
@@ -96,7 +90,7 @@ def test_tampered_model_is_refused(exported, tmp_path):
     with pytest.raises(ManifestError, match="does not match its manifest"):
         verify_model(copy)
     with pytest.raises(ManifestError):
-        ex.TFLiteModel(copy)
+        TFLiteModel(copy)
 
 
 def test_wrong_labels_are_refused(exported):
@@ -105,17 +99,20 @@ def test_wrong_labels_are_refused(exported):
         verify_model(path, expected_labels={"scene": ["a", "b"]})
 
 
-def test_evaluate_on_a_speech_commands_folder(exported, tmp_path):
-    import soundfile as sf
+def test_export_command_line_offers_the_variants_and_exports_the_deployed_one(exported, capsys):
+    from export import multitask as ex
 
     cfg, _, path, _ = exported
-    rng = np.random.default_rng(3)
-    for label in ("yes", "no", "_silence_"):
-        (tmp_path / "sc" / label).mkdir(parents=True)
-        for k in range(2):
-            sf.write(tmp_path / "sc" / label / f"spk{k}_nohash_0.wav",
-                     (0.05 * rng.standard_normal(16000)).astype(np.float32), 16000)
-    report = ev.evaluate(path, tmp_path / "sc", layout="auto")
-    assert report["layout"] == "speech_commands" and report["head"] == "keyword"
-    assert report["clips"] == 6 and 0.0 <= report["accuracy"] <= 1.0
-    assert set(report["per_class_recall"]) == {"yes", "no", "_silence_"}
+    with pytest.raises(SystemExit):
+        ex.main(["--variant", "mt99"])
+    assert "invalid choice: 'mt99'" in capsys.readouterr().err
+    before = path.with_suffix(".json").read_text()
+    sets = [arg for item in [f"project.build_dir='{cfg.build_dir}'", *TINY_MODEL]
+            for arg in ("--set", item)]
+    assert ex.main([*sets, "--no-onnx"]) == 0
+    out = capsys.readouterr().out  # the converter prints its own lines before the summary
+    summary = json.loads(out[out.index('{\n "tflite"'):])
+    assert summary["tflite"] == str(path)
+    # same model, same bytes: only the manifest's time stamp may differ
+    after = json.loads(path.with_suffix(".json").read_text())
+    assert after["sha256"] == json.loads(before)["sha256"]

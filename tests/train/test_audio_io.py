@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from device.resample import resample
-from train.audio_io import AudioDecodeError, fit_length, load_audio, to_mono
+from train.audio_io import AudioDecodeError, load_audio, to_mono
 
 
 def _tone(sample_rate: int, seconds: float, hz: float = 440.0, amplitude: float = 0.5):
@@ -101,5 +101,3 @@ def test_urbansound8k_sample_formats_all_load_as_16k_mono(dataset_dir):
 def test_helpers():
     assert to_mono(np.array([[1.0, 0.0], [0.0, 1.0]])).tolist() == [0.5, 0.5]
     assert len(resample(np.zeros(44100, np.float32), 44100, 16000)) == 16000
-    assert fit_length(np.ones(5), 8).tolist() == [1, 1, 1, 1, 1, 0, 0, 0]
-    assert fit_length(np.arange(10), 3, offset=2).tolist() == [2, 3, 4]

@@ -1,58 +1,22 @@
 """The multitask network's data pipeline and training, on tiny synthetic data (no corpus needed).
 
-Keyword clips are short tone bursts whose pitch encodes the class and scene clips are noise
-whose band encodes the class, so a few training steps are enough to see learning happen.
+The corpus is `tests.train.fakes.fake_corpus`: tone bursts whose pitch encodes the keyword and
+noise whose band encodes the scene, so a few training steps are enough to see learning happen.
 """
 from __future__ import annotations
 
 import json
-from types import SimpleNamespace
+from dataclasses import replace
 
 import numpy as np
 import pytest
 
 from device.config import load_config
 from device.frontend import LogMelConfig
+from tests.train.fakes import fake_corpus
+from train import loop
 from train import multitask as mt
-from train.datasets import Clip
-
-SR = 16000
-
-
-def _keyword_clip(label_index: int, rng: np.random.Generator, n_labels: int) -> np.ndarray:
-    t = np.arange(SR) / SR
-    audio = 0.003 * rng.standard_normal(SR)
-    if label_index != 0:  # _silence_ is background only
-        f0 = 200.0 + 3000.0 * label_index / n_labels
-        start = rng.integers(1000, 4000)
-        env = np.zeros(SR)
-        env[start:start + 11000] = np.hanning(11000)
-        audio += 0.3 * env * np.sin(2 * np.pi * f0 * t)
-    return audio.astype(np.float32)
-
-
-def _scene_clip(label_index: int, rng: np.random.Generator, n_labels: int,
-                seconds: float = 1.5) -> np.ndarray:
-    n = int(seconds * SR)
-    spec = np.fft.rfft(rng.standard_normal(n))
-    freqs = np.fft.rfftfreq(n, 1 / SR)
-    lo = 100.0 + 3500.0 * label_index / n_labels
-    spec[(freqs < lo) | (freqs > lo + 400.0)] = 0
-    audio = np.fft.irfft(spec, n)
-    return (0.1 * audio / (np.abs(audio).max() + 1e-9)).astype(np.float32)
-
-
-def fake_corpus(cfg, n_per_keyword: int = 6, n_per_scene: int = 4, seed: int = 0):
-    """A tiny corpus with the real Corpus's fields, for tests that must not need the data layer."""
-    rng = np.random.default_rng(seed)
-    kw_labels, scene_labels = cfg.keyword_labels, cfg["labels.scenes"]
-    keywords = [Clip(_keyword_clip(i, rng, len(kw_labels)), SR, label, f"spk{j % 3}")
-                for i, label in enumerate(kw_labels) for j in range(n_per_keyword)]
-    scenes = [Clip(_scene_clip(i, rng, len(scene_labels)), SR, label, f"src{j}")
-              for i, label in enumerate(scene_labels) for j in range(n_per_scene)]
-    noise = [(0.01 * rng.standard_normal(3 * SR)).astype(np.float32)]
-    return SimpleNamespace(keywords=keywords, scenes=scenes, percussion=[], separation=[],
-                           noise=noise, source="test")
+from train.features import log_mel_batch
 
 
 @pytest.fixture
@@ -63,37 +27,13 @@ def cfg(tmp_path):
                                    "model.multitask.width=16", "model.multitask.blocks=2"])
 
 
-def test_mixing_keeps_energy_ratio_and_level():
-    rng = np.random.default_rng(1)
-    kw = rng.standard_normal((4, SR)).astype(np.float32) * 0.1
-    scene = rng.standard_normal((4, SR)).astype(np.float32) * 0.5
-    share = np.array([0.5, 0.6, 0.4, 0.8])
-    mixed = mt.mix_waveforms(kw, scene, share)
-    k_part = kw * np.sqrt(share)[:, None]
-    s_part = mixed - k_part
-    ratio = np.mean(k_part ** 2, 1) / np.mean(s_part ** 2, 1)
-    np.testing.assert_allclose(ratio, share / (1 - share), rtol=1e-3)
-    # the mixture keeps (about) the keyword clip's level
-    np.testing.assert_allclose(np.mean(mixed ** 2, 1), np.mean(kw ** 2, 1), rtol=0.05)
-
-
-def test_silence_keeps_its_level_and_scene_is_not_boosted():
-    rng = np.random.default_rng(2)
-    kw = rng.standard_normal((3, SR)).astype(np.float32) * np.array([[1e-4], [0.1], [0.1]], np.float32)
-    scene = rng.standard_normal((3, SR)).astype(np.float32)
-    mixed = mt.mix_waveforms(kw, scene, 0.6, keyword_is_silence=np.array([True, False, False]))
-    scene_part = mixed[0] - kw[0]
-    # scaled against the speech clips' energy (0.01), not against the silent clip's 1e-8
-    assert np.mean(scene_part ** 2) == pytest.approx(0.4 * 0.01, rel=0.05)
-
-
 def test_draw_examples_keeps_both_labels_and_share_weights(cfg):
     corpus = fake_corpus(cfg)
     data = mt.TaskData.from_corpus(corpus, cfg)
     variant = mt.variants(cfg)["mt60j"]
     lm = LogMelConfig.from_config(cfg, "keyword")
     feats, labels, weights = mt.draw_examples(data, variant, 32, np.random.default_rng(0), lm,
-                                              mt.Augment())
+                                              mt.Augment.from_config(cfg))
     assert feats.shape == (32, 98, 40)
     assert set(labels) == {"keyword", "scene"} == set(weights)
     assert labels["keyword"].max() < len(cfg.keyword_labels)
@@ -113,14 +53,15 @@ def test_clean_keyword_examples_carry_no_scene_loss(cfg):
     data = mt.TaskData.from_corpus(fake_corpus(cfg), cfg)
     lm = LogMelConfig.from_config(cfg, "keyword")
     variant = mt.variants(cfg)["mt60j"]
-    quiet = mt.Augment(noise_prob=0.0, gain_db=0.0, shift_ms=0.0, time_masks=0, freq_masks=0)
-    all_clean = mt.Augment(**{**quiet.__dict__, "clean_keywords": 1.0})
+    quiet = replace(mt.Augment.from_config(cfg), noise_prob=0.0, gain_db=0.0, shift_ms=0.0,
+                    time_masks=0, freq_masks=0, speed=0.0, clean_keywords=0.0)
+    all_clean = replace(quiet, clean_keywords=1.0)
     feats, labels, weights = mt.draw_examples(data, variant, 12, np.random.default_rng(3), lm,
                                               all_clean)
     np.testing.assert_array_equal(weights["scene"], 0.0)
     np.testing.assert_array_equal(weights["keyword"], 1.0)
     # the features are those of the clean keyword clips themselves
-    clean = mt.features(data.keyword_audio, lm)
+    clean = log_mel_batch(data.keyword_audio, lm)
     for f in feats:
         assert np.min(np.abs(clean - f).max(axis=(1, 2))) < 1e-4
     _, _, mixed = mt.draw_examples(data, variant, 12, np.random.default_rng(3), lm, quiet)
@@ -130,8 +71,8 @@ def test_clean_keyword_examples_carry_no_scene_loss(cfg):
 def test_eval_sets_are_deterministic(cfg):
     data = mt.TaskData.from_corpus(fake_corpus(cfg), cfg)
     lm = LogMelConfig.from_config(cfg, "keyword")
-    a = mt.eval_sets(data, lm, 0.6, seed=7)
-    b = mt.eval_sets(data, lm, 0.6, seed=7)
+    a = mt.eval_sets(data, lm, 0.6, seed=7, scene_crops_per_clip=3)
+    b = mt.eval_sets(data, lm, 0.6, seed=7, scene_crops_per_clip=3)
     assert set(a) == {"keyword_only", "scene_only", "mixed_keyword", "mixed_scene"}
     for name in a:
         np.testing.assert_array_equal(a[name][0], b[name][0])
@@ -143,46 +84,12 @@ def test_eval_sets_report_recorded_speakers_apart(cfg):
     for clip in corpus.keywords[::3]:  # a third of the clips "synthetic"
         clip.meta["synthetic"] = True
     data = mt.TaskData.from_corpus(corpus, cfg)
-    sets = mt.eval_sets(data, LogMelConfig.from_config(cfg, "keyword"), 0.6, seed=7)
+    sets = mt.eval_sets(data, LogMelConfig.from_config(cfg, "keyword"), 0.6, seed=7,
+                        scene_crops_per_clip=1)
     recorded = [not c.meta.get("synthetic") for c in corpus.keywords]
     feats, labels, head = sets["keyword_recorded"]
     assert head == "keyword" and len(labels) == sum(recorded)
     np.testing.assert_array_equal(feats, sets["keyword_only"][0][np.array(recorded)])
-
-
-def test_speed_perturbation_changes_duration_about_the_centre():
-    rng = np.random.default_rng(0)
-    n = 16000
-    burst = np.zeros((1, n), np.float32)
-    burst[0, 6000:10000] = 1.0  # 4000 samples centred on the clip
-    np.testing.assert_allclose(mt.speed_perturb(burst, 0.0, rng), burst)
-    out = mt.speed_perturb(np.repeat(burst, 200, 0), 0.2, rng)
-    widths = (out > 0.5).sum(1)
-    assert out.shape == (200, n) and out.dtype == np.float32
-    assert widths.min() < 3700 and widths.max() > 4300  # faster and slower takes both drawn
-    assert 4000 / 1.2 - 2 <= widths.min() and widths.max() <= 4000 / 0.8 + 2
-    centres = np.array([np.flatnonzero(row > 0.5).mean() for row in out])
-    np.testing.assert_allclose(centres, 7999.5, atol=2)
-
-
-def test_label_smoothing_blends_in_a_uniform_target():
-    import keras
-
-    probs = np.array([[0.7, 0.2, 0.1], [1 / 3, 1 / 3, 1 / 3]], np.float32)
-    labels = np.array([0, 2])
-    assert mt.smoothed_sparse_crossentropy(0.0) == "sparse_categorical_crossentropy"
-    loss = mt.smoothed_sparse_crossentropy(0.1)
-    got = keras.ops.convert_to_numpy(loss(labels, probs))
-    want = 0.9 * -np.log(probs[[0, 1], labels]) + 0.1 * -np.log(probs).mean(1)
-    np.testing.assert_allclose(got, want, rtol=1e-5)
-    np.testing.assert_allclose(got[1], np.log(3), rtol=1e-5)  # uniform posteriors: log(n)
-
-
-def test_spec_augment_masks_stripes():
-    feats = np.ones((4, 98, 40), np.float32)
-    out = mt.spec_augment(feats, mt.Augment(time_mask_frames=20, freq_mask_bands=10),
-                          np.random.default_rng(0))
-    assert out.shape == feats.shape and (out == 0).any() and feats.min() == 1.0
 
 
 def test_model_is_small_and_has_named_heads(cfg):
@@ -208,41 +115,35 @@ def test_tiny_training_runs_end_to_end(cfg):
     np.testing.assert_allclose(probs["keyword"].sum(1), 1.0, rtol=1e-4)
 
 
-def test_normalizer_round_trip(tmp_path):
-    feats = np.random.default_rng(0).normal(-5, 3, (10, 98, 40)).astype(np.float32)
-    norm = mt.Normalizer.fit(feats)
-    norm.save(tmp_path / "n.json")
-    again = mt.Normalizer.load(tmp_path / "n.json")
-    np.testing.assert_allclose(again(feats), norm(feats), atol=1e-6)
-    assert abs(float(norm(feats).mean())) < 1e-3
-
-
-def test_batched_features_equal_the_frontend():
-    from device.frontend import log_mel
-
-    cfg = load_config("default")
-    lm = LogMelConfig.from_config(cfg, "keyword")
-    audio = np.random.default_rng(5).normal(0, 0.1, (5, SR)).astype(np.float32)
-    batched = mt.features(audio, lm, chunk=2)
-    for row, feats in zip(audio, batched):
-        np.testing.assert_allclose(feats, log_mel(row, lm), rtol=1e-5, atol=1e-5)
-
-
-def test_time_shift_moves_and_zero_fills():
-    x = np.tile(np.arange(1, 11, dtype=np.float32), (50, 1))
-    out = mt.time_shift(x, 3, np.random.default_rng(0))
-    for row in out:
-        nz = row[row != 0]
-        assert len(nz) >= 7 and np.all(np.diff(nz) == 1)  # a contiguous, shifted run
-
-
 def test_warm_start_copies_trunk_and_keyword_head(cfg):
     full = load_config("default")
     kw = mt.build_for_variant(full, mt.variants(full)["kw"])
     multi = mt.build_for_variant(full, mt.variants(full)["mt60j"])
-    copied = mt._copy_weights(kw, multi)
+    copied = loop.copy_matching_weights(kw, multi)
     assert copied >= 10
     np.testing.assert_array_equal(multi.get_layer("stem").get_weights()[0],
                                   kw.get_layer("stem").get_weights()[0])
     np.testing.assert_array_equal(multi.get_layer("keyword").get_weights()[0],
                                   kw.get_layer("keyword").get_weights()[0])
+
+
+def test_variant_names_come_from_the_one_definition(cfg, capsys):
+    assert tuple(mt.variants(cfg)) == mt.VARIANT_NAMES == ("kw", "scene", "mt50", "mt60", "mt60j")
+    other = load_config("default", ["model.multitask.keyword_share=0.7",
+                                    "model.multitask.share_jitter=0.1"])
+    profile_variant = mt.variants(other)["mt60j"]
+    assert (profile_variant.keyword_share, profile_variant.share_jitter) == (0.7, 0.1)
+    assert "70:30" in profile_variant.description
+    with pytest.raises(SystemExit):
+        mt.main(["--variant", "mt99"])
+    assert "invalid choice: 'mt99'" in capsys.readouterr().err
+
+
+def test_profile_values_have_no_fallbacks_in_code(cfg):
+    from device.config import Config, ConfigError
+
+    data = cfg.to_dict()
+    del data["model"]["multitask"]["augment"]["speed"]
+    with pytest.raises(ConfigError, match="model.multitask.augment.speed"):
+        mt.Augment.from_config(Config(data, "trimmed"))
+    assert mt.Augment.from_config(cfg).noise_snr_db == cfg["model.multitask.augment.noise_snr_db"]

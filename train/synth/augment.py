@@ -1,29 +1,21 @@
-"""Small, seeded augmentation functions: coloured noise, rooms, gain, shifts and mixing at an SNR.
+"""Seeded building blocks of the synthetic corpus: coloured noise, rooms, placement in a window.
 
 Every function takes a ``numpy.random.Generator`` when it draws anything, so the corpus is a
-pure function of the project seed.
+pure function of the project seed. Level (`train.waveforms.rms`), gain in dB and mixing at an
+SNR are the shared ones in `train.waveforms`, the same that training's augmentation uses.
 """
 from __future__ import annotations
 
 import numpy as np
 from scipy.signal import fftconvolve
 
-__all__ = ["NOISE_COLOURS", "coloured_noise", "rms", "db_to_gain", "mix_at_snr",
-           "room_impulse_response", "apply_room", "place_in_window", "random_segment"]
+from ..waveforms import db_to_gain, rms
+
+__all__ = ["NOISE_COLOURS", "coloured_noise", "room_impulse_response", "apply_room",
+           "place_in_window", "random_segment"]
 
 # Spectral slope of each colour, in powers of f: power spectral density ~ f**slope.
 NOISE_COLOURS = {"white": 0.0, "pink": -1.0, "brown": -2.0, "blue": 1.0, "violet": 2.0}
-
-
-def rms(audio: np.ndarray) -> float:
-    """Root mean square (0 for an empty array)."""
-    x = np.asarray(audio, dtype=np.float64)
-    return float(np.sqrt(np.mean(x ** 2))) if x.size else 0.0
-
-
-def db_to_gain(level_db: float) -> float:
-    """Amplitude factor of a level in dB."""
-    return float(10.0 ** (level_db / 20.0))
 
 
 def coloured_noise(n_samples: int, colour: str, rng: np.random.Generator,
@@ -43,18 +35,6 @@ def coloured_noise(n_samples: int, colour: str, rng: np.random.Generator,
     noise = np.fft.irfft(spectrum, n=n_samples)
     level = rms(noise)
     return (noise * (level_rms / level if level > 0 else 0.0)).astype(np.float32)
-
-
-def mix_at_snr(signal: np.ndarray, noise: np.ndarray, snr_db: float) -> np.ndarray:
-    """``signal + k * noise`` with ``k`` chosen so that the signal-to-noise ratio is ``snr_db``.
-
-    The SNR is measured over the whole clip (RMS), as usual for keyword-spotting augmentation.
-    """
-    s, n = rms(signal), rms(noise)
-    if n == 0.0 or s == 0.0:
-        return np.asarray(signal, dtype=np.float32).copy()
-    scale = s / (n * db_to_gain(snr_db))
-    return (np.asarray(signal, dtype=np.float32) + scale * np.asarray(noise, dtype=np.float32))
 
 
 def room_impulse_response(rng: np.random.Generator, sample_rate: int = 16000,

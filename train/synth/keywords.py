@@ -10,8 +10,9 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .augment import (NOISE_COLOURS, apply_room, coloured_noise, db_to_gain, mix_at_snr,
-                      place_in_window, random_segment, rms, room_impulse_response)
+from ..waveforms import db_to_gain, mix_at_snr, rms
+from .augment import (NOISE_COLOURS, apply_room, coloured_noise, place_in_window, random_segment,
+                      room_impulse_response)
 from .speech import VOICES, Take, synthesize, trim_silence
 from device.resample import resample
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .augment import coloured_noise, db_to_gain, place_in_window
+from ..waveforms import db_to_gain
+from .augment import coloured_noise, place_in_window
 from .scenes import _band_noise
 
 __all__ = ["drum_hit", "percussion_clip", "PERCUSSION_GENERATORS"]

@@ -12,7 +12,8 @@ from typing import Callable
 
 import numpy as np
 
-from .augment import coloured_noise, db_to_gain, rms
+from ..waveforms import db_to_gain, rms
+from .augment import coloured_noise
 
 __all__ = ["SCENE_GENERATORS", "generate_scene"]
 

@@ -1,12 +1,17 @@
 """Judge an exported model on a dataset folder it has never seen: accuracy and per-class recall.
 
-    python -m export.evaluate --model build/export/multitask_int8.tflite \\
-        --data ../shared/data/speech_commands_v2_test [--layout auto] [--out report.json]
+    python -m evaluation.evaluate --data ../shared/data/speech_commands_v2_test \\
+        [--profile real] [--model build/export/multitask_int8.tflite] [--layout auto] \\
+        [--out report.json]
+
+``--profile``/``--set`` (as every hopwise command line) pick the defaults: ``--model`` is the
+profile's deployed model (`device.paths.BuildPaths.deployed_model`), the report goes to the
+profile's ``build/reports/evaluate_<model>_<data>.json``.
 
 The folder is read in its dataset's standard layout (``speech_commands``, ``wake_words``,
 ``esc50``, ``urbansound8k``; ``auto`` tells them apart by their files). Keyword layouts are
 scored on the ``keyword`` head, scene layouts on the ``scene`` head. The model runs exactly as
-on the device (`export.tflite.TFLiteModel`: frontend -> manifest normalisation -> int8).
+on the device (`device.interpreter.TFLiteModel`: frontend -> manifest normalisation -> int8).
 
 Label mapping, from the manifest's labels (never from a profile, so any model can be judged):
 
@@ -32,9 +37,14 @@ from typing import Sequence
 
 import numpy as np
 
+from device.config import add_profile_arguments, config_from_args
 from device.frontend import LogMelConfig, log_mel
+from device.interpreter import TFLiteModel
+from device.paths import BuildPaths
+from train.multitask import MODEL
+from train.waveforms import fit_length
 
-log = logging.getLogger("export.evaluate")
+log = logging.getLogger("evaluation.evaluate")
 
 LAYOUTS = ("speech_commands", "wake_words", "esc50", "urbansound8k")
 KEYWORD_LAYOUTS = ("speech_commands", "wake_words")
@@ -81,10 +91,11 @@ def load_clips(root: Path, layout: str, keyword_labels: Sequence[str],
 
 
 def _windows(audio: np.ndarray, n: int, hop: int) -> np.ndarray:
+    """Windows of ``n`` samples every ``hop``, the last one flush with the end; a clip no
+    longer than ``n`` is one centred window."""
     x = np.asarray(audio, np.float32)
     if len(x) <= n:
-        pad = n - len(x)
-        return np.pad(x, (pad // 2, pad - pad // 2))[None]
+        return fit_length(x, n, align="centre")[None]
     starts = list(range(0, len(x) - n + 1, hop))
     if starts[-1] != len(x) - n:
         starts.append(len(x) - n)
@@ -94,8 +105,6 @@ def _windows(audio: np.ndarray, n: int, hop: int) -> np.ndarray:
 def evaluate(model_path: str | Path, data_dir: str | Path, layout: str = "auto",
              scene_hop_s: float = 0.5, num_threads: int = 1) -> dict:
     """Score the model on the folder; returns the report (see the module docstring)."""
-    from export.tflite import TFLiteModel
-
     t0 = time.perf_counter()
     model = TFLiteModel(model_path, num_threads=num_threads)
     manifest = model.manifest
@@ -120,7 +129,7 @@ def evaluate(model_path: str | Path, data_dir: str | Path, layout: str = "auto",
         if head == "scene":
             wins = _windows(clip.audio, n, hop)
         else:  # keyword clips are 1 s already (loaders fit / crop them); centre anything longer
-            wins = _windows(_centre(clip.audio, n), n, n)
+            wins = fit_length(clip.audio, n, align="centre")[None]
         feats = np.stack([log_mel(w, lm_cfg) for w in wins])
         probs = model.predict(feats)[head].mean(0)
         y_true.append(index[clip.label])
@@ -144,39 +153,35 @@ def evaluate(model_path: str | Path, data_dir: str | Path, layout: str = "auto",
     }
 
 
-def _centre(audio: np.ndarray, n: int) -> np.ndarray:
-    start = max(0, (len(audio) - n) // 2)
-    return np.asarray(audio[start:start + n], np.float32)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m export.evaluate",
+        prog="python -m evaluation.evaluate",
         description="Accuracy and per-class recall of an exported int8 model on a dataset "
                     "folder in a standard layout, run exactly as on the device.",
-        epilog="Example: python -m export.evaluate --model build/export/multitask_int8.tflite "
-               "--data ../shared/data/esc50")
-    parser.add_argument("--model", required=True, help=".tflite file with its .json manifest beside it")
+        epilog="Example: python -m evaluation.evaluate --profile real --data ../shared/data/esc50")
+    add_profile_arguments(parser)
+    parser.add_argument("--model", default=None,
+                        help=".tflite file with its .json manifest beside it (default: the "
+                             "profile's deployed model, build/export/multitask_int8.tflite)")
     parser.add_argument("--data", required=True, help="dataset folder")
     parser.add_argument("--layout", default="auto", choices=("auto",) + LAYOUTS,
                         help="folder layout (default: detect)")
     parser.add_argument("--scene-hop-s", type=float, default=0.5,
                         help="hop between 1 s windows of long scene clips, seconds")
     parser.add_argument("--out", default=None,
-                        help="JSON report path (default: build/reports/evaluate_<model>_<data>.json)")
+                        help="JSON report path (default: the profile's "
+                             "build/reports/evaluate_<model>_<data>.json)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    report = evaluate(args.model, args.data, args.layout, args.scene_hop_s)
-    if args.out:
-        out = Path(args.out)
-    else:
-        from device.config import load_config
-
-        out = load_config("default").build_dir / "reports" / \
-            f"evaluate_{Path(args.model).stem}_{Path(args.data).name}.json"
+    cfg = config_from_args(args)
+    paths = BuildPaths(cfg)
+    model = Path(args.model) if args.model else paths.deployed_model(MODEL)
+    report = evaluate(model, args.data, args.layout, args.scene_hop_s)
+    out = (Path(args.out) if args.out
+           else paths.report(f"evaluate_{model.stem}_{Path(args.data).name}.json"))
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    log.info("%s on %s (%s, %d clips): accuracy %.4f, balanced %.4f -> %s", Path(args.model).name,
+    log.info("%s on %s (%s, %d clips): accuracy %.4f, balanced %.4f -> %s", model.name,
              args.data, report["layout"], report["clips"], report["accuracy"],
              report["balanced_accuracy"], out)
     json.dump({k: report[k] for k in ("layout", "head", "clips", "accuracy", "balanced_accuracy",

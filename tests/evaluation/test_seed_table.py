@@ -8,9 +8,9 @@ import json
 import pytest
 
 from device.config import load_config
-from tests.train.test_multitask import fake_corpus
+from evaluation import seed_table
+from tests.train.fakes import fake_corpus
 from train import multitask as mt
-from train import seed_table
 
 
 @pytest.fixture

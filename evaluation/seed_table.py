@@ -1,12 +1,15 @@
 """The seed table: every multitask variant, float Keras and exported int8 TFLite, on held-out data.
 
-    python -m train.seed_table --profile default      # trains what is missing, then evaluates
-    python -m train.seed_table --profile real --variants mt60j --reuse
+    python -m evaluation.seed_table --profile default      # trains, exports, evaluates
+    python -m evaluation.seed_table --profile real --variants mt60j --reuse
 
-For each variant (`train.multitask.variants`: ``kw``, ``scene``, ``mt50``, ``mt60``,
-``mt60j``) it trains (or, with ``--reuse``, loads) the model, exports it to int8
-(``build/export/<profile>/<variant>_int8.tflite``), and measures top-1 accuracy on the
-profile's *test* split (speaker-disjoint keywords, source-disjoint scenes):
+For each variant (`train.multitask.VARIANTS`: ``kw``, ``scene``, ``mt50``, ``mt60``,
+``mt60j``) it trains (`train.multitask.train_variant`; with ``--reuse`` it loads what is
+trained), exports it to int8 (`export.multitask.export_variant` ->
+``build/export/<profile>/<variant>_int8.tflite``), and measures top-1 accuracy of the float
+Keras model and of the int8 model run by the device's own runner
+(`device.interpreter.TFLiteModel`) on the profile's *test* split (speaker-disjoint keywords,
+source-disjoint scenes):
 
 =================  ============================================================
 keyword only       clean keyword clips
@@ -38,9 +41,13 @@ import numpy as np
 
 from device.config import Config, add_profile_arguments, config_from_args
 from device.frontend import LogMelConfig
+from device.interpreter import TFLiteModel
+from device.paths import BuildPaths, profile_tag
+from export.multitask import export_variant, seed_table_accuracies, seed_table_report
+from train import loop
 from train import multitask as mt
 
-log = logging.getLogger("train.seed_table")
+log = logging.getLogger("evaluation.seed_table")
 
 SETS = ("keyword_only", "scene_only", "mixed_keyword", "mixed_scene")
 # Reported beside the four when the test split mixes recorded and synthetic speakers (real profile).
@@ -146,50 +153,48 @@ def markdown(table: Mapping) -> str:
 def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
         verbose: int = 2) -> dict:
     """Train (or reuse), export and evaluate the variants; write the table; return it."""
-    from export.tflite import (TFLiteModel, export_model, seed_table_accuracies,
-                               variant_tflite_path)
-
-    tag = mt.profile_tag(cfg)
+    tag = profile_tag(cfg)
     all_variants = mt.variants(cfg)
     names = list(names or all_variants)
     splits = mt.load_splits(cfg)
     lm_cfg = LogMelConfig.from_config(cfg, "keyword")
-    share = float(cfg.get("eval.keyword_share", cfg.get("model.multitask.keyword_share", 0.6)))
-    seed = int(cfg.get("eval.seed", 4321))
-    crops = int(cfg.get("eval.scene_crops_per_clip", 3))
+    share = float(cfg["eval.keyword_share"])
+    seed = int(cfg["eval.seed"])
+    crops = int(cfg["eval.scene_crops_per_clip"])
     t0 = time.perf_counter()
     test_sets = mt.eval_sets(splits["test"], lm_cfg, share, seed, crops)
     val_sets = mt.eval_sets(splits["validation"], lm_cfg, share, seed + 1, crops)
     log.info("evaluation sets ready in %.0f s: test %s", time.perf_counter() - t0,
              {k: len(v[1]) for k, v in test_sets.items()})
-    label_sets = {"keyword": list(cfg.keyword_labels), "scene": list(cfg["labels.scenes"])}
+    label_sets = {h: cfg.head_labels[h] for h in mt.HEADS}
     n_classes = {h: len(v) for h, v in label_sets.items()}
-    reports = mt.reports_dir(cfg)
-    json_path = reports / f"seed_table_{tag}.json"
+    paths = BuildPaths(cfg)
+    json_path = seed_table_report(cfg)
     previous = json.loads(json_path.read_text()) if json_path.exists() else {}
     table = {"profile": tag, "eval_keyword_share": share, "eval_seed": seed,
              "test_sizes": {k: int(len(v[1])) for k, v in test_sets.items()},
              "variants": dict(previous.get("variants", {}))}
     for name in names:
         variant = all_variants[name]
-        trained = (mt.model_dir(cfg, name) / "model.keras").exists()
+        trained = mt.run_files(cfg, name).trained()
         if reuse and trained:
-            log.info("%s: reusing the trained model in %s", name, mt.model_dir(cfg, name))
+            log.info("%s: reusing the trained model in %s", name, mt.run_files(cfg, name).folder)
         else:
             mt.train_variant(cfg, splits["train"], splits["validation"], variant, verbose=verbose)
         model, normalizer, info = mt.load_trained(cfg, name)
-        path = variant_tflite_path(cfg, name)
-        export = export_model(cfg, name, path, name=f"multitask_{name}", onnx=False)
-        int8 = TFLiteModel(path)
+        path = paths.variant_export(name)
+        export = export_variant(cfg, name, path, name=f"{mt.MODEL}_{name}", onnx=False)
+        int8 = TFLiteModel(path, expected_labels={h: label_sets[h] for h in variant.tasks},
+                           frontend=cfg.section("frontend.keyword"))
         t1 = time.perf_counter()
         res_float = evaluate_sets(lambda f: mt.predict(model, f, normalizer), test_sets,
                                   variant.tasks, n_classes)
         res_int8 = evaluate_sets(int8.predict, test_sets, variant.tasks, n_classes)
         res_val = evaluate_sets(lambda f: mt.predict(model, f, normalizer), val_sets,
                                 variant.tasks, n_classes)
-        plot_confusions(res_int8, label_sets, reports / f"confusion_{tag}_{name}_int8.png",
+        plot_confusions(res_int8, label_sets, paths.report(f"confusion_{tag}_{name}_int8.png"),
                         f"{name} ({variant.description}), int8 TFLite, profile {tag}, test split")
-        plot_confusions(res_float, label_sets, reports / f"confusion_{tag}_{name}_float.png",
+        plot_confusions(res_float, label_sets, paths.report(f"confusion_{tag}_{name}_float.png"),
                         f"{name} ({variant.description}), float Keras, profile {tag}, test split")
         table["variants"][name] = {
             "description": variant.description, "tasks": list(variant.tasks),
@@ -215,43 +220,42 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
                   f"({score(candidates[best]) * 100:.1f} %) among "
                   + ", ".join(f"{n} {score(v) * 100:.1f} %" for n, v in candidates.items()))
         table["deployed"], table["deployed_reason"] = best, reason
-        mt.write_deployed(cfg, best, reason)
-        src = Path(table["variants"][best]["int8_file"])
-        dst = src.parent / "multitask_int8.tflite"
-        export_model(cfg, best, dst, name="multitask", onnx=True,
-                     metrics=seed_table_accuracies(table["variants"][best]))
+        loop.write_deployed(cfg, mt.MODEL, best, reason)
+        dst = paths.profile_export(mt.MODEL)
+        export_variant(cfg, best, dst, onnx=True,
+                       metrics=seed_table_accuracies(table["variants"][best]))
         log.info("deployed variant: %s (%s) -> %s", best, reason, dst)
     _write(cfg, table)
     return table
 
 
 def _write(cfg: Config, table: Mapping) -> None:
-    reports = mt.reports_dir(cfg)
-    tag = table["profile"]
-    (reports / f"seed_table_{tag}.json").write_text(json.dumps(table, indent=1) + "\n")
-    (reports / f"seed_table_{tag}.md").write_text(markdown(table) + "\n")
+    json_path = seed_table_report(cfg)
+    reports = json_path.parent
+    json_path.write_text(json.dumps(table, indent=1) + "\n")
+    json_path.with_suffix(".md").write_text(markdown(table) + "\n")
     # The combined table: every profile that has been run into this build folder.
     tables = {}
     for path in sorted(reports.glob("seed_table_*.json")):
         data = json.loads(path.read_text())
         tables[data["profile"]] = data
-    (reports / "seed_table.json").write_text(json.dumps(tables, indent=1) + "\n")
-    (reports / "seed_table.md").write_text(
+    paths = BuildPaths(cfg)
+    paths.report("seed_table.json").write_text(json.dumps(tables, indent=1) + "\n")
+    paths.report("seed_table.md").write_text(
         "# Seed table: keyword + scene multitask variants\n\n"
         + "\n".join(markdown(t) for t in tables.values()) + "\n")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
-        prog="python -m train.seed_table",
+        prog="python -m evaluation.seed_table",
         description="Train (or reuse), export to int8 and evaluate the keyword/scene variants "
                     "on the held-out test split; write build/reports/seed_table.md/.json, "
                     "confusion matrices, and choose the deployed multitask variant.",
-        epilog="Example: python -m train.seed_table --profile real --reuse")
+        epilog="Example: python -m evaluation.seed_table --profile real --reuse")
     add_profile_arguments(parser)
-    parser.add_argument("--variants", nargs="+", default=None,
-                        choices=["kw", "scene", "mt50", "mt60", "mt60j"],
-                        help="subset to run (default: all five)")
+    parser.add_argument("--variants", nargs="+", default=None, choices=mt.VARIANT_NAMES,
+                        help="subset to run (default: all of them)")
     parser.add_argument("--reuse", action="store_true",
                         help="evaluate already-trained models instead of retraining them")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch Keras lines")
@@ -260,13 +264,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "files); trains and evaluates nothing")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    mt.configure_threads()
+    loop.configure_threads()
     cfg = config_from_args(args)
     if args.report_only:
-        path = mt.reports_dir(cfg) / f"seed_table_{mt.profile_tag(cfg)}.json"
-        table = json.loads(path.read_text())
+        table = json.loads(seed_table_report(cfg).read_text())
         for name, v in table["variants"].items():
-            info_path = mt.model_dir(cfg, name) / "train_info.json"
+            info_path = mt.run_files(cfg, name).train_info
             if info_path.exists():
                 v["init_from"] = json.loads(info_path.read_text()).get("init_from")
         _write(cfg, table)
