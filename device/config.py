@@ -333,9 +333,6 @@ def validate(cfg: Config) -> None:
                 raise ConfigError(f"{where}: need 0 <= fmin_hz < fmax_hz <= sample_rate/2 "
                                   f"({rate / 2:g} Hz), got fmin_hz={section.get('fmin_hz')!r}, "
                                   f"fmax_hz={fmax!r}")
-    share = cfg.get("model.multitask.keyword_share", 0.5)
-    if not 0.0 < share < 1.0:
-        raise ConfigError(f"model.multitask.keyword_share must be between 0 and 1, got {share!r}")
     shed, restore = cfg.get("runtime.shed_above"), cfg.get("runtime.restore_below")
     if shed is not None and restore is not None and not restore < shed:
         raise ConfigError(f"runtime.restore_below ({restore!r}) must be below runtime.shed_above "

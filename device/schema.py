@@ -69,6 +69,8 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.*.dropout", "[0, 1)"),
     ("model.*.stride_hops", "[1, inf)"),
     ("model.*.label_smoothing", "[0, 1)"),
+    ("model.*.keyword_share", "(0, 1)"),        # a share of the mixture's energy
+    ("eval.keyword_share", "(0, 1)"),
     ("model.*.augment.*_prob", "[0, 1]"),
     ("model.*.augment.clean_keywords", "[0, 1]"),
     ("model.*.augment.speed", "[0, 0.5]"),
