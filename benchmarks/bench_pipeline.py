@@ -173,8 +173,7 @@ def run_worker(*args: str, timeout: float = 600) -> dict:
 
 
 def measure_latency(tone_model: Path, seconds: float, overrides: list[str]) -> dict:
-    sys.path.insert(0, str(REPO / "tests" / "device"))
-    from helpers import Broker  # the tests' throw-away mosquitto on a free loopback port
+    from benchmarks.mosquitto import Broker  # a throw-away mosquitto on a free loopback port
     with tempfile.TemporaryDirectory() as root:
         broker = Broker(Path(root)).start()
         try:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +18,7 @@ if str(HERE) not in sys.path:
 from export.standin import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ, build_tone_model  # noqa: E402,F401
 from device.audio_source import Tone, render_tones  # noqa: E402
 from device.config import load_config  # noqa: E402
+from benchmarks.mosquitto import Broker  # noqa: E402,F401  (the tests import it from here)
 
 PY = sys.executable
 
@@ -51,60 +50,6 @@ def recording(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("audio") / "script.wav"
     sf.write(path, np.stack([x, x], axis=1), 48000, subtype="PCM_16")
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Broker:
-    """A real mosquitto on 127.0.0.1:<free port>, with persistence so that a restart keeps
-    a persistent subscriber's session (queued QoS 1 messages)."""
-
-    def __init__(self, root: Path):
-        self.root = root
-        self.port = free_port()
-        (root / "data").mkdir(parents=True, exist_ok=True)
-        self.conf = root / "mosquitto.conf"
-        self.conf.write_text(
-            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
-            f"{self.user_line()}"
-            f"persistence_location {root / 'data'}/\nautosave_interval 1\n"
-            f"log_dest file {root / 'mosquitto.log'}\n")
-        self.proc: subprocess.Popen | None = None
-
-    @staticmethod
-    def user_line() -> str:
-        """As root, mosquitto drops to user 'mosquitto', which cannot read the test's private tmp
-        folder (persistence, password file, certificates): stay the user the test runs as."""
-        import getpass
-        return f"user {getpass.getuser()}\n" if os.geteuid() == 0 else ""
-
-    def start(self) -> "Broker":
-        self.proc = subprocess.Popen(["mosquitto", "-c", str(self.conf)],
-                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2).close()
-                return self
-            except OSError:
-                if self.proc.poll() is not None:
-                    raise RuntimeError(f"mosquitto exited: {(self.root / 'mosquitto.log').read_text()}")
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not start listening")
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self.proc = None
 
 
 @pytest.fixture
