@@ -3,7 +3,9 @@
 One hop (10 ms) of audio goes ``audio_source`` -> ``pipeline`` -> each of ``stages`` in profile
 order -> ``sinks``. The modules:
 
-* `config` — TOML profiles with inheritance and ``--set`` overrides (host and device share it).
+* `config` — TOML profiles with inheritance and ``--set`` overrides (host and device share it);
+  `schema` — the keys, types and ranges every profile is checked against (from the default
+  profile itself, plus a table of ranges).
 * `paths` — where everything under ``project.build_dir`` lives (models, state, reports).
 * `audio_source` — microphone (PortAudio), file replay and synthetic sources; `ring_buffer`
   between a capture thread and the pipeline; `resample` — the one soxr resampler.

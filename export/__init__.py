@@ -8,6 +8,8 @@
 * `export.deploy` — the bundle for the Pi, local or over SSH (``make deploy``); it is to grow
   releases (versioned bundles to roll back to);
 * `export.demo` — ``make demo``: a synthetic recording through the trained pipeline;
+* `export.standin` — stand-in models with known behaviour (tone detectors) for the device's
+  tests and benchmarks, converted with the exporter's own int8 recipe;
 * coming: ``export.esn`` for the echo state network, one module per model like
   `export.multitask`.
 
