@@ -236,46 +236,6 @@ def speed_perturb(audio: np.ndarray, max_change: float, rng: np.random.Generator
         The clips' rate. Only the ratio matters to soxr; the rate sets how finely a factor is
         resolved (factors are rounded to whole Hz: 1/16000 at 16 kHz).
     quality : str
-        soxr quality; `INPUT_QUALITY` (HQ), as for any recording's rate change.
-
-    Returns
-    -------
-    np.ndarray
-        float32, the shape of ``audio``.
-    """
-    if max_change <= 0:
-        return audio
-    n, length = audio.shape
-    factors = rng.uniform(1.0 - max_change, 1.0 + max_change, size=n)
-    out = np.empty((n, length), dtype=np.float32)
-    for i, factor in enumerate(factors):
-        played = resample(audio[i], int(round(factor * sample_rate_hz)), sample_rate_hz, quality)
-        out[i] = fit_length(played, length, align="centre")
-    return out
-
-
-def speed_perturb(audio: np.ndarray, max_change: float, rng: np.random.Generator, *,
-                  sample_rate_hz: int, quality: str = INPUT_QUALITY) -> np.ndarray:
-    """Play each row faster or slower by a factor in ``U(1 - max_change, 1 + max_change)``.
-
-    Tempo and pitch change together, as with a faster talker or a higher voice. Each row is
-    resampled with `device.resample.resample` (soxr, the device's resampler) as if it had been
-    recorded at ``factor * sample_rate_hz``, then centred in the original length
-    (`fit_length` ``align="centre"``): a faster clip gets zeros at both ends, a slower one
-    loses its ends.
-
-    Parameters
-    ----------
-    audio : np.ndarray
-        ``(n, samples)`` float32.
-    max_change : float
-        Largest relative change of speed; 0 returns ``audio`` itself and draws nothing.
-    rng : numpy.random.Generator
-        Draws the ``n`` factors (one call).
-    sample_rate_hz : int
-        The clips' rate. Only the ratio matters to soxr; the rate sets how finely a factor is
-        resolved (factors are rounded to whole Hz: 1/16000 at 16 kHz).
-    quality : str
         soxr quality; `INPUT_QUALITY` (HQ), as for any recording's rate change. About 0.5 ms
         per 1 s clip on one host core.
 
