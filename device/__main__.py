@@ -210,10 +210,16 @@ def main(argv=None) -> int:
     logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(), stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     from .config import ConfigError
+    from .faults import EssentialStageFailed
     from .manifest import ManifestError
     try:
         return {"run": cmd_run, "detect": cmd_detect, "list-devices": cmd_list_devices,
                 "config": cmd_config}[args.command](args)
+    except EssentialStageFailed as exc:
+        # Not the user's input: a run-time fault. Exit 1, which systemd's Restart=on-failure
+        # restarts (exit 2, a bad profile or file, is not restarted: RestartPreventExitStatus).
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     except (ConfigError, ManifestError, FileNotFoundError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

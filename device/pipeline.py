@@ -38,6 +38,7 @@ import numpy as np
 
 from .budget import BudgetSettings, HopBudget
 from .config import ConfigError
+from .faults import StageFaults
 from .frontend import as_float_audio
 from .stages import HopContext, Stage, build_stage, check_wiring, stage_class
 from .stages.model import TFLiteModelStage
@@ -68,6 +69,8 @@ class PipelineSettings:
         ``runtime.capture_stall_s``: see `device.supervision.CaptureSupervisor`.
     flush_timeout_s : float
         ``runtime.flush_timeout_s``: how long `Pipeline.close` waits for the sinks.
+    stage_failure_limit : int
+        ``runtime.stage_failure_limit``: see `device.faults.StageFaults`.
     budget : device.budget.BudgetSettings
         ``runtime.*`` hop budget and shedding.
     """
@@ -78,6 +81,7 @@ class PipelineSettings:
     status_interval_s: float
     capture_stall_s: float
     flush_timeout_s: float
+    stage_failure_limit: int
     budget: BudgetSettings
 
     @classmethod
@@ -91,7 +95,8 @@ class PipelineSettings:
                    device_id=str(cfg["project.device_id"]),
                    status_interval_s=float(cfg["runtime.status_interval_s"]),
                    capture_stall_s=float(cfg["runtime.capture_stall_s"]),
-                   flush_timeout_s=float(cfg["runtime.flush_timeout_s"]), budget=budget)
+                   flush_timeout_s=float(cfg["runtime.flush_timeout_s"]),
+                   stage_failure_limit=int(cfg["runtime.stage_failure_limit"]), budget=budget)
 
 
 class Pipeline:
@@ -141,6 +146,9 @@ class Pipeline:
         interval = settings.status_interval_s
         self._next_status = interval if interval > 0 else float("inf")
         self._stop = threading.Event()
+        self._raised: list[dict] = []              # status events raised inside a hop
+        self.faults = StageFaults(settings.stage_failure_limit,
+                                  lambda label, **kw: self._raised.append(self.emit_status(label, **kw)))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -206,21 +214,29 @@ class Pipeline:
         self.samples_in += len(samples)
         ctx = HopContext(self.hops, self.t_audio_s, samples, self.data)
         total = 0.0
+        faults = self.faults
         for stage in self.stages:
-            if not stage.due(self.hops) or not self.budget.runs(stage):
+            if not stage.due(self.hops) or not self.budget.runs(stage) or not faults.runs(stage):
                 continue
             t0 = time.perf_counter()
             try:
                 stage.process(ctx)
-            except Exception:  # a broken stage must not stop the device; it is reported
-                log.exception("stage %s failed on hop %d", stage.name, self.hops)
+            except Exception as exc:  # reported once, counted, acted on (device.faults)
                 self._count(f"error.{stage.name}")
+                faults.failed(stage, exc, self.hops, ctx.t_audio_s)
+            else:
+                if faults.streak.get(stage.name):
+                    faults.succeeded(stage, ctx.t_audio_s)
             dt = time.perf_counter() - t0
             self.budget.record(stage, dt)
             total += dt
         self.budget.end_hop(total)
         self.hops += 1
         out = [self.emit(ev) for ev in ctx.events]
+        if self._raised:
+            out.extend(self._raised)
+            self._raised = []
+        faults.check()  # an essential stage that keeps failing ends the run (exit code 1)
         realtime = self.source is not None and self.source.realtime
         for change in self.budget.balance(self.t_audio_s, backlog, realtime):
             out.append(self._report_budget_change(change))
@@ -275,7 +291,8 @@ class Pipeline:
             hop_s=self.hop_s, t_audio_s=self.t_audio_s, busy_s=b.busy_s, load=b.load,
             hop=b.hop_stats.summary(), deadline_misses=b.hop_stats.misses,
             stages={name: st.summary() for name, st in b.stage_stats.items()},
-            shed=sorted(b.shed), shed_events=b.shed_count, events=dict(self.event_counts))
+            shed=sorted(b.shed), shed_events=b.shed_count, events=dict(self.event_counts),
+            faults=self.faults.summary())
 
     def status(self) -> dict:
         """The status report: the snapshot, the source's and the sinks' health."""

@@ -49,6 +49,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("runtime.probe_after_s", "(0, inf)"),
     ("runtime.flush_timeout_s", "[0, inf)"),
     ("runtime.capture_stall_s", "(0, inf)"),
+    ("runtime.stage_failure_limit", "[1, inf)"),
     ("decisions.*threshold*", "[0, 1]"),        # posteriors are probabilities: 2.0 never fires
     ("decisions.*_ms", "[0, inf)"),
     ("decisions.smoothing_ms", "(0, inf)"),

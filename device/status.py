@@ -7,6 +7,8 @@ use, p50/p99 per stage, misses, shed stages, overruns and each sink's health.
 """
 from __future__ import annotations
 
+import dataclasses
+
 from collections import deque
 from dataclasses import dataclass
 
@@ -85,6 +87,8 @@ class PipelineSnapshot:
         Stages shed now; ``shed_events``: sheds so far.
     events : dict of str -> int
         Events emitted so far by type (``status.<label>`` for status events).
+    faults : dict
+        `device.faults.StageFaults.summary`: failures per stage, stages switched off.
     """
 
     uptime_s: float
@@ -99,6 +103,7 @@ class PipelineSnapshot:
     shed: list
     shed_events: int
     events: dict
+    faults: dict = dataclasses.field(default_factory=dict)
 
     @property
     def audio_s(self) -> float:
@@ -123,6 +128,7 @@ def status_report(snapshot: PipelineSnapshot, source=None, sinks=None) -> dict:
         "shed": sorted(snapshot.shed),
         "shed_events": snapshot.shed_events,
         "events": dict(snapshot.events),
+        "faults": dict(snapshot.faults),
     }
     if source is not None:
         report["audio"] = source.health()
