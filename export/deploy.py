@@ -144,6 +144,14 @@ def build_bundle(cfg, out_dir: Path, export_dir: Path | None = None) -> Path:
     # merged in, so the Pi runs exactly what was trained and needs nothing from the host.
     deployed = cfg.to_dict()
     deployed["project"]["build_dir"] = "build"  # the bundle's own layout, wherever the host's was
+    # Secrets never travel in the bundle (it is copied, tarred, left on disks): the Pi reads a
+    # password from its own mode-600 file or the environment (device.sinks.mqtt.resolve_password).
+    for name, section in (deployed.get("sinks") or {}).items():
+        if isinstance(section, dict) and section.get("password"):
+            section["password"] = ""
+            log.warning("sinks.%s.password is not copied into the bundle: on the Pi, put it in a "
+                        "mode-600 file named by sinks.%s.password_file (e.g. /etc/hopwise/"
+                        "mqtt_password) or in HOPWISE_MQTT_PASSWORD", name, name)
     (bundle / "profile.toml").write_text(f"# hopwise profile {cfg.name!r} as deployed\n"
                                          + dump_toml(deployed))
     (bundle / "requirements-device.txt").write_text("\n".join(_requirements()) + "\n")

@@ -15,7 +15,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sqlite3
+import sys
 import threading
 import time
 import uuid
@@ -140,11 +142,18 @@ class MqttSink(Sink):
         self.client.will_set(self.status_topic, self._presence("offline"), qos=1, retain=True)
         self.client.reconnect_delay_set(reconnect_min_s, reconnect_max_s)
         self.client.on_connect = self._on_connect
+        self.client.on_connect_fail = self._on_connect_fail
         self.client.on_disconnect = self._on_disconnect
         self.client.on_publish = self._on_publish
         self._lock = threading.Lock()
         self._inflight: dict[int, int] = {}
-        self._early: set[int] = set()
+        # Acks that arrived before publish() returned its mid to the worker, with their time: an
+        # entry nobody claims must not outlive paho's mid counter (it wraps at 65535), or a
+        # later row that gets the same mid would be deleted without the broker's ack.
+        self._early: dict[int, float] = {}
+        self._own: set[int] = set()   # mids of the sink's own presence messages (no queue row)
+        self._state = "starting"      # what was last logged: "connected" or "down: <reason>"
+        self._down_since: float | None = None
         self._cursor = 0
         self._connected = threading.Event()
         self._wake = threading.Event()
@@ -168,28 +177,71 @@ class MqttSink(Sink):
                            "t_wall": time.time()})
 
     # ------------------------------------------------------------------ paho callbacks (network thread)
+    def _log_state(self, state: str, message: str, *args, level: int = logging.WARNING) -> None:
+        """Log a connection state once per change (a broker down for an hour is one line)."""
+        if state != self._state:
+            self._state = state
+            log.log(level, message, *args)
+
     def _on_connect(self, client, userdata, flags, reason_code, properties=None):
         if reason_code.is_failure:
             self.last_connect_error = str(reason_code)
+            hint = ("; check sinks.%s.username and the password (password_file or "
+                    "HOPWISE_MQTT_PASSWORD)" % self.name
+                    if "authori" in str(reason_code).lower() or "password" in str(reason_code).lower()
+                    else "")
+            self._log_state(f"down: {reason_code}", "MQTT broker %s:%d refused the connection "
+                            "(%s)%s; %d event(s) kept on disk, retrying", self.host, self.port,
+                            reason_code, hint, len(self.queue))
             return
         self.connects += 1
         self.last_connect_error = None
-        client.publish(self.status_topic, self._presence("online"), qos=1, retain=True)
+        down = "" if self._down_since is None else \
+            f" after {time.monotonic() - self._down_since:.1f} s away"
+        self._down_since = None
+        self._log_state("connected", "MQTT connected to %s:%d%s; %d event(s) queued to send",
+                        self.host, self.port, down, len(self.queue), level=logging.INFO)
+        info = client.publish(self.status_topic, self._presence("online"), qos=1, retain=True)
+        with self._lock:
+            self._own.add(info.mid)
         self._connected.set()
         self._wake.set()
 
+    def _on_connect_fail(self, client, userdata):
+        # paho calls this inside its `except OSError` (refused, unreachable, TLS handshake).
+        exc = sys.exc_info()[1]
+        reason = (f"{type(exc).__name__}: {exc}" if exc is not None else "connection failed")
+        self.last_connect_error = reason
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        hint = (" (a TLS failure: check sinks.%s.ca_certs, certfile and keyfile)" % self.name
+                if "SSL" in reason or "certificate" in reason.lower() else "")
+        self._log_state(f"down: {reason}", "MQTT broker %s:%d unreachable (%s)%s; %d event(s) "
+                        "kept on disk, retrying", self.host, self.port, reason, hint,
+                        len(self.queue))
+
     def _on_disconnect(self, client, userdata, flags, reason_code, properties=None):
-        if self._connected.is_set():
+        was_connected = self._connected.is_set()
+        if was_connected:
             self.disconnects += 1
+            self._down_since = time.monotonic()
         self._connected.clear()
         if reason_code is not None and reason_code != 0:
             self.last_error = f"disconnected: {reason_code}"
+        # A refused login is followed by a disconnect too: only a lost connection is news.
+        if was_connected and not self._stop.is_set():
+            self._log_state(f"down: {reason_code}", "MQTT connection to %s:%d lost (%s); %d "
+                            "event(s) kept on disk, reconnecting", self.host, self.port,
+                            reason_code, len(self.queue))
 
     def _on_publish(self, client, userdata, mid, reason_code=None, properties=None):
         with self._lock:
+            if mid in self._own:
+                self._own.discard(mid)
+                return
             rowid = self._inflight.pop(mid, None)
             if rowid is None:
-                self._early.add(mid)   # acknowledged before publish() returned to the worker
+                self._early[mid] = time.monotonic()  # acked before publish() returned its mid
                 return
         self._ack(rowid)
 
@@ -230,8 +282,12 @@ class MqttSink(Sink):
                 self._ack(rowid)
                 continue
             with self._lock:
+                now = time.monotonic()
+                if self._early:  # claim this publish's ack, forget unclaimed old ones
+                    for mid in [m for m, t in self._early.items() if now - t > 30.0]:
+                        del self._early[mid]
                 if info.mid in self._early:
-                    self._early.discard(info.mid)
+                    del self._early[info.mid]
                     early = True
                 else:
                     self._inflight[info.mid] = rowid
@@ -272,8 +328,14 @@ class MqttSink(Sink):
         self._stop.set()
         self._wake.set()
         self._worker.join(timeout=2.0)
+        left = self.pending
+        if left > 0:
+            log.warning("%d event(s) not yet delivered to MQTT broker %s:%d stay queued in %s and "
+                        "are sent at the next start", left, self.host, self.port, self.queue.path)
         if self.connected:
             info = self.client.publish(self.status_topic, self._presence("offline"), qos=1, retain=True)
+            with self._lock:
+                self._own.add(info.mid)
             try:
                 info.wait_for_publish(timeout=min(2.0, max(0.1, timeout_s)))
             except (RuntimeError, ValueError):
@@ -293,17 +355,48 @@ class MqttSink(Sink):
         return h
 
 
+PASSWORD_ENV = "HOPWISE_MQTT_PASSWORD"
+
+
+def resolve_password(section: SinkSection) -> str | None:
+    """The broker password, from (first that is set) the environment variable
+    ``HOPWISE_MQTT_PASSWORD`` (``HOPWISE_MQTT_PASSWORD_<NAME>`` for a section other than
+    ``mqtt``), the file ``password_file`` (its first line; it must not be readable by group or
+    others), or ``password`` in the profile (discouraged: profiles are copied into bundles).
+    """
+    from ..config import ConfigError
+
+    env = PASSWORD_ENV if section.name == "mqtt" else f"{PASSWORD_ENV}_{section.name.upper()}"
+    if os.environ.get(env):
+        return os.environ[env]
+    path = section["password_file"]
+    if path:
+        p = Path(path).expanduser()
+        try:
+            mode = p.stat().st_mode
+            text = p.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"sinks.{section.name}.password_file {p} cannot be read ({exc}); "
+                              f"create it with the password on one line, mode 600") from None
+        if mode & 0o077:
+            raise ConfigError(f"sinks.{section.name}.password_file {p} is readable by others "
+                              f"(mode {mode & 0o777:o}); run: chmod 600 {p}")
+        return text.splitlines()[0] if text else ""
+    return section["password"] or None
+
+
 @register_sink("mqtt")
 def from_config(section: SinkSection, cfg) -> MqttSink:
     """Every key of the profile's ``[sinks.mqtt]``; the queue lives in
-    ``<runtime.state_dir>/<section name>`` (one per broker). Empty strings mean "not set"."""
+    ``<runtime.state_dir>/<section name>`` (one per broker). Empty strings mean "not set". The
+    password comes from `resolve_password` (environment, a mode-600 file, or the profile)."""
     def optional(key):
         return section[key] or None
     return MqttSink(
         section["host"], section["port"], device_id=cfg["project.device_id"],
         topic_prefix=section["topic_prefix"], qos=section["qos"],
         state_dir=BuildPaths(cfg).state_dir / section.name, client_id=optional("client_id"),
-        username=optional("username"), password=optional("password"), tls=section["tls"],
+        username=optional("username"), password=resolve_password(section), tls=section["tls"],
         ca_certs=optional("ca_certs"), certfile=optional("certfile"), keyfile=optional("keyfile"),
         tls_insecure=section["tls_insecure"], keepalive_s=section["keepalive_s"],
         max_queue=section["max_queue"], types=section.get("types") or None, name=section.name)

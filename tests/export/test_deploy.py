@@ -56,6 +56,19 @@ def test_local_bundle_has_runtime_models_and_checksums(tmp_path, cfg):
     assert Path(out.stdout.strip()) == (bundle / "build/export/multitask_int8.tflite").resolve()
 
 
+def test_a_password_in_the_profile_never_enters_the_bundle(tmp_path, caplog):
+    cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
+                                  "sinks.mqtt.password=hunter2"])
+    _fake_export(tmp_path / "build" / "export")
+    bundle = build_bundle(cfg, tmp_path / "out")
+    with tarfile.open(tmp_path / "out" / "hopwise-bundle.tar.gz") as tar:
+        blobs = [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
+    assert not any(b"hunter2" in blob for blob in blobs)
+    assert b"hunter2" not in (bundle / "profile.toml").read_bytes()
+    assert any("not copied into the bundle" in r.getMessage() for r in caplog.records)
+    assert "hunter2" not in caplog.text
+
+
 def test_tampered_or_missing_models_are_refused(tmp_path, cfg, capsys):
     with pytest.raises(DeployError, match="make train export"):
         build_bundle(cfg, tmp_path / "out")
