@@ -166,7 +166,7 @@ def cmd_run(args) -> int:
                                    buffer_s=cfg["capture.buffer_s"])
         log.info("capturing from %s at %d Hz -> %d Hz", source.device_name, source.capture_rate,
                  rate)
-    pipe = Pipeline.from_config(cfg, model=args.model, sinks=None)
+    pipe = Pipeline.from_config(cfg, model=args.model, sinks=None, persist_seq=True)
     pipe.sinks = build_sinks(cfg)
     _install_signals(pipe)
     try:

@@ -117,10 +117,13 @@ class Pipeline:
     keep_events : bool
         Keep every emitted event in ``self.events`` (tests, ``detect``). Memory grows with the
         run: leave it off on the device.
+    sequence : device.sequence.SequenceStore or None
+        Where event ``seq`` numbers come from: a store in the state directory keeps them unique
+        across restarts (``python -m device run``); None counts from 0 (a file's ``detect``).
     """
 
     def __init__(self, stages: Sequence[Stage], settings: PipelineSettings, *, sinks=None,
-                 keep_events: bool = False):
+                 keep_events: bool = False, sequence=None):
         self.stages = list(stages)
         names = [s.name for s in self.stages]
         if len(set(names)) != len(names):
@@ -137,7 +140,8 @@ class Pipeline:
         self.event_counts: dict[str, int] = {}
         self.hops = 0
         self.samples_in = 0
-        self.seq = 0
+        self.seq = 0                               # events emitted by this process
+        self.sequence = sequence                   # device.sequence.SequenceStore or None
         self.data: dict = {}                       # the streams, kept across hops
         self.source = None
         self._lost_samples = 0
@@ -154,13 +158,14 @@ class Pipeline:
     @classmethod
     def from_config(cls, cfg, *, sinks=None, model: str | None = None,
                     stage_names: Iterable[str] | None = None, shedding: bool | None = None,
-                    keep_events: bool = False) -> "Pipeline":
+                    keep_events: bool = False, persist_seq: bool = False) -> "Pipeline":
         """The profile's ``[pipeline] stages`` (or ``stage_names``), each built from its
         ``[stages.<name>]``.
 
         ``model`` (``--model``) replaces the model of the pipeline's one ``tflite_model`` stage;
         with several, set ``stages.<name>.model`` for each. ``shedding`` overrides
-        ``runtime.shedding``.
+        ``runtime.shedding``. ``persist_seq`` keeps event sequence numbers in
+        ``<runtime.state_dir>/event_seq`` (`device.sequence`), unique across restarts.
         """
         settings = PipelineSettings.from_config(cfg, shedding=shedding)
         names = list(stage_names or cfg["pipeline.stages"])
@@ -174,7 +179,12 @@ class Pipeline:
             extra[models[0]]["model"] = str(model)
         hop_s = settings.hop_ms / 1000.0
         stages = [build_stage(name, cfg, settings.rate, hop_s, **extra[name]) for name in names]
-        return cls(stages, settings, sinks=sinks, keep_events=keep_events)
+        sequence = None
+        if persist_seq:
+            from .paths import BuildPaths
+            from .sequence import SequenceStore
+            sequence = SequenceStore(BuildPaths(cfg).state_dir / "event_seq")
+        return cls(stages, settings, sinks=sinks, keep_events=keep_events, sequence=sequence)
 
     # ------------------------------------------------------------------ audio in
     @property
@@ -264,7 +274,7 @@ class Pipeline:
         ev = dict(event)
         ev.setdefault("t_audio_s", round(self.t_audio_s, 4))
         ev["t_wall"] = time.time()
-        ev["seq"] = self.seq
+        ev["seq"] = self.sequence.next() if self.sequence is not None else self.seq
         ev["device"] = self.settings.device_id
         self.seq += 1
         self._count(ev["type"] if ev["type"] != "status" else f"status.{ev['label']}")

@@ -9,7 +9,8 @@ event) and returns; a worker thread publishes queued rows in order while connect
 deleted only when the broker's PUBACK arrives. While the broker is down rows accumulate on disk
 (bounded by ``max_queue``: the oldest are dropped and counted beyond it); when it comes back
 (paho reconnects with backoff) they are published. A process that dies with rows queued sends them
-after it restarts. Duplicates are possible after a reconnect; events carry ``seq`` to dedupe.
+after it restarts. Duplicates are possible after a reconnect; de-duplicate on ``(device, seq)``:
+``seq`` only grows for one device, across restarts too (`device.sequence`; gaps are normal).
 """
 from __future__ import annotations
 
