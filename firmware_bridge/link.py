@@ -184,6 +184,7 @@ class BridgeLink:
         self._out = bytearray()
         self._ser = None
         self._ever_connected = False
+        self._open_error: str | None = None
         self._start_s = time.monotonic()
         self._now_s = self._start_s
         self._next_connect_s = self._start_s
@@ -196,6 +197,7 @@ class BridgeLink:
         self.retransmits = 0
         self.dropped_overflow = 0
         self.dropped_critical = 0
+        self.discarded_at_close = 0
         self.reconnects = 0
         self.last_pong_rtt_ms: float | None = None
         self._ping_sent: dict = {}
@@ -321,6 +323,14 @@ class BridgeLink:
         self.stop()
         with self._lock:
             self._closed = True
+            left = self._n_events_pending
+            if left:
+                # Not kept for the next start: an MCU acting on a wake word from before a
+                # restart would act on stale news. They are counted and said.
+                self.discarded_at_close += left
+                log.warning("BridgeLink: %d event(s) not acknowledged by the microcontroller on "
+                            "%s within %.1f s are discarded at shutdown", left, self.port,
+                            flush_timeout_s)
             self._disconnect(reason=None)
 
     def health(self) -> dict:
@@ -335,6 +345,8 @@ class BridgeLink:
                 "retransmits": self.retransmits,
                 "dropped_overflow": self.dropped_overflow,
                 "dropped_critical": self.dropped_critical,
+                "discarded_at_close": self.discarded_at_close,
+                "open_error": self._open_error,
                 "corrupt_frames": dec["corrupt_frames"],
                 "reconnects": self.reconnects,
                 "frames_received": dec["frames_ok"],
@@ -410,12 +422,18 @@ class BridgeLink:
             if entry.is_event and not entry.critical:
                 victim = seq
                 break
+        victim_critical = victim is None
         if victim is None:
             victim = next(seq for seq, entry in self._pending.items() if entry.is_event)
             self.dropped_critical += 1
         del self._pending[victim]
         self._n_events_pending -= 1
         self.dropped_overflow += 1
+        if self.dropped_overflow == 1 or self.dropped_overflow % 100 == 0:
+            log.warning("BridgeLink: the queue to %s is full (%d events unacknowledged): dropped "
+                        "the oldest %s event (%d dropped so far; health: dropped_overflow)",
+                        self.port, self.queue_size,
+                        "critical" if victim_critical else "scene/beat", self.dropped_overflow)
 
     def _connect(self, now: float) -> None:
         self._next_connect_s = now + self.reconnect_s
@@ -424,8 +442,17 @@ class BridgeLink:
         try:
             ser = self._factory(self.port, self.baudrate)
         except Exception as exc:  # missing device, permission, busy: try again later
-            log.debug("BridgeLink: cannot open %s: %s", self.port, exc)
+            reason = f"{type(exc).__name__}: {exc}"
+            if reason != self._open_error:  # once per reason, not once per retry
+                self._open_error = reason
+                log.warning("BridgeLink: cannot open %s (%s); retrying every %.1f s, %d event(s) "
+                            "queued", self.port, reason, self.reconnect_s, self._n_events_pending)
+            else:
+                log.debug("BridgeLink: cannot open %s: %s", self.port, exc)
             return
+        if self._open_error is not None:
+            log.warning("BridgeLink: %s is open again", self.port)
+        self._open_error = None
         self._ser = ser
         if self._ever_connected:
             self.reconnects += 1

@@ -345,3 +345,29 @@ def test_split_label_table_fits_frames(names):
         msg = LabelTable(1, "command", len(names), start_id, chunk)
         assert len(encode(msg)) <= codec.MAX_FRAME
         assert names[start_id : start_id + len(chunk)] == list(chunk)
+
+
+def test_a_missing_port_overflow_and_unacked_events_at_close_are_logged_and_counted(caplog):
+    """Nothing the link loses or cannot do is silent: a missing port is a warning once per
+    reason (not per retry), the port coming back is said, overflow drops and events discarded
+    at shutdown are logged with their counts and in health()."""
+    import logging
+    factory = Factory(available=False)
+    link, _ = make_link(factory, queue_size=3, reconnect_s=0.01)
+    t0 = time.monotonic()
+    with caplog.at_level(logging.DEBUG, "firmware_bridge.link"):
+        for i in range(5):
+            link.poll(now=t0 + i * 0.1)
+        warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len([m for m in warnings if "cannot open mem" in m]) == 1
+        assert "no such device" in warnings[0] and link.health()["open_error"]
+        for i in range(5):
+            link.send_event("scene", "speech", 0.9, 1000 + i)
+        assert link.health()["dropped_overflow"] == 2
+        assert any("queue to mem is full" in r.getMessage() for r in caplog.records)
+        factory.available = True
+        link.poll(now=t0 + 1.0)
+        assert any("mem is open again" in r.getMessage() for r in caplog.records)
+        link.close(flush_timeout_s=0.0)
+    assert link.health()["discarded_at_close"] == 3
+    assert any("3 event(s) not acknowledged" in r.getMessage() for r in caplog.records)
