@@ -14,6 +14,7 @@ after it restarts. Duplicates are possible after a reconnect; de-duplicate on ``
 """
 from __future__ import annotations
 
+import collections
 import json
 import logging
 import os
@@ -154,6 +155,13 @@ class MqttSink(Sink):
         self._early: dict[int, float] = {}
         self._own: set[int] = set()   # mids of the sink's own presence messages (no queue row)
         self._state = "starting"      # what was last logged: "connected" or "down: <reason>"
+        # When the disk queue cannot grow (state directory full, SD card failing), events wait
+        # here instead, oldest dropped first, and go back to disk (or out) as soon as they can.
+        self._memory: collections.deque = collections.deque()
+        self.max_memory = max(1, min(int(max_queue), 10_000))
+        self.disk_errors = 0
+        self.dropped_memory = 0
+        self._disk_state = "ok"
         self._down_since: float | None = None
         self._cursor = 0
         self._connected = threading.Event()
@@ -256,6 +264,8 @@ class MqttSink(Sink):
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
+            if self._memory:
+                self._drain_memory()
             if not self._connected.is_set():
                 continue
             try:
@@ -302,12 +312,65 @@ class MqttSink(Sink):
         kind = event.get("type", "event")
         retain = self.retain_status and kind == "status" and event.get("label") in (
             "heartbeat", "online", "final")
-        self.queue.put(self.topic(kind), event_json(event), self.qos, retain)
+        row = (self.topic(kind), event_json(event), self.qos, retain)
+        with self._lock:
+            held = bool(self._memory)
+        if held or not self._put_on_disk(row):
+            self._hold(row)
         self._wake.set()
+
+    def _put_on_disk(self, row) -> bool:
+        try:
+            self.queue.put(*row)
+        except sqlite3.Error as exc:
+            self.disk_errors += 1
+            if self._disk_state == "ok":
+                self._disk_state = "full"
+                log.error("MQTT queue %s cannot take more events (%s): holding up to %d in memory "
+                          "until there is room (free space in runtime.state_dir)", self.queue.path,
+                          exc, self.max_memory)
+            return False
+        if self._disk_state != "ok":
+            self._disk_state = "ok"
+            log.warning("MQTT queue %s takes events again", self.queue.path)
+        return True
+
+    def _hold(self, row) -> None:
+        with self._lock:
+            if len(self._memory) >= self.max_memory:
+                self._memory.popleft()
+                self.dropped_memory += 1
+                if self.dropped_memory == 1 or self.dropped_memory % 1000 == 0:
+                    log.error("MQTT: %d event(s) dropped: the disk queue is full and so is the "
+                              "memory buffer (%d)", self.dropped_memory, self.max_memory)
+            self._memory.append(row)
+
+    def _drain_memory(self) -> None:
+        """Held events back onto the disk queue, oldest first, while it takes them; if it still
+        does not and the broker is there, publish them straight from memory."""
+        while True:
+            with self._lock:
+                if not self._memory:
+                    return
+                row = self._memory[0]
+            if self._put_on_disk(row):
+                with self._lock:
+                    self._memory.popleft()
+                continue
+            break
+        while self._connected.is_set():
+            with self._lock:
+                if not self._memory:
+                    return
+                topic, payload, qos, retain = self._memory.popleft()
+            info = self.client.publish(topic, payload, qos=qos, retain=bool(retain))
+            with self._lock:
+                self._own.add(info.mid)  # paho retries it while connected; no row to delete
+            self.sent += 1
 
     @property
     def pending(self) -> int:
-        return -1 if self._closed else len(self.queue)
+        return -1 if self._closed else len(self.queue) + len(self._memory)
 
     @property
     def connected(self) -> bool:
@@ -329,7 +392,12 @@ class MqttSink(Sink):
         self._stop.set()
         self._wake.set()
         self._worker.join(timeout=2.0)
-        left = self.pending
+        with self._lock:
+            lost = len(self._memory)
+        if lost:
+            log.error("%d event(s) held in memory (the disk queue was full) are lost at shutdown",
+                      lost)
+        left = self.pending - lost
         if left > 0:
             log.warning("%d event(s) not yet delivered to MQTT broker %s:%d stay queued in %s and "
                         "are sent at the next start", left, self.host, self.port, self.queue.path)
@@ -350,9 +418,10 @@ class MqttSink(Sink):
         h = super().health()
         h.update(connected=self.connected, queued=self.pending, acked=self.acked,
                  connects=self.connects, disconnects=self.disconnects,
-                 dropped=self.queue.dropped, broker=f"{self.host}:{self.port}",
+                 dropped=self.queue.dropped + self.dropped_memory, held_in_memory=len(self._memory),
+                 disk_errors=self.disk_errors, broker=f"{self.host}:{self.port}",
                  connect_error=self.last_connect_error)
-        h["ok"] = self.connected and self.errors == 0
+        h["ok"] = self.connected and self.errors == 0 and self._disk_state == "ok"
         return h
 
 

@@ -120,3 +120,45 @@ def test_a_failing_sink_never_stops_the_others(tmp_path):
     h = sinks.health()
     assert h["broken"]["errors"] == 3 and "disk on fire" in h["broken"]["last_error"]
     assert h["logfile"]["sent"] == 3
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 96 KiB tmpfs for the MQTT queue: a state directory that really fills up."""
+    import subprocess
+    mnt = tmp_path / "tiny"
+    mnt.mkdir()
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=96k", "tmpfs", str(mnt)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()})")
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], capture_output=True)
+
+
+@pytest.mark.timeout(90)
+def test_a_full_state_disk_loses_no_event(broker, tiny_disk, caplog):
+    """The queue's disk fills up while the broker is away: events wait in memory (said once in
+    the log), and every one is delivered when the broker is back."""
+    import logging
+    from device.sinks.mqtt import MqttSink
+    sub = Subscriber(broker.port, "hopwise/full/#", client_id="full-sub")  # persistent session
+    broker.stop()
+    sink = MqttSink("127.0.0.1", broker.port, device_id="full", state_dir=tiny_disk,
+                    reconnect_min_s=0.1, reconnect_max_s=0.3)
+    n = 1500   # ~300 KB of payload: three times the disk
+    with caplog.at_level(logging.WARNING, "hopwise.sinks.mqtt"):
+        for seq in range(n):
+            sink.send({"type": "scene", "label": "street_music", "confidence": 0.9,
+                       "t_audio_s": float(seq), "seq": seq, "pad": "x" * 150})
+        h = sink.health()
+        assert h["held_in_memory"] > 0 and h["disk_errors"] > 0 and not h["ok"]
+        broker.start()
+        try:
+            assert sub.wait_for(lambda s: len({e["seq"] for e in s.events("scene")}) == n, 60), \
+                (len({e["seq"] for e in sub.events("scene")}), sink.health())
+        finally:
+            sink.close(2)
+            sub.close()
+    full = [r for r in caplog.records if "cannot take more events" in r.getMessage()]
+    assert len(full) == 1
