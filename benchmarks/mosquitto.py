@@ -62,6 +62,13 @@ class Broker:
                 time.sleep(0.05)
         raise RuntimeError("mosquitto did not start listening")
 
+    def kill(self) -> None:
+        """SIGKILL: the broker vanishes without closing its connections (a crash, a power cut)."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(5)
+        self.proc = None
+
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()

@@ -172,9 +172,12 @@ def cmd_run(args) -> int:
     try:
         status = pipe.run(source, max_audio_s=args.duration_s)
     finally:
+        sinks = pipe.sinks
         pipe.close()   # waits up to runtime.flush_timeout_s for the sinks
-    log.info("stopped after %.1f s of audio; overruns %s, deadline misses %d",
-             status["audio_s"], status.get("overruns"), status["deadline_misses"])
+    queued = {s.name: s.left_at_close for s in sinks.sinks if getattr(s, "left_at_close", 0)}
+    log.info("stopped after %.1f s of audio; overruns %s, deadline misses %d, events emitted %d%s",
+             status["audio_s"], status.get("overruns"), status["deadline_misses"], pipe.seq,
+             f", still queued {queued} (sent at the next start)" if queued else "")
     return 0
 
 

@@ -162,6 +162,7 @@ class MqttSink(Sink):
         self.disk_errors = 0
         self.dropped_memory = 0
         self._disk_state = "ok"
+        self.left_at_close = 0
         self._down_since: float | None = None
         self._cursor = 0
         self._connected = threading.Event()
@@ -398,6 +399,7 @@ class MqttSink(Sink):
             log.error("%d event(s) held in memory (the disk queue was full) are lost at shutdown",
                       lost)
         left = self.pending - lost
+        self.left_at_close = max(0, left)   # kept on disk for the next start
         if left > 0:
             log.warning("%d event(s) not yet delivered to MQTT broker %s:%d stay queued in %s and "
                         "are sent at the next start", left, self.host, self.port, self.queue.path)
