@@ -87,6 +87,29 @@ class DiskQueue:
             self._db.close()
 
 
+class _NoDiskQueue:
+    """Stands in for `DiskQueue` when the state directory cannot hold one at all (full, read-
+    only): every put fails, so events take the sink's memory path, and the log says why."""
+
+    def __init__(self, path: Path, reason: str):
+        self.path, self.reason, self.dropped = path, reason, 0
+
+    def put(self, *row) -> int:
+        raise sqlite3.OperationalError(f"no disk queue ({self.reason})")
+
+    def after(self, cursor: int, limit: int) -> list:
+        return []
+
+    def delete(self, rowid: int) -> None:
+        pass
+
+    def __len__(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass
+
+
 class MqttSink(Sink):
     """Publish events to an MQTT broker, surviving broker restarts and network loss.
 
@@ -130,7 +153,13 @@ class MqttSink(Sink):
         self.device_id, self.prefix, self.qos = device_id, topic_prefix, int(qos)
         self.retain_status = retain_status
         self.max_inflight = int(max_inflight)
-        self.queue = DiskQueue(Path(state_dir) / "mqtt-queue.sqlite", max_queue)
+        queue_path = Path(state_dir) / "mqtt-queue.sqlite"
+        try:
+            self.queue = DiskQueue(queue_path, max_queue)
+        except (sqlite3.Error, OSError) as exc:
+            log.error("MQTT queue %s cannot be created (%s): events are kept in memory only and "
+                      "do not survive a restart; free space in runtime.state_dir", queue_path, exc)
+            self.queue = _NoDiskQueue(queue_path, str(exc))
         self.status_topic = self.topic("status")
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2,
                                   client_id=client_id or f"hopwise-{device_id}-{uuid.uuid4().hex[:6]}",

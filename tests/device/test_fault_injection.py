@@ -254,3 +254,55 @@ def test_soak_two_hours_of_audio_with_a_broker_restart_every_ten_minutes(tone_mo
     assert not lost
     assert rss[-1] - rss[1] < 50
     sub.close()
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("fault", ["queue disk full", "serial port missing"])
+def test_sigterm_during_a_fault_exits_cleanly_and_says_what_it_could_not_keep(
+        fault, tone_model, broker, tmp_path):
+    """SIGTERM while the MQTT queue's disk is full and the broker is away, or while the serial
+    port is missing: exit 0 within the flush timeout, and the log counts what is lost with
+    nowhere to go (events held in memory; serial events, which are not kept across restarts
+    because a microcontroller acting on a stale wake word would be worse)."""
+    import soundfile as sf
+    wav = tmp_path / "five.wav"
+    sf.write(wav, _audio(1)[:16000 * 5], 16000)
+    state = tmp_path / "state"
+    extra = []
+    if fault == "queue disk full":
+        state.mkdir()
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=48k", "tmpfs", str(state)],
+                           capture_output=True, text=True)
+        if r.returncode != 0:
+            pytest.skip(f"cannot mount a small tmpfs here ({r.stderr.strip()})")
+        broker.stop()
+        extra = ["--set", "sinks.mqtt.enabled=true", "--set", "sinks.mqtt.host=127.0.0.1",
+                 "--set", f"sinks.mqtt.port={broker.port}", "--set", "runtime.status_interval_s=0.02"]
+    else:
+        extra = ["--set", "sinks.serial.enabled=true",
+                 "--set", f"sinks.serial.port={tmp_path / 'no-such-tty'}"]
+    try:
+        proc = subprocess.Popen(
+            [PY, "-m", "device", "run", "--replay", str(wav), "--realtime", "--model",
+             str(tone_model), "--set", "decisions.smoothing_ms=100",
+             "--set", "decisions.wake_min_count=1", "--set", "runtime.flush_timeout_s=1",
+             "--set", f"runtime.state_dir={state}", "--set", "sinks.stdout.enabled=false",
+             *extra], stderr=subprocess.PIPE, text=True, env=device_env(), cwd=REPO)
+        time.sleep(3.5)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if fault == "queue disk full":
+            subprocess.run(["umount", "-l", str(state)], capture_output=True)
+    assert proc.returncode == 0, err
+    assert "signal SIGTERM: stopping" in err and "Traceback" not in err
+    if fault == "queue disk full":
+        said = [line for line in err.splitlines() if "cannot take more events" in line]
+        lost = [line for line in err.splitlines() if "lost at shutdown" in line]
+        assert len(said) == 1 and len(lost) == 1
+        print(f"\n[fault] SIGTERM, queue disk full and broker away: {lost[0].split('ERROR ')[-1]}")
+    else:
+        said = [line for line in err.splitlines() if "cannot open" in line]
+        gone = [line for line in err.splitlines() if "discarded at shutdown" in line]
+        assert len(said) == 1 and len(gone) == 1
+        print(f"\n[fault] SIGTERM, serial port missing: {gone[0].split('WARNING ')[-1]}")
