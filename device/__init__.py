@@ -12,7 +12,9 @@ order -> ``sinks``. The modules:
 * `pipeline` — the hop clock: `Pipeline.push` / ``process_hop`` / ``run``, event stamping and
   fan-out, heartbeats.
 * `budget` — per-stage timing, load, shedding and restoring; `supervision` — capture stalls,
-  reopening and overruns; `status` — latency statistics and the status report.
+  reopening and overruns; `faults` — a stage that raises: reported once, counted, reset,
+  switched off or (essential) the end of the run; `status` — latency statistics and the status
+  report; `sequence` — event numbers that stay unique across restarts.
 * `stages` — one module per stage type: ``logmel`` features, a ``tflite_model`` for any
   manifest-described model, ``keyword_decisions``, ``scene_decisions``.
 * `frontend` — log-mel and STFT features (training imports the same code); `interpreter` and
