@@ -5,7 +5,11 @@
     broker.stop()
 
 Persistence is on, so a restarted broker keeps a persistent subscriber's queued QoS 1 messages
-(the delivery tests restart it on purpose). Nothing here is product code: it lives with the
+(the delivery tests restart it on purpose), and it is saved on every change
+(``autosave_on_changes``): with mosquitto's default of saving every ``autosave_interval``
+seconds, a broker that is SIGKILLed loses the messages it acknowledged since the last save.
+That is a broker's loss, not the device's; the fault tests kill brokers, so this one must keep
+what it acknowledged. Nothing here is product code: it lives with the
 benchmarks because they and the tests both start brokers, and tests may import benchmarks.
 """
 from __future__ import annotations
@@ -37,7 +41,7 @@ class Broker:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence true\n"
             f"{self.user_line()}"
-            f"persistence_location {root / 'data'}/\nautosave_interval 1\n"
+            f"persistence_location {root / 'data'}/\nautosave_interval 1\nautosave_on_changes true\n"
             f"log_dest file {root / 'mosquitto.log'}\n")
         self.proc: subprocess.Popen | None = None
 

@@ -29,7 +29,7 @@ from device.config import load_config
 from device.pipeline import Pipeline
 from device.sinks import SinkSet
 from device.sinks.mqtt import MqttSink
-from helpers import PY, REPO, SCRIPT, SCRIPT_S, Broker, Subscriber, device_env
+from helpers import PY, REPO, SCRIPT, SCRIPT_S, Subscriber, device_env
 
 
 def _pipeline(tone_model, device_id, *extra):
@@ -84,15 +84,17 @@ def test_broker_faults_lose_no_event(scenario, tone_model, broker, tmp_path, cap
             broker.start()
         pipe.close(flush_timeout_s=20)
     emitted, got = _count(pipe, sub, device_id)
-    assert sub.wait_for(lambda s: emitted <= set(_count(pipe, s, device_id)[1]), 20)
+    sub.wait_for(lambda s: emitted <= set(_count(pipe, s, device_id)[1]), 20)
     emitted, got = _count(pipe, sub, device_id)
+    missing = sorted(emitted - set(got))
+    detail = [(e["seq"], e["type"], e.get("label")) for e in pipe.events if e["seq"] in missing]
     lost, dups = emitted - set(got), len(got) - len(set(got))
     logs = [r.getMessage() for r in caplog.records if r.name == "hopwise.sinks.mqtt"]
     downs = sum("lost" in m or "unreachable" in m for m in logs)
     print(f"\n[fault] {scenario}: emitted {len(emitted)}, delivered {len(set(got))}, lost "
           f"{len(lost)}, duplicates {dups}, log lines about the broker {len(logs)} "
           f"({downs} down), acked {sink.acked}")
-    assert not lost
+    assert not lost, (detail[:5], logs)
     assert downs >= 1, logs   # the outage was said
     sub.close()
 
@@ -103,20 +105,8 @@ def test_a_broker_that_refuses_keeps_events_until_the_fix(fault, tone_model, tmp
     """Wrong password or a CA the device does not trust: nothing is delivered, the log says why
     once, the events stay on disk at shutdown (and the count is logged); started again with the
     fixed setting, the device delivers every one of them."""
-    import shutil
-    if shutil.which("mosquitto_passwd") is None or shutil.which("openssl") is None:
-        pytest.skip("mosquitto_passwd/openssl are not installed")
-    from test_mqtt_secure import _certs
-    _certs(tmp_path)
-    subprocess.run(["mosquitto_passwd", "-b", "-c", str(tmp_path / "passwd"), "pi", "s3cret"],
-                   check=True, capture_output=True, timeout=30)
-    b = Broker(tmp_path / "broker")
-    b.conf.write_text(
-        f"listener {b.port} 127.0.0.1\nallow_anonymous false\n{b.user_line()}"
-        f"password_file {tmp_path / 'passwd'}\ncafile {tmp_path / 'ca.crt'}\n"
-        f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n"
-        f"log_dest file {b.root / 'mosquitto.log'}\n")
-    b.start()
+    from test_mqtt_secure import start_secure_broker
+    b = start_secure_broker(tmp_path)
     import paho.mqtt.client as mqtt
     got = []
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="refuse-sub", clean_session=False)

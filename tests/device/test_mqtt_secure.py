@@ -24,6 +24,13 @@ def _certs(d):
 
 @pytest.fixture
 def secure_broker(tmp_path):
+    b = start_secure_broker(tmp_path)
+    yield b, tmp_path / "ca.crt"
+    b.stop()
+
+
+def start_secure_broker(tmp_path) -> Broker:
+    """A started mosquitto with TLS (throwaway CA in ``tmp_path/ca.crt``) and the user pi/s3cret."""
     for tool in ("mosquitto", "mosquitto_passwd", "openssl"):
         if shutil.which(tool) is None:
             pytest.skip(f"{tool} is not installed")
@@ -36,9 +43,7 @@ def secure_broker(tmp_path):
         f"password_file {tmp_path / 'passwd'}\ncafile {tmp_path / 'ca.crt'}\n"
         f"certfile {tmp_path / 'server.crt'}\nkeyfile {tmp_path / 'server.key'}\n"
         f"log_dest file {b.root / 'mosquitto.log'}\n")
-    b.start()
-    yield b, tmp_path / "ca.crt"
-    b.stop()
+    return b.start()
 
 
 def _wait(pred, timeout=8):
