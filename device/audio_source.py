@@ -285,12 +285,13 @@ class FileSource(_BlockSource):
                                   f"{fix}") from None
         if info.frames <= 0 or info.samplerate <= 0:
             raise AudioInputError(f"audio file {self.path} holds no samples; {fix}")
-        missing = _wav_missing_bytes(self.path)
+        missing, present = _wav_missing_bytes(self.path)
         if missing:
-            # libsndfile quietly reads what is there; the user should know the end is gone.
+            # libsndfile quietly reads what is there; the user should know the end is gone. The
+            # bytes per frame come from what is present, so 24-bit and float files count right.
             log.warning("%s is truncated: its header promises %d more bytes of audio than the file "
                         "holds (about %.2f s); re-copy or re-export it", self.path, missing,
-                        missing / max(1, info.channels * 2) / info.samplerate)
+                        missing / max(1.0, present / info.frames) / info.samplerate)
         self.file_rate = int(info.samplerate)
         self.file_frames = int(info.frames)
         self.duration_s = info.frames / info.samplerate
@@ -342,29 +343,30 @@ class FileSource(_BlockSource):
         return h
 
 
-def _wav_missing_bytes(path: Path) -> int:
-    """For a RIFF/WAVE file: how many bytes its ``data`` chunk declares beyond the file's end
-    (0 when complete, or not a WAV file)."""
+def _wav_missing_bytes(path: Path) -> tuple[int, int]:
+    """For a RIFF/WAVE file: (bytes its ``data`` chunk declares beyond the file's end, bytes of
+    it the file holds); ``(0, 0)`` when that cannot be told (not a WAV file, open size)."""
     import struct
 
     try:
         with open(path, "rb") as fh:
             head = fh.read(12)
             if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
-                return 0
+                return 0, 0
             size = path.stat().st_size
             while True:
                 chunk = fh.read(8)
                 if len(chunk) < 8:
-                    return 0
+                    return 0, 0
                 cid, length = chunk[:4], struct.unpack("<I", chunk[4:])[0]
                 if cid == b"data":
                     if length == 0xFFFFFFFF:  # streaming writers leave the size open
-                        return 0
-                    return max(0, fh.tell() + length - size)
+                        return 0, 0
+                    present = size - fh.tell()
+                    return max(0, length - present), min(length, present)
                 fh.seek(length + (length & 1), 1)
     except OSError:
-        return 0
+        return 0, 0
 
 
 class Tone:

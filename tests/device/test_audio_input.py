@@ -79,7 +79,7 @@ def test_truncated_wav_and_short_tail_are_warned_about(tmp_path, noise, caplog):
         assert _drain(full) == 16000
     assert src.health()["truncated"] and not full.health()["truncated"]
     messages = " ".join(r.message for r in caplog.records)
-    assert "is truncated" in messages
+    assert "is truncated" in messages and "(about 0.50 s)" in messages
     assert "shorter than one hop" in messages and full.tail_samples == 77
 
 
