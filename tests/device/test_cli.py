@@ -1,11 +1,8 @@
 """The command line: --help, clean shutdown on SIGTERM with every sink flushed, live capture
 through PortAudio/ALSA."""
 import json
-import os
 import signal
 import subprocess
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -5,6 +5,7 @@ import time
 
 import pytest
 
+from benchmarks.mosquitto import free_port
 from device.sinks.mqtt import MqttSink
 from helpers import Broker
 
@@ -101,7 +102,7 @@ def test_every_connection_failure_is_logged_once_with_its_reason(secure_broker, 
         "password": dict(port=broker.port, username="pi", password="wrong", tls=True,
                          ca_certs=str(ca)),
         "tls": dict(port=broker.port, username="pi", password="s3cret", tls=True),  # system CAs
-        "refused": dict(port=_free_port()),
+        "refused": dict(port=free_port()),
     }
     with caplog.at_level(logging.INFO, "hopwise.sinks.mqtt"):
         for name, kw in cases.items():
@@ -119,11 +120,6 @@ def test_every_connection_failure_is_logged_once_with_its_reason(secure_broker, 
     down = [m for m in logs if "unreachable" in m and "Connection refused" in m]
     assert len(down) == 1 and "event(s) kept on disk, retrying" in down[0]
     assert sum("stay queued" in m for m in logs) == 3
-
-
-def _free_port():
-    from benchmarks.mosquitto import free_port
-    return free_port()
 
 
 def test_the_password_comes_from_the_environment_or_a_private_file(tmp_path, monkeypatch):

@@ -17,6 +17,7 @@ import pytest
 
 from device.config import load_config
 from device.manifest import write_manifest
+from benchmarks.mosquitto import free_port
 from export.deploy import DeployError, SSHTarget, build_bundle, main, push_over_ssh
 
 
@@ -91,12 +92,6 @@ def test_target_parsing(text, expected):
     assert (None if target is None else (target.user_host, target.path, target.port)) == expected
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def sshd(tmp_path):
     """A real OpenSSH server on 127.0.0.1 that accepts one freshly made key."""
@@ -110,7 +105,7 @@ def sshd(tmp_path):
     shutil.copy(d / "client_key.pub", d / "authorized_keys")
     os.chmod(d / "authorized_keys", 0o600)
     Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
-    port = _free_port()
+    port = free_port()
     (d / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
