@@ -130,3 +130,24 @@ def test_bad_setup_is_a_clear_error(tmp_path, capsys, data):
     assert "make train export" in capsys.readouterr().err
     assert ww.main(["--engine", "siri"]) == 2
     assert "unknown engine" in capsys.readouterr().err
+
+
+def test_the_device_says_when_the_profile_leaves_the_benchmarked_operating_point(
+        tone_model, tmp_path, caplog):
+    import logging
+    from device.pipeline import Pipeline
+    model = tmp_path / tone_model.name
+    shutil.copy(tone_model, model)
+    manifest = json.loads(tone_model.with_suffix(".json").read_text())
+    manifest["operating_point"] = {"wake_threshold": 0.8, "smoothing_ms": 300.0, "miss_rate": 0.04,
+                                   "snr_db": 10.0}
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.INFO, logger="hopwise.stages.model"):
+        Pipeline.from_config(load_config("default"), model=str(model)).close()
+    assert "benchmarked at wake_threshold 0.8, smoothing_ms 300" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hopwise.stages.model"):
+        Pipeline.from_config(load_config("default", ["decisions.wake_threshold=0.8",
+                                                     "decisions.smoothing_ms=300"]),
+                             model=str(model)).close()
+    assert "at the benchmarked operating point" in caplog.text and "WARNING" not in caplog.text
