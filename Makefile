@@ -84,7 +84,7 @@ peers: setup
 	@echo "installed: $(PEERS) (Apache 2.0; openWakeWord's bundled models are CC BY-NC-SA 4.0)"
 
 bench-wakeword: setup
-	$(PY) -m evaluation.wakeword --profile $(PROFILE) $(SETARGS) $(ENGINEARGS)
+	$(PY) -m evaluation.wakeword --profile $(PROFILE) $(SETARGS) $(ENGINEARGS) --write-operating-point
 
 test: setup
 	$(PY) -m pytest -m "not slow" -p no:cacheprovider
