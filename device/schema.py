@@ -76,6 +76,8 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.*.augment.clean_keywords", "[0, 1]"),
     ("model.*.augment.speed", "[0, 0.5]"),
     ("export.calibration_examples", "[1, inf)"),
+    ("bench.audio_s", "(0, inf)"),
+    ("bench.event_calls", "[1, 60000]"),        # the serial link numbers events mod 65535
     ("sinks.*.port", "[1, 65535]"),              # MQTT's; a serial port is a path (a string)
     ("sinks.*.qos", "[0, 2]"),
     ("sinks.*.baudrate", "[1, inf)"),
