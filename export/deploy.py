@@ -1,7 +1,8 @@
 """Bundle the device runtime with the exported models, and put it where the Pi runs it.
 
 ``python -m export.deploy --profile default`` writes ``build/deploy/hopwise/`` (and a
-``.tar.gz`` of it): the ``device/`` and ``firmware_bridge/`` packages, the models from
+``.tar.gz`` of it): the ``device/``, ``firmware_bridge/`` and ``benchmarks/`` packages (the
+benchmark suites, so that they run unchanged on the Pi), the models from
 ``build/export`` with their manifests (each checked against its sha256 first), the profile,
 ``requirements-device.txt``, ``install.sh`` and the systemd unit. ``bundle.json`` lists every file
 with its sha256 so the Pi can tell a damaged copy.
@@ -34,7 +35,10 @@ from device.paths import BuildPaths
 
 log = logging.getLogger("hopwise.deploy")
 
-PACKAGES = ("device", "firmware_bridge")
+# benchmarks/ travels too (a few dozen kB): `make bench TARGET=...` runs the hop-budget report
+# from the bundle (python -m device bench), and the pytest-benchmark suites run there unchanged
+# once pytest-benchmark is installed; they import only what the Pi has (tests/test_architecture).
+PACKAGES = ("device", "firmware_bridge", "benchmarks")
 SKIP_PARTS = {"__pycache__", "build", ".pytest_cache"}
 SKIP_SUFFIXES = {".pyc", ".o", ".so"}
 
@@ -166,12 +170,36 @@ def build_bundle(cfg, out_dir: Path, export_dir: Path | None = None) -> Path:
     return bundle
 
 
-def push_over_ssh(bundle: Path, target: SSHTarget, install: bool = False,
-                  ssh_options: list[str] | None = None, timeout_s: float = 300.0) -> None:
-    """Stream the bundle folder to ``target`` with ``tar | ssh`` and optionally run install.sh."""
+def ssh_run(target: SSHTarget, remote: str, *, input: bytes | None = None,
+            ssh_options: list[str] | None = None, timeout_s: float = 300.0,
+            check: bool = True) -> subprocess.CompletedProcess:
+    """Run the shell command line ``remote`` on ``target`` over ssh (``BatchMode``: your keys and
+    ``~/.ssh/config``, never a password prompt) and return the finished process (bytes).
+
+    A missing ssh client, a timeout and ssh's own failure (exit 255: unreachable, refused, no
+    key) are `DeployError`s that say what to check; so is any other non-zero exit when
+    ``check``, else the caller reads ``returncode``.
+    """
     if shutil.which("ssh") is None:
         raise DeployError("ssh is not installed here: install openssh-client (apt-get install "
                           "openssh-client) or deploy to a local folder and copy it yourself")
+    cmd = target.ssh_command(["-o", "BatchMode=yes", *(ssh_options or [])]) + [remote]
+    try:
+        proc = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired as exc:
+        raise DeployError(f"ssh to {target.user_host} timed out after {timeout_s:.0f} s; check the "
+                          f"Pi is on and reachable (`ssh {target.user_host} true`)") from exc
+    if proc.returncode == 255 or (check and proc.returncode != 0):
+        hint = (f"\nCheck that `ssh {target.user_host} true` works without a password "
+                f"(BatchMode)." if proc.returncode == 255 else "")
+        raise DeployError(f"ssh to {target.user_host} failed (exit {proc.returncode}): "
+                          f"{proc.stderr.decode(errors='replace').strip()}{hint}")
+    return proc
+
+
+def push_over_ssh(bundle: Path, target: SSHTarget, install: bool = False,
+                  ssh_options: list[str] | None = None, timeout_s: float = 300.0) -> None:
+    """Stream the bundle folder to ``target`` with ``tar | ssh`` and optionally run install.sh."""
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
         for path in sorted(bundle.rglob("*")):
@@ -180,17 +208,8 @@ def push_over_ssh(bundle: Path, target: SSHTarget, install: bool = False,
     remote = f"mkdir -p {dest} && tar xzf - -C {dest}"
     if install:
         remote += f" && sh {dest}/install.sh"
-    cmd = target.ssh_command(["-o", "BatchMode=yes", *(ssh_options or [])]) + [remote]
     log.info("sending %s to %s:%s", bundle.name, target.user_host, target.path)
-    try:
-        proc = subprocess.run(cmd, input=buf.getvalue(), capture_output=True, timeout=timeout_s)
-    except subprocess.TimeoutExpired as exc:
-        raise DeployError(f"ssh to {target.user_host} timed out after {timeout_s:.0f} s; check the "
-                          f"Pi is on and reachable (`ssh {target.user_host} true`)") from exc
-    if proc.returncode != 0:
-        raise DeployError(f"ssh to {target.user_host} failed (exit {proc.returncode}): "
-                          f"{proc.stderr.decode(errors='replace').strip()}\nCheck that `ssh "
-                          f"{target.user_host} true` works without a password (BatchMode).")
+    ssh_run(target, remote, input=buf.getvalue(), ssh_options=ssh_options, timeout_s=timeout_s)
 
 
 def main(argv: list[str] | None = None) -> int:
