@@ -1,23 +1,19 @@
 """Deploy: the bundle holds what the Pi needs, refuses tampered models, and travels over a real
-SSH server (sshd started by the test on a loopback port)."""
+SSH server (the ``sshd`` fixture of tests/conftest.py, on a loopback port)."""
 from __future__ import annotations
 
 import getpass
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
 from device.config import load_config
 from device.manifest import write_manifest
-from benchmarks.mosquitto import free_port
 from export.deploy import DeployError, SSHTarget, build_bundle, main, push_over_ssh
 
 
@@ -90,42 +86,6 @@ def test_tampered_or_missing_models_are_refused(tmp_path, cfg, capsys):
 def test_target_parsing(text, expected):
     target = SSHTarget.parse(text)
     assert (None if target is None else (target.user_host, target.path, target.port)) == expected
-
-
-@pytest.fixture
-def sshd(tmp_path):
-    """A real OpenSSH server on 127.0.0.1 that accepts one freshly made key."""
-    binary = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(binary).exists() or shutil.which("ssh-keygen") is None:
-        pytest.skip("openssh-server is not installed (make setup installs it as root)")
-    d = tmp_path / "sshd"
-    d.mkdir()
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
-    shutil.copy(d / "client_key.pub", d / "authorized_keys")
-    os.chmod(d / "authorized_keys", 0o600)
-    Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
-    port = free_port()
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
-        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n")
-    proc = subprocess.Popen([binary, "-D", "-e", "-f", str(d / "sshd_config")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.skip(f"sshd could not start here: {proc.stdout.read().decode()[-300:]}")
-            time.sleep(0.1)
-    options = ["-i", str(d / "client_key"), "-o", "StrictHostKeyChecking=no",
-               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-    yield port, options
-    proc.terminate()
-    proc.wait(timeout=10)
 
 
 @pytest.mark.timeout(60)
