@@ -213,14 +213,23 @@ def _timestamp(iso: str | None) -> float:
         return 0.0
 
 
+def _same_model(path: str | None, manifest: Mapping) -> bool | None:
+    """Whether the seed table's int8 file is this model (by sha256); None when it is gone. A
+    variant retrained and exported after the table was made is another model."""
+    from .manifest import sha256_file
+    if not path or not Path(path).is_file():
+        return None
+    return sha256_file(path) == manifest.get("sha256")
+
+
 def accuracy(cfg, manifest: Mapping) -> dict:
     """Float vs int8 accuracy of a model, from the newest evaluation there is.
 
     Two places hold both figures: the manifest's ``metrics`` (``test_float``/``test_int8``: the
     seed table's test accuracies, copied in at export; they travel to the Pi with the model) and
     the seed table itself (`BuildPaths.seed_table_report`, the row of the manifest's
-    ``variant``). The newer one wins: the manifest's ``created_utc`` against the table's
-    modification time. Every export also checks int8 against float on calibration examples
+    ``variant``; ``same_model`` says whether the file it evaluated is this model, by sha256).
+    The newer one wins: the manifest's ``created_utc`` against the table's modification time. Every export also checks int8 against float on calibration examples
     (training data): that top-1 agreement is given as ``calibration_agreement`` when the
     manifest has it.
 
@@ -249,7 +258,8 @@ def accuracy(cfg, manifest: Mapping) -> dict:
             found.append((table.stat().st_mtime, {
                 "source": str(table),
                 "float": {k: v["accuracy"] for k, v in row["float"].items()},
-                "int8": {k: v["accuracy"] for k, v in row["int8"].items()}}))
+                "int8": {k: v["accuracy"] for k, v in row["int8"].items()},
+                "same_model": _same_model(row.get("int8_file"), manifest)}))
     out: dict = {"status": "no evaluation yet", "variant": variant}
     if found:
         when, newest = max(found, key=lambda item: item[0])
@@ -549,8 +559,12 @@ def markdown(report: Mapping) -> str:
                          f"PROFILE={report['profile']}` measures float and int8 on the test "
                          f"split).")
         else:
+            caveat = {False: " — **not this model's bytes**: the variant was retrained or "
+                             "re-exported since; re-run the seed table",
+                      None: " (the file it evaluated is gone: not checked against this model)"}
             lines += [f"- `{mod['file']}` (variant {acc.get('variant') or '-'}), from "
-                      f"{acc['source']}, {acc['evaluated_utc']}:", "",
+                      f"{acc['source']}, {acc['evaluated_utc']}"
+                      f"{caveat.get(acc.get('same_model'), '')}:", "",
                       "  | test set | float | int8 |", "  |---|---:|---:|"]
             for name in acc["float"]:
                 lines.append(f"  | {name} | {_acc(acc['float'][name])} | "

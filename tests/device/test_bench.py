@@ -17,6 +17,7 @@ import pytest
 from device import bench
 from device.__main__ import main as device_main
 from device.config import load_config
+from device.manifest import sha256_file
 from device.paths import BuildPaths
 
 SHORT = ["bench.audio_s=3", "bench.event_calls=30"]
@@ -126,10 +127,15 @@ def test_accuracy_comes_from_the_newest_evaluation(tmp_path):
                                                           {"mixed_keyword": 0.79})
     assert got["calibration_agreement"] == {"keyword": 0.97}
     table = BuildPaths(cfg).seed_table_report()
+    evaluated = tmp_path / "mt60j_int8.tflite"
+    evaluated.write_bytes(b"the model the seed table ran")
     table.write_text(json.dumps({"variants": {"mt60j": {
-        "float": {"mixed_keyword": {"accuracy": 0.85}}, "int8": {"mixed_keyword": {"accuracy": 0.84}}}}}))
+        "int8_file": str(evaluated), "float": {"mixed_keyword": {"accuracy": 0.85}},
+        "int8": {"mixed_keyword": {"accuracy": 0.84}}}}}))
     got = bench.accuracy(cfg, manifest)          # the table is newer than the manifest
     assert (got["source"], got["int8"]) == (str(table), {"mixed_keyword": 0.84})
+    assert got["same_model"] is False            # ... but of other bytes than this model's
+    assert bench.accuracy(cfg, {**manifest, "sha256": sha256_file(evaluated)})["same_model"]
     old = time.time() - 10 * 365 * 86400
     os.utime(table, (old, old))                  # now the manifest is the newer one
     assert bench.accuracy(cfg, manifest)["int8"] == {"mixed_keyword": 0.79}
