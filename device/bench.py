@@ -373,7 +373,8 @@ def measure_events(cfg, calls: int) -> dict:
     """What one event costs the pipeline's thread, pinned to one core: each `offline_sinks`
     sink's ``send`` and the serial codec's encode and decode of an event frame.
 
-    Returns ``{name: stats_ms(...)}`` (``sink <kind>``, ``codec encode``, ``codec decode``), or
+    Returns ``{name: stats_ms(...)}`` (``sink <kind>``, ``codec encode``, ``codec decode``, and
+    ``timer floor``: an empty call, what the clock and the call itself add to each figure), or
     ``{"skipped": reason}`` for a sink that could not be built.
     """
     from firmware_bridge.codec import Decoder, Event, confidence_to_q16, encode
@@ -392,6 +393,8 @@ def measure_events(cfg, calls: int) -> dict:
         decoder = Decoder()   # the link keeps one: this is the per-frame cost it pays
         out["codec encode"] = stats_ms(time_calls(lambda: encode(frame_of), calls))
         out["codec decode"] = stats_ms(time_calls(lambda: decoder.feed(frame), calls))
+        # What timing a call that does nothing reads: the floor under every figure above.
+        out["timer floor"] = stats_ms(time_calls(lambda: None, calls))
     return out
 
 
@@ -466,7 +469,9 @@ def build_report(cfg, model: str | Path | None = None, command: str | None = Non
     events_per_s = sum(run["events"].values()) / audio_s
     bridge_per_s = sum(run["events"].get(k, 0) for k in BRIDGE_KINDS) / audio_s
     per_event = []
-    for name, st in measure_events(cfg, calls).items():
+    timed = measure_events(cfg, calls)
+    timer_floor_ms = timed.pop("timer floor")["p50_ms"]
+    for name, st in timed.items():
         kind = name.split()[0]
         if "skipped" in st:
             per_event.append({"name": name, "kind": kind, "skipped": st["skipped"]})
@@ -490,7 +495,8 @@ def build_report(cfg, model: str | Path | None = None, command: str | None = Non
                      "interpreter": run["backend"], "tensorflow_loaded": run["tensorflow_loaded"]},
         "memory": {"peak_rss_mb": run["rss_mb"].get("VmHWM"),
                    "rss_mb": run["rss_mb"].get("VmRSS")},
-        "stages": stages, "event_calls": calls, "per_event": per_event, "models": run["models"],
+        "stages": stages, "event_calls": calls, "per_event": per_event,
+        "timer_floor_ms": timer_floor_ms, "models": run["models"],
     }
 
 
@@ -545,6 +551,10 @@ def markdown(report: Mapping) -> str:
         lines.append(f"| {r['name']} | {r['p50_ms']:.4f} | {r['p99_ms']:.4f} | "
                      f"{_pct(r['share_p50'])} | {_pct(r['share_p99'])} | "
                      f"{r['invocations_per_s']:g} | {_pct(r['load'])} |")
+    lines += ["", f"Each event figure is one call timed on its own: it includes about "
+              f"{report['timer_floor_ms'] * 1e3:.2g} us (p50) that timing an empty call reads "
+              f"here. pytest-benchmark's suites (`make bench`) time calls back to back in batches "
+              f"and read less for calls of a few microseconds (up to half here for the codec)."]
     lines += ["", "## Models", "", "| stage | file | bytes | parameters | variant | stride |",
               "|---|---|---:|---:|---|---:|"]
     for mod in report["models"]:
