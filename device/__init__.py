@@ -20,6 +20,8 @@ order -> ``sinks``. The modules:
 * `frontend` — log-mel and STFT features (training imports the same code); `interpreter` and
   `manifest` — verified int8 TFLite models; `decisions` — posteriors to events over time.
 * `sinks` — stdout, rotating log file, MQTT (on-disk queue), serial (firmware_bridge).
+* `bench` — the hop-budget report (``python -m device bench``): every stage's, model's and
+  sink's cost against the hop budget, the real-time factor on one core, memory, model sizes.
 
 This package must never import TensorFlow (tests/device/test_no_tensorflow.py proves it): the Pi
 runs TFLite models through ai_edge_litert or tflite_runtime, and the host imports the feature

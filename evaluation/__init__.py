@@ -9,9 +9,10 @@ Evaluation uses training and export (``evaluation -> export -> train``); nothing
   chooses the deployed variant.
 * `evaluation.evaluate` (``python -m evaluation.evaluate --data DIR``): one exported model on a
   dataset folder in a standard layout (Speech Commands, wake words, ESC-50, UrbanSound8K).
-* Coming here: the hop-budget report (per-stage time against ``runtime.hop_budget_ms``) and
-  the wake-word benchmark (false accepts per hour against false rejects), one module each,
-  writing under ``build/reports/`` through `device.paths.BuildPaths`.
+* Not here: the hop-budget report, which must run on the Pi too, is `device.bench`
+  (``python -m device bench``; ``make bench``, ``make bench TARGET=...``: benchmarks/hop_budget.py).
+* Coming here: the wake-word benchmark (false accepts per hour against false rejects), writing
+  under ``build/reports/`` through `device.paths.BuildPaths`.
 
 Every command line takes ``--profile`` and ``--set`` (`device.config.add_profile_arguments`).
 """
