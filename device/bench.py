@@ -554,7 +554,7 @@ def markdown(report: Mapping) -> str:
     lines += ["", f"Each event figure is one call timed on its own: it includes about "
               f"{report['timer_floor_ms'] * 1e3:.2g} us (p50) that timing an empty call reads "
               f"here. pytest-benchmark's suites (`make bench`) time calls back to back in batches "
-              f"and read less for calls of a few microseconds (up to half here for the codec)."]
+              f"and can read less for calls of a few microseconds."]
     lines += ["", "## Models", "", "| stage | file | bytes | parameters | variant | stride |",
               "|---|---|---:|---:|---|---:|"]
     for mod in report["models"]:
