@@ -299,7 +299,7 @@ def markdown(report: dict) -> str:
         fa5 = row["fa_per_hour_at_5pct_miss"]
         by = ", ".join(f"{k} dB {_pct(v)}" for k, v in row["miss_at_0_fa_by_snr"].items())
         cpu = f"{row['cpu_rtf']:.4f}" + ("" if row["stage_rtf"] is None
-                                        else f" (in stages {row['stage_rtf']:.4f})")
+                                        else f" (stages, wall clock: {row['stage_rtf']:.4f})")
         lines.append(f"| {row['engine']} | {_pct(row['miss_at_0_fa'])} (setting "
                      f"{row['setting_at_0_fa']}) | {'not reached' if fa5 is None else f'{fa5:.2f}'} "
                      f"| {_pct(row['miss_at_target_extrapolated'])} | {by} | "
