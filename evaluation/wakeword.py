@@ -436,7 +436,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     report = run_benchmark(cfg, engines, streams, notes, info)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
-    stem = Path(args.out) if args.out else BuildPaths(cfg).report(f"wakeword_{wake.replace(' ', '_')}")
+    stem = Path(args.out) if args.out else \
+        BuildPaths(cfg).bench_report_dir() / f"wakeword_{wake.replace(' ', '_')}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path = stem.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=1, default=float) + "\n")
