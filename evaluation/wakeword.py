@@ -337,6 +337,8 @@ def markdown(report: dict) -> str:
               f"- negatives ({info['negative_files']} files): " + ", ".join(
                   f"{k} {info['negative_files_by_kind'][k]} files / {v / 60:.1f} min"
                   for k, v in info["negative_s_by_kind"].items())]
+    if info.get("file_list"):
+        lines.append(f"- every file and where it sits in the streams: {info['file_list']}")
     for line in st.get("left_out", []):
         lines.append(f"- left out: {line}")
     for note in report["notes"]:

@@ -314,7 +314,8 @@ def build_streams(wake_word: str, positives: list[Recording], negatives: list[Re
             "negative_s_by_kind": {k: round(v[1], 1) for k, v in sorted(kinds.items())},
             "negative_files_by_kind": {k: v[0] for k, v in sorted(kinds.items())},
             "noise_files": list(noise_files), "seed": seed, "speech_dbfs": speech_dbfs,
-            "gap_s": list(gap_s), "negative_gap_s": negative_gap_s, "after_s": after_s}
+            "gap_s": list(gap_s), "negative_gap_s": negative_gap_s, "after_s": after_s,
+            "file_list": str(meta_path)}
     meta = {"positives": {str(k): v.as_dict() for k, v in streams.items()},
             "negative": negative.as_dict(), "info": info}
     meta_path.write_text(json.dumps(meta))
