@@ -275,7 +275,7 @@ def build_streams(wake_word: str, positives: list[Recording], negatives: list[Re
     neg = [negatives[i] for i in order]
     sizes = lambda recs: [[r.path, r.kind, Path(r.path).stat().st_size] for r in recs]  # noqa: E731
     key = _key([wake_word, sizes(pos), sizes(neg), sorted(noise_files), list(snr_db), speech_dbfs,
-                list(gap_s), negative_gap_s, after_s, seed, 1])
+                list(gap_s), negative_gap_s, after_s, seed, 2])
     folder = Path(cache_dir) / f"wakeword-{wake_word}-{key}"
     meta_path = folder / "streams.json"
     if meta_path.is_file():
