@@ -10,7 +10,7 @@ It checks, and prints one row each (`table`):
 * **bundle** — every file ``bundle.json`` lists has its sha256 (a damaged copy, a tampered model);
 * **models** — the pipeline builds: every model loads and its manifest's sha256 matches the
   bytes loaded (`device.interpreter.TFLiteModel`);
-* **signal** — the bundle's test signal (``selfcheck/signal.wav``) replayed through the pipeline
+* **signal** — the bundle's test signal (``selfcheck/signal.flac``) replayed through the pipeline
   raises the events recorded beside it (``selfcheck/expected.json``). Deploy rendered the signal
   and recorded those events on the build machine with the same exported model and the same device
   code (`replay_events` both times), so a difference means this machine runs the model
@@ -40,7 +40,7 @@ __all__ = ["Check", "EVENT_TYPES", "SIGNAL", "EXPECTED", "replay_events", "compa
            "check_bundle", "check_models", "check_signal", "check_budget", "check_sinks",
            "run_selfcheck", "table", "failed", "to_json"]
 
-SIGNAL = Path("selfcheck") / "signal.wav"          # in the bundle, beside bundle.json
+SIGNAL = Path("selfcheck") / "signal.flac"          # in the bundle, beside bundle.json
 EXPECTED = Path("selfcheck") / "expected.json"
 EVENT_TYPES = ("wake", "command", "scene", "beat")  # what the signal check compares
 
@@ -129,7 +129,7 @@ def check_models(cfg, model=None) -> tuple[Check, object]:
 
 
 def check_signal(cfg, root: Path, model=None) -> Check:
-    """Replay ``root/selfcheck/signal.wav`` and compare with ``root/selfcheck/expected.json``."""
+    """Replay ``root/selfcheck/signal.flac`` and compare with ``root/selfcheck/expected.json``."""
     signal, expected_file = root / SIGNAL, root / EXPECTED
     if not signal.is_file() or not expected_file.is_file():
         return Check("signal", "skip", f"no {SIGNAL} / {EXPECTED} in {root}: deploy writes them "
