@@ -389,10 +389,15 @@ def read_releases(host: Host) -> Releases:
     return Releases(current, dict(sorted(releases.items())), env_of, envs)
 
 
-def release_name(bundle: Path) -> str:
-    """``<UTC time>-<8 hex of bundle.json's sha256>``: sorts by time, names the content."""
+def release_name(bundle: Path, taken=()) -> str:
+    """``<UTC time>-<8 hex of bundle.json's sha256>``: sorts by time, names the content (with
+    ``-2``, ``-3`` ... when that name is ``taken``: the same bundle twice in one second)."""
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    return f"{stamp}-{sha256_file(bundle / 'bundle.json')[:8]}"
+    name = f"{stamp}-{sha256_file(bundle / 'bundle.json')[:8]}"
+    n = 1
+    while (candidate := name if n == 1 else f"{name}-{n}") in taken:
+        n += 1
+    return candidate
 
 
 def env_kind(cfg, host: Host) -> str:
@@ -563,7 +568,7 @@ def deploy_release(bundle: Path, host: Host, cfg) -> DeployResult:
 
     kind = env_kind(cfg, host)
     state = read_releases(host)
-    rel = release_name(bundle)
+    rel = release_name(bundle, state.releases)
     previous = state.current
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
