@@ -1,6 +1,10 @@
 """Do the device requirements install on a Raspberry Pi? Each one resolved to wheels for 64-bit
 Raspberry Pi OS with ``pip download --only-binary=:all:`` (aarch64; Bookworm: Python 3.11,
-glibc 2.36; Trixie: Python 3.13, glibc 2.41). Slow, and it needs PyPI (skips without it)."""
+glibc 2.36; Trixie: Python 3.13, glibc 2.41). Slow, and it needs PyPI (skips without it).
+
+Every manylinux_2_N tag the OS's glibc allows is offered: with ``manylinux2014_aarch64`` alone
+pip finds no ai-edge-litert at all, since its aarch64 wheels (2.3.0: cp311 and cp313) are
+tagged manylinux_2_27."""
 from __future__ import annotations
 
 import socket
