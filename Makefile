@@ -2,7 +2,7 @@
 # Every target that needs the environment depends on `setup`, so a fresh clone needs no manual step.
 #   PROFILE=default|real|path/to/profile.toml    which configuration to use
 #   SET="model.multitask.epochs=3 ..."           overrides (dotted keys)
-#   TARGET=pi@raspberrypi.local:/opt/hopwise     where `make deploy` sends the bundle (default: build/deploy),
+#   TARGET=pi@raspberrypi.local:/opt/hopwise     where `make deploy` installs a release (default: build/deploy),
 #                                                and where `make bench` measures (default: here)
 #   ENGINES="hopwise hopwise:default porcupine"  engines of `make bench-wakeword` (default: hopwise + installed peers)
 
@@ -24,13 +24,14 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages train corpus export deploy seed-table bench bench-wakeword peers test test-slow demo clean help
+.PHONY: setup system-packages train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
 	@echo "make train            build the default corpus and train the keyword+scene model"
 	@echo "make export           int8 TFLite + ONNX + manifests under build/export"
 	@echo "make deploy           bundle the device runtime and models (TARGET=user@host:/path for a Pi)"
+	@echo "make rollback         point TARGET's current back at its previous release and start it"
 	@echo "make seed-table       train all five keyword/scene variants, evaluate float+int8 (PROFILE=real)"
 	@echo "make test             the test suite (slow tests excluded: make test-slow)"
 	@echo "make bench            pytest-benchmark suites per stage, then the hop-budget report (build/reports/<profile>/)"
@@ -70,6 +71,9 @@ export: setup
 
 deploy: setup
 	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
+
+rollback: setup
+	$(PY) -m export.deploy --rollback --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
 
 seed-table: corpus
 	$(PY) -m evaluation.seed_table --profile $(PROFILE) $(SETARGS)

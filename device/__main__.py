@@ -16,6 +16,11 @@
       hop budget, the real-time factor on one core, memory, model sizes, float vs int8
       accuracy; JSON + Markdown (+ PNG with matplotlib) in build/reports/<profile>/.
 
+  python -m device selfcheck [--profile profile.toml] [--json FILE]
+      Does this bundle work here (device/selfcheck.py): bundle hashes, models load, the bundled
+      test signal raises the events recorded at export, hop budget met, sinks reachable. A table;
+      exit 1 when a check failed. Deploy runs it in every new release.
+
   python -m device list-devices
       The capture devices PortAudio sees, with the index/name ``--device`` takes.
 
@@ -120,6 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     _common(bench)
     bench.add_argument("--out", default=None, metavar="DIR",
                        help="where the report goes (default: build/reports/<profile>/)")
+
+    check = sub.add_parser(
+        "selfcheck", help="does this bundle work here: hashes, models, test signal, budget, sinks",
+        description="Check the deployed bundle on this machine (device/selfcheck.py): every file "
+                    "against bundle.json, the models load with their manifests, the bundled test "
+                    "signal raises the events recorded at export, every stage's p99 is within the "
+                    "hop, and the enabled sinks can reach their other end (a warning, not a "
+                    "failure). Prints a table; exit 1 when a check failed.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    _common(check)
+    check.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
 
     sub.add_parser("list-devices", help="capture devices PortAudio/ALSA sees")
 
@@ -238,6 +254,18 @@ def cmd_bench(args) -> int:
     return 0
 
 
+def cmd_selfcheck(args) -> int:
+    from pathlib import Path
+
+    from .selfcheck import failed, run_selfcheck, table, to_json
+    cfg = config_from_args(args)
+    rows = run_selfcheck(cfg, model=args.model)
+    sys.stdout.write(table(rows))
+    if args.json:
+        Path(args.json).write_text(to_json(rows) + "\n")
+    return 1 if failed(rows) else 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(), stream=sys.stderr,
@@ -246,7 +274,7 @@ def main(argv=None) -> int:
     from .faults import EssentialStageFailed
     from .manifest import ManifestError
     try:
-        return {"run": cmd_run, "detect": cmd_detect, "bench": cmd_bench,
+        return {"run": cmd_run, "detect": cmd_detect, "bench": cmd_bench, "selfcheck": cmd_selfcheck,
                 "list-devices": cmd_list_devices, "config": cmd_config}[args.command](args)
     except EssentialStageFailed as exc:
         # Not the user's input: a run-time fault. Exit 1, which systemd's Restart=on-failure

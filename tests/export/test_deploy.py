@@ -34,7 +34,7 @@ def cfg(tmp_path):
 
 def test_local_bundle_has_runtime_models_and_checksums(tmp_path, cfg):
     _fake_export(tmp_path / "build" / "export")
-    bundle = build_bundle(cfg, tmp_path / "out")
+    bundle = build_bundle(cfg, tmp_path / "out", signal=False)
     for rel in ("device/frontend.py", "device/profiles/default.toml", "build/export/multitask_int8.tflite",
                 "build/export/multitask_int8.json", "requirements-device.txt", "install.sh", "bundle.json"):
         assert (bundle / rel).is_file(), rel
@@ -57,7 +57,7 @@ def test_a_password_in_the_profile_never_enters_the_bundle(tmp_path, caplog):
     cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
                                   "sinks.mqtt.password=hunter2"])
     _fake_export(tmp_path / "build" / "export")
-    bundle = build_bundle(cfg, tmp_path / "out")
+    bundle = build_bundle(cfg, tmp_path / "out", signal=False)
     with tarfile.open(tmp_path / "out" / "hopwise-bundle.tar.gz") as tar:
         blobs = [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
     assert not any(b"hunter2" in blob for blob in blobs)
@@ -92,7 +92,7 @@ def test_target_parsing(text, expected):
 def test_deploy_over_a_real_ssh_server(tmp_path, cfg, sshd):
     port, options = sshd
     _fake_export(tmp_path / "build" / "export")
-    bundle = build_bundle(cfg, tmp_path / "out")
+    bundle = build_bundle(cfg, tmp_path / "out", signal=False)
     remote = tmp_path / "pi" / "opt" / "hopwise"
     push_over_ssh(bundle, SSHTarget(f"{getpass.getuser()}@127.0.0.1", str(remote), port),
                   ssh_options=options)
