@@ -154,22 +154,32 @@ def _count(events: list[dict]) -> dict:
     return out
 
 
-def check_budget(cfg, model=None) -> Check:
+def check_budget(cfg, model=None, attempts: int = 2) -> Check:
     """Per-stage p99 against one hop and the whole hop's p99 against the hop budget, measured
-    here by `device.bench.measure_pipeline` (one core)."""
+    here by `device.bench.measure_pipeline` (one core).
+
+    A p99 is wall-clock time, so another process that takes the core for a moment (a deploy's own
+    pip, a package update) can push it over once; the check fails only when ``attempts``
+    measurements in a row are over, and says so when a retry was needed.
+    """
     from .bench import measure_pipeline
     hop_ms, budget_ms = float(cfg["pipeline.hop_ms"]), float(cfg["runtime.hop_budget_ms"])
-    run = measure_pipeline(cfg, float(cfg["selfcheck.budget_audio_s"]), model)
-    worst = max(run["stages"].items(), key=lambda kv: kv[1]["p99_ms"])
-    over = [n for n, st in run["stages"].items() if st["p99_ms"] > hop_ms]
-    hop_p99 = run["hop"]["p99_ms"]
-    detail = (f"whole hop p99 {hop_p99:.2f} ms of {budget_ms:g} ms; slowest stage {worst[0]} p99 "
-              f"{worst[1]['p99_ms']:.2f} ms of a {hop_ms:g} ms hop; RTF {run['rtf_cpu']:.4f} "
-              f"(CPU, one core, {run['audio_s']:.0f} s)")
-    if over or hop_p99 > budget_ms:
-        return Check("budget", "FAIL", f"{detail}; over: {', '.join(over) or 'whole hop'}: this "
-                     "machine is too slow for the profile (a smaller model, a longer stride)")
-    return Check("budget", "ok", detail)
+    notes = []
+    for attempt in range(1, attempts + 1):
+        run = measure_pipeline(cfg, float(cfg["selfcheck.budget_audio_s"]), model)
+        worst = max(run["stages"].items(), key=lambda kv: kv[1]["p99_ms"])
+        over = [n for n, st in run["stages"].items() if st["p99_ms"] > hop_ms]
+        hop_p99 = run["hop"]["p99_ms"]
+        detail = (f"whole hop p99 {hop_p99:.2f} ms of {budget_ms:g} ms; slowest stage {worst[0]} "
+                  f"p99 {worst[1]['p99_ms']:.2f} ms of a {hop_ms:g} ms hop; RTF "
+                  f"{run['rtf_cpu']:.4f} (CPU, one core, {run['audio_s']:.0f} s)")
+        if not (over or hop_p99 > budget_ms):
+            return Check("budget", "ok", detail + "".join(notes))
+        notes.append(f"; attempt {attempt} was over ({', '.join(over) or 'whole hop'}, whole hop "
+                     f"p99 {hop_p99:.2f} ms)")
+    return Check("budget", "FAIL", f"{detail}; over on {attempts} attempts in a row: this "
+                 "machine is too slow for the profile (a smaller model, a longer stride), or "
+                 "something else keeps its core busy")
 
 
 def _sink_sections(cfg) -> list[tuple[str, str, dict]]:

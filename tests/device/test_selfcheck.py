@@ -1,4 +1,4 @@
-"""The self-check's parts that need no model: comparing events, the bundle's hashes, sinks."""
+"""The self-check: comparing events, the bundle's hashes, sinks, and the hop-budget check."""
 from __future__ import annotations
 
 import json
@@ -60,3 +60,19 @@ def test_sinks_reachable_or_warned_with_the_reason(tmp_path):
 def test_table_verdict():
     assert table([Check("a", "ok", "x"), Check("b", "warn", "y")]).endswith("selfcheck: passed\n")
     assert "FAILED (b)" in table([Check("a", "ok", "x"), Check("b", "FAIL", "y")])
+
+
+def test_budget_check_passes_here_and_fails_only_when_over_twice(tmp_path):
+    import pytest
+    pytest.importorskip("tensorflow")
+    from export.standin import build_tone_model
+    from device.selfcheck import check_budget
+    model = build_tone_model(tmp_path, load_config("default"))
+    cfg = load_config("default", ["selfcheck.budget_audio_s=1.0"])
+    ok = check_budget(cfg, str(model))
+    assert ok.status == "ok" and "whole hop p99" in ok.detail
+    # A budget no machine meets: over on both attempts, and the message says what to change.
+    cfg = load_config("default", ["selfcheck.budget_audio_s=1.0", "runtime.hop_budget_ms=0.000001"])
+    bad = check_budget(cfg, str(model))
+    assert bad.status == "FAIL" and "over on 2 attempts in a row" in bad.detail
+    assert "smaller model" in bad.detail
