@@ -249,9 +249,10 @@ def operating_point(points: Sequence[DetPoint], target_per_hour: float,
                 "(too few false alarms to extrapolate the tail)")
     elif clean:
         ok, meets = clean, False
+        where = ("beyond the strictest setting swept" if ext["beyond_measured"]
+                 else f"at {ext['setting']:.4g}")
         rule = (f"target {target_per_hour:g}/h not shown: the most sensitive setting with 0 false "
-                f"alarms on the streams, below the setting {ext['setting']:.4g} that the tail's "
-                f"fit puts at the target")
+                f"alarms on the streams; the tail's fit puts the target {where}")
     else:
         return None
     best = min(ok, key=lambda p: (p.miss_rate, -sign * p.setting))
