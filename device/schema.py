@@ -76,6 +76,17 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.*.augment.clean_keywords", "[0, 1]"),
     ("model.*.augment.speed", "[0, 0.5]"),
     ("export.calibration_examples", "[1, inf)"),
+    ("model.esn.grid_*", "[1, 100]"),
+    ("model.esn.leak", "(0, 1]"),               # 0 never updates the state
+    ("model.esn.spectral_radius", "(0, 2]"),
+    ("model.esn.input_scaling", "(0, inf)"),
+    ("model.esn.input_density", "(0, 1]"),
+    ("model.esn.ridge_alpha", "(0, inf)"),      # 0: an unregularised, often singular solve
+    ("model.esn.label_min_rise_db", "[0, inf)"),
+    ("model.esn.label_rise_fraction", "[0, 1]"),
+    ("model.esn.cv_folds", "[2, inf)"),
+    ("model.esn.enrol_folds", "[2, inf)"),
+    ("model.esn.search_iterations", "[1, inf)"),
     ("sinks.*.port", "[1, 65535]"),              # MQTT's; a serial port is a path (a string)
     ("sinks.*.qos", "[0, 2]"),
     ("sinks.*.baudrate", "[1, inf)"),

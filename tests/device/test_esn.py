@@ -1,0 +1,120 @@
+"""The fixed-point reservoir (device/esn.py): bit-exact against its NumPy reference, close to
+the float reservoir, echo-state property, the model file refused when damaged."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device import esn
+
+
+def _reservoir(n: int, m: int, seed: int, radius: float = 0.9, scale: float = 0.5,
+               leak: float = 0.3):
+    rng = np.random.default_rng(seed)
+    w = rng.standard_normal((n, n))
+    w *= radius / np.max(np.abs(np.linalg.eigvals(w)))
+    w_in = rng.uniform(-scale, scale, (n, m)) * (rng.random((n, m)) < 0.5)
+    return w, w_in, esn.quantize_reservoir(w, w_in, leak)
+
+
+@pytest.mark.parametrize("n,m,seed", [(7, 3, 0), (64, 32, 1), (150, 20, 2)])
+def test_numba_kernel_equals_the_numpy_reference_bit_for_bit(n, m, seed):
+    _, _, res = _reservoir(n, m, seed, scale=3.0, leak=0.7)    # large inputs: saturation too
+    rng = np.random.default_rng(seed + 10)
+    u = esn.quantize_input(rng.normal(0, 3, (300, m)))
+    x0 = rng.integers(-32767, 32768, n).astype(np.int16)
+    ref = esn.run_reference(res, u, x0)
+    fast = esn.run(res, u, x0)
+    assert fast.dtype == np.int16 and np.array_equal(fast, ref)
+    out = np.empty(n, np.int16)
+    assert np.array_equal(esn.step(res, x0, u[0], out), esn.step_reference(res, x0, u[0]))
+    assert np.abs(ref.astype(int)).max() > 30000           # the argument did saturate somewhere
+
+
+def test_quantisation_keeps_every_row_sum_inside_int32():
+    rng = np.random.default_rng(3)
+    w = rng.standard_normal((1000, 1000)) * 0.05              # row sums ~40: fewer fraction bits
+    res = esn.quantize_reservoir(w, rng.standard_normal((1000, 4)), 0.5)
+    res.check()
+    assert np.abs(res.w.astype(np.int64)).sum(1).max() * 32767 <= 2**31 - 1
+    assert res.w_frac < 15
+
+
+def test_fixed_point_states_stay_close_to_the_float_reservoir():
+    w, w_in, res = _reservoir(200, 16, 4)
+    rng = np.random.default_rng(5)
+    u = rng.normal(0, 1, (400, 16))
+    x = np.zeros(200)
+    floats = []
+    for t in range(len(u)):
+        x = (1 - 0.3) * x + 0.3 * np.tanh(w @ x + w_in @ u[t])
+        floats.append(x)
+    fixed = esn.run(res, esn.quantize_input(u)) / 32768.0
+    err = np.abs(fixed - np.array(floats))
+    assert err.max() < 5e-3 and err.mean() < 5e-4            # a state spans [-1, 1]
+
+
+def test_echo_state_property_two_initial_states_converge():
+    _, _, res = _reservoir(100, 8, 6, radius=0.9)
+    rng = np.random.default_rng(7)
+    u = esn.quantize_input(rng.normal(0, 1, (400, 8)))
+    a = esn.run(res, u, rng.integers(-32767, 32768, 100).astype(np.int16)).astype(int)
+    b = esn.run(res, u, rng.integers(-32767, 32768, 100).astype(np.int16)).astype(int)
+    gap = np.abs(a - b).max(1)
+    # Forgotten up to rounding: integer rounding leaves the two runs a few LSB apart (measured
+    # 2-4 of 32767) instead of identical, a 10^4-fold shrink of the starting gap.
+    assert gap[0] > 20000 and gap[-50:].max() <= 8
+
+
+def test_tanh_table_is_accurate_to_half_an_lsb():
+    res = esn.FixedReservoir(np.zeros((1, 1), np.int16), np.ones((1, 1), np.int16) * 4096, 12, 12,
+                             32768)
+    args = np.linspace(-7.99, 7.99, 2001)
+    got = [esn.step_reference(res, np.zeros(1, np.int16), esn.quantize_input([a / 1.0]))[0]
+           for a in args]
+    want = np.tanh(np.round(args * 4096) / 4096) * 32767
+    assert np.abs(np.array(got) - want).max() <= 1.0
+
+
+def test_ridge_fit_equals_scikit_learn_ridge():
+    sklearn = pytest.importorskip("sklearn.linear_model")
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(300, 12))
+    y = rng.integers(0, 4, 300)
+    coef, intercept = esn.ridge_fit(x, y, 4, alpha=2.5)
+    ref = sklearn.Ridge(alpha=2.5).fit(x, np.eye(4)[y])
+    assert np.allclose(coef, ref.coef_, atol=1e-9) and np.allclose(intercept, ref.intercept_)
+
+
+def _model(n=30, m=6, concat=True):
+    _, _, res = _reservoir(n, m, 9)
+    rng = np.random.default_rng(10)
+    feats = n + (m if concat else 0)
+    ro = esn.Readout(rng.normal(size=(3, feats)), rng.normal(size=3), ["a", "b", "silent"], concat)
+    return esn.EsnModel(res, rng.normal(size=m), rng.uniform(0.5, 2, m), ro, {"seed": 9})
+
+
+def test_model_file_round_trip_and_refusals(tmp_path):
+    model = _model()
+    data = esn.save_esn(model, tmp_path / "m.npz")
+    back = esn.load_esn(data)
+    assert np.array_equal(back.reservoir.w, model.reservoir.w) and back.labels == ["a", "b", "silent"]
+    assert back.params == {"seed": 9}
+    with pytest.raises(esn.EsnError, match="not a hopwise ESN model file"):
+        esn.load_esn(b"PK\x03\x04 certainly not an npz")
+    wrong = esn.EsnModel(model.reservoir, model.mean, model.std,
+                         esn.Readout(np.zeros((3, 5)), np.zeros(3), ["a", "b", "silent"], True))
+    with pytest.raises(esn.EsnError, match="readout has 5 features"):
+        esn.load_esn(esn.save_esn(wrong, tmp_path / "w.npz"))
+
+
+def test_int8_readout_tracks_the_float_readout():
+    model = _model(concat=True)
+    rng = np.random.default_rng(11)
+    u = rng.normal(size=(50, 6))
+    u_q = esn.quantize_input(u)
+    states = esn.run(model.reservoir, u_q)
+    f = model.readout.scores(states, u_q / 4096.0)
+    q = model.readout.scores_int8(states, u_q)
+    scale = np.abs(model.readout.coef).sum(1).max()
+    assert np.abs(f - q).max() < 0.01 * scale
