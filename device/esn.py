@@ -49,9 +49,11 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["Q_STATE", "Q_INPUT", "Q_ARG", "TANH_LUT", "FixedReservoir", "quantize_reservoir",
-           "quantize_input", "step_reference", "run_reference", "step", "run", "Readout",
-           "ridge_fit", "EsnModel", "load_esn", "save_esn", "EsnError"]
+__all__ = ["Q_STATE", "Q_INPUT", "Q_ARG", "TANH_LUT", "SILENT", "FixedReservoir",
+           "quantize_reservoir", "normalise_frames", "quantize_input", "step_reference",
+           "run_reference", "step", "run", "Readout", "ridge_fit", "frame_energy_db",
+           "frame_labels", "EsnModel", "load_esn", "save_esn", "EsnError", "EsnRunner",
+           "write_esn_model", "read_esn_model"]
 
 log = logging.getLogger("hopwise.esn")
 
@@ -62,6 +64,7 @@ _LUT_STEP_BITS = 4                 # table step: Q_ARG - 4 = Q8 (1/256)
 _ARG_LIMIT = 8 << Q_ARG            # |argument| < 8
 _STATE_MAX = 32767
 _INT32_MAX = 2**31 - 1
+SILENT = "silent"
 
 
 class EsnError(ValueError):
@@ -166,6 +169,20 @@ def quantize_reservoir(w: np.ndarray, w_in: np.ndarray, leak: float) -> FixedRes
     return fixed
 
 
+def normalise_frames(log_mel: np.ndarray, mean: np.ndarray, inv_std: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """Log-mel frames -> (normalised float32, int16 Q12) inputs, in float32 arithmetic.
+
+    The one definition of the reservoir's input, for training and the device alike: the
+    device's fused kernel does the same float32 operations in the same order, so its states
+    are the ones the readout was fit on, bit for bit.
+    """
+    u = (np.asarray(log_mel, np.float32) - np.asarray(mean, np.float32)) \
+        * np.asarray(inv_std, np.float32)
+    q = np.clip(np.round(u * np.float32(1 << Q_INPUT)), -_STATE_MAX, _STATE_MAX)
+    return u.astype(np.float32), q.astype(np.int16)
+
+
 def quantize_input(u: np.ndarray) -> np.ndarray:
     """Normalised float frames -> int16 Q12, saturated to ±32767 (±8 standard deviations)."""
     return np.clip(np.round(np.asarray(u, np.float64) * (1 << Q_INPUT)), -_STATE_MAX,
@@ -218,76 +235,104 @@ def run_reference(res: FixedReservoir, u_frames: np.ndarray,
 
 
 # --------------------------------------------------------------------------- numba kernel
-def _kernels():
-    """Compile the numba kernels (once, cached on disk); None when numba is missing."""
-    try:
-        import numba
-    except ImportError:  # pragma: no cover - numba is a device dependency
-        log.warning("numba is not installed: the ESN runs on the NumPy reference (about 10x "
-                    "slower); pip install numba")
-        return None
+try:
+    import numba as _numba
+    _jit = _numba.njit(cache=True, nogil=True, boundscheck=False)
+except ImportError:  # pragma: no cover - numba is a device dependency
+    _numba = None
 
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def step_into(w, w_in, w_shift, in_shift, leak_q15, lut, x, u, out):
-        n, m = w.shape[0], w_in.shape[1]
-        w_half = np.int64(1) << (w_shift - 1) if w_shift > 0 else np.int64(0)
-        in_half = np.int64(1) << (in_shift - 1) if in_shift > 0 else np.int64(0)
-        for i in range(n):
-            # Written as an int32 wrap-around sum (no sum can overflow: FixedReservoir.check),
-            # which LLVM vectorises as int32 lanes; numba would otherwise widen to int64 and
-            # run at half the lanes (400 neurons: 3.9 instead of 8.5 us per matrix product).
-            acc = np.int32(0)
-            for j in range(n):
-                acc = np.int32(acc + np.int32(w[i, j]) * np.int32(x[j]))
-            acc_in = np.int32(0)
-            for k in range(m):
-                acc_in = np.int32(acc_in + np.int32(w_in[i, k]) * np.int32(u[k]))
-            arg = ((np.int64(acc) + w_half) >> w_shift) + ((np.int64(acc_in) + in_half) >> in_shift)
-            if arg < -32768:
-                arg = np.int64(-32768)
-            elif arg > 32767:
-                arg = np.int64(32767)
-            arg += 32768
-            idx = arg >> 4
-            frac = arg & 15
-            lo = np.int64(lut[idx])
-            t = lo + (((np.int64(lut[idx + 1]) - lo) * frac + 8) >> 4)
-            xi = np.int64(x[i])
-            v = xi + ((leak_q15 * (t - xi) + 16384) >> 15)
-            if v > 32767:
-                v = np.int64(32767)
-            elif v < -32767:
-                v = np.int64(-32767)
-            out[i] = np.int16(v)
-
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def run_frames(w, w_in, w_shift, in_shift, leak_q15, lut, x0, u_frames, states):
-        x = x0.copy()
-        for t in range(u_frames.shape[0]):
-            step_into(w, w_in, w_shift, in_shift, leak_q15, lut, x, u_frames[t], states[t])
-            x[:] = states[t]
-        return x
-
-    @numba.njit(cache=True, nogil=True, boundscheck=False)
-    def readout_int8(q, feat, scale, bias, out):
-        for c in range(q.shape[0]):
-            acc = np.int64(0)
-            for j in range(q.shape[1]):
-                acc += np.int64(q[c, j]) * np.int64(feat[j])
-            out[c] = scale[c] * acc + bias[c]
-
-    return step_into, run_frames, readout_int8
+    def _jit(f):
+        return f
 
 
-_KERNELS = None
+@_jit
+def _step_into(w, w_in, w_shift, in_shift, leak_q15, lut, x, u, out):
+    n, m = w.shape[0], w_in.shape[1]
+    w_half = np.int64(1) << (w_shift - 1) if w_shift > 0 else np.int64(0)
+    in_half = np.int64(1) << (in_shift - 1) if in_shift > 0 else np.int64(0)
+    for i in range(n):
+        # Written as an int32 wrap-around sum (no sum can overflow: FixedReservoir.check),
+        # which LLVM vectorises as int32 lanes; numba would otherwise widen to int64 and
+        # run at half the lanes (400 neurons: 3.9 instead of 8.5 us per matrix product).
+        acc = np.int32(0)
+        for j in range(n):
+            acc = np.int32(acc + np.int32(w[i, j]) * np.int32(x[j]))
+        acc_in = np.int32(0)
+        for k in range(m):
+            acc_in = np.int32(acc_in + np.int32(w_in[i, k]) * np.int32(u[k]))
+        arg = ((np.int64(acc) + w_half) >> w_shift) + ((np.int64(acc_in) + in_half) >> in_shift)
+        if arg < -32768:
+            arg = np.int64(-32768)
+        elif arg > 32767:
+            arg = np.int64(32767)
+        arg += 32768
+        idx = arg >> 4
+        frac = arg & 15
+        lo = np.int64(lut[idx])
+        t = lo + (((np.int64(lut[idx + 1]) - lo) * frac + 8) >> 4)
+        xi = np.int64(x[i])
+        v = xi + ((leak_q15 * (t - xi) + 16384) >> 15)
+        if v > 32767:
+            v = np.int64(32767)
+        elif v < -32767:
+            v = np.int64(-32767)
+        out[i] = np.int16(v)
+
+
+@_jit
+def _run_frames(w, w_in, w_shift, in_shift, leak_q15, lut, x0, u_frames, states):
+    x = x0.copy()
+    for t in range(u_frames.shape[0]):
+        _step_into(w, w_in, w_shift, in_shift, leak_q15, lut, x, u_frames[t], states[t])
+        x[:] = states[t]
+    return x
+
+
+@_jit
+def _readout_int8(q, feat, scale, bias, out):
+    for c in range(q.shape[0]):
+        acc = np.int64(0)
+        for j in range(q.shape[1]):
+            acc += np.int64(q[c, j]) * np.int64(feat[j])
+        out[c] = scale[c] * acc + bias[c]
+
+
+@_jit
+def _frame(w, w_in, w_shift, in_shift, leak_q15, lut, x, x_new, log_mel, mean, inv_std,
+          feat, q, scale, bias, scores):
+    # One device frame in one call (a numba call costs ~0.1 us per argument, so fusing
+    # normalise + quantise + step + readout saves several calls' worth): the new state
+    # lands in x_new, feat holds [x_new, u_q], scores the readout's.
+    n, m = w.shape[0], w_in.shape[1]
+    u = feat[n:n + m] if feat.shape[0] >= n + m else np.empty(m, np.int16)
+    for k in range(m):
+        # float32 throughout, as normalise_frames: the training states, bit for bit
+        v = np.round((log_mel[k] - mean[k]) * inv_std[k] * np.float32(4096.0))
+        if v > 32767.0:
+            v = 32767.0
+        elif v < -32767.0:
+            v = -32767.0
+        u[k] = np.int16(v)
+    _step_into(w, w_in, w_shift, in_shift, leak_q15, lut, x, u, x_new)
+    feat[:n] = x_new
+    _readout_int8(q, feat[:q.shape[1]], scale, bias, scores)
 
 
 def kernels():
-    """``(step_into, run_frames, readout_int8)`` numba functions, compiled on first use."""
-    global _KERNELS
-    if _KERNELS is None:
-        _KERNELS = _kernels() or False
-    return _KERNELS or None
+    """``(step_into, run_frames, readout_int8, frame)`` numba functions (compiled on first use,
+    then cached on disk beside this module), or None without numba: the callers then run the
+    NumPy reference, about 10x slower, and say so once."""
+    global _WARNED
+    if _numba is None:
+        if not _WARNED:
+            log.warning("numba is not installed: the ESN runs on the NumPy reference (about 10x "
+                        "slower); pip install numba")
+            _WARNED = True
+        return None
+    return _step_into, _run_frames, _readout_int8, _frame
+
+
+_WARNED = False
 
 
 def _shifts(res: FixedReservoir) -> tuple[int, int]:
@@ -423,6 +468,37 @@ def ridge_fit(features: np.ndarray, labels: Sequence[int], n_classes: int,
     return coef, ym - coef @ xm
 
 
+# --------------------------------------------------------------------------- frame labels
+def frame_energy_db(frames: np.ndarray) -> np.ndarray:
+    """dB of each log-mel frame's summed mel power."""
+    return 10.0 * np.log10(np.exp(np.asarray(frames, np.float64)).sum(-1) + 1e-20)
+
+
+def frame_labels(frames: np.ndarray, label: str, min_rise_db: float,
+                 rise_fraction: float) -> np.ndarray:
+    """Per-frame labels of a one-sound recording (training and enrolment alike).
+
+    The frames' energy ``E`` (`frame_energy_db`) against the recording's own noise floor ``F``
+    (10th percentile of ``E``) and peak ``P``: the sound is the run of consecutive frames around
+    the loudest one with ``E > F + max(min_rise_db, rise_fraction * (P - F))``; every other
+    frame, and every frame of a ``silent`` recording, is ``silent``.
+    """
+    out = np.full(len(frames), SILENT, dtype=object)
+    if label == SILENT or len(frames) == 0:
+        return out
+    e = frame_energy_db(frames)
+    floor, peak = np.percentile(e, 10), e.max()
+    above = e > floor + max(min_rise_db, rise_fraction * (peak - floor))
+    p = int(np.argmax(e))
+    a, b = p, p
+    while a > 0 and above[a - 1]:
+        a -= 1
+    while b < len(e) - 1 and above[b + 1]:
+        b += 1
+    out[a:b + 1] = label
+    return out
+
+
 # --------------------------------------------------------------------------- the model file
 @dataclass
 class EsnModel:
@@ -449,12 +525,17 @@ class EsnModel:
     def labels(self) -> list:
         return list(self.readout.labels)
 
+    @property
+    def inv_std(self) -> np.ndarray:
+        return (1.0 / np.asarray(self.std, np.float64)).astype(np.float32)
+
     def normalise(self, log_mel: np.ndarray) -> np.ndarray:
-        return ((np.asarray(log_mel, np.float64) - self.mean) / self.std).astype(np.float32)
+        """Normalised float32 input frames (`normalise_frames`)."""
+        return normalise_frames(log_mel, self.mean, self.inv_std)[0]
 
     def states(self, log_mel: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """int16 states and int16 inputs of a clip's log-mel frames ``(T, n_mels)``."""
-        u_q = quantize_input(self.normalise(log_mel))
+        u_q = normalise_frames(log_mel, self.mean, self.inv_std)[1]
         return run(self.reservoir, u_q), u_q
 
     def with_readout(self, readout: Readout) -> "EsnModel":
@@ -523,3 +604,110 @@ def manifest_fields(model: EsnModel, frontend: Mapping) -> dict:
                              "w_in_frac": r.w_in_frac, "leak_q15": r.leak_q15,
                              "q_state": Q_STATE, "q_input": Q_INPUT, "q_arg": Q_ARG},
                "params": model.params})
+
+
+# --------------------------------------------------------------------------- the device's runner
+class EsnRunner:
+    """Frame by frame on the device: ``scores = runner.push(log_mel_frame)``.
+
+    Keeps the state and preallocated buffers; `push` is one fused numba call (normalise,
+    quantise, step, int8 readout). `push_reference` does the same in plain NumPy (the tests
+    check the two agree). ``readout = "tflite"`` applies the TFLite readout instead of the int8
+    weights (`use_tflite`).
+    """
+
+    def __init__(self, model: EsnModel):
+        self.model = model
+        r, ro = model.reservoir, model.readout
+        self.n, self.m = r.n_neurons, r.n_inputs
+        self.x = np.zeros(self.n, np.int16)
+        self._x_new = np.zeros(self.n, np.int16)
+        # feat is [state, u_q]: the readout reads the first n (+ m when concat_input) of it.
+        self.feat = np.zeros(self.n + self.m, np.int16)
+        self.q, self.qscale = ro.int8(self.n)
+        self.bias = ro.intercept.astype(np.float64)
+        self.mean = model.mean.astype(np.float32)
+        self.inv_std = model.inv_std
+        self.scores = np.zeros(len(ro.labels), np.float64)
+        self.shifts = _shifts(r)
+        self.tflite = None
+        self.frames = 0
+
+    def reset(self) -> None:
+        """Back to the zero state (a gap in the audio, or a new reservoir)."""
+        self.x[:] = 0
+        self.frames = 0
+
+    def use_tflite(self, model) -> None:
+        """Apply ``model`` (a `device.interpreter.TFLiteModel` of the readout) instead of the
+        int8 weights; None goes back to them."""
+        self.tflite = model
+
+    def push(self, log_mel: np.ndarray) -> np.ndarray:
+        """One frame ``(n_mels,)`` float32 -> the readout's scores (a buffer reused each call)."""
+        k = kernels()
+        if k is None:
+            return self.push_reference(log_mel)
+        r = self.model.reservoir
+        k[3](r.w, r.w_in, self.shifts[0], self.shifts[1], r.leak_q15, TANH_LUT, self.x,
+             self._x_new, np.asarray(log_mel, np.float32), self.mean, self.inv_std, self.feat,
+             self.q, self.qscale, self.bias, self.scores)
+        self.x, self._x_new = self._x_new, self.x
+        self.frames += 1
+        if self.tflite is not None:
+            return self._tflite_scores()
+        return self.scores
+
+    def push_reference(self, log_mel: np.ndarray) -> np.ndarray:
+        """`push` in plain NumPy (same integers; the scores to float rounding)."""
+        u = normalise_frames(log_mel[None, :], self.mean, self.inv_std)[1][0]
+        self.x = step_reference(self.model.reservoir, self.x, u)
+        self.feat[:self.n], self.feat[self.n:] = self.x, u
+        self.frames += 1
+        if self.tflite is not None:
+            return self._tflite_scores()
+        f = self.feat[:self.q.shape[1]].astype(np.int64)
+        self.scores[:] = (self.q.astype(np.int64) @ f) * self.qscale + self.bias
+        return self.scores
+
+    def _tflite_scores(self) -> np.ndarray:
+        feats = self.feat[:self.q.shape[1]].astype(np.float32)
+        feats[:self.n] *= np.float32(2.0 ** -Q_STATE)
+        feats[self.n:] *= np.float32(2.0 ** -Q_INPUT)
+        self.scores[:] = self.tflite.run(feats[None, :])["percussion"]
+        return self.scores
+
+
+# --------------------------------------------------------------------------- files the device trusts
+def write_esn_model(model: EsnModel, path: str | Path, frontend: Mapping, *,
+                    metrics: Mapping | None = None, extra: Mapping | None = None) -> Path:
+    """Write ``<path>.npz`` and its manifest (sha256 of the bytes written); return the manifest."""
+    from .manifest import write_manifest
+    path = Path(path)
+    save_esn(model, path)
+    fields = manifest_fields(model, frontend)
+    fields["extra"].update(extra or {})
+    return write_manifest(path, name="esn", kind="esn", metrics=metrics, **fields)
+
+
+def read_esn_model(path: str | Path, *, labels: Sequence[str] | None = None,
+                   frontend: Mapping | None = None) -> tuple[EsnModel, dict]:
+    """The model at ``path`` (the ``.npz`` or its ``.json``) and its manifest, checked like the
+    TFLite models (`device.manifest.read_verified`: the sha256 of the bytes loaded) and against
+    the profile's labels and ``[frontend.esn]``. Every failure names the file and the fix."""
+    from .manifest import ManifestError, check_against_config, read_verified
+    path = Path(path)
+    manifest, content = read_verified(path)
+    if manifest.get("kind") != "esn":
+        raise ManifestError(f"{manifest['_path']} describes a {manifest.get('kind')!r} model, not "
+                            f"an ESN: point stages.esn.model at esn_int8.npz (`make export`)")
+    check_against_config(manifest, expected_labels={"percussion": list(labels)} if labels else None,
+                         frontend=frontend)
+    try:
+        model = load_esn(content, str(Path(manifest["_path"]).with_name(manifest["file"])))
+    except EsnError as exc:
+        raise ManifestError(str(exc)) from None
+    if model.labels != [o["labels"] for o in manifest["outputs"]][0]:
+        raise ManifestError(f"{manifest['file']}: its labels {model.labels} differ from its "
+                            f"manifest's; re-run `make export`")
+    return model, manifest

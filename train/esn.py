@@ -15,9 +15,10 @@ kept. The update is ``x <- (1 - a) x + a tanh(W x + W_in u)`` with ``a = model.e
 fit on the states the device will compute (``fixed_point=False`` gives the float reservoir, kept
 for comparison).
 
-Frame labels (`frame_labels`): a recording holds one sound. Its frames' energy ``E`` (dB of the
-summed mel power) is compared with the recording's own noise floor ``F`` (10th percentile of
-``E``) and peak ``P``: the sound is the run of consecutive frames around the loudest one with
+Frame labels (`device.esn.frame_labels`, shared with enrolment on the device): a recording
+holds one sound. Its frames' energy ``E`` (dB of the summed mel power) is compared with the
+recording's own noise floor ``F`` (10th percentile of ``E``) and peak ``P``: the sound is the
+run of consecutive frames around the loudest one with
 ``E > F + max(label_min_rise_db, label_rise_fraction * (P - F))``; every other frame (and every
 frame of a ``silent`` recording) is ``silent``. On the 30 beatbox recordings this rule agrees
 with the author's own trimmed copies (``cripped_wav``) on 96 % of frames (it ends the sound
@@ -42,6 +43,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import Ridge
 
 from device import esn as desn
+from device.esn import SILENT, frame_energy_db, frame_labels
 from device.config import Config, add_profile_arguments, config_from_args
 from device.frontend import LogMelConfig, log_mel
 from device.paths import BuildPaths
@@ -52,7 +54,6 @@ __all__ = ["Recording", "build_reservoir", "float_states", "frame_energy_db", "f
            "search", "params_from_config", "SEARCH_SPACE", "main"]
 
 log = logging.getLogger("hopwise.train.esn")
-SILENT = "silent"
 
 
 # --------------------------------------------------------------------------- data
@@ -79,30 +80,6 @@ class Recording:
     label: str
     group: str
     place: str = "default"
-
-
-def frame_energy_db(frames: np.ndarray) -> np.ndarray:
-    """dB of each log-mel frame's summed mel power."""
-    return 10.0 * np.log10(np.exp(np.asarray(frames, np.float64)).sum(-1) + 1e-20)
-
-
-def frame_labels(frames: np.ndarray, label: str, min_rise_db: float,
-                 rise_fraction: float) -> np.ndarray:
-    """Per-frame labels of a one-sound recording by the rule in the module docstring."""
-    out = np.full(len(frames), SILENT, dtype=object)
-    if label == SILENT or len(frames) == 0:
-        return out
-    e = frame_energy_db(frames)
-    floor, peak = np.percentile(e, 10), e.max()
-    above = e > floor + max(min_rise_db, rise_fraction * (peak - floor))
-    p = int(np.argmax(e))
-    a, b = p, p
-    while a > 0 and above[a - 1]:
-        a -= 1
-    while b < len(e) - 1 and above[b + 1]:
-        b += 1
-    out[a:b + 1] = label
-    return out
 
 
 def _recording(audio: np.ndarray, cfg: Config, label: str, group: str, place: str) -> Recording:
@@ -257,8 +234,7 @@ class EchoStateClassifier(ClassifierMixin, BaseEstimator):
 
     def _features(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(states as int16-scaled numbers, normalised input, quantised input) of one clip."""
-        u = ((np.asarray(frames, np.float64) - self.mean_) / self.std_).astype(np.float32)
-        u_q = desn.quantize_input(u)
+        u, u_q = desn.normalise_frames(frames, self.mean_, 1.0 / self.std_)
         if self.fixed_point:
             states = desn.run(self.reservoir_, u_q)
         else:

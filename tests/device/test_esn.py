@@ -118,3 +118,97 @@ def test_int8_readout_tracks_the_float_readout():
     q = model.readout.scores_int8(states, u_q)
     scale = np.abs(model.readout.coef).sum(1).max()
     assert np.abs(f - q).max() < 0.01 * scale
+
+
+# --------------------------------------------------------------------------- the pipeline stage
+def _trained_model(tmp_path_factory):
+    """A small ESN fit on synthetic drum hits (train.esn), written as the device's files."""
+    from device.config import load_config
+    from train import esn as tesn
+    from train.synth import clip_rng, percussion_clip
+    cfg = load_config("default")
+    recs = []
+    for label in cfg["labels.percussion"]:
+        for i in range(8):
+            audio, _ = percussion_clip(label, clip_rng(1, "stage-test", label, i), 0.6, 16000)
+            recs.append(tesn._recording(audio, cfg, label, f"{label}/{i}", "synthetic"))
+    est = tesn.EchoStateClassifier(grid_height=8, grid_width=10, leak=0.3, input_scaling=0.5,
+                                   input_density=0.5, ridge_alpha=1.0, seed=2,
+                                   labels=list(cfg["labels.percussion"]))
+    est.fit([r.frames for r in recs], [r.labels for r in recs])
+    folder = tmp_path_factory.mktemp("esn")
+    esn.write_esn_model(est.model_, folder / "esn_int8.npz",
+                        {**cfg.section("frontend.esn"), "name": "esn"})
+    return folder / "esn_int8.npz"
+
+
+@pytest.fixture(scope="module")
+def esn_file(tmp_path_factory):
+    return _trained_model(tmp_path_factory)
+
+
+def _pipeline(model_path, *overrides):
+    from device.config import load_config
+    from device.pipeline import Pipeline
+    cfg = load_config("default", ['pipeline.stages=["esn_frontend", "esn"]',
+                                  f"stages.esn.model={model_path}", "stages.esn.if_missing=error",
+                                  "runtime.status_interval_s=0", "runtime.shedding=false",
+                                  *overrides])
+    return Pipeline.from_config(cfg, keep_events=True)
+
+
+@pytest.mark.parametrize("label", ["bass", "snare"])
+def test_one_hit_is_one_beat_event_with_its_label_and_onset(esn_file, label):
+    from train.synth import clip_rng, percussion_clip
+    audio, onset_s = percussion_clip(label, clip_rng(99, "held-out", label, 0), 1.0, 16000)
+    lead = np.zeros(8000, np.float32)                         # 0.5 s of silence first
+    pipe = _pipeline(esn_file)
+    events = pipe.push(np.concatenate([lead, audio, np.zeros(8000, np.float32)]))
+    pipe.close()
+    beats = [e for e in events if e["type"] == "beat"]
+    assert [b["label"] for b in beats] == [label]
+    assert abs(beats[0]["t_audio_s"] - (0.5 + onset_s)) < 0.05
+    assert 0 < beats[0]["confidence"] <= 1
+
+
+def test_silence_raises_no_beat(esn_file):
+    from train.synth import clip_rng, percussion_clip
+    audio, _ = percussion_clip("silent", clip_rng(99, "held-out", "silent", 0), 2.0, 16000)
+    pipe = _pipeline(esn_file)
+    assert [e for e in pipe.push(audio) if e["type"] == "beat"] == []
+    pipe.close()
+
+
+def test_the_stage_runs_the_same_arithmetic_as_training(esn_file):
+    model, _ = esn.read_esn_model(esn_file)
+    rng = np.random.default_rng(12)
+    frames = rng.normal(-6, 2, (60, model.reservoir.n_inputs)).astype(np.float32)
+    states, _ = model.states(frames)
+    fast, ref = esn.EsnRunner(model), esn.EsnRunner(model)
+    for t, f in enumerate(frames):
+        a = fast.push(f).copy()
+        b = ref.push_reference(f).copy()
+        assert np.array_equal(fast.x, states[t]) and np.array_equal(ref.x, states[t])
+        assert np.allclose(a, b, atol=1e-9)
+
+
+def test_a_tampered_or_mismatched_esn_file_is_refused(esn_file, tmp_path):
+    import shutil
+    from device.manifest import ManifestError
+    bad = tmp_path / "esn_int8.npz"
+    shutil.copy(esn_file, bad)
+    shutil.copy(esn_file.with_suffix(".json"), bad.with_suffix(".json"))
+    data = bytearray(bad.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    bad.write_bytes(bytes(data))
+    with pytest.raises(ManifestError, match=r"does not match its manifest .*make export deploy"):
+        _pipeline(bad)
+    with pytest.raises(ManifestError, match=r"labels .* differ from the configuration"):
+        _pipeline(esn_file, 'labels.percussion=["bass", "snare", "k-snare", "clap", "silent"]')
+    with pytest.raises(ManifestError, match=r"trained on other features .*n_mels"):
+        _pipeline(esn_file, "frontend.esn.n_mels=40")
+    missing = tmp_path / "nothing.npz"
+    with pytest.raises(ManifestError, match="manifest .* is missing"):
+        _pipeline(missing)
+    pipe = _pipeline(missing, "stages.esn.if_missing=warn")      # the default profile's choice
+    assert pipe.push(np.zeros(16000, np.float32)) == [] and not pipe.stages[1].describe()["loaded"]
