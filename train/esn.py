@@ -507,6 +507,18 @@ def _search_table(rows: list[dict]) -> str:
 
 
 # --------------------------------------------------------------------------- command line
+def save_trained(est: EchoStateClassifier, recs: Sequence[Recording], folder: Path) -> Path:
+    """``model.npz`` and ``calibration.npy`` (readout inputs of up to 40 training recordings,
+    for the TFLite readout's int8 calibration) in ``folder``."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    desn.save_esn(est.model_, folder / "model.npz")
+    sample = [est._features(r.frames) for r in recs[:: max(1, len(recs) // 40)]]
+    np.save(folder / "calibration.npy", np.concatenate(
+        [est._readout_input(s, u) for s, u, _ in sample]).astype(np.float32))
+    return folder
+
+
 def train_and_save(cfg: Config, recs: Sequence[Recording], params: dict) -> tuple[Path, dict]:
     """Fit on every recording and save the model and its report under
     ``BuildPaths.model_dir("esn", "esn")``; the report holds the cross-validated figures."""
@@ -518,13 +530,7 @@ def train_and_save(cfg: Config, recs: Sequence[Recording], params: dict) -> tupl
     t1 = time.perf_counter()
     est.fit([r.frames for r in recs], [r.labels for r in recs])
     fit_s = time.perf_counter() - t1
-    folder = BuildPaths(cfg).model_dir("esn", "esn")
-    folder.mkdir(parents=True, exist_ok=True)
-    desn.save_esn(est.model_, folder / "model.npz")
-    # The training states travel with the model for the TFLite readout's int8 calibration.
-    sample = [est._features(r.frames) for r in recs[:: max(1, len(recs) // 40)]]
-    np.save(folder / "calibration.npy", np.concatenate(
-        [est._readout_input(s, u) for s, u, _ in sample]).astype(np.float32))
+    folder = save_trained(est, recs, BuildPaths(cfg).model_dir("esn", "esn"))
     report = {"profile": cfg.name, "recordings": len(recs),
               "frames": int(sum(len(r.labels) for r in recs)), "params": params,
               "cv": cv, "cross_place": places, "final_fit_s": round(fit_s, 3),
