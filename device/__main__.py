@@ -16,6 +16,10 @@
 
   python -m device config --show [--profile ...] [--set ...]
       The merged profile, every value with the file or --set it came from (secrets hidden).
+
+  python -m device enrol (--wav CLASS=FILE ... | --folder DIR | --mic N) [--restore]
+      Re-teach the vocal-percussion ESN's readout your own sounds, on the device, in well under
+      a second (device/enrol.py); a running service picks the new readout up by itself.
 """
 from __future__ import annotations
 
@@ -113,7 +117,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_arguments(conf, "decisions.wake_threshold=0.7")
     conf.add_argument("--show", action="store_true",
                       help="print the merged profile (default: only check it and say so)")
+
+    from .enrol import __doc__ as enrol_doc, add_arguments as enrol_arguments
+    enrol = sub.add_parser("enrol", help="refit the vocal-percussion readout on your own sounds",
+                           description=enrol_doc,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_profile_arguments(enrol, "model.esn.enrol_folds=3")
+    enrol_arguments(enrol)
     return parser
+
+
+def cmd_enrol(args) -> int:
+    from .enrol import cmd_enrol as run_enrol
+    return run_enrol(config_from_args(args), args)
 
 
 def _install_signals(pipeline) -> None:
@@ -217,7 +233,7 @@ def main(argv=None) -> int:
     from .manifest import ManifestError
     try:
         return {"run": cmd_run, "detect": cmd_detect, "list-devices": cmd_list_devices,
-                "config": cmd_config}[args.command](args)
+                "config": cmd_config, "enrol": cmd_enrol}[args.command](args)
     except EssentialStageFailed as exc:
         # Not the user's input: a run-time fault. Exit 1, which systemd's Restart=on-failure
         # restarts (exit 2, a bad profile or file, is not restarted: RestartPreventExitStatus).

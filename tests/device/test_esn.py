@@ -2,6 +2,8 @@
 the float reservoir, echo-state property, the model file refused when damaged."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -212,3 +214,61 @@ def test_a_tampered_or_mismatched_esn_file_is_refused(esn_file, tmp_path):
         _pipeline(missing)
     pipe = _pipeline(missing, "stages.esn.if_missing=warn")      # the default profile's choice
     assert pipe.push(np.zeros(16000, np.float32)) == [] and not pipe.stages[1].describe()["loaded"]
+
+
+# --------------------------------------------------------------------------- enrolment
+def test_enrolment_from_wav_files_end_to_end(esn_file, tmp_path):
+    import json
+    import shutil
+    import subprocess
+    import sys
+    import soundfile as sf
+    from train.synth import clip_rng, percussion_clip
+    model = tmp_path / "esn_int8.npz"
+    shutil.copy(esn_file, model)
+    shutil.copy(esn_file.with_suffix(".json"), model.with_suffix(".json"))
+    before = json.loads(model.with_suffix(".json").read_text())
+    running = _pipeline(model, "stages.esn.reload_check_s=0.5")
+    running.push(np.zeros(16000, np.float32))
+    args = []
+    for label in ("bass", "snare", "k-snare", "hi-hat", "silent"):
+        for i in range(3):
+            audio, _ = percussion_clip(label, clip_rng(77, "enrol", label, i), 0.8, 16000)
+            sf.write(tmp_path / f"{label}_{i:03d}.wav", audio, 16000)
+            args += ["--wav", f"{label}={tmp_path / f'{label}_{i:03d}.wav'}"]
+    code = ("import sys; from device.__main__ import main; rc = main(sys.argv[1:]); "
+            "print('imported', sorted(m for m in ('tensorflow', 'sklearn', 'keras') if m in sys.modules)); "
+            "sys.exit(rc)")
+    out = subprocess.run([sys.executable, "-c", code, "enrol", "--esn-model", str(model), *args],
+                         capture_output=True, text=True, timeout=120, cwd=Path(__file__).parents[2])
+    assert out.returncode == 0, out.stderr
+    assert "imported []" in out.stdout                          # the device path: no host packages
+    lines = {line.split()[0]: line for line in out.stdout.splitlines() if line.strip()}
+    assert "3 examples" in lines["hi-hat"] and "frames" in lines["bass"]
+    refit_ms = float(out.stdout.split("refit ")[1].split(" ms")[0])
+    assert refit_ms < 1000
+    after = json.loads(model.with_suffix(".json").read_text())
+    assert after["readout_source"] == "enrolled" and after["sha256"] != before["sha256"]
+    assert after["enrolment"]["cv_nonsilent_accuracy"] is not None
+    kept = Path(after["previous"])
+    assert json.loads((kept / "esn_int8.json").read_text())["sha256"] == before["sha256"]
+    # the running pipeline takes the new readout without a restart
+    old_coef = running.stages[1].runner.model.readout.coef.copy()
+    running.push(np.zeros(16000, np.float32))
+    assert running.stages[1].reloads == 1
+    assert not np.allclose(running.stages[1].runner.model.readout.coef, old_coef)
+    running.close()
+    back = subprocess.run([sys.executable, "-m", "device", "enrol", "--esn-model", str(model),
+                           "--restore"], capture_output=True, text=True, timeout=60)
+    assert back.returncode == 0, back.stderr
+    assert json.loads(model.with_suffix(".json").read_text())["sha256"] == before["sha256"]
+
+
+def test_enrolment_says_which_class_is_missing(esn_file, tmp_path):
+    from device.config import load_config
+    from device.enrol import enrol, load_example
+    cfg = load_config("default")
+    ex = load_example(cfg, "bass", np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32),
+                      "noise")
+    with pytest.raises(ValueError, match="missing: snare, k-snare, hi-hat"):
+        enrol(cfg, esn_file, [ex])
