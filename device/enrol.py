@@ -33,7 +33,7 @@ from .frontend import LogMelConfig, log_mel
 from .paths import resolve_build_path
 from .resample import to_frontend_rate
 
-__all__ = ["Example", "load_example", "examples_from_folder", "refit", "enrol", "restore",
+__all__ = ["Example", "clip_features", "load_example", "examples_from_folder", "refit", "enrol", "restore",
            "add_arguments", "cmd_enrol"]
 
 log = logging.getLogger("hopwise.enrol")
@@ -47,17 +47,19 @@ class Example:
         self.label, self.frames, self.labels, self.source = label, frames, frame_labels_, source
 
 
-def _features(audio: np.ndarray, cfg) -> np.ndarray:
+def clip_features(audio: np.ndarray, cfg) -> np.ndarray:
+    """ESN log-mel frames of pipeline-rate audio: the device's 16 -> 8 kHz resampling and frontend."""
     return log_mel(to_frontend_rate(audio, cfg, "esn"), LogMelConfig.from_config(cfg, "esn"))
 
 
 def load_example(cfg, label: str, audio: np.ndarray, source: str) -> Example:
     """An example from pipeline-rate audio (float32 mono)."""
-    frames = _features(np.asarray(audio, np.float32), cfg)
+    frames = clip_features(np.asarray(audio, np.float32), cfg)
     if len(frames) == 0:
         raise ValueError(f"{source} is shorter than one ESN frame; record at least 0.1 s")
     return Example(label, frames, frame_labels(frames, label, cfg["model.esn.label_min_rise_db"],
-                                               cfg["model.esn.label_rise_fraction"]), source)
+                                               cfg["model.esn.label_rise_fraction"],
+                          cfg["model.esn.label_min_sound_frames"]), source)
 
 
 def read_audio(path: str | Path, rate: int) -> np.ndarray:

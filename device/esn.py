@@ -474,28 +474,30 @@ def frame_energy_db(frames: np.ndarray) -> np.ndarray:
     return 10.0 * np.log10(np.exp(np.asarray(frames, np.float64)).sum(-1) + 1e-20)
 
 
-def frame_labels(frames: np.ndarray, label: str, min_rise_db: float,
-                 rise_fraction: float) -> np.ndarray:
+def frame_labels(frames: np.ndarray, label: str, min_rise_db: float, rise_fraction: float,
+                 min_frames: int = 3) -> np.ndarray:
     """Per-frame labels of a one-sound recording (training and enrolment alike).
 
     The frames' energy ``E`` (`frame_energy_db`) against the recording's own noise floor ``F``
-    (10th percentile of ``E``) and peak ``P``: the sound is the run of consecutive frames around
-    the loudest one with ``E > F + max(min_rise_db, rise_fraction * (P - F))``; every other
-    frame, and every frame of a ``silent`` recording, is ``silent``.
+    (10th percentile of ``E``) and peak ``P``: the runs of consecutive frames with
+    ``E > F + max(min_rise_db, rise_fraction * (P - F))`` are candidates; runs shorter than
+    ``min_frames`` (clicks, pops) are set aside unless there is no other; the sound is the
+    candidate with the loudest frame. Every other frame, and every frame of a ``silent``
+    recording, is ``silent``.
     """
     out = np.full(len(frames), SILENT, dtype=object)
     if label == SILENT or len(frames) == 0:
         return out
     e = frame_energy_db(frames)
     floor, peak = np.percentile(e, 10), e.max()
-    above = e > floor + max(min_rise_db, rise_fraction * (peak - floor))
-    p = int(np.argmax(e))
-    a, b = p, p
-    while a > 0 and above[a - 1]:
-        a -= 1
-    while b < len(e) - 1 and above[b + 1]:
-        b += 1
-    out[a:b + 1] = label
+    above = np.concatenate([[False], e > floor + max(min_rise_db, rise_fraction * (peak - floor)),
+                            [False]])
+    edges = np.flatnonzero(np.diff(above.astype(np.int8)))
+    runs = list(zip(edges[0::2], edges[1::2]))             # [start, stop) of each run
+    long = [r for r in runs if r[1] - r[0] >= min_frames] or runs
+    if long:
+        a, b = max(long, key=lambda r: e[r[0]:r[1]].max())
+        out[a:b] = label
     return out
 
 

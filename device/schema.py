@@ -84,6 +84,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.esn.ridge_alpha", "(0, inf)"),      # 0: an unregularised, often singular solve
     ("model.esn.label_min_rise_db", "[0, inf)"),
     ("model.esn.label_rise_fraction", "[0, 1]"),
+    ("model.esn.label_min_sound_frames", "[1, inf)"),
     ("model.esn.cv_folds", "[2, inf)"),
     ("model.esn.enrol_folds", "[2, inf)"),
     ("model.esn.search_iterations", "[1, inf)"),

@@ -88,3 +88,14 @@ def test_an_untrained_readout_scores_worse_than_a_trained_one(recs):
     est.model_ = est.model_.with_readout(desn.Readout(np.zeros_like(ro.coef), ro.intercept,
                                                       ro.labels, ro.concat_input))
     assert est.score([r.frames for r in test], [r.labels for r in test]) < trained
+
+
+def test_a_click_louder_than_the_sound_is_not_the_sound():
+    frames = np.full((50, 4), np.log(1e-6))
+    frames[5] = np.log(1.0)                      # a one-frame pop, the loudest frame
+    frames[30:38] = np.log(1e-2)                 # the sound: 8 frames
+    lab = esn.frame_labels(frames, "hi-hat", 6.0, 0.3, min_frames=3)
+    assert list(np.nonzero(lab == "hi-hat")[0]) == list(range(30, 38))
+    only_click = np.full((50, 4), np.log(1e-6))
+    only_click[5] = np.log(1.0)
+    assert list(np.nonzero(esn.frame_labels(only_click, "bass", 6.0, 0.3, 3) == "bass")[0]) == [5]
