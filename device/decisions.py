@@ -323,6 +323,8 @@ class BeatTracker:
         self.on, self.off = float(threshold_on), float(threshold_off)
         self._window = np.zeros((self.k, len(self.labels)))
         self._times = np.zeros(self.k)
+        self._silent_ring = [0.0] * self.k
+        self._silent_sum = 0.0
         self._filled = 0
         self._pos = 0
         self.active = False
@@ -341,6 +343,8 @@ class BeatTracker:
 
     def reset(self) -> None:
         self._filled = self._pos = 0
+        self._silent_ring = [0.0] * self.k
+        self._silent_sum = 0.0
         self.active = False
 
     def _emit(self) -> dict:
@@ -350,15 +354,21 @@ class BeatTracker:
         return _event("beat", self.labels[best], mean[best], self._onset)
 
     def update(self, t: float, posteriors: np.ndarray) -> list[dict]:
-        """One frame: ``t`` its start in the stream (s), ``posteriors`` over ``labels``."""
-        p = np.asarray(posteriors, np.float64)
-        self._window[self._pos] = p
-        self._times[self._pos] = t
-        self._pos = (self._pos + 1) % self.k
-        self._filled = min(self._filled + 1, self.k)
-        smoothed = self._window[: self._filled].mean(0) if self._filled < self.k \
-            else self._window.mean(0)
-        share = 1.0 - smoothed[self.silent]
+        """One frame: ``t`` its start in the stream (s), ``posteriors`` over ``labels``.
+
+        Runs every 16 ms on the device: the smoothing is a running sum of the silent share
+        (plain floats), so a frame of silence costs a couple of microseconds."""
+        p = posteriors
+        pos = self._pos
+        silent_now = float(p[self.silent])
+        self._silent_sum += silent_now - self._silent_ring[pos]
+        self._silent_ring[pos] = silent_now
+        self._window[pos] = p
+        self._times[pos] = t
+        self._pos = (pos + 1) % self.k
+        if self._filled < self.k:
+            self._filled += 1
+        share = 1.0 - self._silent_sum / self._filled
         events = []
         if not self.active:
             if share >= self.on:

@@ -299,10 +299,11 @@ def _readout_int8(q, feat, scale, bias, out):
 
 @_jit
 def _frame(w, w_in, w_shift, in_shift, leak_q15, lut, x, x_new, log_mel, mean, inv_std,
-          feat, q, scale, bias, scores):
-    # One device frame in one call (a numba call costs ~0.1 us per argument, so fusing
-    # normalise + quantise + step + readout saves several calls' worth): the new state
-    # lands in x_new, feat holds [x_new, u_q], scores the readout's.
+          feat, q, scale, bias, scores, proba):
+    # One device frame in one call (each NumPy call on a 5-vector costs about a microsecond,
+    # so fusing normalise + quantise + step + readout + posteriors saves several): the new
+    # state lands in x_new, feat holds [x_new, u_q], scores the readout's, proba
+    # Readout.proba of them.
     n, m = w.shape[0], w_in.shape[1]
     u = feat[n:n + m] if feat.shape[0] >= n + m else np.empty(m, np.int16)
     for k in range(m):
@@ -316,6 +317,13 @@ def _frame(w, w_in, w_shift, in_shift, leak_q15, lut, x, x_new, log_mel, mean, i
     _step_into(w, w_in, w_shift, in_shift, leak_q15, lut, x, u, x_new)
     feat[:n] = x_new
     _readout_int8(q, feat[:q.shape[1]], scale, bias, scores)
+    total = 0.0
+    for c in range(scores.shape[0]):
+        v = min(max(scores[c], 0.0), 1.0) + 1e-6
+        proba[c] = v
+        total += v
+    for c in range(scores.shape[0]):
+        proba[c] /= total
 
 
 def kernels():
@@ -610,7 +618,8 @@ def manifest_fields(model: EsnModel, frontend: Mapping) -> dict:
 
 # --------------------------------------------------------------------------- the device's runner
 class EsnRunner:
-    """Frame by frame on the device: ``scores = runner.push(log_mel_frame)``.
+    """Frame by frame on the device: ``scores = runner.push(log_mel_frame)``; the posteriors
+    (`Readout.proba` of the scores) are in ``runner.proba`` after each push.
 
     Keeps the state and preallocated buffers; `push` is one fused numba call (normalise,
     quantise, step, int8 readout). `push_reference` does the same in plain NumPy (the tests
@@ -631,6 +640,7 @@ class EsnRunner:
         self.mean = model.mean.astype(np.float32)
         self.inv_std = model.inv_std
         self.scores = np.zeros(len(ro.labels), np.float64)
+        self.proba = np.zeros(len(ro.labels), np.float64)
         self.shifts = _shifts(r)
         self.tflite = None
         self.frames = 0
@@ -653,11 +663,12 @@ class EsnRunner:
         r = self.model.reservoir
         k[3](r.w, r.w_in, self.shifts[0], self.shifts[1], r.leak_q15, TANH_LUT, self.x,
              self._x_new, np.asarray(log_mel, np.float32), self.mean, self.inv_std, self.feat,
-             self.q, self.qscale, self.bias, self.scores)
+             self.q, self.qscale, self.bias, self.scores, self.proba)
         self.x, self._x_new = self._x_new, self.x
         self.frames += 1
         if self.tflite is not None:
-            return self._tflite_scores()
+            self._tflite_scores()
+            self.proba[:] = Readout.proba(self.scores)
         return self.scores
 
     def push_reference(self, log_mel: np.ndarray) -> np.ndarray:
@@ -667,9 +678,12 @@ class EsnRunner:
         self.feat[:self.n], self.feat[self.n:] = self.x, u
         self.frames += 1
         if self.tflite is not None:
-            return self._tflite_scores()
+            self._tflite_scores()
+            self.proba[:] = Readout.proba(self.scores)
+            return self.scores
         f = self.feat[:self.q.shape[1]].astype(np.int64)
         self.scores[:] = (self.q.astype(np.int64) @ f) * self.qscale + self.bias
+        self.proba[:] = Readout.proba(self.scores)
         return self.scores
 
     def _tflite_scores(self) -> np.ndarray:

@@ -188,14 +188,14 @@ class EsnStage(Stage):
         runner = self.runner
         for frame in new:
             t = self._t0 + self.frames * self.frame_s
-            p = np.clip(runner.push(frame), 0.0, 1.0) + 1e-6
-            p = p / p.sum()
+            runner.push(frame)
+            p = runner.proba
             self.frames += 1
             events = self.tracker.update(t, p)
             if events:
                 ctx.events.extend(events)
         if len(new):
-            ctx.put("posteriors.percussion", (ctx.t_audio_s, p))
+            ctx.put("posteriors.percussion", (ctx.t_audio_s, runner.proba.copy()))
 
     def on_gap(self) -> None:
         if self.runner is not None:
