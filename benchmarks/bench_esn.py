@@ -220,17 +220,17 @@ def compare(cfg, n_folds: int = 5) -> dict:
             t0 = time.perf_counter()
             rp = Reservoir(units=len(est.float_w_), lr=params["leak"], W=est.float_w_,
                            Win=est.float_w_in_, input_dim=len(mean), seed=0)
-            feats = []
-            for u in norm:
-                rp.reset()
-                feats.append(np.concatenate([rp.run(u), u], axis=1))
+            rp.run(norm[0][:1])            # initialises the node (reset needs a state)
+
+            def states(u):
+                rp.reset()                 # each recording from the zero state, as hopwise's
+                return np.concatenate([rp.run(u), u], axis=1)
+            feats = [states(u) for u in norm]
             y = np.concatenate([[labels.index(v) for v in r.labels] for r in tr])
             ridge = Ridge(alpha=params["ridge_alpha"]).fit(np.concatenate(feats), np.eye(len(labels))[y])
             fit_s["reservoirpy"].append(time.perf_counter() - t0)
             for i in test:
-                u = (recs[i].frames - mean) / std
-                rp.reset()
-                s = ridge.predict(np.concatenate([rp.run(u), u], axis=1))
+                s = ridge.predict(states((recs[i].frames - mean) / std))
                 preds["reservoirpy"][i] = lab[np.argmax(s, 1)]
     # cost per step on one recording's frames, 400 neurons (the profile's grid)
     u_f = np.concatenate([r.frames for r in recs[:5]])

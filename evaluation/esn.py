@@ -5,7 +5,8 @@ layout, and draw the original's figure for any recording.
     python -m evaluation.esn --data ../shared/data/beatbox --cv   # + cross-validated figures
     python -m evaluation.esn --plot recording.wav                 # spectrogram + posteriors PNG
 
-Writes ``build/reports/esn_eval_<profile>.json`` and ``esn_confusion_<profile>.png``:
+Writes ``build/reports/esn_eval_<profile>.json``, ``esn_confusion_<profile>.png`` (and with
+``--cv`` ``esn_confusion_cv_<profile>.png``):
 
 * ``deployed``: the exported model (``stages.esn.model``) frame by frame through
   `device.esn.EsnRunner` (the int8 readout or whichever the device picks is not relevant
@@ -176,6 +177,10 @@ def main(argv=None) -> int:
           f"{d['silent_accuracy']:.3f}, recordings {d['recording_accuracy']:.3f}")
     if "cross_validated" in report:
         cvr = report["cross_validated"]
+        png_cv = plot_confusion(cvr["fixed"], paths.report(f"esn_confusion_cv_{tag}.png"),
+                                f"ESN frames, {report['recordings']} recordings, each predicted "
+                                f"by a model that never heard it")
+        print(f"wrote {png_cv}")
         for name in ("fixed", "fixed_int8", "float"):
             m = cvr[name]
             print(f"cross-validated {name:10s}: non-silent {m['nonsilent_accuracy']:.3f} (sound "
