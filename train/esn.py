@@ -51,7 +51,7 @@ from device.frontend import LogMelConfig, log_mel
 from device.paths import BuildPaths
 from device.resample import to_frontend_rate
 
-__all__ = ["Recording", "build_reservoir", "float_states", "frame_energy_db", "frame_labels",
+__all__ = ["Recording", "synthetic_recordings", "build_reservoir", "float_states", "frame_energy_db", "frame_labels",
            "EchoStateClassifier", "load_recordings", "cross_validate", "memory_frames",
            "search", "params_from_config", "SEARCH_SPACE", "main"]
 
@@ -90,6 +90,17 @@ def _recording(audio: np.ndarray, cfg: Config, label: str, group: str, place: st
                           cfg["model.esn.label_rise_fraction"],
                           cfg["model.esn.label_min_sound_frames"])
     return Recording(frames, labels, label, group, place)
+
+
+def synthetic_recordings(cfg: Config, per_class: int, seed: int, tag: str = "esn",
+                         clip_s: float = 0.6) -> list[Recording]:
+    """``per_class`` synthetic drum hits of each percussion class (`train.synth`), one
+    recording each: a small, fast data set for tests and experiments."""
+    from .synth import clip_rng, percussion_clip
+    rate = int(cfg["pipeline.rate"])
+    return [_recording(percussion_clip(label, clip_rng(seed, tag, label, i), clip_s, rate)[0],
+                       cfg, label, f"{label}/{i}", "synthetic")
+            for label in cfg["labels.percussion"] for i in range(per_class)]
 
 
 def load_recordings(cfg: Config, folder: str | Path | None = None) -> list[Recording]:

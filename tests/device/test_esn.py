@@ -127,13 +127,8 @@ def _trained_model(tmp_path_factory):
     """A small ESN fit on synthetic drum hits (train.esn), written as the device's files."""
     from device.config import load_config
     from train import esn as tesn
-    from train.synth import clip_rng, percussion_clip
     cfg = load_config("default")
-    recs = []
-    for label in cfg["labels.percussion"]:
-        for i in range(8):
-            audio, _ = percussion_clip(label, clip_rng(1, "stage-test", label, i), 0.6, 16000)
-            recs.append(tesn._recording(audio, cfg, label, f"{label}/{i}", "synthetic"))
+    recs = tesn.synthetic_recordings(cfg, 8, seed=1, tag="stage-test")
     est = tesn.EchoStateClassifier(grid_height=8, grid_width=10, leak=0.3, input_scaling=0.5,
                                    input_density=0.5, ridge_alpha=1.0, seed=2,
                                    labels=list(cfg["labels.percussion"]))

@@ -18,14 +18,9 @@ def exported(tmp_path_factory):
     pytest.importorskip("tensorflow")
     from export.esn import export_esn
     from train import esn as tesn
-    from train.synth import clip_rng, percussion_clip
     root = tmp_path_factory.mktemp("build")
     cfg = load_config("default", [f"project.build_dir='{root}'"])
-    recs = []
-    for label in cfg["labels.percussion"]:
-        for i in range(6):
-            audio, _ = percussion_clip(label, clip_rng(4, "export-test", label, i), 0.6, 16000)
-            recs.append(tesn._recording(audio, cfg, label, f"{label}/{i}", "synthetic"))
+    recs = tesn.synthetic_recordings(cfg, 6, seed=4, tag="export-test")
     est = tesn.EchoStateClassifier(grid_height=6, grid_width=8, leak=0.3, seed=5,
                                    labels=list(cfg["labels.percussion"]))
     est.fit([r.frames for r in recs], [r.labels for r in recs])

@@ -8,7 +8,6 @@ import pytest
 from device import esn as desn
 from device.config import load_config
 from train import esn
-from train.synth import clip_rng, percussion_clip
 
 CFG = load_config("default")
 LABELS = list(CFG["labels.percussion"])
@@ -17,12 +16,7 @@ SMALL = dict(grid_height=6, grid_width=8, leak=0.3, spectral_radius=0.9, input_s
 
 
 def _recordings(per_class: int, seed: int = 0) -> list:
-    out = []
-    for label in LABELS:
-        for i in range(per_class):
-            audio, _ = percussion_clip(label, clip_rng(seed, "test-drum", label, i), 0.6, 16000)
-            out.append(esn._recording(audio, CFG, label, f"{label}/{i}", "synthetic"))
-    return out
+    return esn.synthetic_recordings(CFG, per_class, seed, tag="test-drum")
 
 
 @pytest.fixture(scope="module")
