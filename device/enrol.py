@@ -115,7 +115,9 @@ def _design(model: EsnModel, examples: Sequence[Example]) -> list[tuple[np.ndarr
 def _fit(model: EsnModel, design, alpha: float) -> Readout:
     x = np.concatenate([d[0] for d in design])
     y = np.concatenate([d[1] for d in design])
-    coef, intercept = ridge_fit(x, y, len(model.labels), alpha)
+    # the class weighting the model was trained with (model.esn.class_balance)
+    coef, intercept = ridge_fit(x, y, len(model.labels), alpha,
+                                float(model.params.get("class_balance", 0.0)))
     return Readout(coef, intercept, model.labels, model.readout.concat_input)
 
 

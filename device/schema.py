@@ -82,6 +82,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.esn.input_scaling", "(0, inf)"),
     ("model.esn.input_density", "(0, 1]"),
     ("model.esn.ridge_alpha", "(0, inf)"),      # 0: an unregularised, often singular solve
+    ("model.esn.class_balance", "[0, 2]"),
     ("model.esn.label_min_rise_db", "[0, inf)"),
     ("model.esn.label_rise_fraction", "[0, 1]"),
     ("model.esn.label_min_sound_frames", "[1, inf)"),

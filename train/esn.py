@@ -208,6 +208,9 @@ class EchoStateClassifier(ClassifierMixin, BaseEstimator):
         Ridge strength of the readout.
     concat_input : bool
         The readout sees ``[state, input frame]`` instead of the state alone.
+    class_balance : float
+        Frames weighted by their class's share to the power ``-class_balance`` in the ridge
+        fit (`device.esn.class_weights`): 0 unweighted, 1 every class alike.
     fixed_point : bool
         Run the reservoir in the device's int16 arithmetic (`device.esn`); False: float.
     seed : int
@@ -225,7 +228,7 @@ class EchoStateClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, grid_height=20, grid_width=20, leak=0.5, spectral_radius=0.9,
                  input_scaling=0.5, input_density=0.3, ridge_alpha=1.0, concat_input=True,
-                 fixed_point=True, seed=1234, labels=None):
+                 class_balance=0.0, fixed_point=True, seed=1234, labels=None):
         self.grid_height = grid_height
         self.grid_width = grid_width
         self.leak = leak
@@ -234,6 +237,7 @@ class EchoStateClassifier(ClassifierMixin, BaseEstimator):
         self.input_density = input_density
         self.ridge_alpha = ridge_alpha
         self.concat_input = concat_input
+        self.class_balance = class_balance
         self.fixed_point = fixed_point
         self.seed = seed
         self.labels = labels
@@ -286,7 +290,8 @@ class EchoStateClassifier(ClassifierMixin, BaseEstimator):
         x, t = np.concatenate(feats), np.concatenate(targets)
         onehot = np.zeros((len(t), len(labels)))
         onehot[np.arange(len(t)), t] = 1.0
-        ridge = Ridge(alpha=self.ridge_alpha).fit(x, onehot)
+        ridge = Ridge(alpha=self.ridge_alpha).fit(
+            x, onehot, sample_weight=desn.class_weights(t, len(labels), self.class_balance))
         readout = desn.Readout(np.atleast_2d(ridge.coef_), np.atleast_1d(ridge.intercept_),
                                labels, bool(self.concat_input))
         self.model_ = desn.EsnModel(self.reservoir_, self.mean_, self.std_, readout,
@@ -375,7 +380,7 @@ def recording_vote(pred: np.ndarray, truth: np.ndarray) -> str:
 def params_from_config(cfg: Config) -> dict:
     """The estimator's parameters from ``[model.esn]``, ``project.seed`` and the labels."""
     keys = ("grid_height", "grid_width", "leak", "spectral_radius", "input_scaling",
-            "input_density", "ridge_alpha", "concat_input")
+            "input_density", "ridge_alpha", "concat_input", "class_balance")
     return {**{k: cfg[f"model.esn.{k}"] for k in keys}, "seed": int(cfg["project.seed"]),
             "labels": list(cfg["labels.percussion"])}
 

@@ -78,14 +78,18 @@ def test_tanh_table_is_accurate_to_half_an_lsb():
     assert np.abs(np.array(got) - want).max() <= 1.0
 
 
-def test_ridge_fit_equals_scikit_learn_ridge():
+@pytest.mark.parametrize("balance", [0.0, 0.5])
+def test_ridge_fit_equals_scikit_learn_ridge(balance):
     sklearn = pytest.importorskip("sklearn.linear_model")
     rng = np.random.default_rng(8)
     x = rng.normal(size=(300, 12))
-    y = rng.integers(0, 4, 300)
-    coef, intercept = esn.ridge_fit(x, y, 4, alpha=2.5)
-    ref = sklearn.Ridge(alpha=2.5).fit(x, np.eye(4)[y])
+    y = rng.choice(4, 300, p=[0.7, 0.1, 0.1, 0.1])
+    coef, intercept = esn.ridge_fit(x, y, 4, alpha=2.5, class_balance=balance)
+    ref = sklearn.Ridge(alpha=2.5).fit(x, np.eye(4)[y],
+                                       sample_weight=esn.class_weights(y, 4, balance))
     assert np.allclose(coef, ref.coef_, atol=1e-9) and np.allclose(intercept, ref.intercept_)
+    w = esn.class_weights(y, 4, 1.0)
+    assert np.allclose([w[y == c].sum() for c in range(4)], w.sum() / 4)   # 1: classes alike
 
 
 def _model(n=30, m=6, concat=True):
