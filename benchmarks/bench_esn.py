@@ -16,7 +16,7 @@ The original design is rebuilt from its description (issue #14), its exact const
 random ``W`` scaled to spectral radius 0.2 (a reservoir that remembers about one step: the
 measured memory is in the table), a ``RidgeClassifier`` on the state alone, and its ``predict``
 called once per frame. reservoirpy (dev-only) gets hopwise's own float ``W``, ``W_in`` and leak
-and a ridge readout of the same strength over the same ``[state, input]`` features.
+and the same ridge readout (strength, class balance) over the same ``[state, input]`` features.
 """
 from __future__ import annotations
 
@@ -227,7 +227,9 @@ def compare(cfg, n_folds: int = 5) -> dict:
                 return np.concatenate([rp.run(u), u], axis=1)
             feats = [states(u) for u in norm]
             y = np.concatenate([[labels.index(v) for v in r.labels] for r in tr])
-            ridge = Ridge(alpha=params["ridge_alpha"]).fit(np.concatenate(feats), np.eye(len(labels))[y])
+            ridge = Ridge(alpha=params["ridge_alpha"]).fit(
+                np.concatenate(feats), np.eye(len(labels))[y],
+                sample_weight=esn.class_weights(y, len(labels), params["class_balance"]))
             fit_s["reservoirpy"].append(time.perf_counter() - t0)
             for i in test:
                 s = ridge.predict(states((recs[i].frames - mean) / std))

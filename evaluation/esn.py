@@ -14,6 +14,9 @@ Writes ``build/reports/esn_eval_<profile>.json``, ``esn_confusion_<profile>.png`
   non-silent frame accuracy (strict, five-way, and the sound-class reading), silent accuracy,
   per-class recall, per-recording accuracy (majority of the sound frames), confusion matrix.
   If the model was trained on this folder, these are training figures; the JSON says so.
+* ``pipeline_beats``: every recording through the device pipeline (streaming resampler,
+  features, ``esn`` stage): does it raise exactly one ``beat`` with its label (none for a
+  silent one)? With the deployed model, so again training figures when it was trained here.
 * ``cross_validated`` (``--cv``): `train.esn.cross_validate` with the profile's
   ``[model.esn]``: every recording predicted by a model that never saw it (fixed-point
   reservoir with float and int8 readout, float reservoir), and the cross-place figure.
@@ -74,6 +77,7 @@ def evaluate_folder(cfg, folder: str | Path | None, model_path: str | Path,
               "frame_label_rule": "sound = the run around the loudest frame with energy > floor "
                                   "+ max(label_min_rise_db, label_rise_fraction * (peak - floor))",
               "deployed": m}
+    report["pipeline_beats"] = pipeline_beats(cfg, folder, model_path)
     if cv:
         params = tesn.params_from_config(cfg)
         report["cross_validated"] = tesn.cross_validate(
@@ -81,6 +85,36 @@ def evaluate_folder(cfg, folder: str | Path | None, model_path: str | Path,
         if len({r.place for r in recs}) > 1:
             report["cross_place"] = tesn.cross_place(recs, params)
     return report
+
+
+def pipeline_beats(cfg, folder: str | Path | None, model_path: str | Path) -> dict:
+    """Each recording through the device pipeline (``esn_frontend`` -> ``esn``, 10 ms hops,
+    streaming resampler and features): its ``beat`` events. A hit recording is right when it
+    raises exactly one beat with its label, a silent one when it raises none."""
+    from device.config import load_config
+    from device.pipeline import Pipeline
+    from train.datasets import load_vocal_percussion
+    root = Path(folder or cfg["data.real.vocal_percussion"])
+    c = load_config(cfg.name, [f"stages.esn.model={model_path}", "stages.esn.if_missing=error",
+                               'pipeline.stages=["esn_frontend", "esn"]', "runtime.shedding=false",
+                               "runtime.status_interval_s=0"])
+    rows = {}
+    quiet = logging.getLogger("hopwise.stages.esn")
+    level, quiet.level = quiet.level, logging.WARNING     # one start-up line per recording is noise
+    for clip in load_vocal_percussion(root, int(c["pipeline.rate"])):
+        pipe = Pipeline.from_config(c)
+        tail = np.zeros(int(0.3 * pipe.rate), np.float32)   # let a hit at the very end finish
+        beats = [(e["label"], e["t_audio_s"]) for e in pipe.push(np.concatenate([clip.audio, tail]))
+                 if e["type"] == "beat"]
+        pipe.close()
+        want = [] if clip.label == tesn.SILENT else [clip.label]
+        rows[str(clip.path)] = {"label": clip.label, "beats": beats,
+                                "right": [b[0] for b in beats] == want}
+    quiet.setLevel(level)
+    return {"recordings": len(rows), "right": sum(r["right"] for r in rows.values()),
+            "accuracy": round(float(np.mean([r["right"] for r in rows.values()])), 4),
+            "rule": "a hit recording: exactly one beat, with its label; a silent one: none",
+            "per_recording": rows}
 
 
 def plot_confusion(metrics: dict, path: Path, title: str) -> Path:
@@ -175,6 +209,9 @@ def main(argv=None) -> int:
     print(f"deployed model on {report['recordings']} recordings: non-silent frames "
           f"{d['nonsilent_accuracy']:.3f} (sound class {d['sound_class_accuracy']:.3f}), silent "
           f"{d['silent_accuracy']:.3f}, recordings {d['recording_accuracy']:.3f}")
+    b = report["pipeline_beats"]
+    print(f"device pipeline: {b['right']} of {b['recordings']} recordings raise exactly their "
+          f"beat (silent ones none)")
     if "cross_validated" in report:
         cvr = report["cross_validated"]
         png_cv = plot_confusion(cvr["fixed"], paths.report(f"esn_confusion_cv_{tag}.png"),
