@@ -57,7 +57,7 @@ command and scene decisions) and send every event to the enabled sinks ([sinks.*
 serial, logfile), until SIGTERM/SIGINT; then send a final status, flush the sinks and exit 0.
 
 Events are JSON objects (one per line on stdout with the stdout sink):
-  {"type": "wake"|"command"|"scene"|"status", "label": ..., "confidence": 0..1,
+  {"type": "wake"|"command"|"scene"|"beat"|"status", "label": ..., "confidence": 0..1,
    "t_audio_s": ..., "t_wall": ..., "seq": ..., "device": ...}
 (`python -m device --help` describes the fields; status heartbeats carry timings and health.)
 A bad profile value, a wrong device name or a model that does not match the profile stops

@@ -476,6 +476,7 @@ SEARCH_SPACE = {
     "input_density": [0.1, 0.3, 1.0],
     "ridge_alpha": [0.1, 1.0, 10.0],
     "concat_input": [True, False],
+    "class_balance": [0.0, 0.5, 1.0],
 }
 """What `search` draws from (uniformly, independently)."""
 
@@ -511,14 +512,16 @@ def search(recs: Sequence[Recording], base: dict, iterations: int, n_folds: int,
 
 
 def _search_table(rows: list[dict]) -> str:
-    head = ("| # | neurons | leak | radius | in scale | in density | alpha | concat | balanced | "
-            "non-silent | sound class | silent | recordings | memory (frames) |\n|" + "---|" * 14 + "\n")
+    head = ("| # | neurons | leak | radius | in scale | in density | alpha | concat | class "
+            "balance | balanced | non-silent | sound class | silent | recordings | memory "
+            "(frames) |\n|" + "---|" * 15 + "\n")
     body = ""
     for i, r in enumerate(rows):
         p = r["params"]
         body += (f"| {i + 1} | {p['grid_height']}x{p['grid_width']} | {p['leak']} | "
                  f"{p['spectral_radius']} | {p['input_scaling']} | {p['input_density']} | "
-                 f"{p['ridge_alpha']} | {p['concat_input']} | {r['balanced']:.3f} | "
+                 f"{p['ridge_alpha']} | {p['concat_input']} | {p.get('class_balance', 0.0)} | "
+                 f"{r['balanced']:.3f} | "
                  f"{r['nonsilent_accuracy']:.3f} | {r['sound_class_accuracy']:.3f} | "
                  f"{r['silent_accuracy']:.3f} | "
                  f"{r['recording_accuracy']:.3f} | {r['memory_frames']:.1f} |\n")

@@ -93,3 +93,12 @@ def test_a_click_louder_than_the_sound_is_not_the_sound():
     only_click = np.full((50, 4), np.log(1e-6))
     only_click[5] = np.log(1.0)
     assert list(np.nonzero(esn.frame_labels(only_click, "bass", 6.0, 0.3, 3) == "bass")[0]) == [5]
+
+
+def test_search_tries_the_profile_first_and_ranks_by_validation(recs):
+    rows = esn.search(recs, SMALL, iterations=3, n_folds=2, seed=0, progress=False)
+    assert len(rows) == 3
+    assert any(r["params"] == {k: v for k, v in SMALL.items() if k != "labels"} for r in rows)
+    assert [r["balanced"] for r in rows] == sorted((r["balanced"] for r in rows), reverse=True)
+    table = esn._search_table(rows)
+    assert table.count("\n") == 2 + len(rows) and "memory" in table
