@@ -76,6 +76,10 @@ class LogMelConfig(_FramingMixin):
         cheap USB microphones roll off above it.
     log_floor : float
         Added before the log so digital silence stays finite.
+    kernel : str
+        ``"numpy"`` or ``"numba"`` (`device.logmel_numba`): the same log-mel to ~1e-6, the
+        numba one without NumPy's per-call overhead, for a frontend that runs a short frame at a
+        time (the ESN's). Training and the device use the frontend's kernel alike.
     """
 
     sample_rate: int = 16000
@@ -85,6 +89,7 @@ class LogMelConfig(_FramingMixin):
     fmin_hz: float = 20.0
     fmax_hz: float = 4000.0
     log_floor: float = 1e-6
+    kernel: str = "numpy"
 
     @property
     def n_fft(self) -> int:
@@ -207,6 +212,12 @@ def frame_signal(x: np.ndarray, window_length: int, hop_length: int) -> np.ndarr
 
 def _power_frames_to_log_mel(frames: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     """The kernel both APIs share: windowed frames -> log mel energies, float32."""
+    if cfg.kernel != "numpy":
+        if cfg.kernel != "numba":
+            raise ValueError(f"frontend kernel {cfg.kernel!r} is unknown; use \"numpy\" or "
+                             f"\"numba\"")
+        from .logmel_numba import log_mel_frames
+        return log_mel_frames(frames, cfg)
     window = _periodic_hann(cfg.window_length, cfg.n_fft)[: cfg.window_length]
     spectrum = np.fft.rfft(frames * window, n=cfg.n_fft, axis=-1)
     power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
