@@ -256,6 +256,9 @@ class LogMelStream:
         self.cfg = cfg
         self._pending = np.zeros(0, dtype=np.float32)
         self.frames_emitted = 0
+        # Computed once: the properties round and multiply on every access, and a push runs
+        # every hop (the ESN's whole frame costs a few microseconds).
+        self._win, self._hop = cfg.window_length, cfg.hop_length
 
     def reset(self) -> None:
         """Forget buffered audio (e.g. after a capture gap)."""
@@ -263,11 +266,13 @@ class LogMelStream:
         self.frames_emitted = 0
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        x = as_float_audio(samples)
+        # float32 (what the resampler and the pipeline hand over) needs no conversion
+        x = samples if type(samples) is np.ndarray and samples.dtype == np.float32 \
+            else as_float_audio(samples)
         if x.ndim != 1:
             raise ValueError(f"push expects mono audio of shape (n,), got {x.shape}")
         buf = np.concatenate([self._pending, x]) if self._pending.size else x
-        win, hop = self.cfg.window_length, self.cfg.hop_length
+        win, hop = self._win, self._hop
         n = num_frames(len(buf), win, hop)
         if n == 0:
             self._pending = buf.copy()

@@ -271,3 +271,34 @@ def test_enrolment_says_which_class_is_missing(esn_file, tmp_path):
                       "noise")
     with pytest.raises(ValueError, match="missing: snare, k-snare, hi-hat"):
         enrol(cfg, esn_file, [ex])
+
+
+def test_the_esn_is_shed_like_any_non_essential_stage(esn_file):
+    import time
+    from device.stages import Stage, register_stage
+
+    @register_stage("test_esn_busy")
+    class Busy(Stage):
+        """Takes 12 ms of a 10 ms hop: the pipeline must shed something."""
+
+        def process(self, ctx):
+            time.sleep(0.012)
+
+    try:
+        pipe = _pipeline(esn_file, 'pipeline.stages=["esn_frontend", "esn", "busy"]',
+                         "stages.busy.type=test_esn_busy", "stages.busy.essential=true",
+                         "runtime.shedding=true", "runtime.load_window_hops=10",
+                         "runtime.probe_after_s=100")
+        pipe.keep_events = True
+        for _ in range(40):
+            pipe.process_hop(np.zeros(pipe.hop, np.float32))
+        shed = [e["stage"] for e in pipe.events if e["label"] == "shed"]
+        assert "esn" in shed and "busy" not in shed
+        frames = pipe.stages[1].frames
+        for _ in range(10):
+            pipe.process_hop(np.zeros(pipe.hop, np.float32))
+        assert pipe.stages[1].frames == frames                     # shed: not stepped
+        pipe.close()
+    finally:
+        from device.stages import STAGE_TYPES
+        STAGE_TYPES.pop("test_esn_busy", None)
