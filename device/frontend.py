@@ -259,6 +259,10 @@ class LogMelStream:
         # Computed once: the properties round and multiply on every access, and a push runs
         # every hop (the ESN's whole frame costs a few microseconds).
         self._win, self._hop = cfg.window_length, cfg.hop_length
+        if cfg.kernel != "numpy":
+            # Compile (or load from numba's cache) now, not inside the first live hop, where
+            # the half second it takes would look like overload and shed stages.
+            _power_frames_to_log_mel(np.zeros((1, self._win), np.float32), cfg)
 
     def reset(self) -> None:
         """Forget buffered audio (e.g. after a capture gap)."""
