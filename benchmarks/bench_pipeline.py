@@ -12,9 +12,10 @@ pytest-benchmark mode::
 What is measured, and how:
 
 * **RTF**: by wall clock and by CPU time (``process_time``: what the pipeline itself used,
-  robust to a shared machine); a worker process (no TensorFlow in it), pinned to one core with
-  ``sched_setaffinity``, runs every stage of the profile's ``[pipeline]`` on ``--seconds`` of
-  synthetic audio (tones over noise) as fast as it can; RTF = wall time / audio time.
+  robust to a shared machine); a worker process (no TensorFlow in it) runs every stage of the
+  profile's ``[pipeline]`` on ``--seconds`` of synthetic audio (tones over noise) as fast as it
+  can, pinned to one core: `device.bench.measure_pipeline`, which the hop-budget report
+  (``python -m device bench``) uses too; RTF = wall time / audio time.
 * **per stage**: p50/p99 of each stage's time on the hops it runs (the model every 10th hop),
   and of whole hops, from the pipeline's own `LatencyStats`.
 * **RSS**: VmHWM (peak resident set) of that worker after the run: interpreter, numpy, soxr,
@@ -47,13 +48,15 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from device.audio_source import SyntheticSource, Tone  # noqa: E402
+from device.audio_source import SyntheticSource  # noqa: E402
+from device.bench import WAKE_HZ, measure_pipeline, scripted_tones  # noqa: E402
 from device.config import load_config  # noqa: E402
 from device.paths import BuildPaths  # noqa: E402
 
 
 def cost_model(tmp: Path) -> tuple[Path, str]:
-    """The deployed model of the default profile (or its per-profile export), else a stand-in."""
+    """The deployed model of the default profile (or its per-profile export), else a stand-in
+    (which needs TensorFlow: a host without it, a Pi, gets ImportError)."""
     paths = BuildPaths(load_config("default"))
     for path in (paths.deployed_model("multitask"), paths.profile_export("multitask")):
         if path.exists() and path.with_suffix(".json").exists():
@@ -62,56 +65,14 @@ def cost_model(tmp: Path) -> tuple[Path, str]:
     return build_standin_model(tmp, load_config("default")), "stand-in (DS-CNN layout, random weights)"
 
 
-def scripted_tones(seconds: float) -> list[Tone]:
-    """A wake word about every 4 s, a command 1.2 s after it, a siren now and then. Word ends
-    fall at different phases of the model's 100 ms stride (steps of 37 ms), as real speech does,
-    so latencies include the wait for the next model run."""
-    from export.standin import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ
-    tones = []
-    t = 1.0
-    k = 0
-    while t + 3 < seconds:
-        k += 1
-        t = round(t + (0.037 * k) % 0.1, 4)
-        tones += [Tone(t, t + WORD_S, WAKE_HZ, 0.3), Tone(t + 1.2, t + 1.2 + WORD_S, YES_HZ, 0.3)]
-        if int(t) % 12 == 5:
-            tones.append(Tone(t + 2.0, t + 3.8, SIREN_HZ, 0.3))
-        t += 4.0
-    return tones
-
-
 # --------------------------------------------------------------------------- workers (no TF)
-def _rss_mb() -> dict:
-    out = {}
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith(("VmRSS", "VmHWM")):
-            out[line.split(":")[0]] = round(int(line.split()[1]) / 1024, 1)
-    return out
-
-
 def worker_rtf(model: str, seconds: float) -> dict:
-    from device.pipeline import Pipeline
-    cpu = sorted(os.sched_getaffinity(0))[0]
-    os.sched_setaffinity(0, {cpu})
-    cfg = load_config("default", [f"stages.multitask.model={model}"])
-    pipe = Pipeline.from_config(cfg, shedding=False)
-    src = SyntheticSource(scripted_tones(seconds), duration_s=seconds)
-    t0, c0 = time.perf_counter(), time.process_time()
-    status = pipe.run(src)
-    wall, cpu_s = time.perf_counter() - t0, time.process_time() - c0
-    return {"rtf": wall / status["audio_s"], "rtf_cpu": cpu_s / status["audio_s"],
-            "loadavg": os.getloadavg(), "audio_s": status["audio_s"], "wall_s": wall,
-            "cpu": cpu, "stages": status["stages"], "hop": status["hop"],
-            "deadline_misses": status["deadline_misses"], "rss_mb": _rss_mb(),
-            "backend": pipe.stages[1].model.backend,
-            "tensorflow_loaded": any(m == "tensorflow" or m.startswith("tensorflow.") for m in sys.modules),
-            "stage_list": [s.name for s in pipe.stages]}
+    return measure_pipeline(load_config("default"), seconds, model=model)
 
 
 def worker_latency(model: str, port: int, seconds: float, overrides: list[str]) -> dict:
     import threading
     import paho.mqtt.client as mqtt
-    from export.standin import WAKE_HZ
     from device.pipeline import Pipeline
     from device.sinks import SinkSet
     from device.sinks.mqtt import MqttSink
@@ -261,8 +222,11 @@ except ImportError:  # pragma: no cover
 if pytest is not None:
     @pytest.fixture(scope="module")
     def bench_model(tmp_path_factory):
-        pytest.importorskip("tensorflow")
-        return cost_model(tmp_path_factory.mktemp("bench"))[0]
+        try:
+            return cost_model(tmp_path_factory.mktemp("bench"))[0]
+        except ImportError as exc:  # no exported model, and no TensorFlow for a stand-in
+            pytest.skip(f"no exported model and no TensorFlow for a stand-in ({exc}): "
+                        f"run `make train export` first")
 
     @pytest.fixture(scope="module")
     def bench_pipeline(bench_model):

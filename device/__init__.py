@@ -23,6 +23,8 @@ order -> ``sinks``. The modules:
 * `esn` — the vocal-percussion echo state network in fixed point (numba kernel and NumPy
   reference, the model file, the readout); `enrol` — refitting its readout on the device.
 * `sinks` — stdout, rotating log file, MQTT (on-disk queue), serial (firmware_bridge).
+* `bench` — the hop-budget report (``python -m device bench``): every stage's, model's and
+  sink's cost against the hop budget, the real-time factor on one core, memory, model sizes.
 
 This package must never import TensorFlow (tests/device/test_no_tensorflow.py proves it): the Pi
 runs TFLite models through ai_edge_litert or tflite_runtime, and the host imports the feature

@@ -11,6 +11,16 @@
       events as JSON lines, with their times in the audio (``t_audio_s``). A summary with the
       real-time factor goes to stderr.
 
+  python -m device bench [--model ...] [--out DIR] [--set bench.audio_s=60 ...]
+      The hop-budget report (device/bench.py): every stage's and model's p50/p99 against the
+      hop budget, the real-time factor on one core, memory, model sizes, float vs int8
+      accuracy; JSON + Markdown (+ PNG with matplotlib) in build/reports/<profile>/.
+
+  python -m device selfcheck [--profile profile.toml] [--json FILE]
+      Does this bundle work here (device/selfcheck.py): bundle hashes, models load, the bundled
+      test signal raises the events recorded at export, hop budget met, sinks reachable. A table;
+      exit 1 when a check failed. Deploy runs it in every new release.
+
   python -m device list-devices
       The capture devices PortAudio sees, with the index/name ``--device`` takes.
 
@@ -46,6 +56,7 @@ runs), [decisions], [runtime] (hop budget, shedding, heartbeat), [capture], [sin
 EXAMPLES = """examples:
   python -m device run --model build/export/multitask_int8.tflite --device USB --set sinks.mqtt.enabled=true --set sinks.mqtt.host=broker.local
   python -m device detect recording.flac --model build/export/multitask_int8.tflite > events.jsonl
+  python -m device bench --set bench.audio_s=10
   python -m device list-devices
   python -m device config --show --profile real --set decisions.wake_threshold=0.7
 """
@@ -105,6 +116,30 @@ def build_parser() -> argparse.ArgumentParser:
     det.add_argument("--realtime", action="store_true",
                      help="pace the file at real time (default: as fast as possible)")
     det.add_argument("--status", action="store_true", help="also print status events")
+
+    bench = sub.add_parser(
+        "bench", help="the hop-budget report: stage and model costs against the hop budget",
+        description="Run the profile's pipeline on bench.audio_s of synthetic audio, pinned to "
+                    "one core and as fast as it goes, time each sink and the serial codec per "
+                    "event, and write the hop-budget report: p50/p99 per invocation, "
+                    "invocations per second, share of the hop budget (pipeline.hop_ms), the "
+                    "real-time factor (CPU s per audio s), peak memory, model sizes and float vs "
+                    "int8 accuracy. JSON + Markdown, and a PNG where matplotlib is installed.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    _common(bench)
+    bench.add_argument("--out", default=None, metavar="DIR",
+                       help="where the report goes (default: build/reports/<profile>/)")
+
+    check = sub.add_parser(
+        "selfcheck", help="does this bundle work here: hashes, models, test signal, budget, sinks",
+        description="Check the deployed bundle on this machine (device/selfcheck.py): every file "
+                    "against bundle.json, the models load with their manifests, the bundled test "
+                    "signal raises the events recorded at export, every stage's p99 is within the "
+                    "hop, and the enabled sinks can reach their other end (a warning, not a "
+                    "failure). Prints a table; exit 1 when a check failed.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
+    _common(check)
+    check.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
 
     sub.add_parser("list-devices", help="capture devices PortAudio/ALSA sees")
 
@@ -224,6 +259,29 @@ def cmd_detect(args) -> int:
     return 0
 
 
+def cmd_bench(args) -> int:
+    from .bench import run_report
+    cfg = config_from_args(args)
+    command = " ".join(["python -m device bench", *sys.argv[2:]]) if sys.argv[1:2] == ["bench"] \
+        else "python -m device bench"
+    files = run_report(cfg, model=args.model, out_dir=args.out, command=command)
+    written = ", ".join(p.name for p in files.values() if p is not None)
+    print(f"hop-budget report: {files['markdown'].parent} ({written})")
+    return 0
+
+
+def cmd_selfcheck(args) -> int:
+    from pathlib import Path
+
+    from .selfcheck import failed, run_selfcheck, table, to_json
+    cfg = config_from_args(args)
+    rows = run_selfcheck(cfg, model=args.model)
+    sys.stdout.write(table(rows))
+    if args.json:
+        Path(args.json).write_text(to_json(rows) + "\n")
+    return 1 if failed(rows) else 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=getattr(args, "log_level", "INFO").upper(), stream=sys.stderr,
@@ -232,8 +290,9 @@ def main(argv=None) -> int:
     from .faults import EssentialStageFailed
     from .manifest import ManifestError
     try:
-        return {"run": cmd_run, "detect": cmd_detect, "list-devices": cmd_list_devices,
-                "config": cmd_config, "enrol": cmd_enrol}[args.command](args)
+        return {"run": cmd_run, "detect": cmd_detect, "bench": cmd_bench, "selfcheck": cmd_selfcheck,
+                "list-devices": cmd_list_devices, "config": cmd_config,
+                "enrol": cmd_enrol}[args.command](args)
     except EssentialStageFailed as exc:
         # Not the user's input: a run-time fault. Exit 1, which systemd's Restart=on-failure
         # restarts (exit 2, a bad profile or file, is not restarted: RestartPreventExitStatus).

@@ -266,6 +266,9 @@ class FileSource(_BlockSource):
         Ring buffer length in real-time mode.
     """
 
+    READ_S = 0.5
+    """Seconds of the file read at once (then handed out in ``block_ms`` blocks)."""
+
     def __init__(self, path: str | Path, rate: int = 16000, realtime: bool = False,
                  block_ms: float = 10.0, buffer_s: float = 2.0):
         import soundfile as sf
@@ -304,7 +307,11 @@ class FileSource(_BlockSource):
     def _blocks(self) -> Iterator[np.ndarray]:
         import soundfile as sf
         resample = Resampler(self.file_rate, self.rate)
-        in_block = max(1, int(round(self.block * self.file_rate / self.rate)))
+        # Read the file in pieces much longer than a block: every soundfile read also asks
+        # libsndfile where it is (a seek), which for FLAC cost more than the whole pipeline
+        # when done per 10 ms block. Blocks are still handed out one at a time.
+        in_block = max(1, int(round(self.block * self.file_rate / self.rate)),
+                       int(self.READ_S * self.file_rate))
         with sf.SoundFile(str(self.path)) as fh:
             carry = np.zeros(0, dtype=np.float32)
             while True:

@@ -50,10 +50,10 @@ from typing import Mapping, Sequence
 import numpy as np
 
 __all__ = ["Q_STATE", "Q_INPUT", "Q_ARG", "TANH_LUT", "SILENT", "FixedReservoir",
-           "quantize_reservoir", "normalise_frames", "quantize_input", "step_reference",
-           "run_reference", "step", "run", "Readout", "class_weights", "ridge_fit", "frame_energy_db",
-           "frame_labels", "EsnModel", "load_esn", "save_esn", "EsnError", "EsnRunner",
-           "write_esn_model", "read_esn_model"]
+           "build_reservoir", "quantize_reservoir", "normalise_frames", "quantize_input",
+           "step_reference", "run_reference", "step", "run", "Readout", "class_weights",
+           "ridge_fit", "frame_energy_db", "frame_labels", "EsnModel", "load_esn", "save_esn",
+           "EsnError", "EsnRunner", "write_esn_model", "read_esn_model"]
 
 log = logging.getLogger("hopwise.esn")
 
@@ -144,6 +144,34 @@ def _fraction_bits(m: np.ndarray) -> int:
                 and np.abs(q).sum(1).max(initial=0) * _STATE_MAX <= _INT32_MAX):
             return frac
     raise EsnError(f"weights too large to quantise (largest {peak:g}, largest row sum {row:g})")
+
+
+def build_reservoir(grid_height: int, grid_width: int, n_inputs: int, spectral_radius: float,
+                    input_scaling: float, input_density: float,
+                    seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Float ``W (n, n)`` and ``W_in (n, n_inputs)`` of the grid reservoir: neurons on a
+    ``grid_height x grid_width`` grid, recurrent weights normal, each divided by the grid
+    distance between its two neurons (no self-loops), the matrix then scaled to
+    ``spectral_radius``; input weights uniform in ``±input_scaling`` with a random
+    ``input_density`` of them kept. Seeded by ``seed``.
+
+    Dividing by the grid distance makes neighbours talk more than far neurons: local structure
+    that a dense random matrix lacks, at the same cost. Training builds it (`train.esn`) and
+    quantises it here; the device only loads the quantised matrices (NumPy only, so the
+    benchmarks build one on the Pi too).
+    """
+    rng = np.random.default_rng(seed)
+    n = grid_height * grid_width
+    rows, cols = np.divmod(np.arange(n), grid_width)
+    dist = np.hypot(rows[:, None] - rows[None, :], cols[:, None] - cols[None, :])
+    w = rng.standard_normal((n, n))
+    np.divide(w, dist, out=w, where=dist > 0)
+    w[dist == 0] = 0.0
+    radius = float(np.max(np.abs(np.linalg.eigvals(w))))
+    w *= spectral_radius / radius
+    w_in = rng.uniform(-input_scaling, input_scaling, (n, n_inputs))
+    w_in *= rng.random((n, n_inputs)) < input_density
+    return w, w_in
 
 
 def quantize_reservoir(w: np.ndarray, w_in: np.ndarray, leak: float) -> FixedReservoir:

@@ -7,6 +7,7 @@ here and no module builds a path of its own::
     paths.model_dir("multitask", "mt60j")     # build/models/multitask/<profile>/mt60j
     paths.deployed_model("multitask")         # build/export/multitask_int8.tflite
     paths.report("seed_table_default.md")     # build/reports/seed_table_default.md
+    paths.bench_report_dir()                  # build/reports/default (the hop-budget report)
 
 Layout (``<profile>`` is `profile_tag`: ``default``, ``real`` or a profile file's stem)::
 
@@ -17,6 +18,9 @@ Layout (``<profile>`` is `profile_tag`: ``default``, ``real`` or a profile file'
       export/<model>_int8.tflite (+ .json)    what the device runs (export.*)
       export/<profile>/<variant>_int8.tflite  every exported variant (evaluation.seed_table)
       reports/                                tables, curves, confusion matrices, benchmarks
+      reports/seed_table_<profile>.json       float and int8 accuracy of every variant
+      reports/<profile>/hop_budget.*          the hop-budget report (python -m device bench)
+      reports/<profile>/<host>/hop_budget.*   the same, measured on a Pi (make bench TARGET=...)
       deploy/                                 the bundle for the Pi (export.deploy)
       demo/                                   make demo's recording and events
       state/                                  runtime.state_dir: MQTT queue, event log
@@ -108,6 +112,18 @@ class BuildPaths:
 
     def report(self, name: str) -> Path:
         return self.reports_dir / name
+
+    def seed_table_report(self) -> Path:
+        """``reports/seed_table_<profile>.json``: the seed table's float and int8 accuracies
+        (written by evaluation.seed_table, read by export for manifests and by the hop-budget
+        report)."""
+        return self.report(f"seed_table_{self.profile}.json")
+
+    def bench_report_dir(self, host: str | None = None) -> Path:
+        """Where the hop-budget report goes: ``reports/<profile>/``, or ``reports/<profile>/
+        <host>/`` for one measured on another machine and fetched (not created here)."""
+        folder = self.reports_dir / self.profile
+        return folder / host if host else folder
 
     # ------------------------------------------------------------------ device side
     @property

@@ -89,6 +89,12 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.esn.cv_folds", "[2, inf)"),
     ("model.esn.enrol_folds", "[2, inf)"),
     ("model.esn.search_iterations", "[1, inf)"),
+    ("bench.audio_s", "(0, inf)"),
+    ("bench.event_calls", "[1, 60000]"),        # the serial link numbers events mod 65535
+    ("deploy.keep_releases", "[1, inf)"),
+    ("deploy.trial_s", "(0, inf)"),
+    ("deploy.heartbeat_timeout_s", "(0, inf)"),
+    ("selfcheck.*_s", "(0, inf)"),
     ("sinks.*.port", "[1, 65535]"),              # MQTT's; a serial port is a path (a string)
     ("sinks.*.qos", "[0, 2]"),
     ("sinks.*.baudrate", "[1, inf)"),

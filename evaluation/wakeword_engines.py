@@ -165,9 +165,11 @@ class HopwiseEngine(Engine):
         times = np.array([t for t, _ in tap.records])
         post = np.stack([p for _, p in tap.records]) if tap.records else np.zeros((0, len(labels)))
         wakes = [float(e["t_audio_s"]) for e in pipe.events if e["type"] == "wake"]
+        # Time inside the stages (features, model, decisions), without the hop loop and the file
+        # reader around them: what a leaner host loop would cost.
+        stage_s = sum(st["n"] * st["mean_ms"] for st in status["stages"].values()) / 1000.0
         run = EngineRun(stream.name, status["audio_s"], cpu, times, post[:, idx],
-                        extra={"pipeline_wakes": wakes, "wall_s": wall,
-                               "busy_s": status.get("busy_s"),
+                        extra={"pipeline_wakes": wakes, "wall_s": wall, "stage_s": stage_s,
                                "commands": sum(e["type"] == "command" for e in pipe.events)})
         self._check_replay(run)
         return run

@@ -231,19 +231,31 @@ def operating_point(points: Sequence[DetPoint], target_per_hour: float,
     a setting qualifies when it raised no false alarm *and*, where the tail can be fitted
     (`extrapolate_miss_at_rate`), it is at or above the setting the fit puts at the target.
     Among qualifying settings the lowest miss rate wins (then the least sensitive); a setting
-    that misses every positive never qualifies (a deaf device has no false alarms). Returns
-    ``{"setting", "miss_rate", "false_alarms", "false_alarms_per_hour", "rule"}`` or None.
+    that misses every positive never qualifies (a deaf device has no false alarms). When no
+    setting qualifies, the most sensitive setting with no false alarm on the streams is
+    returned with ``meets_target`` False (the best these streams can show; the fit says the
+    target needs a stricter one). Returns ``{"setting", "miss_rate", "false_alarms",
+    "false_alarms_per_hour", "rule", "meets_target", "extrapolation"}`` or None (every
+    setting either raised a false alarm or heard nothing).
     """
     sign = 1.0 if higher_is_stricter else -1.0
     ext = extrapolate_miss_at_rate(points, target_per_hour, higher_is_stricter=higher_is_stricter)
-    ok = [p for p in points if p.false_alarms == 0 and p.miss_rate < 1.0
-          and (ext is None or sign * p.setting >= sign * ext["setting"] - 1e-9)]
-    rule = ("0 false alarms on the streams and at or above the setting extrapolated to "
-            f"{target_per_hour:g}/h" if ext is not None else "0 false alarms on the streams "
-            "(too few false alarms to extrapolate the tail)")
-    if not ok:
+    clean = [p for p in points if p.false_alarms == 0 and p.miss_rate < 1.0]
+    ok = [p for p in clean if ext is None or sign * p.setting >= sign * ext["setting"] - 1e-9]
+    if ok:
+        meets = True
+        rule = ("0 false alarms on the streams and at or above the setting extrapolated to "
+                f"{target_per_hour:g}/h" if ext is not None else "0 false alarms on the streams "
+                "(too few false alarms to extrapolate the tail)")
+    elif clean:
+        ok, meets = clean, False
+        where = ("beyond the strictest setting swept" if ext["beyond_measured"]
+                 else f"at {ext['setting']:.4g}")
+        rule = (f"target {target_per_hour:g}/h not shown: the most sensitive setting with 0 false "
+                f"alarms on the streams; the tail's fit puts the target {where}")
+    else:
         return None
     best = min(ok, key=lambda p: (p.miss_rate, -sign * p.setting))
     return {"setting": best.setting, "miss_rate": best.miss_rate,
             "false_alarms": best.false_alarms, "false_alarms_per_hour": best.false_alarms_per_hour,
-            "rule": rule, "extrapolation": ext}
+            "rule": rule, "meets_target": meets, "extrapolation": ext}

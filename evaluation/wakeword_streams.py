@@ -275,7 +275,7 @@ def build_streams(wake_word: str, positives: list[Recording], negatives: list[Re
     neg = [negatives[i] for i in order]
     sizes = lambda recs: [[r.path, r.kind, Path(r.path).stat().st_size] for r in recs]  # noqa: E731
     key = _key([wake_word, sizes(pos), sizes(neg), sorted(noise_files), list(snr_db), speech_dbfs,
-                list(gap_s), negative_gap_s, after_s, seed, 1])
+                list(gap_s), negative_gap_s, after_s, seed, 2])
     folder = Path(cache_dir) / f"wakeword-{wake_word}-{key}"
     meta_path = folder / "streams.json"
     if meta_path.is_file():
@@ -314,7 +314,8 @@ def build_streams(wake_word: str, positives: list[Recording], negatives: list[Re
             "negative_s_by_kind": {k: round(v[1], 1) for k, v in sorted(kinds.items())},
             "negative_files_by_kind": {k: v[0] for k, v in sorted(kinds.items())},
             "noise_files": list(noise_files), "seed": seed, "speech_dbfs": speech_dbfs,
-            "gap_s": list(gap_s), "negative_gap_s": negative_gap_s, "after_s": after_s}
+            "gap_s": list(gap_s), "negative_gap_s": negative_gap_s, "after_s": after_s,
+            "file_list": str(meta_path)}
     meta = {"positives": {str(k): v.as_dict() for k, v in streams.items()},
             "negative": negative.as_dict(), "info": info}
     meta_path.write_text(json.dumps(meta))

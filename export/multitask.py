@@ -91,7 +91,7 @@ def export_variant(cfg: Config, variant_name: str, tflite_path: Path, name: str 
 def seed_table_report(cfg: Config) -> Path:
     """The seed table's JSON for this profile (written by `evaluation.seed_table`, read here for
     the manifest's metrics): ``build/reports/seed_table_<profile>.json``."""
-    return BuildPaths(cfg).report(f"seed_table_{profile_tag(cfg)}.json")
+    return BuildPaths(cfg).seed_table_report()
 
 
 def seed_table_accuracies(row: Mapping) -> dict:

@@ -31,16 +31,15 @@ from pathlib import Path
 import numpy as np
 
 from device.audio_source import Tone, render_tones
+# The tones' frequencies are the benchmark audio's (device.bench.scripted_tones): one definition
+# of what the tone model recognises and what the benchmarks play. WORD_S: a "word" tone's length.
+from device.bench import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ
 from device.frontend import LogMelConfig, log_mel, mel_filterbank
 from device.manifest import write_manifest
 from export.convert import convert_int8
 
 __all__ = ["WAKE_HZ", "YES_HZ", "SIREN_HZ", "WORD_S", "build_tone_model", "build_standin_model"]
 
-WAKE_HZ = 500.0
-YES_HZ = 1500.0
-SIREN_HZ = 3000.0
-WORD_S = 0.5          # how long a "word" tone lasts in the test recordings
 FRAMES, N_MELS = 98, 40
 BODY = slice(FRAMES - 70, FRAMES - 10)
 TAIL = slice(FRAMES - 6, FRAMES)

@@ -1,10 +1,16 @@
-"""Shared test fixtures: where the real recordings are, and a quiet TensorFlow."""
+"""Shared test fixtures: where the real recordings are, a real SSH server, a quiet TensorFlow."""
 from __future__ import annotations
 
 import os
+import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
+
+from benchmarks.mosquitto import free_port
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -27,3 +33,41 @@ def shared_data() -> Path:
         pytest.skip("real recordings not found at ../shared/data (set HOPWISE_SHARED_DATA to "
                     "their folder to run this test)")
     return path
+
+
+@pytest.fixture
+def sshd(tmp_path):
+    """A real OpenSSH server on 127.0.0.1 that accepts one freshly made key, as the user the
+    tests run as: yields ``(port, ssh options)`` for ``export.deploy.SSHTarget(f"{user}@127.0.0.1",
+    path, port)`` (deploy and ``make bench TARGET=...`` tests). Skips without openssh-server."""
+    binary = shutil.which("sshd") or "/usr/sbin/sshd"
+    if not Path(binary).exists() or shutil.which("ssh-keygen") is None:
+        pytest.skip("openssh-server is not installed (make setup installs it as root)")
+    d = tmp_path / "sshd"
+    d.mkdir()
+    for name in ("host_key", "client_key"):
+        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
+    shutil.copy(d / "client_key.pub", d / "authorized_keys")
+    os.chmod(d / "authorized_keys", 0o600)
+    Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
+    port = free_port()
+    (d / "sshd_config").write_text(
+        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
+        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
+        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n")
+    proc = subprocess.Popen([binary, "-D", "-e", "-f", str(d / "sshd_config")],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.skip(f"sshd could not start here: {proc.stdout.read().decode()[-300:]}")
+            time.sleep(0.1)
+    options = ["-i", str(d / "client_key"), "-o", "StrictHostKeyChecking=no",
+               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
+    yield port, options
+    proc.terminate()
+    proc.wait(timeout=10)

@@ -57,8 +57,9 @@ def test_package_imports_follow_the_arrows(package):
         for root in sorted(imported_roots(path)):
             if root in banned_project or root in banned_third_party:
                 offenders.append(f"{path.relative_to(REPO)} imports {root}")
-    # device/interpreter.py may fall back to tensorflow.lite on a host, through importlib
-    # (a string, not an import statement), so it needs no exception here.
+    # device/interpreter.py may fall back to tensorflow.lite on a host, and device/bench.py
+    # draws its optional PNG with matplotlib where it is installed, both through importlib (a
+    # string, not an import statement) and both working without it, so they need no exception.
     assert not offenders, (f"{package}/ must not import "
                            f"{sorted(banned_project | banned_third_party)}:\n" + "\n".join(offenders))
 
@@ -76,3 +77,46 @@ def test_every_package_is_covered():
     found = {p.name for p in REPO.iterdir()
              if p.is_dir() and (p / "__init__.py").exists()}
     assert found <= set(PROJECT), f"packages without a rule: {sorted(found - set(PROJECT))}"
+
+
+# What the Pi has: the bundle's packages, numpy, and pytest with pytest-benchmark for the suites.
+PI_PACKAGES = {"device", "firmware_bridge", "benchmarks", "numpy", "pytest", "pytest_benchmark"}
+
+
+def import_time_roots(path: Path) -> set[str]:
+    """Top-level packages ``path`` imports when it is imported: every import statement except
+    those inside a function body (which run only when the function does)."""
+    roots: set[str] = set()
+
+    def visit(node: ast.AST) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+                continue
+            if isinstance(child, ast.Import):
+                roots.update(alias.name.split(".")[0] for alias in child.names)
+            elif isinstance(child, ast.ImportFrom):
+                roots.add("benchmarks" if child.level else (child.module or "").split(".")[0])
+            visit(child)
+
+    visit(ast.parse(path.read_text(encoding="utf-8"), filename=str(path)))
+    return roots
+
+
+def test_benchmarks_import_only_what_the_pi_has():
+    """benchmarks/ travels in the deploy bundle, and its suites must run there unchanged: when
+    imported, a module uses only the standard library and `PI_PACKAGES`. Host-only parts (a
+    stand-in model made with TensorFlow) import inside the function that needs them, and the
+    suites skip when that fails."""
+    import sys
+    offenders = [f"{path.relative_to(REPO)} imports {root} at import time"
+                 for path in _modules("benchmarks") for root in sorted(import_time_roots(path))
+                 if root not in PI_PACKAGES and root not in sys.stdlib_module_names]
+    assert not offenders, "\n".join(offenders)
+
+
+def test_import_time_roots_skip_function_bodies(tmp_path):
+    probe = tmp_path / "probe.py"
+    probe.write_text("import os\ntry:\n    import pytest\nexcept ImportError:\n    pass\n"
+                     "class A:\n    import numpy\n"
+                     "def f():\n    import tensorflow\n", encoding="utf-8")
+    assert import_time_roots(probe) == {"os", "pytest", "numpy"}

@@ -45,15 +45,16 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.linear_model import Ridge
 
 from device import esn as desn
-from device.esn import SILENT, frame_energy_db, frame_labels
+from device.esn import SILENT, build_reservoir, frame_energy_db, frame_labels
 from device.config import Config, add_profile_arguments, config_from_args
 from device.frontend import LogMelConfig, log_mel
 from device.paths import BuildPaths
 from device.resample import to_frontend_rate
 
-__all__ = ["Recording", "synthetic_recordings", "build_reservoir", "float_states", "frame_energy_db", "frame_labels",
-           "EchoStateClassifier", "load_recordings", "cross_validate", "memory_frames",
-           "search", "params_from_config", "SEARCH_SPACE", "main"]
+__all__ = ["Recording", "synthetic_recordings", "build_reservoir", "float_states",
+           "frame_energy_db", "frame_labels", "EchoStateClassifier", "load_recordings",
+           "cross_validate", "memory_frames", "search", "params_from_config", "SEARCH_SPACE",
+           "main"]
 
 log = logging.getLogger("hopwise.train.esn")
 
@@ -126,28 +127,6 @@ def load_recordings(cfg: Config, folder: str | Path | None = None) -> list[Recor
 
 
 # --------------------------------------------------------------------------- the reservoir
-def build_reservoir(grid_height: int, grid_width: int, n_inputs: int, spectral_radius: float,
-                    input_scaling: float, input_density: float,
-                    seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Float ``W (n, n)`` and ``W_in (n, n_inputs)`` of the grid reservoir (module docstring).
-
-    Dividing by the grid distance makes neighbours talk more than far neurons: local structure
-    that a dense random matrix lacks, at the same cost.
-    """
-    rng = np.random.default_rng(seed)
-    n = grid_height * grid_width
-    rows, cols = np.divmod(np.arange(n), grid_width)
-    dist = np.hypot(rows[:, None] - rows[None, :], cols[:, None] - cols[None, :])
-    w = rng.standard_normal((n, n))
-    np.divide(w, dist, out=w, where=dist > 0)
-    w[dist == 0] = 0.0
-    radius = float(np.max(np.abs(np.linalg.eigvals(w))))
-    w *= spectral_radius / radius
-    w_in = rng.uniform(-input_scaling, input_scaling, (n, n_inputs))
-    w_in *= rng.random((n, n_inputs)) < input_density
-    return w, w_in
-
-
 def float_states(w: np.ndarray, w_in: np.ndarray, leak: float, u: np.ndarray,
                  x0: np.ndarray | None = None) -> np.ndarray:
     """The float reservoir's states after each frame of ``u (T, m)``: ``(T, n)`` in [-1, 1]."""

@@ -12,6 +12,8 @@ from typing import Mapping, Sequence
 
 from .base import Sink, SinkSection, register_sink
 
+__all__ = ["SerialSink", "BRIDGE_KINDS", "bridge_labels"]
+
 BRIDGE_KINDS = ("wake", "command", "scene", "beat")
 
 
@@ -79,13 +81,16 @@ class SerialSink(Sink):
         return h
 
 
+def bridge_labels(cfg) -> dict[str, list[str]]:
+    """The label table announced to the MCU: the profile's wake word, commands and scenes."""
+    return {"wake": [cfg["labels.wake_word"]], "command": list(cfg["labels.commands"]),
+            "scene": list(cfg["labels.scenes"])}
+
+
 @register_sink("serial")
 def from_config(section: SinkSection, cfg) -> SerialSink:
-    """Every key of the profile's ``[sinks.serial]``; the label table announced to the MCU is
-    the profile's wake word, commands and scenes."""
-    labels = {"wake": [cfg["labels.wake_word"]], "command": list(cfg["labels.commands"]),
-              "scene": list(cfg["labels.scenes"])}
-    return SerialSink(section["port"], section["baudrate"], labels=labels,
+    """Every key of the profile's ``[sinks.serial]``; the label table is `bridge_labels`."""
+    return SerialSink(section["port"], section["baudrate"], labels=bridge_labels(cfg),
                       queue_size=section["queue_size"], retransmit_ms=section["retransmit_ms"],
                       heartbeat_s=section["heartbeat_s"], reconnect_s=section["reconnect_s"],
                       timestamp=section["timestamp"], types=section.get("types") or None,

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from ..config import ConfigError
 from ..manifest import ManifestError, load_manifest
@@ -79,6 +80,7 @@ class TFLiteModelStage(Stage):
             num_threads=int(self.params["num_threads"] or cfg["runtime.num_threads"]),
             allow_tensorflow=bool(self.params["allow_tensorflow"]))
         self.set_schedule(self._stride(manifest, path), self.params["phase"])
+        _note_operating_point(manifest, cfg, path)
         self.frames = self.model.frames
         self.input_key = self.params["input"] or f"features.{frontend}"
         self.consumes = (self.input_key,)
@@ -133,3 +135,23 @@ class TFLiteModelStage(Stage):
         d.update(model=str(self.model.path), backend=self.model.backend, frames=self.frames,
                  heads=list(self.model.outputs))
         return d
+
+
+def _note_operating_point(manifest: dict, cfg, path) -> None:
+    """Say when the profile's wake decisions differ from the operating point the wake-word
+    benchmark chose for this model (``evaluation.wakeword --write-operating-point``): the
+    profile still decides, but a user should know the figures belong to another setting."""
+    op = manifest.get("operating_point")
+    if not isinstance(op, dict) or "wake_threshold" not in op:
+        return
+    used = (float(cfg["decisions.wake_threshold"]), float(cfg["decisions.smoothing_ms"]))
+    chosen = (float(op["wake_threshold"]), float(op.get("smoothing_ms", used[1])))
+    figures = (f"miss rate {100 * float(op.get('miss_rate', float('nan'))):.1f} % at "
+               f"{op.get('snr_db', '?')} dB SNR with no false alarm on the benchmark's streams")
+    if used == chosen:
+        log.info("model %s: wake decisions at the benchmarked operating point (threshold %g, "
+                 "smoothing %g ms: %s)", Path(path).name, *chosen, figures)
+    else:
+        log.warning("model %s was benchmarked at wake_threshold %g, smoothing_ms %g (%s); the "
+                    "profile runs %g / %g ms: false alarms and misses differ from those figures",
+                    Path(path).name, *chosen, figures, *used)

@@ -98,7 +98,7 @@ def test_benchmark_counts_hits_and_false_alarms_through_the_device_pipeline(
     # The planted tone is heard at every setting that hears the positives: no setting has 0
     # false alarms and still wakes, so no operating point is written; the report says so.
     assert "operating_point" not in engine
-    assert "no setting meets the target" in capsys.readouterr().out
+    assert "no setting both wakes and raises no false alarm" in capsys.readouterr().out
     assert "operating_point" not in json.loads(model.with_suffix(".json").read_text())
 
 
@@ -116,10 +116,13 @@ def test_operating_point_goes_into_the_manifest(tone_model, data, tmp_path):
     assert op["wake_threshold"] == report["engines"][0]["operating_point"]["wake_threshold"]
     assert op["false_alarms"] == 0 and op["miss_rate"] < 1.0 and op["report"].endswith("ww.json")
     assert 0.05 <= op["wake_threshold"] <= 0.999 and op["smoothing_ms"] in (200.0, 300.0, 500.0)
-    # No smoothing's own operating point misses less than the chosen one.
+    # No smoothing's own operating point of the same standing misses less than the chosen one,
+    # and one that meets the target is preferred to one that does not.
     for sweep in report["engines"][0]["smoothing_sweep"]:
         other = sweep["per_snr"]["20"]["operating_point"]
-        assert other is None or other["miss_rate"] >= op["miss_rate"]
+        assert other is None or other["meets_target"] <= op["meets_target"]
+        if other is not None and other["meets_target"] == op["meets_target"]:
+            assert other["miss_rate"] >= op["miss_rate"]
     from device.manifest import verify_model
     verify_model(model)  # still a valid manifest for the device
 
@@ -130,3 +133,24 @@ def test_bad_setup_is_a_clear_error(tmp_path, capsys, data):
     assert "make train export" in capsys.readouterr().err
     assert ww.main(["--engine", "siri"]) == 2
     assert "unknown engine" in capsys.readouterr().err
+
+
+def test_the_device_says_when_the_profile_leaves_the_benchmarked_operating_point(
+        tone_model, tmp_path, caplog):
+    import logging
+    from device.pipeline import Pipeline
+    model = tmp_path / tone_model.name
+    shutil.copy(tone_model, model)
+    manifest = json.loads(tone_model.with_suffix(".json").read_text())
+    manifest["operating_point"] = {"wake_threshold": 0.8, "smoothing_ms": 300.0, "miss_rate": 0.04,
+                                   "snr_db": 10.0}
+    model.with_suffix(".json").write_text(json.dumps(manifest))
+    with caplog.at_level(logging.INFO, logger="hopwise.stages.model"):
+        Pipeline.from_config(load_config("default"), model=str(model)).close()
+    assert "benchmarked at wake_threshold 0.8, smoothing_ms 300" in caplog.text
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="hopwise.stages.model"):
+        Pipeline.from_config(load_config("default", ["decisions.wake_threshold=0.8",
+                                                     "decisions.smoothing_ms=300"]),
+                             model=str(model)).close()
+    assert "at the benchmarked operating point" in caplog.text and "WARNING" not in caplog.text

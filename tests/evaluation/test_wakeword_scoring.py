@@ -109,7 +109,11 @@ def test_the_operating_point_is_the_most_sensitive_setting_that_meets_the_target
     # The fit puts 0.1/h at 0.8: 0.7 had no false alarm, but is below it.
     op = operating_point(pts, 0.1)
     assert op["setting"] == pytest.approx(0.8) and op["false_alarms"] == 0
-    assert "extrapolated" in op["rule"]
+    assert "extrapolated" in op["rule"] and op["meets_target"]
+    # A target the clean settings cannot reach: the most sensitive clean one, marked as such.
+    op = operating_point(pts, 0.001)
+    assert op["setting"] == pytest.approx(0.7) and not op["meets_target"]
+    assert "not shown" in op["rule"]
     # Too few false alarms to fit: the most sensitive setting with none.
     op = operating_point([DetPoint(0.5, 0.2, 0, 0.0, 1), DetPoint(0.3, 0.1, 2, 2.0, 1)], 0.1)
     assert op["setting"] == 0.5 and "too few" in op["rule"]

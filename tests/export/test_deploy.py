@@ -1,23 +1,19 @@
 """Deploy: the bundle holds what the Pi needs, refuses tampered models, and travels over a real
-SSH server (sshd started by the test on a loopback port)."""
+SSH server (the ``sshd`` fixture of tests/conftest.py, on a loopback port)."""
 from __future__ import annotations
 
 import getpass
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import tarfile
-import time
 from pathlib import Path
 
 import pytest
 
 from device.config import load_config
 from device.manifest import write_manifest
-from benchmarks.mosquitto import free_port
 from export.deploy import DeployError, SSHTarget, build_bundle, main, push_over_ssh
 
 
@@ -38,7 +34,7 @@ def cfg(tmp_path):
 
 def test_local_bundle_has_runtime_models_and_checksums(tmp_path, cfg):
     _fake_export(tmp_path / "build" / "export")
-    bundle = build_bundle(cfg, tmp_path / "out")
+    bundle = build_bundle(cfg, tmp_path / "out", signal=False)
     for rel in ("device/frontend.py", "device/profiles/default.toml", "build/export/multitask_int8.tflite",
                 "build/export/multitask_int8.json", "requirements-device.txt", "install.sh", "bundle.json"):
         assert (bundle / rel).is_file(), rel
@@ -61,7 +57,7 @@ def test_a_password_in_the_profile_never_enters_the_bundle(tmp_path, caplog):
     cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
                                   "sinks.mqtt.password=hunter2"])
     _fake_export(tmp_path / "build" / "export")
-    bundle = build_bundle(cfg, tmp_path / "out")
+    bundle = build_bundle(cfg, tmp_path / "out", signal=False)
     with tarfile.open(tmp_path / "out" / "hopwise-bundle.tar.gz") as tar:
         blobs = [tar.extractfile(m).read() for m in tar.getmembers() if m.isfile()]
     assert not any(b"hunter2" in blob for blob in blobs)
@@ -92,47 +88,11 @@ def test_target_parsing(text, expected):
     assert (None if target is None else (target.user_host, target.path, target.port)) == expected
 
 
-@pytest.fixture
-def sshd(tmp_path):
-    """A real OpenSSH server on 127.0.0.1 that accepts one freshly made key."""
-    binary = shutil.which("sshd") or "/usr/sbin/sshd"
-    if not Path(binary).exists() or shutil.which("ssh-keygen") is None:
-        pytest.skip("openssh-server is not installed (make setup installs it as root)")
-    d = tmp_path / "sshd"
-    d.mkdir()
-    for name in ("host_key", "client_key"):
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / name)], check=True)
-    shutil.copy(d / "client_key.pub", d / "authorized_keys")
-    os.chmod(d / "authorized_keys", 0o600)
-    Path("/run/sshd").mkdir(exist_ok=True) if os.geteuid() == 0 else None
-    port = free_port()
-    (d / "sshd_config").write_text(
-        f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\n"
-        f"AuthorizedKeysFile {d / 'authorized_keys'}\nPidFile {d / 'sshd.pid'}\n"
-        "StrictModes no\nUsePAM no\nPasswordAuthentication no\nPermitRootLogin prohibit-password\n")
-    proc = subprocess.Popen([binary, "-D", "-e", "-f", str(d / "sshd_config")],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
-            break
-        except OSError:
-            if proc.poll() is not None:
-                pytest.skip(f"sshd could not start here: {proc.stdout.read().decode()[-300:]}")
-            time.sleep(0.1)
-    options = ["-i", str(d / "client_key"), "-o", "StrictHostKeyChecking=no",
-               "-o", "UserKnownHostsFile=/dev/null", "-o", "LogLevel=ERROR"]
-    yield port, options
-    proc.terminate()
-    proc.wait(timeout=10)
-
-
 @pytest.mark.timeout(60)
 def test_deploy_over_a_real_ssh_server(tmp_path, cfg, sshd):
     port, options = sshd
     _fake_export(tmp_path / "build" / "export")
-    bundle = build_bundle(cfg, tmp_path / "out")
+    bundle = build_bundle(cfg, tmp_path / "out", signal=False)
     remote = tmp_path / "pi" / "opt" / "hopwise"
     push_over_ssh(bundle, SSHTarget(f"{getpass.getuser()}@127.0.0.1", str(remote), port),
                   ssh_options=options)

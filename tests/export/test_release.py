@@ -1,0 +1,112 @@
+"""Releases over a real SSH server (the ``sshd`` fixture, a free loopback port, a throwaway key):
+the installed layout, the self-check, ``current``; a tampered model and a runtime that dies
+before its first heartbeat both leave the previous release current; old releases are pruned.
+
+The target is this machine, so the device environment is ``deploy.env = "host"`` (this
+machine's Python and packages, no network); ``pip`` is what a Pi gets and is not run here.
+systemd is not used (deploy uses it only over SSH where it runs and deploy may manage the unit):
+the service command runs in the foreground on the bundled signal.
+"""
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from device.config import load_config
+from export.deploy import (DeployError, Host, SSHTarget, build_bundle, deploy_release,
+                           read_releases, write_listing)
+
+pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(scope="module")
+def export_dir(tmp_path_factory) -> Path:
+    """The tone stand-in as the exported model (built with TensorFlow, ~8 s): it answers the
+    scripted tones of the self-check signal, so the expected events are not empty."""
+    pytest.importorskip("tensorflow")
+    from export.standin import build_tone_model
+    folder = tmp_path_factory.mktemp("export")
+    build_tone_model(folder, load_config("default"), name="multitask_int8")
+    return folder
+
+
+def _cfg(tmp_path: Path, *extra: str):
+    return load_config("default", [f"project.build_dir='{tmp_path / 'build'}'", "deploy.env=host",
+                                   "deploy.trial_s=1.5", "selfcheck.budget_audio_s=2",
+                                   "deploy.keep_releases=3", *extra])
+
+
+def _copy(bundle: Path, dest: Path) -> Path:
+    shutil.copytree(bundle, dest, symlinks=True)
+    return dest
+
+
+def test_releases_selfcheck_and_rollback_over_ssh(tmp_path, export_dir, sshd):
+    port, options = sshd
+    root = tmp_path / "pi" / "opt" / "hopwise"
+    host = Host(str(root), SSHTarget(f"{getpass.getuser()}@127.0.0.1", str(root), port), options)
+    cfg = _cfg(tmp_path)
+
+    # First deploy: layout, environment created, self-check passed, current switched.
+    bundle = build_bundle(cfg, tmp_path / "out", export_dir)
+    expected = json.loads((bundle / "selfcheck" / "expected.json").read_text())["events"]
+    assert {e["type"] for e in expected} >= {"wake", "command"}
+    t0 = time.perf_counter()
+    first = deploy_release(bundle, host, cfg)
+    first_s = time.perf_counter() - t0
+    rel = root / "releases" / first.release
+    assert os.readlink(root / "current") == f"releases/{first.release}"
+    assert os.readlink(rel / ".venv") == f"../../envs/{first.env}" and first.env_created
+    assert (rel / "build" / "export" / "multitask_int8.tflite").is_file()
+    assert json.loads((rel / "selfcheck.json").read_text())["passed"] is True
+    assert "selfcheck: passed" in first.selfcheck and "first heartbeat" in first.service
+    assert (rel / "service.log").read_text().count('"heartbeat"') >= 1
+
+    # Second deploy, same requirements (another decision threshold): nothing installed.
+    cfg2 = _cfg(tmp_path, "decisions.wake_threshold=0.55")
+    bundle2 = build_bundle(cfg2, tmp_path / "out2", export_dir)
+    t0 = time.perf_counter()
+    second = deploy_release(bundle2, host, cfg2)
+    second_s = time.perf_counter() - t0
+    assert second.env == first.env and not second.env_created
+    assert second.previous == first.release
+    assert os.readlink(root / "current") == f"releases/{second.release}"
+
+    # A tampered model: the self-check fails, current stays at the second release.
+    bad = _copy(bundle2, tmp_path / "tampered")
+    model = bad / "build" / "export" / "multitask_int8.tflite"
+    model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 1]))
+    with pytest.raises(DeployError, match="self-check of release .* failed") as err:
+        deploy_release(bad, host, cfg2)
+    assert "bundle       FAIL" in str(err.value) and "current is unchanged" in str(err.value)
+    assert os.readlink(root / "current") == f"releases/{second.release}"
+
+    # A runtime that passes the self-check but dies before its first heartbeat: rolled back.
+    dead = _copy(bundle2, tmp_path / "dead")
+    main_py = dead / "device" / "__main__.py"
+    main_py.write_text(main_py.read_text().replace(
+        "def cmd_run(args) -> int:\n",
+        "def cmd_run(args) -> int:\n    raise SystemExit(1)  # test: no first heartbeat\n", 1))
+    write_listing(dead, cfg2.name)
+    with pytest.raises(DeployError, match="passed its self-check but the service command exited 1"
+                       ) as err:
+        deploy_release(dead, host, cfg2)
+    assert f"current is back at {second.release}, which runs again" in str(err.value)
+    assert os.readlink(root / "current") == f"releases/{second.release}"
+
+    state = read_releases(host)
+    failed = [n for n, bad_ in state.releases.items() if bad_]
+    assert len(failed) == 2 and state.current == second.release
+    # keep_releases=3: the next good deploy drops the oldest, never current, and keeps one env.
+    third = deploy_release(bundle, host, cfg)
+    state = read_releases(host)
+    assert len(state.releases) == 3 and first.release not in state.releases
+    assert third.removed and state.envs == [first.env]
+    print(f"\nloopback deploy: first {first_s:.1f} s (steps {first.steps_s}), second with the "
+          f"same requirements {second_s:.1f} s (steps {second.steps_s})")
