@@ -65,9 +65,11 @@ corpus: setup
 
 train: corpus
 	$(PY) -m train.multitask --profile $(PROFILE) $(SETARGS)
+	$(PY) -m train.esn --profile $(PROFILE) $(SETARGS)
 
 export: setup
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
+	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
 
 deploy: setup
 	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))

@@ -16,9 +16,12 @@ order -> ``sinks``. The modules:
   switched off or (essential) the end of the run; `status` — latency statistics and the status
   report; `sequence` — event numbers that stay unique across restarts.
 * `stages` — one module per stage type: ``logmel`` features, a ``tflite_model`` for any
-  manifest-described model, ``keyword_decisions``, ``scene_decisions``.
-* `frontend` — log-mel and STFT features (training imports the same code); `interpreter` and
-  `manifest` — verified int8 TFLite models; `decisions` — posteriors to events over time.
+  manifest-described model, ``keyword_decisions``, ``scene_decisions``, ``esn`` (beats).
+* `frontend` — log-mel and STFT features (training imports the same code; `logmel_numba` is
+  its numba kernel); `interpreter` and `manifest` — verified int8 TFLite models; `decisions` —
+  posteriors to events over time.
+* `esn` — the vocal-percussion echo state network in fixed point (numba kernel and NumPy
+  reference, the model file, the readout); `enrol` — refitting its readout on the device.
 * `sinks` — stdout, rotating log file, MQTT (on-disk queue), serial (firmware_bridge).
 * `bench` — the hop-budget report (``python -m device bench``): every stage's, model's and
   sink's cost against the hop budget, the real-time factor on one core, memory, model sizes.

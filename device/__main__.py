@@ -26,6 +26,10 @@
 
   python -m device config --show [--profile ...] [--set ...]
       The merged profile, every value with the file or --set it came from (secrets hidden).
+
+  python -m device enrol (--wav CLASS=FILE ... | --folder DIR | --mic N) [--restore]
+      Re-teach the vocal-percussion ESN's readout your own sounds, on the device, in well under
+      a second (device/enrol.py); a running service picks the new readout up by itself.
 """
 from __future__ import annotations
 
@@ -64,7 +68,7 @@ command and scene decisions) and send every event to the enabled sinks ([sinks.*
 serial, logfile), until SIGTERM/SIGINT; then send a final status, flush the sinks and exit 0.
 
 Events are JSON objects (one per line on stdout with the stdout sink):
-  {"type": "wake"|"command"|"scene"|"status", "label": ..., "confidence": 0..1,
+  {"type": "wake"|"command"|"scene"|"beat"|"status", "label": ..., "confidence": 0..1,
    "t_audio_s": ..., "t_wall": ..., "seq": ..., "device": ...}
 (`python -m device --help` describes the fields; status heartbeats carry timings and health.)
 A bad profile value, a wrong device name or a model that does not match the profile stops
@@ -148,7 +152,19 @@ def build_parser() -> argparse.ArgumentParser:
     add_profile_arguments(conf, "decisions.wake_threshold=0.7")
     conf.add_argument("--show", action="store_true",
                       help="print the merged profile (default: only check it and say so)")
+
+    from .enrol import __doc__ as enrol_doc, add_arguments as enrol_arguments
+    enrol = sub.add_parser("enrol", help="refit the vocal-percussion readout on your own sounds",
+                           description=enrol_doc,
+                           formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_profile_arguments(enrol, "model.esn.enrol_folds=3")
+    enrol_arguments(enrol)
     return parser
+
+
+def cmd_enrol(args) -> int:
+    from .enrol import cmd_enrol as run_enrol
+    return run_enrol(config_from_args(args), args)
 
 
 def _install_signals(pipeline) -> None:
@@ -275,7 +291,8 @@ def main(argv=None) -> int:
     from .manifest import ManifestError
     try:
         return {"run": cmd_run, "detect": cmd_detect, "bench": cmd_bench, "selfcheck": cmd_selfcheck,
-                "list-devices": cmd_list_devices, "config": cmd_config}[args.command](args)
+                "list-devices": cmd_list_devices, "config": cmd_config,
+                "enrol": cmd_enrol}[args.command](args)
     except EssentialStageFailed as exc:
         # Not the user's input: a run-time fault. Exit 1, which systemd's Restart=on-failure
         # restarts (exit 2, a bad profile or file, is not restarted: RestartPreventExitStatus).

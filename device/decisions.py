@@ -9,6 +9,7 @@ stream) of the posteriors it is given, so the same posteriors always give the sa
 * `CommandWindow` — after a wake word, for ``window_s``, a command keyword becomes an event.
 * `KeywordDecisions` — the three above over the keyword head; emits ``wake``/``command`` events.
 * `SceneTracker` — smoothed scene posteriors with hysteresis; emits ``scene`` on a change.
+* `BeatTracker` — per-frame percussion posteriors, hysteresis; one ``beat`` event per hit.
 
 Every window is a span of audio time, never a count of model outputs: like TFLite Micro's
 ``RecognizeCommands``, the smoother keeps a queue of ``(t, posteriors)`` and averages those whose
@@ -29,7 +30,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["PosteriorSmoother", "WakeWordTrigger", "CommandWindow", "KeywordDecisions",
-           "SceneTracker"]
+           "SceneTracker", "BeatTracker"]
 
 
 def _event(kind: str, label: str, confidence: float, t: float, **extra) -> dict:
@@ -278,3 +279,121 @@ class SceneTracker:
             self.current = None
             return [_event("scene", "none", float(1.0 - p.max()), t)]
         return []
+
+
+class BeatTracker:
+    """Vocal-percussion hits from per-frame posteriors: one ``beat`` event per hit.
+
+    Each frame's posteriors are averaged over the last ``smoothing_s`` of frames. A hit starts
+    when the smoothed share of the sound classes (everything but ``silent``) rises to
+    ``threshold_on`` and ends when it falls below ``threshold_off`` (hysteresis: a hit that
+    wavers around one threshold is still one hit). Its label is the sound class with the largest
+    mean posterior over the hit's first ``decision_s`` (or over the whole hit when it is
+    shorter); the event is raised then, stamped with the hit's onset: the start of the first
+    frame of the smoothing window whose own sound share was above ``threshold_off``. Silence
+    raises nothing.
+
+    Usage: ``bt = BeatTracker.from_config(cfg, frame_s); events = bt.update(t_frame_start, p)``.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        The readout's classes, ``silent`` among them.
+    frame_s : float
+        The frame hop of the posteriors (16 ms for the ESN frontend).
+    smoothing_s, decision_s : float
+        See above; both at least one frame.
+    threshold_on, threshold_off : float
+        ``threshold_off <= threshold_on``.
+    """
+
+    def __init__(self, labels: Sequence[str], frame_s: float, *, smoothing_s: float,
+                 threshold_on: float, threshold_off: float, decision_s: float,
+                 silent: str = "silent"):
+        if threshold_off > threshold_on:
+            raise ValueError(f"beat hysteresis needs threshold_off <= threshold_on, got "
+                             f"{threshold_off} > {threshold_on}")
+        if silent not in labels:
+            raise ValueError(f"the beat labels {list(labels)} have no {silent!r} class")
+        self.labels = list(labels)
+        self.silent = self.labels.index(silent)
+        self.sound = np.array([i for i in range(len(self.labels)) if i != self.silent])
+        self.k = max(1, int(round(smoothing_s / frame_s)))
+        self.decision_frames = max(1, int(round(decision_s / frame_s)))
+        self.on, self.off = float(threshold_on), float(threshold_off)
+        self._window = np.zeros((self.k, len(self.labels)))
+        self._times = np.zeros(self.k)
+        self._silent_ring = [0.0] * self.k
+        self._silent_sum = 0.0
+        self._filled = 0
+        self._pos = 0
+        self.active = False
+        self._sum = np.zeros(len(self.labels))
+        self._hit_frames = 0
+        self._onset = 0.0
+        self._emitted = False
+
+    @classmethod
+    def from_config(cls, cfg, labels: Sequence[str], frame_s: float) -> "BeatTracker":
+        """``[decisions] beat_*`` settings."""
+        return cls(labels, frame_s, smoothing_s=cfg["decisions.beat_smoothing_ms"] / 1000.0,
+                   threshold_on=cfg["decisions.beat_threshold_on"],
+                   threshold_off=cfg["decisions.beat_threshold_off"],
+                   decision_s=cfg["decisions.beat_decision_ms"] / 1000.0)
+
+    def reset(self) -> None:
+        self._filled = self._pos = 0
+        self._silent_ring = [0.0] * self.k
+        self._silent_sum = 0.0
+        self.active = False
+
+    def _emit(self) -> dict:
+        self._emitted = True
+        mean = self._sum / max(self._hit_frames, 1)
+        best = int(self.sound[np.argmax(mean[self.sound])])
+        return _event("beat", self.labels[best], mean[best], self._onset)
+
+    def update(self, t: float, posteriors: np.ndarray) -> list[dict]:
+        """One frame: ``t`` its start in the stream (s), ``posteriors`` over ``labels``.
+
+        Runs every 16 ms on the device: the smoothing is a running sum of the silent share
+        (plain floats), so a frame of silence costs a couple of microseconds."""
+        p = posteriors
+        pos = self._pos
+        silent_now = float(p[self.silent])
+        self._silent_sum += silent_now - self._silent_ring[pos]
+        self._silent_ring[pos] = silent_now
+        self._window[pos] = p
+        self._times[pos] = t
+        self._pos = (pos + 1) % self.k
+        if self._filled < self.k:
+            self._filled += 1
+        share = 1.0 - self._silent_sum / self._filled
+        events = []
+        if not self.active:
+            if share >= self.on:
+                self.active, self._emitted = True, False
+                self._sum[:] = 0.0
+                self._hit_frames = 0
+                # The onset: the first frame in the window that already sounded.
+                order = [(self._pos + i) % self.k for i in range(self.k)][self.k - self._filled:]
+                starts = [self._times[i] for i in order if 1.0 - self._window[i, self.silent] > self.off]
+                self._onset = starts[0] if starts else t
+                for i in order:
+                    if self._times[i] >= self._onset:
+                        self._sum += self._window[i]
+                        self._hit_frames += 1
+                if self._hit_frames >= self.decision_frames:
+                    events.append(self._emit())
+            return events
+        if share < self.off:
+            self.active = False
+            if not self._emitted:
+                events.append(self._emit())
+            return events
+        if not self._emitted:
+            self._sum += p
+            self._hit_frames += 1
+            if self._hit_frames >= self.decision_frames:
+                events.append(self._emit())
+        return events

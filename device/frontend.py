@@ -76,6 +76,10 @@ class LogMelConfig(_FramingMixin):
         cheap USB microphones roll off above it.
     log_floor : float
         Added before the log so digital silence stays finite.
+    kernel : str
+        ``"numpy"`` or ``"numba"`` (`device.logmel_numba`): the same log-mel to ~1e-6, the
+        numba one without NumPy's per-call overhead, for a frontend that runs a short frame at a
+        time (the ESN's). Training and the device use the frontend's kernel alike.
     """
 
     sample_rate: int = 16000
@@ -85,6 +89,7 @@ class LogMelConfig(_FramingMixin):
     fmin_hz: float = 20.0
     fmax_hz: float = 4000.0
     log_floor: float = 1e-6
+    kernel: str = "numpy"
 
     @property
     def n_fft(self) -> int:
@@ -207,6 +212,12 @@ def frame_signal(x: np.ndarray, window_length: int, hop_length: int) -> np.ndarr
 
 def _power_frames_to_log_mel(frames: np.ndarray, cfg: LogMelConfig) -> np.ndarray:
     """The kernel both APIs share: windowed frames -> log mel energies, float32."""
+    if cfg.kernel != "numpy":
+        if cfg.kernel != "numba":
+            raise ValueError(f"frontend kernel {cfg.kernel!r} is unknown; use \"numpy\" or "
+                             f"\"numba\"")
+        from .logmel_numba import log_mel_frames
+        return log_mel_frames(frames, cfg)
     window = _periodic_hann(cfg.window_length, cfg.n_fft)[: cfg.window_length]
     spectrum = np.fft.rfft(frames * window, n=cfg.n_fft, axis=-1)
     power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
@@ -245,6 +256,13 @@ class LogMelStream:
         self.cfg = cfg
         self._pending = np.zeros(0, dtype=np.float32)
         self.frames_emitted = 0
+        # Computed once: the properties round and multiply on every access, and a push runs
+        # every hop (the ESN's whole frame costs a few microseconds).
+        self._win, self._hop = cfg.window_length, cfg.hop_length
+        if cfg.kernel != "numpy":
+            # Compile (or load from numba's cache) now, not inside the first live hop, where
+            # the half second it takes would look like overload and shed stages.
+            _power_frames_to_log_mel(np.zeros((1, self._win), np.float32), cfg)
 
     def reset(self) -> None:
         """Forget buffered audio (e.g. after a capture gap)."""
@@ -252,11 +270,13 @@ class LogMelStream:
         self.frames_emitted = 0
 
     def push(self, samples: np.ndarray) -> np.ndarray:
-        x = as_float_audio(samples)
+        # float32 (what the resampler and the pipeline hand over) needs no conversion
+        x = samples if type(samples) is np.ndarray and samples.dtype == np.float32 \
+            else as_float_audio(samples)
         if x.ndim != 1:
             raise ValueError(f"push expects mono audio of shape (n,), got {x.shape}")
         buf = np.concatenate([self._pending, x]) if self._pending.size else x
-        win, hop = self.cfg.window_length, self.cfg.hop_length
+        win, hop = self._win, self._hop
         n = num_frames(len(buf), win, hop)
         if n == 0:
             self._pending = buf.copy()

@@ -76,6 +76,19 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.*.augment.clean_keywords", "[0, 1]"),
     ("model.*.augment.speed", "[0, 0.5]"),
     ("export.calibration_examples", "[1, inf)"),
+    ("model.esn.grid_*", "[1, 100]"),
+    ("model.esn.leak", "(0, 1]"),               # 0 never updates the state
+    ("model.esn.spectral_radius", "(0, 2]"),
+    ("model.esn.input_scaling", "(0, inf)"),
+    ("model.esn.input_density", "(0, 1]"),
+    ("model.esn.ridge_alpha", "(0, inf)"),      # 0: an unregularised, often singular solve
+    ("model.esn.class_balance", "[0, 2]"),
+    ("model.esn.label_min_rise_db", "[0, inf)"),
+    ("model.esn.label_rise_fraction", "[0, 1]"),
+    ("model.esn.label_min_sound_frames", "[1, inf)"),
+    ("model.esn.cv_folds", "[2, inf)"),
+    ("model.esn.enrol_folds", "[2, inf)"),
+    ("model.esn.search_iterations", "[1, inf)"),
     ("bench.audio_s", "(0, inf)"),
     ("bench.event_calls", "[1, 60000]"),        # the serial link numbers events mod 65535
     ("deploy.keep_releases", "[1, inf)"),

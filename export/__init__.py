@@ -10,8 +10,8 @@
 * `export.demo` — ``make demo``: a synthetic recording through the trained pipeline;
 * `export.standin` — stand-in models with known behaviour (tone detectors) for the device's
   tests and benchmarks, converted with the exporter's own int8 recipe;
-* coming: ``export.esn`` for the echo state network, one module per model like
-  `export.multitask`.
+* `export.esn` — the echo state network: ``esn_int8.npz`` (int16 reservoir, normaliser,
+  readout) and the readout as int8 TFLite, each with a manifest.
 
 Export uses `train` (to load and rebuild a trained network); `train` never imports export.
 Evaluation of exported models lives in `evaluation`.

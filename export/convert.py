@@ -42,7 +42,7 @@ AGREEMENT_EXAMPLES = 200
 ONNX_CHECK_EXAMPLES = 20
 
 
-def convert_int8(model, calibration: np.ndarray) -> bytes:
+def convert_int8(model, calibration: np.ndarray, as_input=None) -> bytes:
     """Full-integer int8 conversion (int8 in and out), calibrated on normalised features.
 
     Parameters
@@ -52,6 +52,9 @@ def convert_int8(model, calibration: np.ndarray) -> bytes:
     calibration : np.ndarray
         ``(n, frames, mels)`` *normalised* training features; a few hundred cover the ranges
         well, more only slows the conversion.
+    as_input : callable, optional
+        One calibration example -> the model's input tensor (default: ``(frames, mels)`` ->
+        ``(1, frames, mels, 1)``; the ESN readout's vector is ``x[None, :]``).
 
     Returns
     -------
@@ -60,9 +63,11 @@ def convert_int8(model, calibration: np.ndarray) -> bytes:
     """
     import tensorflow as tf
 
+    shape = as_input or (lambda x: x[None, :, :, None])
+
     def representative():
         for x in calibration:
-            yield [x[None, :, :, None].astype(np.float32)]
+            yield [shape(x).astype(np.float32)]
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
     converter.optimizations = [tf.lite.Optimize.DEFAULT]

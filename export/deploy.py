@@ -114,8 +114,9 @@ def _copy_package(name: str, dest: Path) -> None:
 
 
 def collect_models(export_dir: Path) -> list[tuple[Path, Path]]:
-    """Every ``.tflite`` in ``export_dir`` with its manifest, each checked against its sha256."""
-    models = sorted(export_dir.glob("*.tflite"))
+    """Every ``.tflite`` (and ``.npz``: the ESN) in ``export_dir`` with its manifest, each
+    checked against its sha256."""
+    models = sorted(export_dir.glob("*.tflite")) + sorted(export_dir.glob("*.npz"))
     if not models:
         raise DeployError(f"no models in {export_dir}: run `make train export` first")
     pairs = []

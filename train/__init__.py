@@ -19,8 +19,10 @@ Shared by every model (a new model is one module that uses these):
 Models, one module each (``python -m train.<model> --help``):
 
 * `train.multitask` — the keyword + scene DS-CNN and its variants (``kw`` ... ``mt60j``);
-* coming: ``train.esn`` (the echo state network for vocal percussion, exported by
-  ``export.esn``), ``train.classifiers`` (the two environmental sound classifiers) and
+* `train.esn` — the echo state network for vocal percussion (grid reservoir, frame labels,
+  the scikit-learn-shaped estimator fit on the device's fixed-point states, CV by recording,
+  the search), exported by `export.esn`;
+* coming: ``train.classifiers`` (the two environmental sound classifiers) and
   ``train.separation`` (the DANet source separator).
 
 Nothing here imports `export` or `evaluation`: export uses training, evaluation uses both.

@@ -14,10 +14,12 @@ stage type             consumes                      emits
                        the model's manifest
 ``keyword_decisions``  ``posteriors.keyword``        ``wake`` / ``command`` events
 ``scene_decisions``    ``posteriors.scene``          ``scene`` events
+``esn``                ``features.esn.new``          ``beat`` events, ``posteriors.percussion``
 =====================  ============================  ========================================
 
 Each type lives in the module of its name (``tflite_model`` in `model`). The default profile runs ``frontend`` (logmel) -> ``multitask`` (tflite_model: the keyword +
-scene network) -> ``keywords`` -> ``scenes``. `check_wiring` checks at start-up that every
+scene network) -> ``keywords`` -> ``scenes``, then ``esn_frontend`` (logmel at 8 kHz) -> ``esn``
+(vocal percussion). `check_wiring` checks at start-up that every
 consumed stream is emitted by an earlier stage and says how to fix it when not.
 
 Adding a stage is one new module in this package and one profile entry. The module defines a
@@ -26,9 +28,9 @@ and its streams in ``consumes``/``emits``; this package imports every module in 
 else needs to know about it. The profile gets a ``[stages.<name>]`` section with
 ``type = "<type>"`` and ``<name>`` in ``[pipeline] stages``, where it belongs in the order. A
 model exported as int8 TFLite with a manifest needs no module at all: it is a ``tflite_model``
-section. The parts still to come — the echo state network, an environmental sound classifier,
-the source separator in front of the keyword model — will be new files here (or, for models,
-``tflite_model`` sections).
+section. The echo state network (`esn`) is one such module; the parts still to come — an
+environmental sound classifier, the source separator in front of the keyword model — will be
+new files here (or, for models, ``tflite_model`` sections).
 
 `base` holds `HopContext`, `Stage` (scheduling, priority, shedding flags, key checking), `Param`
 and `register_stage`; `build_stage` builds a profile section through the registry.

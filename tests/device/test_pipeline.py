@@ -264,9 +264,9 @@ def test_a_misspelt_stage_key_is_refused_naming_the_nearest_one(tone_model):
 
 
 def test_a_missing_required_stage_key_names_itself_and_the_fix(tone_model):
-    cfg = make_cfg(tone_model, "stages.esn.type=test_frame_counter")
-    with pytest.raises(ConfigError, match=r"stages.esn.input is missing .*--set stages.esn.input="):
-        build_stage("esn", cfg, 16000, 0.01)
+    cfg = make_cfg(tone_model, "stages.counter.type=test_frame_counter")
+    with pytest.raises(ConfigError, match=r"stages.counter.input is missing .*--set stages.counter.input="):
+        build_stage("counter", cfg, 16000, 0.01)
 
 
 @pytest.mark.timeout(30)
@@ -361,10 +361,10 @@ class FrameCounter(Stage):
 def test_adding_a_stage_is_one_config_entry_and_one_class(tone_model):
     # An 8 kHz ESN frontend (16 ms hop) beside the 16 kHz keyword frontend, and a consumer.
     cfg = make_cfg(tone_model, *FAST,
-                   'pipeline.stages=["frontend", "esn_features", "multitask", "keywords", "scenes", "esn"]',
+                   'pipeline.stages=["frontend", "esn_features", "multitask", "keywords", "scenes", "counter"]',
                    "stages.esn_features.type=logmel", "stages.esn_features.frontend=esn",
-                   "stages.esn_features.window_frames=1", "stages.esn.type=test_frame_counter",
-                   "stages.esn.input=features.esn.new")
+                   "stages.esn_features.window_frames=1", "stages.counter.type=test_frame_counter",
+                   "stages.counter.input=features.esn.new")
     pipe = Pipeline.from_config(cfg, keep_events=True)
     esn_front = pipe.stages[1]
     assert esn_front.rate == 8000 and esn_front.describe()["emits"] == ["features.esn", "features.esn.new"]
@@ -374,7 +374,7 @@ def test_adding_a_stage_is_one_config_entry_and_one_class(tone_model):
     assert expected - 2 <= pipe.stages[-1].frames <= expected
     assert [(k, l) for k, l, _ in words(pipe.events)] == [("wake", "computer"), ("command", "yes")]
     assert set(pipe.status()["stages"]) == {"frontend", "esn_features", "multitask", "keywords",
-                                            "scenes", "esn"}
+                                            "scenes", "counter"}
 
 
 def test_the_registry_finds_every_stage_module_and_a_new_one(tmp_path, monkeypatch):
@@ -383,7 +383,8 @@ def test_the_registry_finds_every_stage_module_and_a_new_one(tmp_path, monkeypat
             "print(sorted(t for t, c in s.STAGE_TYPES.items() if c.__module__.startswith('device.')))")
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=device_env(),
                          cwd=REPO, timeout=60)
-    assert out.stdout.strip() == str(["keyword_decisions", "logmel", "scene_decisions", "tflite_model"])
+    assert out.stdout.strip() == str(["esn", "keyword_decisions", "logmel", "scene_decisions",
+                                      "tflite_model"])
     # ... and a new module in the package is found with no other change.
     import device.stages as stages
     (tmp_path / "counter_for_test.py").write_text(

@@ -1,0 +1,212 @@
+"""``esn``: the vocal-percussion echo state network, frame by frame, raising ``beat`` events."""
+from __future__ import annotations
+
+import logging
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ..config import ConfigError
+from ..decisions import BeatTracker
+from ..esn import EsnRunner, read_esn_model
+from ..manifest import ManifestError
+from ..paths import resolve_build_path
+from .base import HopContext, Param, Stage, register_stage
+
+__all__ = ["EsnStage"]
+
+log = logging.getLogger("hopwise.stages.esn")
+
+READOUTS = ("auto", "int8", "tflite")
+
+
+@register_stage("esn")
+class EsnStage(Stage):
+    """Steps the fixed-point reservoir (`device.esn.EsnRunner`) on every new frame of
+    ``features.esn.new``, applies the readout and turns the posteriors into ``beat`` events
+    (`device.decisions.BeatTracker`, ``[decisions] beat_*``): one per hit, with its label,
+    confidence and the ``t_audio_s`` of its onset.
+
+    The model is ``esn_int8.npz`` with its manifest (`device.esn.read_esn_model`: sha256,
+    labels against ``labels.percussion``, frontend against ``[frontend.esn]``); a tampered or
+    mismatched file stops start-up with the fix. The readout is the int8 weights of the
+    ``.npz`` (no interpreter) or the int8 TFLite model the manifest names, whichever a start-up
+    measurement finds faster (``readout = "auto"``). The manifest is watched (checked every
+    ``reload_check_s`` of audio): an enrolment (``python -m device enrol``) that writes a new
+    readout is picked up without a restart; a reservoir that changed too resets the state.
+
+    Parameters (``[stages.<name>]``, besides those of `Stage`)
+    ----------
+    model : str
+        The ``.npz`` (its ``.json`` beside it), relative to ``project.build_dir`` or the cwd.
+    input : str
+        The new-frames stream (default ``features.esn.new``).
+    readout : str
+        ``"auto"``, ``"int8"`` or ``"tflite"``.
+    if_missing : str
+        ``"error"``: a missing model file stops start-up; ``"warn"``: the stage says so once
+        and raises no events (the default profile's choice, so a build without the ESN still
+        runs the keyword model). A damaged file is refused either way.
+    reload_check_s : float
+        How often the manifest is checked for a new readout (audio seconds; 0: never).
+    """
+
+    PARAMS = {**Stage.PARAMS,
+              "model": Param("the ESN .npz, its .json manifest beside it"),
+              "input": Param("the new-frames stream", "features.esn.new"),
+              "readout": Param('"auto" (faster, measured), "int8" or "tflite"', "auto"),
+              "if_missing": Param('"error" or "warn" when the model file is missing', "error"),
+              "reload_check_s": Param("seconds of audio between checks for a new readout", 1.0)}
+
+    def __init__(self, name, params, cfg, pipeline_rate, hop_s):
+        super().__init__(name, params, cfg, pipeline_rate, hop_s)
+        if self.params["readout"] not in READOUTS:
+            raise ConfigError(f"stages.{name}.readout = {self.params['readout']!r}; use one of "
+                              f"{', '.join(READOUTS)}")
+        if self.params["if_missing"] not in ("error", "warn"):
+            raise ConfigError(f"stages.{name}.if_missing = {self.params['if_missing']!r}; use "
+                              f"\"error\" or \"warn\"")
+        self.input_key = self.params["input"]
+        self.consumes = (self.input_key,)
+        self.emits = ("event.beat", "posteriors.percussion")
+        self.labels = list(cfg["labels.percussion"])
+        self.frontend = cfg.section("frontend.esn")
+        fhop = int(round(self.frontend["sample_rate"] * self.frontend["hop_ms"] / 1000.0))
+        self.frame_s = fhop / float(self.frontend["sample_rate"])
+        self.path = resolve_build_path(cfg, self.params["model"])
+        self.runner: EsnRunner | None = None
+        self.readout_backend = None
+        self.readout_us: dict = {}
+        self.reloads = 0
+        self.frames = 0
+        self._t0 = 0.0              # stream time of frame 0 (moves on after a gap)
+        self._gap = False
+        self._mtime = None
+        self._next_check = 0.0
+        self.tracker = BeatTracker.from_config(cfg, self.labels, self.frame_s)
+        if not self._manifest_path().exists() and self.params["if_missing"] == "warn":
+            log.warning("stage %s: no ESN model at %s, so no beat events; build it with "
+                        "`make train export` (python -m train.esn, python -m export.esn) or "
+                        "remove %r from pipeline.stages", name, self.path, name)
+            return
+        self._load()
+
+    def _manifest_path(self) -> Path:
+        return self.path.with_suffix(".json")
+
+    def _load(self) -> None:
+        model, manifest = read_esn_model(self.path, labels=self.labels, frontend=self.frontend)
+        old = self.runner
+        runner = EsnRunner(model)
+        if old is not None and np.array_equal(old.model.reservoir.w, model.reservoir.w) \
+                and np.array_equal(old.model.reservoir.w_in, model.reservoir.w_in):
+            runner.x[:] = old.x        # same reservoir, new readout: keep the running state
+            runner.frames = old.frames
+        runner.push(np.zeros(runner.m, np.float32))   # compile now, not on the first live hop
+        runner.reset()
+        tflite = self._tflite(manifest)
+        self.readout_backend, self.readout_us = self._choose(runner, tflite)
+        if self.readout_backend == "tflite":
+            runner.use_tflite(tflite)
+        self.runner = runner
+        self.manifest = manifest
+        self._mtime = self._manifest_path().stat().st_mtime_ns
+        log.info("stage %s: ESN %d neurons, readout %s (%s)", self.name,
+                 model.reservoir.n_neurons, self.readout_backend,
+                 ", ".join(f"{k} {v:.1f} us" for k, v in self.readout_us.items()) or "not timed")
+
+    def _tflite(self, manifest):
+        """The TFLite readout the manifest names, verified, or None when it names none (an
+        enrolled readout) or ``readout = "int8"``."""
+        spec = manifest.get("readout_tflite")
+        if self.params["readout"] == "int8" or not spec:
+            if self.params["readout"] == "tflite":
+                raise ManifestError(f"stages.{self.name}.readout = \"tflite\" but "
+                                    f"{manifest['_path']} names no TFLite readout (an enrolled "
+                                    f"readout has none): set readout = \"auto\" or \"int8\"")
+            return None
+        path = Path(manifest["_path"]).with_name(spec["file"])
+        from ..interpreter import TFLiteModel
+        from ..manifest import sha256_file
+        if not path.exists() or sha256_file(path) != spec["sha256"]:
+            raise ManifestError(f"{path} is missing or is not the readout {manifest['file']} was "
+                                f"exported with (sha256 differs): deploy the files of one "
+                                f"`make export` together")
+        return TFLiteModel(path, expected_labels={"percussion": self.labels})
+
+    def _choose(self, runner: EsnRunner, tflite) -> tuple[str, dict]:
+        """The faster readout on this machine, measured on 200 frames (int8 if no TFLite)."""
+        if tflite is None:
+            return "int8", {}
+        frame = np.zeros(runner.m, np.float32)
+        timings = {}
+        for backend, model in (("int8", None), ("tflite", tflite)):
+            runner.use_tflite(model)
+            runner.push(frame)      # warm-up (numba compiles, interpreter allocates)
+            t0 = time.perf_counter()
+            for _ in range(200):
+                runner.push(frame)
+            timings[backend] = (time.perf_counter() - t0) / 200 * 1e6
+        runner.use_tflite(None)
+        runner.reset()
+        if self.params["readout"] != "auto":
+            return self.params["readout"], timings
+        return min(timings, key=timings.get), timings
+
+    def _maybe_reload(self, t: float) -> None:
+        if self.params["reload_check_s"] <= 0 or t < self._next_check:
+            return
+        self._next_check = t + float(self.params["reload_check_s"])
+        try:
+            mtime = self._manifest_path().stat().st_mtime_ns
+        except OSError:
+            return
+        if mtime == self._mtime:
+            return
+        try:
+            self._load()
+            self.reloads += 1
+            log.info("stage %s: reloaded %s (a new readout)", self.name, self.path.name)
+        except (ManifestError, OSError) as exc:
+            self._mtime = mtime       # said once per change, the old model keeps running
+            log.warning("stage %s: the changed %s is refused, keeping the loaded model: %s",
+                        self.name, self.path.name, exc)
+
+    def process(self, ctx: HopContext) -> None:
+        if self.runner is None:
+            return
+        self._maybe_reload(ctx.t_audio_s)
+        if self.input_key not in ctx.fresh:
+            return
+        new = ctx.data[self.input_key]
+        if self._gap:
+            # After lost audio, frame 0 of the restarted stream ends with this hop's audio.
+            self._t0 = ctx.t_audio_s - len(new) * self.frame_s
+            self._gap = False
+        runner = self.runner
+        for frame in new:
+            t = self._t0 + self.frames * self.frame_s
+            runner.push(frame)
+            p = runner.proba
+            self.frames += 1
+            events = self.tracker.update(t, p)
+            if events:
+                ctx.events.extend(events)
+        if len(new):
+            ctx.put("posteriors.percussion", (ctx.t_audio_s, runner.proba.copy()))
+
+    def on_gap(self) -> None:
+        if self.runner is not None:
+            self.runner.reset()
+        self.tracker.reset()
+        self.frames = 0
+        self._gap = True
+
+    def describe(self) -> dict:
+        d = super().describe()
+        d.update(model=str(self.path), loaded=self.runner is not None,
+                 readout=self.readout_backend, readout_us=self.readout_us, reloads=self.reloads,
+                 neurons=self.runner.n if self.runner else None)
+        return d
