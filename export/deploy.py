@@ -83,10 +83,14 @@ class SSHTarget:
 
     @classmethod
     def parse(cls, text: str) -> "SSHTarget | None":
-        """``user@host:/path`` or ``ssh://user@host:port/path``; None for a local folder."""
+        """``user@host:/path``, ``user@host:port:/path`` or ``ssh://user@host:port/path``; None
+        for a local folder."""
         m = re.fullmatch(r"ssh://([^/:]+)(?::(\d+))?(/.*)", text)
         if m:
             return cls(m.group(1), m.group(3), int(m.group(2)) if m.group(2) else None)
+        m = re.fullmatch(r"([^/:\s]+@[^/:\s]+|[^/:\s]+):(\d+):(/.*)", text)
+        if m and not Path(text).exists():
+            return cls(m.group(1), m.group(3), int(m.group(2)))
         m = re.fullmatch(r"([^/:\s]+@[^/:\s]+|[^/:\s]+):(.+)", text)
         if m and not Path(text).exists():
             return cls(m.group(1), m.group(2))

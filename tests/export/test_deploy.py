@@ -81,6 +81,8 @@ def test_tampered_or_missing_models_are_refused(tmp_path, cfg, capsys):
 @pytest.mark.parametrize("text, expected", [
     ("pi@raspberrypi.local:/opt/hopwise", ("pi@raspberrypi.local", "/opt/hopwise", None)),
     ("ssh://pi@10.0.0.2:2222/srv/hw", ("pi@10.0.0.2", "/srv/hw", 2222)),
+    ("pi@10.0.0.2:2222:/srv/hw", ("pi@10.0.0.2", "/srv/hw", 2222)),
+    ("pi@host:relative/dir", ("pi@host", "relative/dir", None)),
     ("build/deploy", None),
 ])
 def test_target_parsing(text, expected):
