@@ -10,7 +10,6 @@ import numpy as np
 
 from ..config import ConfigError
 from ..decisions import BeatTracker
-from ..esn import EsnRunner, read_esn_model
 from ..manifest import ManifestError
 from ..paths import resolve_build_path
 from .base import HopContext, Param, Stage, register_stage
@@ -76,7 +75,7 @@ class EsnStage(Stage):
         fhop = int(round(self.frontend["sample_rate"] * self.frontend["hop_ms"] / 1000.0))
         self.frame_s = fhop / float(self.frontend["sample_rate"])
         self.path = resolve_build_path(cfg, self.params["model"])
-        self.runner: EsnRunner | None = None
+        self.runner = None                  # device.esn.EsnRunner once a model is loaded
         self.readout_backend = None
         self.readout_us: dict = {}
         self.reloads = 0
@@ -97,6 +96,9 @@ class EsnStage(Stage):
         return self.path.with_suffix(".json")
 
     def _load(self) -> None:
+        # Imported here, not at the top: device.esn loads numba (~50 MB resident), and every
+        # stage module is imported for the registry, so a pipeline without an ESN would pay it.
+        from ..esn import EsnRunner, read_esn_model
         model, manifest = read_esn_model(self.path, labels=self.labels, frontend=self.frontend)
         old = self.runner
         runner = EsnRunner(model)
@@ -136,7 +138,7 @@ class EsnStage(Stage):
                                 f"`make export` together")
         return TFLiteModel(path, expected_labels={"percussion": self.labels})
 
-    def _choose(self, runner: EsnRunner, tflite) -> tuple[str, dict]:
+    def _choose(self, runner, tflite) -> tuple[str, dict]:
         """The faster readout on this machine, measured on 200 frames (int8 if no TFLite)."""
         if tflite is None:
             return "int8", {}
