@@ -38,9 +38,10 @@ import numpy as np
 
 from device.config import Config, add_profile_arguments, config_from_args, load_config
 from device.paths import BuildPaths
+from train.corpus import resolve_data_path
 
-from .wakeword_engines import (PEER_LICENCES, Engine, EngineRun, HopwiseEngine, peer_engines)
-from .wakeword_scoring import (DetPoint, StreamScore, det_points, extrapolate_miss_at_rate,
+from .wakeword_engines import Engine, EngineRun, HopwiseEngine, peer_engines
+from .wakeword_scoring import (StreamScore, det_points, extrapolate_miss_at_rate,
                                false_alarms_at_miss, miss_at_zero_false_alarms, operating_point,
                                poisson_upper_rate, score_stream)
 from .wakeword_streams import StreamSet, build_streams, select_recordings, trained_paths
@@ -55,16 +56,6 @@ SENSITIVITIES = tuple(round(x, 2) for x in np.arange(0.0, 1.001, 0.1))
 
 
 # ------------------------------------------------------------------ engines from the command line
-def _resolve(path: str | None) -> Path | None:
-    if not path:
-        return None
-    from device.config import REPO_ROOT
-    p = Path(path).expanduser()
-    if p.is_absolute() or p.exists():
-        return p
-    return REPO_ROOT / p
-
-
 def hopwise_engine(spec: str, base: Config, overrides: Sequence[str]) -> HopwiseEngine:
     """``hopwise`` (the --profile), ``hopwise=MODEL.tflite``, ``hopwise:PROFILE`` or
     ``hopwise:PROFILE=MODEL.tflite``."""
@@ -120,15 +111,20 @@ def streams_for(cfg: Config, wake_word: str, hopwise: Sequence[HopwiseEngine],
         if got:
             trained_by.append(f"{e.name}: {len(got)} training recordings left out")
         excluded |= got
-    d = lambda k: _resolve(cfg[f"data.real.{k}"])  # noqa: E731
+    # Profile folders resolve as training resolves them (repository root); --positives is a
+    # command-line path (the current directory).
+    d = lambda k: resolve_data_path(cfg[f"data.real.{k}"])  # noqa: E731
+    pos_dir = Path(positives).expanduser().resolve() if positives else \
+        resolve_data_path(b("positives"))
     pos, neg = select_recordings(
-        wake_word, positives=_resolve(positives or b("positives")), wake_words=d("wake_words"),
-        speech_commands=d("speech_commands"), esc50=d("esc50"), long_audio=_resolve(b("long_audio")),
-        extra_negatives=[_resolve(p) for p in b("extra_negatives")], exclude=excluded)
+        wake_word, positives=pos_dir, wake_words=d("wake_words"),
+        speech_commands=d("speech_commands"), esc50=d("esc50"),
+        long_audio=resolve_data_path(b("long_audio")),
+        extra_negatives=[resolve_data_path(p) for p in b("extra_negatives")], exclude=excluded)
     if not pos:
         raise FileNotFoundError(f"no recordings of {wake_word!r} to benchmark: put them in "
                                 f"{d('wake_words')}/{wake_word}/ or pass --positives DIR")
-    noise_dir = _resolve(b("noise"))
+    noise_dir = resolve_data_path(b("noise"))
     noise = sorted(str(p) for p in noise_dir.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg")) \
         if noise_dir and noise_dir.is_dir() else []
     if not noise:
@@ -143,24 +139,27 @@ def streams_for(cfg: Config, wake_word: str, hopwise: Sequence[HopwiseEngine],
 
 
 # ------------------------------------------------------------------ scoring an engine
-def _fa_by_kind(false_alarms: Sequence[float], segments: Sequence[list]) -> dict[str, int]:
-    starts = np.array([s[0] for s in segments]) if segments else np.zeros(0)
+def _sources(false_alarms: Sequence[float], segments: Sequence[list]) -> list[list | None]:
+    """The negative-stream segment each false alarm falls in (a detection in the gap after a
+    file belongs to that file), None before the first."""
+    starts = np.array([seg[0] for seg in segments]) if segments else np.zeros(0)
+    idx = np.searchsorted(starts, np.asarray(false_alarms, float), side="right") - 1
+    return [segments[i] if i >= 0 else None for i in idx]
+
+
+def _fa_by_kind(sources: Sequence[list | None]) -> dict[str, int]:
     out: dict[str, int] = {}
-    for t in false_alarms:
-        i = int(np.searchsorted(starts, t, side="right")) - 1
-        # A detection just after a file (in the gap) belongs to that file.
-        kind = segments[i][2] if i >= 0 else "gap"
+    for seg in sources:
+        kind = seg[2] if seg is not None else "gap"
         out[kind] = out.get(kind, 0) + 1
     return dict(sorted(out.items()))
 
 
-def _fa_files(false_alarms: Sequence[float], segments: Sequence[list], top: int = 8) -> list:
-    starts = np.array([s[0] for s in segments]) if segments else np.zeros(0)
+def _fa_files(sources: Sequence[list | None], top: int = 8) -> list:
     files: dict[str, int] = {}
-    for t in false_alarms:
-        i = int(np.searchsorted(starts, t, side="right")) - 1
-        if i >= 0:
-            files[segments[i][3]] = files.get(segments[i][3], 0) + 1
+    for seg in sources:
+        if seg is not None:
+            files[seg[3]] = files.get(seg[3], 0) + 1
     return sorted(files.items(), key=lambda kv: -kv[1])[:top]
 
 
@@ -196,9 +195,9 @@ def score_engine(engine: Engine, runs: dict[str, EngineRun], streams: StreamSet,
     out = {"engine": engine.describe(), "smoothing_ms": smoothing_ms, "per_snr": per_snr}
     if headline_setting is not None:
         fas = engine.detect(runs[neg.name], headline_setting, **kw)
+        sources = _sources(fas, neg.segments)
         out["at_setting"] = {"setting": headline_setting, "negative_false_alarms": len(fas),
-                             "by_kind": _fa_by_kind(fas, neg.segments),
-                             "top_files": _fa_files(fas, neg.segments)}
+                             "by_kind": _fa_by_kind(sources), "top_files": _fa_files(sources)}
     return out
 
 
@@ -222,7 +221,7 @@ def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
         if isinstance(engine, HopwiseEngine):
             entry["stage_rtf"] = round(sum(r.extra["stage_s"] for r in runs.values()) / audio, 5)
             entry["replay_check"] = {k: r.extra.get("replay_check") for k, r in runs.items()}
-            by_smoothing = [score_engine(engine, runs, streams, target, s, engine.own_threshold)
+            by_smoothing = [score_engine(engine, runs, streams, target, s, engine.default_setting)
                             for s in engine.smoothing_ms]
             entry["scores"] = by_smoothing[0]
             entry["smoothing_sweep"] = by_smoothing
@@ -238,8 +237,8 @@ def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
                                             "meets_target": op["meets_target"],
                                             "target_false_alarms_per_hour": target}
         else:
-            default = 0.5
-            entry["scores"] = score_engine(engine, runs, streams, target, None, default)
+            entry["scores"] = score_engine(engine, runs, streams, target, None,
+                                           engine.default_setting)
         results.append(entry)
     return {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
@@ -252,8 +251,7 @@ def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
                                  "duration_s": round(streams.negative.duration_s, 1)},
                     "info": streams.info, **(streams_info or {})},
         "engines": results, "notes": list(notes),
-        "licences": {k: v for k, v in PEER_LICENCES.items()
-                     if any(r["describe"]["name"].lower().startswith(k[:5]) for r in results)},
+        "licences": {e.name: e.licence for e in engines if e.licence},
     }
 
 

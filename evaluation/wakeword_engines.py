@@ -79,6 +79,8 @@ class Engine:
     setting_name = "threshold"
     higher_is_stricter = True
     settings: Sequence[float] = ()
+    licence: str | None = None        # a peer's licence, quoted in the report
+    default_setting = 0.5             # what a user gets out of the box (both peers ship 0.5)
 
     def run(self, stream: Stream) -> EngineRun:
         raise NotImplementedError
@@ -139,7 +141,7 @@ class HopwiseEngine(Engine):
         self.min_count = int(cfg["decisions.wake_min_count"])
         self.refractory_s = cfg["decisions.refractory_ms"] / 1000.0
         self.own_threshold = float(cfg["decisions.wake_threshold"])
-        self._smoothed: dict[tuple[int, float], np.ndarray] = {}
+        self.default_setting = self.own_threshold
 
     def describe(self) -> dict:
         from device.paths import BuildPaths
@@ -170,7 +172,7 @@ class HopwiseEngine(Engine):
         stage_s = sum(st["n"] * st["mean_ms"] for st in status["stages"].values()) / 1000.0
         run = EngineRun(stream.name, status["audio_s"], cpu, times, post[:, idx],
                         extra={"pipeline_wakes": wakes, "wall_s": wall, "stage_s": stage_s,
-                               "commands": sum(e["type"] == "command" for e in pipe.events)})
+                               "smoothed": {}})
         self._check_replay(run)
         return run
 
@@ -187,10 +189,12 @@ class HopwiseEngine(Engine):
 
     def detect(self, run: EngineRun, setting: float, smoothing_ms: float | None = None) -> list[float]:
         s_ms = self.smoothing_ms[0] if smoothing_ms is None else float(smoothing_ms)
-        key = (id(run), s_ms)
-        if key not in self._smoothed:
-            self._smoothed[key] = smoothed(run.times_s, run.scores, s_ms / 1000.0)
-        return trigger_replay(run.times_s, self._smoothed[key], threshold=float(setting),
+        # The smoothed scores do not depend on the threshold: computed once per run and window,
+        # kept with the run (an id()-keyed cache could hand a new run a freed one's numbers).
+        cache = run.extra.setdefault("smoothed", {})
+        if s_ms not in cache:
+            cache[s_ms] = smoothed(run.times_s, run.scores, s_ms / 1000.0)
+        return trigger_replay(run.times_s, cache[s_ms], threshold=float(setting),
                               min_count=self.min_count, refractory_s=self.refractory_s)
 
 
@@ -201,6 +205,7 @@ class PorcupineEngine(Engine):
     name = "Porcupine 1.9.5"
     setting_name = "sensitivity"
     higher_is_stricter = False
+    licence = PEER_LICENCES["porcupine"]
 
     def __init__(self, keyword: str, sensitivities: Sequence[float]):
         import pvporcupine  # noqa: F401  (fails here, not halfway through a run)
@@ -234,6 +239,7 @@ class PorcupineEngine(Engine):
 class OpenWakeWordEngine(Engine):
     """openWakeWord's bundled model for a wake word, onnxruntime on one thread."""
     setting_name = "threshold"
+    licence = PEER_LICENCES["openwakeword"]
 
     def __init__(self, wake_word: str, thresholds: Sequence[float], refractory_s: float):
         from openwakeword.model import Model  # noqa: F401

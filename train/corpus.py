@@ -42,7 +42,8 @@ from .synth.keywords import take_meta
 from .synth.augment import random_segment
 from .waveforms import db_to_gain, fit_length, rms
 
-__all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "main"]
+__all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "resolve_data_path",
+           "main"]
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when the generators change what a profile produces
@@ -93,7 +94,9 @@ def _progress(iterable, progress: bool, desc: str, total: int | None = None):
     return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
 
 
-def _resolve_path(path) -> Path | None:
+def resolve_data_path(path) -> Path | None:
+    """A data folder from the profile (``data.real.*``): absolute, or relative to the repository
+    root; None for an empty setting."""
     if path in (None, ""):
         return None
     from device.config import REPO_ROOT
@@ -341,7 +344,7 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     rate = cfg["frontend.keyword.sample_rate"]
     clip_s = cfg["data.clip_s"]
     wake = cfg["labels.wake_word"]
-    paths = {k: _resolve_path(cfg[f"data.real.{k}"]) for k in (
+    paths = {k: resolve_data_path(cfg[f"data.real.{k}"]) for k in (
         "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
         "background_noise")}
     noise = load_background_noise([paths["background_noise"], paths["speech_commands"]], rate)
@@ -445,7 +448,7 @@ def build_corpus(cfg: Config, progress: bool = True, rebuild: bool = False) -> C
     folder = corpus_cache_dir(cfg)
     fingerprint = None
     if source == "real":
-        fingerprint = _fingerprint([_resolve_path(cfg[f"data.real.{k}"]) for k in (
+        fingerprint = _fingerprint([resolve_data_path(cfg[f"data.real.{k}"]) for k in (
             "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
             "background_noise")])
     if not rebuild:
@@ -491,7 +494,7 @@ def split_corpus(corpus: Corpus, cfg: Config) -> dict[str, Corpus]:
     """
     fractions = check_fractions((cfg["split.train"], cfg["split.validation"], cfg["split.test"]))
     seed = cfg["project.seed"]
-    sc_root = _resolve_path(cfg["data.real.speech_commands"]) if corpus.source == "real" else None
+    sc_root = resolve_data_path(cfg["data.real.speech_commands"]) if corpus.source == "real" else None
     if sc_root is not None and (sc_root / "validation_list.txt").is_file():
         from_sc = [c for c in corpus.keywords if c.path and str(c.path).startswith(str(sc_root))]
         others = [c for c in corpus.keywords if not (c.path and str(c.path).startswith(str(sc_root)))]
