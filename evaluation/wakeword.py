@@ -169,13 +169,15 @@ def score_engine(engine: Engine, runs: dict[str, EngineRun], streams: StreamSet,
     """DET points per SNR, the summary figures and where the false alarms came from."""
     neg = streams.negative
     kw = {} if smoothing_ms is None else {"smoothing_ms": smoothing_ms}
+    # The negative stream is the same for every SNR: scored once per setting.
+    negative = {s: score_stream(engine.detect(runs[neg.name], s, **kw), [], neg.duration_s)
+                for s in engine.settings}
     per_snr = {}
     for snr, pos in streams.positives.items():
         scores: dict[float, StreamScore] = {}
         for s in engine.settings:
             sp = score_stream(engine.detect(runs[pos.name], s, **kw), pos.windows, pos.duration_s)
-            sn = score_stream(engine.detect(runs[neg.name], s, **kw), [], neg.duration_s)
-            scores[float(s)] = sp + sn
+            scores[float(s)] = sp + negative[s]
         pts = det_points(scores)
         zero = miss_at_zero_false_alarms(pts)
         at5 = false_alarms_at_miss(pts, 0.05)
@@ -445,14 +447,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path = stem.with_suffix(".json")
     json_path.write_text(json.dumps(report, indent=1, default=float) + "\n")
-    stem.with_suffix(".md").write_text(markdown(report))
+    text = markdown(report)
+    stem.with_suffix(".md").write_text(text)
     png = plot_det(report, stem.parent / f"{stem.name}_det.png")
     if args.write_operating_point:
         for engine, entry in zip(engines, report["engines"]):
             if isinstance(engine, HopwiseEngine) and entry.get("operating_point"):
                 log.info("operating point of %s -> %s", engine.name,
                          write_operating_point(engine, entry, json_path))
-    sys.stdout.write(markdown(report))
+    sys.stdout.write(text)
     log.info("report: %s, %s%s (%.0f s)", json_path, stem.with_suffix(".md"),
              f", {png}" if png else "", report["wall_s"])
     return 0
