@@ -44,7 +44,8 @@ from .wakeword_engines import Engine, EngineRun, HopwiseEngine, peer_engines
 from .wakeword_scoring import (StreamScore, det_points, extrapolate_miss_at_rate,
                                false_alarms_at_miss, miss_at_zero_false_alarms, operating_point,
                                poisson_upper_rate, score_stream)
-from .wakeword_streams import StreamSet, build_streams, select_recordings, trained_paths
+from .wakeword_streams import (StreamSet, audio_files, build_streams, select_recordings,
+                               trained_paths)
 
 log = logging.getLogger("evaluation.wakeword")
 
@@ -125,8 +126,7 @@ def streams_for(cfg: Config, wake_word: str, hopwise: Sequence[HopwiseEngine],
         raise FileNotFoundError(f"no recordings of {wake_word!r} to benchmark: put them in "
                                 f"{d('wake_words')}/{wake_word}/ or pass --positives DIR")
     noise_dir = resolve_data_path(b("noise"))
-    noise = sorted(str(p) for p in noise_dir.rglob("*") if p.suffix.lower() in (".wav", ".flac", ".ogg")) \
-        if noise_dir and noise_dir.is_dir() else []
+    noise = [str(p) for p in audio_files(noise_dir)] if noise_dir and noise_dir.is_dir() else []
     if not noise:
         raise FileNotFoundError(f"no noise recordings in {noise_dir}: set bench.wakeword.noise to "
                                 f"a folder of environmental noise")

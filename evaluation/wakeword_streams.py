@@ -29,13 +29,12 @@ import soundfile as sf
 
 from .wakeword_scoring import Window
 
-__all__ = ["Recording", "Stream", "active_level_db", "mix_at_snr", "select_recordings",
-           "build_positive_stream", "build_negative_stream", "trained_paths", "StreamSet",
-           "build_streams", "load_int16"]
+__all__ = ["Recording", "Stream", "audio_files", "active_level_db", "mix_at_snr",
+           "select_recordings", "build_positive_stream", "build_negative_stream",
+           "trained_paths", "StreamSet", "build_streams", "load_int16"]
 
 log = logging.getLogger("evaluation.wakeword")
 
-AUDIO_SUFFIXES = {".wav", ".flac", ".ogg"}
 RATE = 16000
 
 
@@ -116,8 +115,11 @@ def _to_int16(x: np.ndarray) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ which recordings
-def _audio_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES and p.is_file())
+def audio_files(folder: Path) -> list[Path]:
+    """Every audio file below ``folder``, any depth (a user's folders have any layout)."""
+    from train.datasets import AUDIO_EXTENSIONS
+    return sorted(p for p in folder.rglob("*")
+                  if p.suffix.lower() in AUDIO_EXTENSIONS and p.is_file())
 
 
 def select_recordings(wake_word: str, *, positives: Path | None, wake_words: Path | None,
@@ -139,7 +141,7 @@ def select_recordings(wake_word: str, *, positives: Path | None, wake_words: Pat
             warnings.warn(f"no {what} folder {folder}: the benchmark goes on without it",
                           stacklevel=3)
             return []
-        files = [p for p in _audio_files(Path(folder)) if str(p.resolve()) not in excluded]
+        files = [p for p in audio_files(Path(folder)) if str(p.resolve()) not in excluded]
         return [Recording(str(p), kind) for p in files]
 
     pos = take(pos_dir, "positive", f"wake-word ({wake_word})")
@@ -170,12 +172,8 @@ def trained_paths(cfg) -> set[str]:
 
 
 def _read(rec: Recording) -> np.ndarray | None:
-    from train.audio_io import AudioDecodeError, load_audio
-    try:
-        return load_audio(rec.path, RATE)
-    except AudioDecodeError as exc:
-        warnings.warn(f"skipping {rec.path}: {exc}", stacklevel=2)
-        return None
+    from train.datasets import decode_or_skip
+    return decode_or_skip(Path(rec.path), RATE)
 
 
 # ------------------------------------------------------------------ building streams

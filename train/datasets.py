@@ -24,7 +24,7 @@ from .audio_io import AudioDecodeError, load_audio
 from .waveforms import fit_length
 
 __all__ = [
-    "Clip", "AUDIO_EXTENSIONS", "ESC50_MAJOR_GROUPS", "class_counts", "crop_to_loudest",
+    "Clip", "AUDIO_EXTENSIONS", "decode_or_skip", "ESC50_MAJOR_GROUPS", "class_counts", "crop_to_loudest",
     "load_speech_commands", "load_background_noise", "load_wake_words", "load_urbansound8k",
     "load_esc50", "load_vocal_percussion", "PERCUSSION_CLASSES",
 ]
@@ -104,8 +104,9 @@ def _require_dir(root, what: str, hint: str) -> Path:
     return root
 
 
-def _decode(path: Path, sample_rate: int) -> np.ndarray | None:
-    """Decode or warn-and-skip: one bad file must not cost the whole dataset."""
+def decode_or_skip(path: Path, sample_rate: int) -> np.ndarray | None:
+    """Decode or warn-and-skip: one bad file must not cost the whole dataset (the warning
+    names the file, the reason and the fix; None is returned)."""
     try:
         return load_audio(path, sample_rate)
     except AudioDecodeError as exc:
@@ -160,7 +161,7 @@ def load_speech_commands(root, sample_rate: int = 16000, commands: Sequence[str]
         if name == "_background_noise_":
             continue  # long noise recordings, not 1 s clips: see load_background_noise
         for path in _audio_files(folder):
-            audio = _decode(path, sample_rate)
+            audio = decode_or_skip(path, sample_rate)
             if audio is None:
                 continue
             if n_samples is not None:
@@ -205,7 +206,7 @@ def load_background_noise(paths: Sequence, sample_rate: int = 16000) -> list[np.
             log.info("no background-noise folder at %s; skipping it", folder)
             continue
         for file in _audio_files(folder):
-            audio = _decode(file, sample_rate)
+            audio = decode_or_skip(file, sample_rate)
             if audio is not None and len(audio):
                 out.append(audio)
     log.info("background noise: %d recordings, %.1f s", len(out),
@@ -244,7 +245,7 @@ def load_wake_words(root, sample_rate: int = 16000, phrases: Sequence[str] | Non
         if wanted is not None and folder.name not in wanted:
             continue
         for path in _audio_files(folder):
-            audio = _decode(path, sample_rate)
+            audio = decode_or_skip(path, sample_rate)
             if audio is None:
                 continue
             if n_samples is not None:
@@ -284,7 +285,7 @@ def load_urbansound8k(root, sample_rate: int = 16000) -> list[Clip]:
             warnings.warn(f"skipping {path}: not in {meta_path}, so its class is unknown",
                           stacklevel=2)
             continue
-        audio = _decode(path, sample_rate)
+        audio = decode_or_skip(path, sample_rate)
         if audio is None:
             continue
         clips.append(Clip(audio, sample_rate, row["class_name"] if "class_name" in row
@@ -329,7 +330,7 @@ def load_esc50(root, sample_rate: int = 16000, major_groups: bool = False) -> li
             if path is None:
                 absent += 1
                 continue
-            audio = _decode(path, sample_rate)
+            audio = decode_or_skip(path, sample_rate)
             if audio is None:
                 continue
             target = int(row["target"])
@@ -379,7 +380,7 @@ def load_vocal_percussion(root, sample_rate: int = 16000, trimmed: bool = False)
             warnings.warn(f"skipping {path}: name is not [<place>_]<class>_<nnn> with class in "
                           f"{PERCUSSION_CLASSES}", stacklevel=2)
             continue
-        audio = _decode(path, sample_rate)
+        audio = decode_or_skip(path, sample_rate)
         if audio is None:
             continue
         place = match["place"] or "default"
