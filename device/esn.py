@@ -53,7 +53,7 @@ __all__ = ["Q_STATE", "Q_INPUT", "Q_ARG", "TANH_LUT", "SILENT", "FixedReservoir"
            "build_reservoir", "quantize_reservoir", "normalise_frames", "quantize_input",
            "step_reference", "run_reference", "step", "run", "Readout", "class_weights",
            "ridge_fit", "frame_energy_db", "frame_labels", "EsnModel", "load_esn", "save_esn",
-           "EsnError", "EsnRunner", "write_esn_model", "read_esn_model"]
+           "EsnError", "EsnRunner", "EsnStream", "write_esn_model", "read_esn_model"]
 
 log = logging.getLogger("hopwise.esn")
 
@@ -330,7 +330,7 @@ def _frame(w, w_in, w_shift, in_shift, leak_q15, lut, x, x_new, log_mel, mean, i
           feat, q, scale, bias, scores, proba):
     # One device frame in one call (each NumPy call on a 5-vector costs about a microsecond,
     # so fusing normalise + quantise + step + readout + posteriors saves several): the new
-    # state lands in x_new, feat holds [x_new, u_q], scores the readout's, proba
+    # state lands in x (x_new is scratch), feat holds [x, u_q], scores the readout's, proba
     # Readout.proba of them.
     n, m = w.shape[0], w_in.shape[1]
     u = feat[n:n + m] if feat.shape[0] >= n + m else np.empty(m, np.int16)
@@ -343,6 +343,7 @@ def _frame(w, w_in, w_shift, in_shift, leak_q15, lut, x, x_new, log_mel, mean, i
             v = -32767.0
         u[k] = np.int16(v)
     _step_into(w, w_in, w_shift, in_shift, leak_q15, lut, x, u, x_new)
+    x[:] = x_new               # in place: callers hold x (EsnStream binds it once)
     feat[:n] = x_new
     _readout_int8(q, feat[:q.shape[1]], scale, bias, scores)
     total = 0.0
@@ -352,6 +353,63 @@ def _frame(w, w_in, w_shift, in_shift, leak_q15, lut, x, x_new, log_mel, mean, i
         total += v
     for c in range(scores.shape[0]):
         proba[c] /= total
+
+
+if _numba is not None:
+    from .logmel_numba import frame_into as _log_mel_frame_into
+
+    @_jit
+    def _hop(samples, buf, pos, fe_f, fe_i, fe_band_w, fe_scratch, w, w_in, lut, xs, norm, q,
+             sb, mel_out, feat_out, sp_out):
+        # A hop of audio in one call (`EsnStream.push`): the samples go into the window buffer;
+        # each time it is full, the frame's log-mel (the frontend's own per-frame function,
+        # so the features are training's bit for bit), the reservoir step, the int8 readout
+        # and the posteriors go into row k of the outputs; then the buffer moves on by a hop.
+        # Packed (EsnStream._bind): pos = [samples in buf, samples still to skip (hop >
+        # window), hop, w_shift, in_shift, leak_q15, half, n_bands]; fe_f rows = window,
+        # twiddle cos/sin, split cos/sin, [log_floor]; fe_i rows = bit reversal, band starts,
+        # band lengths; xs = [state, scratch state]; norm = [mean, 1/std]; sb = [scale, bias];
+        # sp_out[k] = [scores, posteriors].
+        win = buf.shape[0]
+        hop, w_shift, in_shift, leak_q15 = pos[2], pos[3], pos[4], pos[5]
+        half, n_bands = pos[6], pos[7]
+        window = fe_f[0, :win]
+        tw_re, tw_im = fe_f[1, :half], fe_f[2, :half]
+        sp_re, sp_im = fe_f[3, :half + 1], fe_f[4, :half + 1]
+        floor = np.float32(fe_f[5, 0])
+        bitrev = fe_i[0, :half]
+        band_start, band_len = fe_i[1, :n_bands], fe_i[2, :n_bands]
+        zr = fe_scratch[:half]
+        zi = fe_scratch[half:2 * half]
+        power = fe_scratch[2 * half:3 * half + 1]
+        x, x_new = xs[0], xs[1]
+        mean, inv_std = norm[0], norm[1]
+        scale, bias = sb[0], sb[1]
+        fill, skip = pos[0], pos[1]
+        k = 0
+        for s in range(samples.shape[0]):
+            if skip > 0:
+                skip -= 1
+                continue
+            buf[fill] = samples[s]
+            fill += 1
+            if fill < win:
+                continue
+            _log_mel_frame_into(buf, window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start,
+                                band_len, fe_band_w, floor, zr, zi, power, mel_out[k])
+            _frame(w, w_in, w_shift, in_shift, leak_q15, lut, x, x_new, mel_out[k], mean,
+                   inv_std, feat_out[k], q, scale, bias, sp_out[k, 0], sp_out[k, 1])
+            if hop < win:
+                for j in range(win - hop):
+                    buf[j] = buf[j + hop]
+                fill = win - hop
+            else:
+                fill = 0
+                skip = hop - win
+            k += 1
+        pos[0] = fill
+        pos[1] = skip
+        return k
 
 
 def kernels():
@@ -674,14 +732,19 @@ class EsnRunner:
         self.model = model
         r, ro = model.reservoir, model.readout
         self.n, self.m = r.n_neurons, r.n_inputs
-        self.x = np.zeros(self.n, np.int16)
-        self._x_new = np.zeros(self.n, np.int16)
+        # Rows of one array each (state and scratch, normaliser, scale and bias), so the fused
+        # kernel (EsnStream) takes one argument for each pair: every argument of a numba call
+        # costs ~50 ns of dispatch, a few percent of a frame.
+        self._xs = np.zeros((2, self.n), np.int16)
+        self.x, self._x_new = self._xs[0], self._xs[1]
         # feat is [state, u_q]: the readout reads the first n (+ m when concat_input) of it.
         self.feat = np.zeros(self.n + self.m, np.int16)
-        self.q, self.qscale = ro.int8(self.n)
-        self.bias = ro.intercept.astype(np.float64)
-        self.mean = model.mean.astype(np.float32)
-        self.inv_std = model.inv_std
+        q, qscale = ro.int8(self.n)
+        self.q = np.ascontiguousarray(q)
+        self._sb = np.stack([qscale, ro.intercept]).astype(np.float64)
+        self.qscale, self.bias = self._sb[0], self._sb[1]
+        self._norm = np.stack([model.mean, model.inv_std]).astype(np.float32)
+        self.mean, self.inv_std = self._norm[0], self._norm[1]
         self.scores = np.zeros(len(ro.labels), np.float64)
         self.proba = np.zeros(len(ro.labels), np.float64)
         self.shifts = _shifts(r)
@@ -707,7 +770,6 @@ class EsnRunner:
         k[3](r.w, r.w_in, self.shifts[0], self.shifts[1], r.leak_q15, TANH_LUT, self.x,
              self._x_new, np.asarray(log_mel, np.float32), self.mean, self.inv_std, self.feat,
              self.q, self.qscale, self.bias, self.scores, self.proba)
-        self.x, self._x_new = self._x_new, self.x
         self.frames += 1
         if self.tflite is not None:
             self._tflite_scores()
@@ -717,7 +779,7 @@ class EsnRunner:
     def push_reference(self, log_mel: np.ndarray) -> np.ndarray:
         """`push` in plain NumPy (same integers; the scores to float rounding)."""
         u = normalise_frames(log_mel[None, :], self.mean, self.inv_std)[1][0]
-        self.x = step_reference(self.model.reservoir, self.x, u)
+        self.x[:] = step_reference(self.model.reservoir, self.x, u)
         self.feat[:self.n], self.feat[self.n:] = self.x, u
         self.frames += 1
         if self.tflite is not None:
@@ -730,11 +792,137 @@ class EsnRunner:
         return self.scores
 
     def _tflite_scores(self) -> np.ndarray:
-        feats = self.feat[:self.q.shape[1]].astype(np.float32)
+        self.scores[:] = self.tflite_scores(self.feat)
+        return self.scores
+
+    def tflite_scores(self, feat: np.ndarray) -> np.ndarray:
+        """The TFLite readout's scores of one integer feature row ``[x, u_q]``."""
+        feats = feat[:self.q.shape[1]].astype(np.float32)
         feats[:self.n] *= np.float32(2.0 ** -Q_STATE)
         feats[self.n:] *= np.float32(2.0 ** -Q_INPUT)
-        self.scores[:] = self.tflite.run(feats[None, :])["percussion"]
-        return self.scores
+        return np.asarray(self.tflite.run(feats[None, :])["percussion"], np.float64).reshape(-1)
+
+
+class EsnStream:
+    """Audio in, ESN frames out: the frontend fused with the reservoir, one numba call per push.
+
+    ``k = stream.push(samples)`` takes any number of samples at the frontend's rate (float32,
+    or int16 as captured) and returns how many frames they completed; frame ``f < k``'s
+    log-mel is ``stream.log_mel[f]``, its readout scores ``stream.scores[f]`` and posteriors
+    ``stream.proba[f]`` (buffers reused by the next push). Frames are the frontend's
+    (`device.frontend.LogMelStream`: frame ``t`` covers samples ``[t*hop, t*hop + window)``).
+
+    With numba and a ``kernel = "numba"`` frontend, a push is one call of a kernel that keeps
+    the window of samples, computes each frame's log-mel with the frontend's own per-frame
+    function, steps the reservoir and applies the int8 readout, all in preallocated arrays:
+    about a third of the cost of `LogMelStream` + `EsnRunner.push` per frame, which spend
+    most of their time in Python between two numba calls (``benchmarks/bench_esn.py``). The
+    numbers are the same either way, bit for bit (tests/device/test_esn.py); without numba, or
+    with a ``"numpy"`` frontend, `push` takes that unfused path (`push_unfused`).
+
+    Parameters
+    ----------
+    runner : EsnRunner
+        The reservoir, readout and state (`rebind` swaps in another one, e.g. a new readout,
+        keeping the buffered samples).
+    cfg : device.frontend.LogMelConfig
+        The frontend the model was trained on (its manifest's).
+    """
+
+    def __init__(self, runner: "EsnRunner", cfg):
+        from .frontend import LogMelStream
+        self.cfg = cfg
+        self.win, self.hop = cfg.window_length, cfg.hop_length
+        self._buf = np.zeros(self.win, np.float32)
+        self._pos = np.zeros(8, np.int64)       # see _hop: fill, to skip, hop, shifts, ...
+        self._unfused = LogMelStream(cfg)
+        self._tables = None
+        if kernels() is not None and cfg.kernel == "numba":
+            from .logmel_numba import tables
+            (window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start, band_len, band_w,
+             floor) = tables(cfg)
+            half, n_bands = len(bitrev), len(band_start)
+            fe_f = np.zeros((6, max(len(window), half + 1)), np.float64)
+            for row, v in enumerate((window, tw_re, tw_im, sp_re, sp_im, [floor])):
+                fe_f[row, :len(v)] = v
+            fe_i = np.zeros((3, max(half, n_bands)), np.int64)
+            for row, v in enumerate((bitrev, band_start, band_len)):
+                fe_i[row, :len(v)] = v
+            self._tables = (fe_f, fe_i, np.ascontiguousarray(band_w, np.float64),
+                            np.zeros(3 * half + 1, np.float64))
+            self._sizes = (half, n_bands)
+        self.frames = 0
+        self._cap = 0
+        self.rebind(runner)
+
+    @property
+    def fused(self) -> bool:
+        """True when `push` runs the one-call kernel (numba and a ``"numba"`` frontend)."""
+        return self._tables is not None
+
+    def rebind(self, runner: "EsnRunner") -> None:
+        """Run ``runner`` from now on (its own state; the buffered samples stay)."""
+        self.runner = runner
+        self._grow(max(self._cap, 4))
+
+    def _grow(self, cap: int) -> None:
+        r = self.runner
+        self._cap = cap
+        self._max_samples = (cap - 1) * self.hop
+        self.log_mel = np.zeros((cap, self.cfg.n_mels), np.float32)
+        self.feat = np.zeros((cap, r.n + r.m), np.int16)
+        self._sp = np.zeros((cap, 2, len(r.scores)), np.float64)
+        self.scores, self.proba = self._sp[:, 0], self._sp[:, 1]
+        if self._tables is None:
+            return
+        res = r.model.reservoir
+        self._pos[2:] = (self.hop, r.shifts[0], r.shifts[1], res.leak_q15, *self._sizes)
+        # Bound once: the call then costs one tuple unpacking, not ~20 attribute look-ups.
+        self._args = (self._buf, self._pos, *self._tables, res.w, res.w_in, TANH_LUT, r._xs,
+                      r._norm, r.q, r._sb, self.log_mel, self.feat, self._sp)
+
+    def reset(self) -> None:
+        """Forget the buffered samples and the reservoir's state (a gap in the audio)."""
+        self._pos[0] = self._pos[1] = 0
+        self._unfused.reset()
+        self.runner.reset()
+        self.frames = 0
+
+    def push(self, samples: np.ndarray) -> int:
+        """Samples at the frontend's rate -> the number of frames completed (see the class)."""
+        if type(samples) is not np.ndarray or samples.dtype != np.float32:
+            from .frontend import as_float_audio
+            samples = as_float_audio(samples)
+        if self._tables is None:
+            return self.push_unfused(samples)
+        if len(samples) > self._max_samples:
+            self._grow(len(samples) // self.hop + 2)
+        k = _hop(samples, *self._args)
+        self.frames += k
+        runner = self.runner
+        runner.frames += k
+        if runner.tflite is not None:
+            for f in range(k):
+                self.scores[f] = runner.tflite_scores(self.feat[f])
+                self.proba[f] = Readout.proba(self.scores[f])
+        return k
+
+    def push_unfused(self, samples: np.ndarray) -> int:
+        """`push` as `LogMelStream.push` + `EsnRunner.push` per frame (what the fused kernel
+        is checked against, and the path without numba)."""
+        frames = self._unfused.push(samples)
+        k = len(frames)
+        if k > self._cap:
+            self._grow(k + 1)
+        runner = self.runner
+        for f, frame in enumerate(frames):
+            runner.push(frame)
+            self.log_mel[f] = frame
+            self.feat[f] = runner.feat
+            self.scores[f] = runner.scores
+            self.proba[f] = runner.proba
+        self.frames += k
+        return k
 
 
 # --------------------------------------------------------------------------- files the device trusts

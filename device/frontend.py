@@ -255,6 +255,7 @@ class LogMelStream:
     def __init__(self, cfg: LogMelConfig = LogMelConfig()):
         self.cfg = cfg
         self._pending = np.zeros(0, dtype=np.float32)
+        self._skip = 0           # samples still to drop before the next frame (hop > window)
         self.frames_emitted = 0
         # Computed once: the properties round and multiply on every access, and a push runs
         # every hop (the ESN's whole frame costs a few microseconds).
@@ -273,6 +274,7 @@ class LogMelStream:
     def reset(self) -> None:
         """Forget buffered audio (e.g. after a capture gap)."""
         self._pending = np.zeros(0, dtype=np.float32)
+        self._skip = 0
         self.frames_emitted = 0
 
     def push(self, samples: np.ndarray) -> np.ndarray:
@@ -281,6 +283,10 @@ class LogMelStream:
             else as_float_audio(samples)
         if x.ndim != 1:
             raise ValueError(f"push expects mono audio of shape (n,), got {x.shape}")
+        if self._skip:
+            # A hop longer than the window: the samples between two frames belong to none.
+            drop = min(self._skip, len(x))
+            x, self._skip = x[drop:], self._skip - drop
         buf = np.concatenate([self._pending, x]) if self._pending.size else x
         win, hop = self._win, self._hop
         n = num_frames(len(buf), win, hop)
@@ -292,6 +298,7 @@ class LogMelStream:
         frames = buf[None, :win] if n == 1 else frame_signal(np.ascontiguousarray(buf), win, hop)
         out = self._kernel(frames)
         self._pending = buf[n * hop:].copy()
+        self._skip = max(0, n * hop - len(buf))
         self.frames_emitted += n
         return out
 

@@ -21,7 +21,7 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["log_mel_frames"]
+__all__ = ["log_mel_frames", "tables", "frame_into"]
 
 try:
     import numba as _numba
@@ -38,62 +38,74 @@ def _require_numba():
 
 if _numba is not None:
     @_jit
+    def frame_into(frame, window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start, band_len,
+                   band_w, floor, zr, zi, power, out):
+        """One frame ``(window_length,)`` float32 -> its log-mel in ``out (n_mels,)`` float32.
+
+        ``zr``, ``zi`` (``n_fft / 2``) and ``power`` (``n_fft / 2 + 1``) are float64 scratch.
+        The batch kernel below and the ESN's fused per-hop kernel (`device.esn`) both call
+        this, so a frame's features are the same arithmetic, bit for bit, on either path.
+        """
+        win = frame.shape[0]
+        half = bitrev.shape[0]                 # n_fft / 2 complex points
+        # z[k] = x[2k] + i x[2k+1], windowed and zero-padded, in bit-reversed order
+        for k in range(half):
+            a, b = 2 * k, 2 * k + 1
+            xr = frame[a] * window[a] if a < win else 0.0
+            xi = frame[b] * window[b] if b < win else 0.0
+            j = bitrev[k]
+            zr[j] = xr
+            zi[j] = xi
+        size = 2
+        while size <= half:
+            step = half // size
+            h = size // 2
+            for start in range(0, half, size):
+                for m in range(h):
+                    wr = tw_re[m * step]
+                    wi = tw_im[m * step]
+                    p = start + m
+                    q = p + h
+                    tr = wr * zr[q] - wi * zi[q]
+                    ti = wr * zi[q] + wi * zr[q]
+                    zr[q] = zr[p] - tr
+                    zi[q] = zi[p] - ti
+                    zr[p] += tr
+                    zi[p] += ti
+            size *= 2
+        # the real spectrum X[k], k = 0..half, from Z
+        for k in range(half + 1):
+            k1 = k % half
+            k2 = (half - k) % half
+            er = 0.5 * (zr[k1] + zr[k2])
+            ei = 0.5 * (zi[k1] - zi[k2])
+            orr = 0.5 * (zi[k1] + zi[k2])
+            oi = -0.5 * (zr[k1] - zr[k2])
+            xr = er + sp_re[k] * orr - sp_im[k] * oi
+            xi = ei + sp_re[k] * oi + sp_im[k] * orr
+            power[k] = xr * xr + xi * xi
+        for m in range(band_start.shape[0]):
+            acc = 0.0
+            s = band_start[m]
+            for j in range(band_len[m]):
+                acc += band_w[m, j] * power[s + j]
+            out[m] = np.float32(np.log(np.float32(acc) + floor))
+
+    @_jit
     def _kernel(frames, window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start, band_len,
                 band_w, floor, out):
-        n_frames, win = frames.shape
-        half = bitrev.shape[0]                 # n_fft / 2 complex points
-        n_fft = 2 * half
+        half = bitrev.shape[0]
         zr = np.empty(half)
         zi = np.empty(half)
         power = np.empty(half + 1)
-        for f in range(n_frames):
-            # z[k] = x[2k] + i x[2k+1], windowed and zero-padded, in bit-reversed order
-            for k in range(half):
-                a, b = 2 * k, 2 * k + 1
-                xr = frames[f, a] * window[a] if a < win else 0.0
-                xi = frames[f, b] * window[b] if b < win else 0.0
-                j = bitrev[k]
-                zr[j] = xr
-                zi[j] = xi
-            size = 2
-            while size <= half:
-                step = half // size
-                h = size // 2
-                for start in range(0, half, size):
-                    for m in range(h):
-                        wr = tw_re[m * step]
-                        wi = tw_im[m * step]
-                        p = start + m
-                        q = p + h
-                        tr = wr * zr[q] - wi * zi[q]
-                        ti = wr * zi[q] + wi * zr[q]
-                        zr[q] = zr[p] - tr
-                        zi[q] = zi[p] - ti
-                        zr[p] += tr
-                        zi[p] += ti
-                size *= 2
-            # the real spectrum X[k], k = 0..half, from Z
-            for k in range(half + 1):
-                k1 = k % half
-                k2 = (half - k) % half
-                er = 0.5 * (zr[k1] + zr[k2])
-                ei = 0.5 * (zi[k1] - zi[k2])
-                orr = 0.5 * (zi[k1] + zi[k2])
-                oi = -0.5 * (zr[k1] - zr[k2])
-                xr = er + sp_re[k] * orr - sp_im[k] * oi
-                xi = ei + sp_re[k] * oi + sp_im[k] * orr
-                power[k] = xr * xr + xi * xi
-            for m in range(band_start.shape[0]):
-                acc = 0.0
-                s = band_start[m]
-                for j in range(band_len[m]):
-                    acc += band_w[m, j] * power[s + j]
-                out[f, m] = np.float32(np.log(np.float32(acc) + floor))
-        return n_fft
+        for f in range(frames.shape[0]):
+            frame_into(frames[f], window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start,
+                       band_len, band_w, floor, zr, zi, power, out[f])
+        return 2 * half
 
 
 @lru_cache(maxsize=16)
-def _tables(cfg):
+def tables(cfg):
     """Window, bit reversal, twiddles and the sparse filterbank of one frontend (cached)."""
     from .frontend import _periodic_hann, mel_filterbank
     n_fft, half = cfg.n_fft, cfg.n_fft // 2
@@ -132,7 +144,7 @@ def log_mel_frames(frames: np.ndarray, cfg) -> np.ndarray:
     entry = _BY_ID.get(id(cfg))
     if entry is None or entry[0] is not cfg:
         _require_numba()
-        entry = _BY_ID[id(cfg)] = (cfg, _tables(cfg))
+        entry = _BY_ID[id(cfg)] = (cfg, tables(cfg))
     if frames.dtype != np.float32 or not frames.flags.c_contiguous:
         frames = np.ascontiguousarray(frames, np.float32)
     out = np.empty((frames.shape[0], cfg.n_mels), np.float32)

@@ -88,7 +88,7 @@ def evaluate_folder(cfg, folder: str | Path | None, model_path: str | Path,
 
 
 def pipeline_beats(cfg, folder: str | Path | None, model_path: str | Path) -> dict:
-    """Each recording through the device pipeline (``esn_frontend`` -> ``esn``, 10 ms hops,
+    """Each recording through the device pipeline (the ``esn`` stage on the audio, 10 ms hops,
     streaming resampler and features): its ``beat`` events. A hit recording is right when it
     raises exactly one beat with its label, a silent one when it raises none."""
     from device.config import load_config
@@ -96,7 +96,7 @@ def pipeline_beats(cfg, folder: str | Path | None, model_path: str | Path) -> di
     from train.datasets import load_vocal_percussion
     root = Path(folder or cfg["data.real.vocal_percussion"])
     c = load_config(cfg.name, [f"stages.esn.model={model_path}", "stages.esn.if_missing=error",
-                               'pipeline.stages=["esn_frontend", "esn"]', "runtime.shedding=false",
+                               'pipeline.stages=["esn"]', "runtime.shedding=false",
                                "runtime.status_interval_s=0"])
     rows = {}
     quiet = logging.getLogger("hopwise.stages.esn")

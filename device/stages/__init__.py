@@ -14,12 +14,14 @@ stage type             consumes                      emits
                        the model's manifest
 ``keyword_decisions``  ``posteriors.keyword``        ``wake`` / ``command`` events
 ``scene_decisions``    ``posteriors.scene``          ``scene`` events
-``esn``                ``features.esn.new``          ``beat`` events, ``posteriors.percussion``
+``esn``                ``audio`` (frontend fused),   ``beat`` events, ``posteriors.percussion``
+                       or ``features.esn.new``
 =====================  ============================  ========================================
 
 Each type lives in the module of its name (``tflite_model`` in `model`). The default profile runs ``frontend`` (logmel) -> ``multitask`` (tflite_model: the keyword +
-scene network) -> ``keywords`` -> ``scenes``, then ``esn_frontend`` (logmel at 8 kHz) -> ``esn``
-(vocal percussion). `check_wiring` checks at start-up that every
+scene network) -> ``keywords`` -> ``scenes``, then ``esn`` (vocal percussion: the 8 kHz log-mel
+frame, reservoir and readout in one numba call per hop; ``esn_frontend`` (logmel) -> ``esn`` on
+``features.esn.new`` is the same, in two stages). `check_wiring` checks at start-up that every
 consumed stream is emitted by an earlier stage and says how to fix it when not.
 
 Adding a stage is one new module in this package and one profile entry. The module defines a

@@ -23,10 +23,21 @@ READOUTS = ("auto", "int8", "tflite")
 
 @register_stage("esn")
 class EsnStage(Stage):
-    """Steps the fixed-point reservoir (`device.esn.EsnRunner`) on every new frame of
-    ``features.esn.new``, applies the readout and turns the posteriors into ``beat`` events
+    """Steps the fixed-point reservoir (`device.esn.EsnRunner`) on every new ESN frame,
+    applies the readout and turns the posteriors into ``beat`` events
     (`device.decisions.BeatTracker`, ``[decisions] beat_*``): one per hit, with its label,
     confidence and the ``t_audio_s`` of its onset.
+
+    Two ways in, the same numbers bit for bit (tests/device/test_esn.py):
+
+    * ``input = "audio"`` (the default profile's), or any audio stream: the stage resamples
+      the hop to ``[frontend.esn]``'s rate (``resample.stage_quality``, as the ``logmel`` stage
+      and training) and runs `device.esn.EsnStream`: the log-mel frame, the reservoir step and
+      the int8 readout in one numba call per hop, no ``esn_frontend`` stage needed. This is
+      the fast path (``benchmarks/bench_esn.py``: about two thirds of the time of the other).
+    * ``input = "features.esn.new"``: the frames of a ``logmel`` stage of ``[frontend.esn]``
+      (``esn_frontend``), one `EsnRunner.push` per frame; for a pipeline that wants the ESN's
+      features for something else too.
 
     The model is ``esn_int8.npz`` with its manifest (`device.esn.read_esn_model`: sha256,
     labels against ``labels.percussion``, frontend against ``[frontend.esn]``); a tampered or
@@ -41,7 +52,10 @@ class EsnStage(Stage):
     model : str
         The ``.npz`` (its ``.json`` beside it), relative to ``project.build_dir`` or the cwd.
     input : str
-        The new-frames stream (default ``features.esn.new``).
+        An audio stream (``audio``: fused frontend) or a new-frames stream
+        (``features.esn.new``); see above.
+    input_rate : int
+        The audio stream's rate in Hz (default: the pipeline's); unused for frames.
     readout : str
         ``"auto"``, ``"int8"`` or ``"tflite"``.
     if_missing : str
@@ -54,7 +68,9 @@ class EsnStage(Stage):
 
     PARAMS = {**Stage.PARAMS,
               "model": Param("the ESN .npz, its .json manifest beside it"),
-              "input": Param("the new-frames stream", "features.esn.new"),
+              "input": Param('an audio stream ("audio": frontend fused) or "features.esn.new"',
+                             "features.esn.new"),
+              "input_rate": Param("the audio stream's rate in Hz (default: the pipeline's)", None),
               "readout": Param('"auto" (faster, measured), "int8" or "tflite"', "auto"),
               "if_missing": Param('"error" or "warn" when the model file is missing', "error"),
               "reload_check_s": Param("seconds of audio between checks for a new readout", 1.0)}
@@ -69,6 +85,18 @@ class EsnStage(Stage):
                               f"\"error\" or \"warn\"")
         self.input_key = self.params["input"]
         self.consumes = (self.input_key,)
+        # Audio in: this stage runs the frontend itself, fused with the reservoir.
+        self.fused_input = not self.input_key.startswith("features.")
+        self._resampler = None
+        self.stream = None                  # device.esn.EsnStream (fused input) once loaded
+        if self.fused_input:
+            from ..frontend import LogMelConfig
+            self.fcfg = LogMelConfig.from_mapping(cfg.section("frontend.esn"))
+            input_rate = int(self.params["input_rate"] or pipeline_rate)
+            if input_rate != self.fcfg.sample_rate:
+                from ..resample import Resampler
+                self._resampler = Resampler(input_rate, self.fcfg.sample_rate,
+                                            cfg["resample.stage_quality"])
         self.emits = ("event.beat", "posteriors.percussion")
         self.labels = list(cfg["labels.percussion"])
         self.frontend = cfg.section("frontend.esn")
@@ -113,6 +141,12 @@ class EsnStage(Stage):
         if self.readout_backend == "tflite":
             runner.use_tflite(tflite)
         self.runner = runner
+        if self.fused_input:
+            from ..esn import EsnStream
+            if self.stream is None:
+                self.stream = EsnStream(runner, self.fcfg)
+            else:
+                self.stream.rebind(runner)      # a new readout: the buffered samples stay
         self.manifest = manifest
         self._mtime = self._manifest_path().stat().st_mtime_ns
         log.info("stage %s: ESN %d neurons, readout %s (%s)", self.name,
@@ -180,6 +214,9 @@ class EsnStage(Stage):
         if self.runner is None:
             return
         self._maybe_reload(ctx.t_audio_s)
+        if self.stream is not None:
+            self._process_audio(ctx)
+            return
         if self.input_key not in ctx.fresh:
             return
         new = ctx.data[self.input_key]
@@ -199,7 +236,35 @@ class EsnStage(Stage):
         if len(new):
             ctx.put("posteriors.percussion", (ctx.t_audio_s, runner.proba.copy()))
 
+    def _process_audio(self, ctx: HopContext) -> None:
+        # The fused path: one EsnStream.push (one numba call) for the hop's frames, then the
+        # decisions per frame, with the frames' times as in process().
+        if self.input_key == "audio":
+            audio = ctx.audio
+        elif self.input_key in ctx.fresh:
+            audio = ctx.data[self.input_key]
+        else:
+            return                          # its producer did not run on this hop
+        if self._resampler is not None:
+            audio = self._resampler(audio)
+        stream = self.stream
+        k = stream.push(audio)
+        if self._gap:                       # as process(), so both inputs stamp alike
+            self._t0 = ctx.t_audio_s - k * self.frame_s
+            self._gap = False
+        if not k:
+            return
+        proba, tracker = stream.proba, self.tracker
+        for f in range(k):
+            events = tracker.update(self._t0 + self.frames * self.frame_s, proba[f])
+            self.frames += 1
+            if events:
+                ctx.events.extend(events)
+        ctx.put("posteriors.percussion", (ctx.t_audio_s, proba[k - 1].copy()))
+
     def on_gap(self) -> None:
+        if self.stream is not None:
+            self.stream.reset()
         if self.runner is not None:
             self.runner.reset()
         self.tracker.reset()
@@ -210,5 +275,6 @@ class EsnStage(Stage):
         d = super().describe()
         d.update(model=str(self.path), loaded=self.runner is not None,
                  readout=self.readout_backend, readout_us=self.readout_us, reloads=self.reloads,
-                 neurons=self.runner.n if self.runner else None)
+                 neurons=self.runner.n if self.runner else None,
+                 fused=self.stream is not None and self.stream.fused)
         return d

@@ -148,10 +148,16 @@ def esn_file(tmp_path_factory):
     return _trained_model(tmp_path_factory)
 
 
+def _profile():
+    from device.config import load_config
+    return load_config("default")
+
+
 def _pipeline(model_path, *overrides):
+    """The default profile's ESN path: the esn stage on the audio (frontend fused)."""
     from device.config import load_config
     from device.pipeline import Pipeline
-    cfg = load_config("default", ['pipeline.stages=["esn_frontend", "esn"]',
+    cfg = load_config("default", ['pipeline.stages=["esn"]',
                                   f"stages.esn.model={model_path}", "stages.esn.if_missing=error",
                                   "runtime.status_interval_s=0", "runtime.shedding=false",
                                   *overrides])
@@ -193,6 +199,81 @@ def test_the_stage_runs_the_same_arithmetic_as_training(esn_file):
         assert np.allclose(a, b, atol=1e-9)
 
 
+@pytest.mark.parametrize("chunk", [80, 128, 37, 1000, 24000])
+def test_the_fused_per_hop_kernel_equals_the_unfused_path_bit_for_bit(esn_file, chunk):
+    """EsnStream.push (one numba call: window -> log-mel -> step -> int8 readout) against
+    LogMelStream + EsnRunner.push per frame, and both against training's batch features and
+    states, for any block size (80 = a 10 ms hop after 16 -> 8 kHz)."""
+    from device.frontend import LogMelConfig, log_mel
+    model, _ = esn.read_esn_model(esn_file)
+    cfg = LogMelConfig.from_config(_profile(), "esn")
+    rng = np.random.default_rng(chunk)
+    audio = (rng.standard_normal(24000) * np.repeat(rng.uniform(0, 0.5, 24), 1000)).astype(np.float32)
+    fused, unfused = esn.EsnStream(esn.EsnRunner(model), cfg), esn.EsnStream(esn.EsnRunner(model), cfg)
+    assert fused.fused
+    got = {"fused": ([], [], [], []), "unfused": ([], [], [], [])}
+    for i in range(0, len(audio), chunk):
+        block = audio[i:i + chunk]
+        for name, stream, push in (("fused", fused, fused.push), ("unfused", unfused, unfused.push_unfused)):
+            k = push(block)
+            for out, arr in zip(got[name], (stream.log_mel, stream.feat, stream.scores, stream.proba)):
+                out.append(arr[:k].copy())
+    a = [np.concatenate(v) for v in got["fused"]]
+    b = [np.concatenate(v) for v in got["unfused"]]
+    for x, y in zip(a, b):
+        assert x.shape == y.shape and np.array_equal(x, y)
+    feats = log_mel(audio, cfg)
+    assert np.array_equal(a[0], feats[:len(a[0])]) and len(a[0]) == len(feats)
+    states, u_q = model.states(feats)
+    assert np.array_equal(a[1][:, :model.reservoir.n_neurons], states)
+    assert np.array_equal(fused.runner.x, states[-1])
+    want = model.readout.scores_int8(states, u_q)
+    np.testing.assert_allclose(a[2], want, rtol=1e-12, atol=1e-12)
+
+
+def test_the_fused_kernel_with_a_hop_longer_than_its_window():
+    """hop > window (frames with gaps between them) skips the samples in between, as
+    LogMelStream does."""
+    from device.frontend import LogMelConfig
+    w, w_in, res = _reservoir(20, 16, 3)
+    model = esn.EsnModel(res, np.full(16, -6.0), np.full(16, 2.0),
+                         esn.Readout(np.ones((2, 36)) * 0.01, np.zeros(2), ["a", "silent"], True))
+    cfg = LogMelConfig(sample_rate=8000, window_ms=8.0, hop_ms=20.0, n_mels=16, kernel="numba")
+    audio = np.random.default_rng(1).normal(0, 0.2, 5000).astype(np.float32)
+    fused, unfused = esn.EsnStream(esn.EsnRunner(model), cfg), esn.EsnStream(esn.EsnRunner(model), cfg)
+    mels = [[], []]
+    for i in range(0, len(audio), 70):
+        mels[0].append(fused.log_mel[:fused.push(audio[i:i + 70])].copy())
+        mels[1].append(unfused.log_mel[:unfused.push_unfused(audio[i:i + 70])].copy())
+    a, b = np.concatenate(mels[0]), np.concatenate(mels[1])
+    assert len(a) == (len(audio) - 64) // 160 + 1 and np.array_equal(a, b)
+    assert np.array_equal(fused.runner.x, unfused.runner.x)
+
+
+def test_the_stage_gives_the_same_beats_from_audio_or_from_frames(esn_file):
+    """input = "audio" (fused, the default) and esn_frontend -> input = "features.esn.new":
+    the same events, posteriors and final state."""
+    from train.synth import clip_rng, percussion_clip
+    parts = [np.zeros(4000, np.float32)]
+    for i, label in enumerate(["bass", "snare", "hi-hat", "k-snare"]):
+        audio, _ = percussion_clip(label, clip_rng(5, "both-inputs", label, i), 0.7, 16000)
+        parts += [audio, np.zeros(3000, np.float32)]
+    x = np.concatenate(parts)
+    runs = {}
+    for name, over in (("audio", ()), ("frames", ('pipeline.stages=["esn_frontend", "esn"]',
+                                                  "stages.esn.input=features.esn.new"))):
+        pipe = _pipeline(esn_file, *over)
+        stage = [s for s in pipe.stages if s.name == "esn"][0]
+        assert stage.describe()["fused"] == (name == "audio")
+        events = [(e["label"], e["t_audio_s"], e["confidence"]) for e in pipe.push(x)
+                  if e["type"] == "beat"]
+        runs[name] = (events, stage.runner.x.copy(), stage.frames)
+        pipe.close()
+    assert len(runs["audio"][0]) >= 3
+    assert runs["audio"][0] == runs["frames"][0]
+    assert np.array_equal(runs["audio"][1], runs["frames"][1]) and runs["audio"][2] == runs["frames"][2]
+
+
 def test_a_tampered_or_mismatched_esn_file_is_refused(esn_file, tmp_path):
     import shutil
     from device.manifest import ManifestError
@@ -212,7 +293,7 @@ def test_a_tampered_or_mismatched_esn_file_is_refused(esn_file, tmp_path):
     with pytest.raises(ManifestError, match="manifest .* is missing"):
         _pipeline(missing)
     pipe = _pipeline(missing, "stages.esn.if_missing=warn")      # the default profile's choice
-    assert pipe.push(np.zeros(16000, np.float32)) == [] and not pipe.stages[1].describe()["loaded"]
+    assert pipe.push(np.zeros(16000, np.float32)) == [] and not pipe.stages[0].describe()["loaded"]
 
 
 # --------------------------------------------------------------------------- enrolment
@@ -252,10 +333,10 @@ def test_enrolment_from_wav_files_end_to_end(esn_file, tmp_path):
     kept = Path(after["previous"])
     assert json.loads((kept / "esn_int8.json").read_text())["sha256"] == before["sha256"]
     # the running pipeline takes the new readout without a restart
-    old_coef = running.stages[1].runner.model.readout.coef.copy()
+    old_coef = running.stages[0].runner.model.readout.coef.copy()
     running.push(np.zeros(16000, np.float32))
-    assert running.stages[1].reloads == 1
-    assert not np.allclose(running.stages[1].runner.model.readout.coef, old_coef)
+    assert running.stages[0].reloads == 1
+    assert not np.allclose(running.stages[0].runner.model.readout.coef, old_coef)
     running.close()
     back = subprocess.run([sys.executable, "-m", "device", "enrol", "--esn-model", str(model),
                            "--restore"], capture_output=True, text=True, timeout=60)
@@ -285,7 +366,7 @@ def test_the_esn_is_shed_like_any_non_essential_stage(esn_file):
             time.sleep(0.012)
 
     try:
-        pipe = _pipeline(esn_file, 'pipeline.stages=["esn_frontend", "esn", "busy"]',
+        pipe = _pipeline(esn_file, 'pipeline.stages=["esn", "busy"]',
                          "stages.busy.type=test_esn_busy", "stages.busy.essential=true",
                          "runtime.shedding=true", "runtime.load_window_hops=10",
                          "runtime.probe_after_s=100")
@@ -294,10 +375,10 @@ def test_the_esn_is_shed_like_any_non_essential_stage(esn_file):
             pipe.process_hop(np.zeros(pipe.hop, np.float32))
         shed = [e["stage"] for e in pipe.events if e["label"] == "shed"]
         assert "esn" in shed and "busy" not in shed
-        frames = pipe.stages[1].frames
+        frames = pipe.stages[0].frames
         for _ in range(10):
             pipe.process_hop(np.zeros(pipe.hop, np.float32))
-        assert pipe.stages[1].frames == frames                     # shed: not stepped
+        assert pipe.stages[0].frames == frames                     # shed: not stepped
         pipe.close()
     finally:
         from device.stages import STAGE_TYPES

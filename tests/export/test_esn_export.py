@@ -47,10 +47,10 @@ def test_the_stage_gives_the_same_beats_with_either_readout(exported):
     beats = {}
     for readout in ("int8", "tflite"):
         c = load_config("default", [f"project.build_dir='{cfg.build_dir}'", f"stages.esn.readout={readout}",
-                                    'pipeline.stages=["esn_frontend", "esn"]', "runtime.shedding=false",
+                                    'pipeline.stages=["esn"]', "runtime.shedding=false",
                                     "runtime.status_interval_s=0"])
         pipe = Pipeline.from_config(c)
-        assert pipe.stages[1].describe()["readout"] == readout
+        assert pipe.stages[0].describe()["readout"] == readout
         beats[readout] = [(e["label"], e["t_audio_s"]) for e in pipe.push(x) if e["type"] == "beat"]
         pipe.close()
     assert beats["int8"] == beats["tflite"] and len(beats["int8"]) == 1
