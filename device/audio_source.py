@@ -219,6 +219,21 @@ class _BlockSource(AudioSource):
         out, self._pending = self._pending[:n], self._pending[n:]
         return out
 
+    def read_all(self) -> np.ndarray:
+        """Every sample still to come, the last partial hop included (fast mode only): for a
+        whole clip, where `read`'s hops would drop the tail."""
+        if self.realtime:
+            raise ValueError("read_all() is for a source that is not paced in real time")
+        if self._gen is None:
+            self.start()
+        parts = [self._pending] if self._pending.size else []
+        for blk in self._gen:
+            parts.append(blk)
+            self.samples_produced += len(blk)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self._done = True
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.float32)
+
     def _on_tail(self, samples: int) -> None:
         """The stream ended with ``samples`` (< one hop) that no hop will carry."""
 

@@ -33,8 +33,8 @@ from .frontend import LogMelConfig, log_mel
 from .paths import resolve_build_path
 from .resample import to_frontend_rate
 
-__all__ = ["Example", "clip_features", "load_example", "examples_from_folder", "refit", "enrol", "restore",
-           "add_arguments", "cmd_enrol"]
+__all__ = ["Example", "clip_features", "load_example", "examples_from_folder", "record_take", "refit",
+           "enrol", "restore", "add_arguments", "cmd_enrol"]
 
 log = logging.getLogger("hopwise.enrol")
 BACKUPS = "esn_previous"
@@ -63,16 +63,12 @@ def load_example(cfg, label: str, audio: np.ndarray, source: str) -> Example:
 
 
 def read_audio(path: str | Path, rate: int) -> np.ndarray:
-    """A whole file at ``rate`` (mono float32), through the device's file source."""
+    """A whole file at ``rate`` (mono float32), through the device's file source, to its last
+    sample (reading it in 4096-sample hops, as before, dropped up to a quarter second of each
+    example's end)."""
     from .audio_source import FileSource
-    src = FileSource(path, rate=rate)
-    blocks = []
-    with src:
-        while (block := src.read(4096)) is not None:
-            if len(block) == 0:
-                break
-            blocks.append(block)
-    return np.concatenate(blocks) if blocks else np.zeros(0, np.float32)
+    with FileSource(path, rate=rate) as src:
+        return src.read_all()
 
 
 def examples_from_folder(folder: str | Path, labels: Sequence[str]) -> list[tuple[str, Path]]:
@@ -219,29 +215,45 @@ def add_arguments(p) -> None:
     p.add_argument("--mic", type=int, default=0, metavar="N",
                    help="record N examples of each class from the microphone, prompted")
     p.add_argument("--seconds", type=float, default=1.5, help="length of each --mic recording")
-    p.add_argument("--device", default=None, help="--mic capture device (see list-devices)")
+    p.add_argument("--device", default=None, help="--mic capture device, name or index (default: "
+                   "capture.device of the profile; see list-devices)")
     p.add_argument("--esn-model", default=None, help="the ESN .npz (default: stages.esn.model)")
     p.add_argument("--restore", action="store_true",
                    help="go back to the readout before the last enrolment")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
-def _mic_examples(cfg, args) -> list[Example]:
-    try:
-        import sounddevice as sd
-    except OSError as exc:
-        raise ValueError(f"PortAudio is missing ({exc}); install it: sudo apt-get install "
-                         f"libportaudio2") from None
+def record_take(cfg, seconds: float, device=None) -> np.ndarray:
+    """``seconds`` of pipeline-rate audio from the microphone, through the capture path that
+    ``python -m device run`` uses (`device.audio_source.SoundDeviceSource`: int16 from
+    PortAudio at ``capture.capture_rate`` or the device's own rate, downmixed and resampled to
+    ``pipeline.rate``), so an enrolled sound is what the running service will hear."""
+    from .audio_source import AudioInputError, SoundDeviceSource
     rate = int(cfg["pipeline.rate"])
+    n = int(round(seconds * rate))
+    source = SoundDeviceSource(device if device is not None else (cfg["capture.device"] or None),
+                               rate=rate, capture_rate=cfg["capture.capture_rate"] or None,
+                               channels=cfg["capture.channels"], block_ms=cfg["capture.block_ms"],
+                               buffer_s=seconds + 2.0)
+    with source:
+        audio = source.read(n, timeout=seconds + 5.0)
+    if audio is None or len(audio) < n:
+        raise AudioInputError(f"{source.device_name!r} delivered less than {seconds:g} s in "
+                              f"{seconds + 5:g} s: is it capturing? (`python -m device run "
+                              f"--device ...` shows its level)")
+    return audio
+
+
+def _mic_examples(cfg, args) -> list[Example]:
     out = []
     for label in cfg["labels.percussion"]:
         for i in range(args.mic):
             what = "stay quiet" if label == SILENT else f"make a {label} sound"
             input(f"[{label} {i + 1}/{args.mic}] press Enter, then {what} now ... ")
-            audio = sd.rec(int(args.seconds * rate), samplerate=rate, channels=1,
-                           dtype="float32", device=args.device)
-            sd.wait()
-            out.append(load_example(cfg, label, audio[:, 0], f"mic {label} {i + 1}"))
+            audio = record_take(cfg, args.seconds, args.device)
+            out.append(load_example(cfg, label, audio, f"mic {label} {i + 1}"))
+            print(f"  recorded {args.seconds:g} s, {int(np.sum(out[-1].labels != SILENT))} "
+                  f"frames of sound", flush=True)
     return out
 
 

@@ -383,3 +383,107 @@ def test_the_esn_is_shed_like_any_non_essential_stage(esn_file):
     finally:
         from device.stages import STAGE_TYPES
         STAGE_TYPES.pop("test_esn_busy", None)
+
+
+# ALSA's file plugin as the microphone (as test_cli.py's live-capture test): a capture device
+# that reads its samples from a file, opened anew by every recording. The file is a symlink
+# the test points at the next prepared take before it answers each prompt, so every take
+# is captured through PortAudio, ALSA and the device's capture path, with no sound card.
+TAKE_ASOUNDRC = """
+pcm.hopwisetakes {{
+  type file
+  slave.pcm "null"
+  file "/dev/null"
+  infile "{take}"
+  format "raw"
+}}
+"""
+
+
+@pytest.mark.timeout(180)
+def test_enrolment_from_the_microphone_through_real_alsa(esn_file, tmp_path):
+    """`python -m device enrol --mic 2`: the prompts, one per take and class in order, each
+    take captured through ALSA; the per-class frame counts and the refit are those of the same
+    takes given as WAV files (the same samples, so the same numbers)."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import soundfile as sf
+    from helpers import REPO, device_env
+    from train.synth import clip_rng, percussion_clip
+    labels = ["bass", "snare", "k-snare", "hi-hat", "silent"]
+    seconds, rate, takes = 0.8, 16000, 2
+    pcm = {}
+    for label in labels:
+        for i in range(takes):
+            audio, _ = percussion_clip(label, clip_rng(31, "mic", label, i), seconds, rate)
+            x = np.round(np.clip(audio, -1, 1) * 32767).astype("<i2")
+            pcm[label, i] = x
+            sf.write(tmp_path / f"{label}_{i:03d}.wav", x, rate, subtype="PCM_16")
+            # a second of silence after the take: the capture may read a period ahead
+            (tmp_path / f"{label}_{i}.raw").write_bytes(
+                np.concatenate([x, np.zeros(rate, "<i2")]).tobytes())
+    take = tmp_path / "take.raw"
+    take.symlink_to(tmp_path / "bass_0.raw")
+    (tmp_path / ".asoundrc").write_text(TAKE_ASOUNDRC.format(take=take))
+    env = device_env(HOME=str(tmp_path))
+    probe = subprocess.run([sys.executable, "-m", "device", "list-devices"], capture_output=True,
+                           text=True, env=env, cwd=REPO, timeout=60)
+    if "hopwisetakes" not in probe.stdout:
+        pytest.skip(f"PortAudio/ALSA shows no device from an asoundrc here ({probe.stderr.strip()[-200:]})")
+    models = {}
+    for how in ("mic", "wav"):
+        models[how] = tmp_path / how / "esn_int8.npz"
+        models[how].parent.mkdir()
+        shutil.copy(esn_file, models[how])
+        shutil.copy(esn_file.with_suffix(".json"), models[how].with_suffix(".json"))
+    proc = subprocess.Popen([sys.executable, "-u", "-m", "device", "enrol", "--esn-model",
+                             str(models["mic"]), "--mic", str(takes), "--seconds", str(seconds),
+                             "--device", "hopwisetakes", "--set", f"capture.capture_rate={rate}"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=env, cwd=REPO)
+    out, prompts = b"", []
+    fd = proc.stdout.fileno()
+    for label in labels:
+        for i in range(takes):
+            while not out.endswith(b" now ... "):
+                chunk = os.read(fd, 4096)
+                assert chunk, (out.decode(), proc.stderr.read().decode())
+                out += chunk
+            prompts.append(out.decode().splitlines()[-1])
+            take.unlink()
+            take.symlink_to(tmp_path / f"{label}_{i}.raw")     # the "microphone" now hears it
+            proc.stdin.write(b"\n")
+            proc.stdin.flush()
+            out += b"\n"
+    rest, err = proc.communicate(timeout=120)
+    out = (out + rest).decode()
+    assert proc.returncode == 0, err
+    want = [f"[{label} {i + 1}/{takes}] press Enter, then "
+            f"{'stay quiet' if label == 'silent' else f'make a {label} sound'} now ... "
+            for label in labels for i in range(takes)]
+    assert prompts == want
+    wav = subprocess.run([sys.executable, "-m", "device", "enrol", "--esn-model", str(models["wav"]),
+                          *[a for label in labels for i in range(takes)
+                            for a in ("--wav", f"{label}={tmp_path / f'{label}_{i:03d}.wav'}")]],
+                         capture_output=True, text=True, env=env, cwd=REPO, timeout=120)
+    assert wav.returncode == 0, wav.stderr
+    mic_lines = [ln for ln in out.splitlines() if " examples, " in ln]
+    wav_lines = [ln for ln in wav.stdout.splitlines() if " examples, " in ln]
+    assert len(mic_lines) == 5 and mic_lines == wav_lines, (mic_lines, wav_lines)
+    for label, line in zip(labels, mic_lines):
+        assert line.split()[:3] == [label, str(takes), "examples,"]
+        assert int(line.split()[3]) > 0
+    # the "recorded" lines: a take with a sound has sound frames, a quiet one none
+    sounds = [int(ln.split(", ")[1].split()[0]) for ln in out.splitlines() if "recorded" in ln]
+    assert len(sounds) == 10 and min(sounds[:8]) > 0 and sounds[8:] == [0, 0]
+    mic = json.loads(models["mic"].with_suffix(".json").read_text())
+    via_wav = json.loads(models["wav"].with_suffix(".json").read_text())
+    assert mic["readout_source"] == "enrolled"
+    assert mic["enrolment"]["frames"] == via_wav["enrolment"]["frames"]
+    assert mic["enrolment"]["cv_nonsilent_accuracy"] == via_wav["enrolment"]["cv_nonsilent_accuracy"]
+    a, b = (esn.read_esn_model(models[how])[0].readout for how in ("mic", "wav"))
+    assert np.array_equal(a.coef, b.coef) and np.array_equal(a.intercept, b.intercept)
+    assert "refit " in out and "cross-validated" in out
