@@ -3,9 +3,11 @@
 pytest-benchmark (``make bench``, or ``pytest benchmarks/bench_esn.py --benchmark-enable -o
 python_files='bench_*.py'``): one reservoir step at 100, 400 and 1000 neurons — hopwise's
 fixed-point numba kernel, the float NumPy step of the original design, reservoirpy's — and the
-whole per-hop path at 400 neurons (one 16 ms frame: streaming log-mel frame, fused step +
-int8 readout, posteriors, beat decision), against the original design's path (the same
-frontend, a float NumPy step, a scikit-learn ``predict`` per frame).
+whole per-hop path at 400 neurons (one 16 ms frame: log-mel frame, step, int8 readout,
+posteriors, beat decision) fused in one numba call (`device.esn.EsnStream`, what the esn stage
+runs) and unfused (two numba calls, Python between), the esn stage itself per 10 ms hop
+(resampling included), against the original design's path (the same frontend, a float NumPy
+step, a scikit-learn ``predict`` per frame).
 
 Like every suite here it imports only ``device``, numpy and pytest when imported, so it runs on
 the Pi unchanged (reservoirpy's and the original design's cases skip where their packages are
@@ -128,7 +130,25 @@ def _trained_runner(n: int = 400) -> esn.EsnRunner:
 
 
 def test_per_hop_path_400_neurons(benchmark):
-    """One ESN frame (16 ms of 8 kHz audio) end to end, as the esn stage runs it."""
+    """One ESN frame (16 ms of 8 kHz audio) end to end, as the esn stage runs it with audio in
+    (the default): `EsnStream.push` (log-mel frame, step, int8 readout, posteriors: one numba
+    call) and the beat decision."""
+    cfg = LogMelConfig.from_config(PROFILE, "esn")
+    stream = esn.EsnStream(_trained_runner(400), cfg)
+    assert stream.fused
+    stream.push(np.zeros(cfg.window_length - cfg.hop_length, np.float32))
+    tracker = BeatTracker.from_config(PROFILE, stream.runner.model.labels, cfg.hop_ms / 1000.0)
+    hop = (np.random.default_rng(3).standard_normal(cfg.hop_length) * 0.05).astype(np.float32)
+
+    def path():
+        stream.push(hop)
+        return tracker.update(0.0, stream.proba[0])
+    benchmark(path)
+
+
+def test_per_hop_path_400_neurons_unfused(benchmark):
+    """The same in two numba calls with Python between them (`LogMelStream.push`, then
+    `EsnRunner.push`): the esn_frontend -> esn form, and the whole path before the fusion."""
     cfg = LogMelConfig.from_config(PROFILE, "esn")
     stream = LogMelStream(cfg)
     stream.push(np.zeros(cfg.window_length - cfg.hop_length, np.float32))
@@ -154,6 +174,34 @@ def test_per_hop_path_400_neurons_without_the_frontend(benchmark):
         runner.push(frame)
         return tracker.update(0.0, runner.proba)
     benchmark(path)
+
+
+def test_esn_stage_per_10ms_hop_400_neurons(benchmark):
+    """The device's esn stage itself (`EsnStage.process`, default profile: input = "audio"):
+    one 10 ms hop of 16 kHz audio, resampled to 8 kHz, a 16 ms frame on 5 hops in 8."""
+    import tempfile
+    from pathlib import Path
+    from device.pipeline import Pipeline
+    runner = _trained_runner(400)
+    folder = Path(tempfile.mkdtemp(prefix="bench_esn_"))
+    esn.write_esn_model(runner.model, folder / "esn_int8.npz",
+                        {**PROFILE.section("frontend.esn"), "name": "esn"})
+    cfg = load_config("default", ['pipeline.stages=["esn"]', f"stages.esn.model={folder / 'esn_int8.npz'}",
+                                  "stages.esn.readout=int8", "runtime.status_interval_s=0"])
+    pipe = Pipeline.from_config(cfg)
+    stage = pipe.stages[0]
+    assert stage.describe()["fused"]
+    audio = (np.random.default_rng(6).standard_normal(16000) * 0.05).astype(np.float32)
+    hops = [audio[i:i + pipe.hop] for i in range(0, len(audio), pipe.hop)]
+    from device.stages.base import HopContext
+    state = {"i": 0}
+
+    def hop():
+        i = state["i"] = (state["i"] + 1) % len(hops)
+        stage.process(HopContext(i, (i + 1) * 0.01, hops[i], {}))
+    hop()
+    benchmark(hop)
+    pipe.close()
 
 
 def test_original_design_path_400_neurons(benchmark):
