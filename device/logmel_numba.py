@@ -60,10 +60,12 @@ if _numba is not None:
         while size <= half:
             step = half // size
             h = size // 2
-            for start in range(0, half, size):
-                for m in range(h):
-                    wr = tw_re[m * step]
-                    wi = tw_im[m * step]
+            # Twiddle-major: each twiddle loaded once per stage. The butterflies of a stage
+            # touch disjoint elements, so their order changes no result (bit for bit).
+            for m in range(h):
+                wr = tw_re[m * step]
+                wi = tw_im[m * step]
+                for start in range(0, half, size):
                     p = start + m
                     q = p + h
                     tr = wr * zr[q] - wi * zi[q]
@@ -73,10 +75,11 @@ if _numba is not None:
                     zr[p] += tr
                     zi[p] += ti
             size *= 2
-        # the real spectrum X[k], k = 0..half, from Z
+        # the real spectrum X[k], k = 0..half, from Z (k % half and (half - k) % half
+        # without the two integer divisions per bin)
         for k in range(half + 1):
-            k1 = k % half
-            k2 = (half - k) % half
+            k1 = k if k < half else 0
+            k2 = half - k if k > 0 else 0
             er = 0.5 * (zr[k1] + zr[k2])
             ei = 0.5 * (zi[k1] - zi[k2])
             orr = 0.5 * (zi[k1] + zi[k2])
