@@ -31,6 +31,12 @@ both implementations. `step_reference` is the plain NumPy version (int64 matrix 
 give the same integers because no int32 sum overflows); `step` is the numba kernel the device
 runs, and the tests check that the two agree bit for bit on random reservoirs and inputs.
 
+On the device a frame costs little arithmetic (a 400 x 400 int16 product, a 256-point FFT), so
+call overhead matters: `EsnStream` takes a hop of audio and does the window, the log-mel (the
+frontend's own per-frame numba function, `device.logmel_numba.frame_into`), the step, the int8
+readout and the posteriors in one numba call with preallocated state. `EsnRunner` is the same
+per log-mel frame, for a pipeline that computes the frames in a stage of their own.
+
 The readout (`Readout`) is linear over ``[x, u]`` (the input frame optionally concatenated),
 applied either in float or with int8 weights (one scale per class, int64 sums: only a few
 classes x N products, so the width costs nothing). The model file (`EsnModel`, ``.npz`` with a

@@ -4,6 +4,7 @@ layout, and draw the original's figure for any recording.
     python -m evaluation.esn --profile real                       # the profile's beatbox folder
     python -m evaluation.esn --data ../shared/data/beatbox --cv   # + cross-validated figures
     python -m evaluation.esn --plot recording.wav                 # spectrogram + posteriors PNG
+    python -m evaluation.esn --profile real --enrol 3             # + enrolment on held-out ones
 
 Writes ``build/reports/esn_eval_<profile>.json``, ``esn_confusion_<profile>.png`` (and with
 ``--cv`` ``esn_confusion_cv_<profile>.png``):
@@ -20,6 +21,10 @@ Writes ``build/reports/esn_eval_<profile>.json``, ``esn_confusion_<profile>.png`
 * ``cross_validated`` (``--cv``): `train.esn.cross_validate` with the profile's
   ``[model.esn]``: every recording predicted by a model that never saw it (fixed-point
   reservoir with float and int8 readout, float reservoir), and the cross-place figure.
+* ``enrolment`` (``--enrol N``): N recordings per class (seeded by ``project.seed``) are given
+  to the device's enrolment refit (`device.enrol.refit`) as a user's takes; the other
+  recordings are judged with the model before and after: the enrolled readout on recordings
+  it never heard, and the refit's time.
 
 The figure (``--plot``): the log-mel the ESN sees on top, the per-frame class posteriors below,
 as the original project drew it live; here it is drawn offline, never on the audio path.
@@ -39,7 +44,8 @@ from device.esn import EsnRunner, read_esn_model
 from device.paths import BuildPaths, resolve_build_path
 from train import esn as tesn
 
-__all__ = ["run_deployed", "evaluate_folder", "plot_confusion", "plot_recording", "main"]
+__all__ = ["run_deployed", "judge", "evaluate_folder", "enrolment", "plot_confusion", "plot_recording",
+           "main"]
 
 log = logging.getLogger("evaluation.esn")
 
@@ -53,14 +59,9 @@ def run_deployed(model, frames: np.ndarray) -> np.ndarray:
     return out
 
 
-def evaluate_folder(cfg, folder: str | Path | None, model_path: str | Path,
-                    cv: bool = False) -> dict:
-    """The JSON report (module docstring)."""
-    recs = tesn.load_recordings(cfg, folder)
-    if not recs:
-        raise FileNotFoundError(f"no recordings in {folder or cfg['data.real.vocal_percussion']}")
-    model, manifest = read_esn_model(model_path, labels=cfg["labels.percussion"],
-                                     frontend=cfg.section("frontend.esn"))
+def judge(model, recs) -> dict:
+    """Frame metrics (`train.esn.frame_metrics`) and per-recording votes of ``model`` run by the
+    device's runner over ``recs`` (`train.esn.Recording` s)."""
     labels = model.labels
     probas = [run_deployed(model, r.frames) for r in recs]
     truth = np.concatenate([r.labels for r in recs])
@@ -71,6 +72,46 @@ def evaluate_folder(cfg, folder: str | Path | None, model_path: str | Path,
     votes = [tesn.recording_vote(p, r.labels) for p, r in zip(pred, recs)]
     m["recording_accuracy"] = float(np.mean([v == r.label for v, r in zip(votes, recs)]))
     m["recordings"] = {r.group: {"label": r.label, "vote": v} for r, v in zip(recs, votes)}
+    return m
+
+
+def enrolment(cfg, recs, model, takes: int, seed: int) -> dict:
+    """Enrolment as the device does it (`device.enrol.refit`: NumPy ridge, no TensorFlow or
+    scikit-learn), judged on recordings it never heard: ``takes`` recordings of each class
+    (drawn with ``seed``) are the user's examples, the rest are held out; the held-out
+    figures before (the model as loaded) and after the refit."""
+    from device.enrol import Example, refit
+    rng = np.random.default_rng(seed)
+    chosen = set()
+    for label in model.labels:
+        idx = [i for i, r in enumerate(recs) if r.label == label]
+        if len(idx) <= takes and label != tesn.SILENT:
+            raise ValueError(f"--enrol {takes}: only {len(idx)} {label} recordings, none would "
+                             f"be left to judge on; use fewer takes")
+        chosen.update(int(i) for i in rng.choice(idx, min(takes, len(idx)), replace=False))
+    examples = [Example(recs[i].label, recs[i].frames, recs[i].labels, recs[i].group)
+                for i in sorted(chosen)]
+    held = [r for i, r in enumerate(recs) if i not in chosen]
+    alpha = float(model.params.get("ridge_alpha", cfg["model.esn.ridge_alpha"]))
+    new, report = refit(model, examples, alpha, int(cfg["model.esn.enrol_folds"]))
+    keep = ("nonsilent_accuracy", "sound_class_accuracy", "silent_accuracy", "recording_accuracy")
+    before, after = judge(model, held), judge(new, held)
+    return {"takes_per_class": takes, "seed": seed, "enrolled": [recs[i].group for i in sorted(chosen)],
+            "held_out": len(held), "refit": report,
+            "before": {k: round(float(before[k]), 4) for k in keep},
+            "after": {k: round(float(after[k]), 4) for k in keep}}
+
+
+def evaluate_folder(cfg, folder: str | Path | None, model_path: str | Path,
+                    cv: bool = False, enrol_takes: int = 0) -> dict:
+    """The JSON report (module docstring)."""
+    recs = tesn.load_recordings(cfg, folder)
+    if not recs:
+        raise FileNotFoundError(f"no recordings in {folder or cfg['data.real.vocal_percussion']}")
+    model, manifest = read_esn_model(model_path, labels=cfg["labels.percussion"],
+                                     frontend=cfg.section("frontend.esn"))
+    m = judge(model, recs)
+    truth = np.concatenate([r.labels for r in recs])
     report = {"model": str(model_path), "model_sha256": manifest["sha256"],
               "folder": str(folder or cfg["data.real.vocal_percussion"]),
               "recordings": len(recs), "frames": int(len(truth)),
@@ -84,6 +125,8 @@ def evaluate_folder(cfg, folder: str | Path | None, model_path: str | Path,
             recs, params, int(cfg["model.esn.cv_folds"]), int(cfg["project.seed"]), both=True)
         if len({r.place for r in recs}) > 1:
             report["cross_place"] = tesn.cross_place(recs, params)
+    if enrol_takes:
+        report["enrolment"] = enrolment(cfg, recs, model, enrol_takes, int(cfg["project.seed"]))
     return report
 
 
@@ -185,6 +228,9 @@ def main(argv=None) -> int:
     parser.add_argument("--model", help="the ESN .npz (default: stages.esn.model)")
     parser.add_argument("--cv", action="store_true", help="also cross-validate by recording")
     parser.add_argument("--plot", metavar="FILE", help="draw FILE's log-mel and posteriors only")
+    parser.add_argument("--enrol", type=int, default=0, metavar="N",
+                        help="also enrol N recordings per class onto the model (device.enrol's "
+                             "refit) and judge it before and after on the other recordings")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = config_from_args(args)
@@ -196,7 +242,7 @@ def main(argv=None) -> int:
                                  paths.report(f"esn_{Path(args.plot).stem}.png"))
             print(f"wrote {out}")
             return 0
-        report = evaluate_folder(cfg, args.data, model_path, cv=args.cv)
+        report = evaluate_folder(cfg, args.data, model_path, cv=args.cv, enrol_takes=args.enrol)
     except (FileNotFoundError, ValueError) as exc:
         print(f"evaluation.esn: {exc}", file=sys.stderr)
         return 2
@@ -227,6 +273,15 @@ def main(argv=None) -> int:
         for name, m in report.get("cross_place", {}).items():
             print(f"cross-place {name}: non-silent {m['nonsilent_accuracy']:.3f} (sound class "
                   f"{m['sound_class_accuracy']:.3f}), recordings {m['recording_accuracy']:.3f}")
+    if "enrolment" in report:
+        e = report["enrolment"]
+        b, a = e["before"], e["after"]
+        print(f"enrolment, {e['takes_per_class']} recordings per class, refit "
+              f"{e['refit']['refit_s'] * 1000:.0f} ms + {e['refit']['states_s'] * 1000:.0f} ms of "
+              f"states; {e['held_out']} held-out recordings, before -> after: sound frames "
+              f"{b['nonsilent_accuracy']:.3f} -> {a['nonsilent_accuracy']:.3f}, silent "
+              f"{b['silent_accuracy']:.3f} -> {a['silent_accuracy']:.3f}, recordings "
+              f"{b['recording_accuracy']:.3f} -> {a['recording_accuracy']:.3f}")
     print(f"wrote {out} and {png}")
     return 0
 

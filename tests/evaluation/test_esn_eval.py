@@ -50,3 +50,22 @@ def test_plots_are_written(setup, tmp_path):
     assert png.stat().st_size > 5000
     d = report["deployed"]
     assert plot_confusion(d, tmp_path / "c.png", "test").stat().st_size > 5000
+
+
+def test_enrolment_is_judged_on_recordings_it_never_heard(setup):
+    from evaluation.esn import enrolment
+    cfg, root, model_path, _ = setup
+    recs = tesn.load_recordings(cfg, root)
+    model, _ = desn.read_esn_model(model_path)
+    e = enrolment(cfg, recs, model, takes=2, seed=5)
+    assert len(e["enrolled"]) == 10 and e["held_out"] == 5          # 2 of each class's 3
+    held = {r.group for r in recs} - set(e["enrolled"])
+    assert len(held) == 5 and {g.split("/")[-1].rsplit("_", 1)[0].replace("loft_", "")
+                               for g in held} <= set(cfg["labels.percussion"])
+    assert e["refit"]["examples"] == {lab: 2 for lab in cfg["labels.percussion"]}
+    assert e["refit"]["refit_s"] < 1.0
+    for k in ("before", "after"):
+        assert 0 <= e[k]["nonsilent_accuracy"] <= 1 and 0 <= e[k]["recording_accuracy"] <= 1
+    assert enrolment(cfg, recs, model, takes=2, seed=5)["enrolled"] == e["enrolled"]   # seeded
+    with pytest.raises(ValueError, match="none would be left"):
+        enrolment(cfg, recs, model, takes=3, seed=5)
