@@ -910,6 +910,10 @@ class EsnStream:
         if type(samples) is not np.ndarray or samples.dtype != np.float32:
             from .frontend import as_float_audio
             samples = as_float_audio(samples)
+        if not len(samples):
+            # The stream resampler hands out its output in blocks (soxr: ~470 samples every
+            # fifth or sixth 10 ms hop), so most hops bring nothing: skip the call.
+            return 0
         if self._tables is None:
             return self.push_unfused(samples)
         if len(samples) > self._max_samples:

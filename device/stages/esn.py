@@ -145,6 +145,10 @@ class EsnStage(Stage):
             from ..esn import EsnStream
             if self.stream is None:
                 self.stream = EsnStream(runner, self.fcfg)
+                # Compile (or load from numba's cache) the fused kernel now, not on the first
+                # live hop, where it would look like overload and shed stages.
+                self.stream.push(np.zeros(self.stream.win, np.float32))
+                self.stream.reset()
             else:
                 self.stream.rebind(runner)      # a new readout: the buffered samples stay
         self.manifest = manifest
