@@ -34,7 +34,7 @@ class EsnStage(Stage):
       the hop to ``[frontend.esn]``'s rate (``resample.stage_quality``, as the ``logmel`` stage
       and training) and runs `device.esn.EsnStream`: the log-mel frame, the reservoir step and
       the int8 readout in one numba call per hop, no ``esn_frontend`` stage needed. This is
-      the fast path (``benchmarks/bench_esn.py``: about two thirds of the time of the other).
+      the fast path (``benchmarks/bench_esn.py``: 0.6-0.75 of the time of the other).
     * ``input = "features.esn.new"``: the frames of a ``logmel`` stage of ``[frontend.esn]``
       (``esn_frontend``), one `EsnRunner.push` per frame; for a pipeline that wants the ESN's
       features for something else too.
