@@ -291,7 +291,7 @@ def cmd_selfcheck(args) -> int:
 
     from .selfcheck import failed, run_selfcheck, table, to_json
     cfg = config_from_args(args)
-    rows = run_selfcheck(cfg, model=args.model, budget=not args.no_budget)
+    rows = run_selfcheck(cfg, model=args.model, budget=bool(cfg["selfcheck.budget"]) and not args.no_budget)
     sys.stdout.write(table(rows))
     if args.json:
         Path(args.json).write_text(to_json(rows) + "\n")

@@ -246,7 +246,8 @@ def run_selfcheck(cfg, root: Path | None = None, model=None, budget: bool = True
     if error is None:
         rows.append(check_signal(cfg, root, model))
         rows.append(check_budget(cfg, model) if budget else
-                    Check("budget", "skip", "not measured (--no-budget: timings here say nothing)"))
+                    Check("budget", "skip", "not measured (--no-budget or selfcheck.budget = false: "
+                                                "timings here say nothing)"))
     else:
         rows += [Check("signal", "skip", "the models did not load"),
                  Check("budget", "skip", "the models did not load")]

@@ -1,0 +1,174 @@
+"""The bundle's self-check on an arm64 Debian root under qemu-user emulation (no Pi needed).
+
+    sudo python -m export.emulate_arm64 [--root /var/tmp/hopwise-arm64] [--suite bookworm]
+
+Proves, short of a Pi, that the deploy bundle installs and runs on aarch64 with the Pi's own
+Python: it
+
+1. makes an arm64 Debian root with ``debootstrap --arch=arm64 --foreign`` (Bookworm's Python
+   3.11, what Raspberry Pi OS Bookworm ships) and finishes it inside the root with
+   ``debootstrap --second-stage``, which runs arm64 binaries through qemu-user-static: the
+   kernel's binfmt_misc must hand them to qemu (``update-binfmts --enable qemu-aarch64``,
+   after mounting ``/proc/sys/fs/binfmt_misc`` where a container has not);
+2. downloads the device requirements as aarch64 wheels here (``pip download --platform
+   manylinux_2_N_aarch64 --only-binary=:all:``: the same resolution as
+   ``tests/export/test_aarch64_wheels.py``) and installs them with the root's own pip into a
+   venv, offline (``--no-index``);
+3. copies the bundle (``build_bundle``, the one ``make deploy`` sends) to ``/opt/hopwise`` in
+   the root and runs ``python -m device selfcheck --no-budget`` there, under emulation.
+
+The hop-budget row is skipped: emulated timings say nothing about a Pi. Needs root (chroot,
+mounts), the Debian packages ``debootstrap qemu-user-static binfmt-support`` and a Debian
+mirror; the root is kept and reused (``--fresh`` makes a new one). Exit 0 when the self-check
+passed, 1 when it failed, 2 when a step could not run (the message names it).
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from device.config import add_profile_arguments, config_from_args
+
+QEMU = "/usr/bin/qemu-aarch64-static"
+BINFMT = Path("/proc/sys/fs/binfmt_misc")
+# Bookworm: Python 3.11 and glibc 2.36 (wheels tagged up to manylinux_2_36 install)
+SUITES = {"bookworm": ("3.11", 36), "trixie": ("3.13", 41)}
+
+
+class EmulationError(RuntimeError):
+    """A step could not run; the message names it and the fix."""
+
+
+def _run(step: str, cmd: list[str], **kw) -> subprocess.CompletedProcess:
+    t0 = time.perf_counter()
+    print(f"[{step}] {' '.join(cmd)[:160]}", flush=True)
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise EmulationError(f"{step} failed (exit {proc.returncode}):\n"
+                             f"{(proc.stdout + proc.stderr).strip()[-2000:]}")
+    print(f"[{step}] done in {time.perf_counter() - t0:.0f} s", flush=True)
+    return proc
+
+
+def ensure_binfmt() -> str:
+    """qemu-aarch64 registered with binfmt_misc (mounting it if needed); its interpreter path."""
+    for tool in ("debootstrap", "update-binfmts"):
+        if shutil.which(tool) is None:
+            raise EmulationError(f"{tool} is missing: apt-get install debootstrap "
+                                 f"qemu-user-static binfmt-support")
+    if not Path(QEMU).exists():
+        raise EmulationError(f"{QEMU} is missing: apt-get install qemu-user-static")
+    if not (BINFMT / "register").exists():
+        proc = subprocess.run(["mount", "-t", "binfmt_misc", "binfmt_misc", str(BINFMT)],
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise EmulationError(f"binfmt_misc cannot be mounted here ({proc.stderr.strip()}): "
+                                 f"this container cannot hand arm64 binaries to qemu")
+    entry = BINFMT / "qemu-aarch64"
+    if not entry.exists():
+        _run("binfmt", ["update-binfmts", "--enable", "qemu-aarch64"])
+    text = entry.read_text()
+    if "enabled" not in text:
+        raise EmulationError(f"qemu-aarch64 is registered but not enabled:\n{text}")
+    return next(line.split()[1] for line in text.splitlines() if line.startswith("interpreter"))
+
+
+def make_root(root: Path, suite: str, mirror: str, interpreter: str) -> None:
+    """debootstrap the arm64 root (both stages) unless its python3 is already there."""
+    if (root / "usr/bin/python3").exists() and (root / ".hopwise-complete").exists():
+        print(f"[root] reusing {root}")
+        return
+    root.mkdir(parents=True, exist_ok=True)
+    _run("debootstrap stage 1", ["debootstrap", "--arch=arm64", "--foreign",
+                                 "--include=python3,python3-venv,ca-certificates", suite,
+                                 str(root), mirror], timeout=3600)
+    # Without binfmt's F flag the kernel opens the interpreter inside the chroot: put it there.
+    inside = root / interpreter.lstrip("/")
+    inside.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy2(QEMU, inside)
+    _run("debootstrap stage 2 (emulated)", ["chroot", str(root), "/debootstrap/debootstrap",
+                                            "--second-stage"], timeout=7200)
+    (root / ".hopwise-complete").touch()
+
+
+def download_wheels(requirements: Path, dest: Path, python: str, glibc_minor: int) -> None:
+    platforms = [f"--platform=manylinux_2_{m}_aarch64" for m in range(17, glibc_minor + 1)]
+    _run("aarch64 wheels", [sys.executable, "-m", "pip", "download", "--quiet",
+                            "--only-binary=:all:", f"--python-version={python}",
+                            "--implementation=cp", "--platform=manylinux2014_aarch64", *platforms,
+                            "--platform=linux_aarch64", "-d", str(dest), "-r", str(requirements)],
+         timeout=1800)
+
+
+def selfcheck_emulated(cfg, root: Path, suite: str, mirror: str, fresh: bool = False) -> int:
+    """Steps 1-3 of the module docstring; the self-check's exit code (its table is printed)."""
+    from export.deploy import build_bundle
+    if os.geteuid() != 0:
+        raise EmulationError("run as root: debootstrap, chroot and the binfmt_misc mount need it")
+    python, glibc = SUITES[suite]
+    interpreter = ensure_binfmt()
+    if fresh and root.exists():
+        shutil.rmtree(root)
+    make_root(root, suite, mirror, interpreter)
+    arch = _run("arch", ["chroot", str(root), "uname", "-m"]).stdout.strip()
+    py = _run("python", ["chroot", str(root), "python3", "--version"]).stdout.strip()
+    print(f"[root] {root}: {arch}, {py} (emulated by qemu-user)")
+    opt = root / "opt" / "hopwise"
+    if opt.exists():
+        shutil.rmtree(opt)
+    bundle = build_bundle(cfg, root / "opt" / "build-out")
+    shutil.copytree(bundle, opt, symlinks=True)
+    shutil.rmtree(root / "opt" / "build-out")
+    wheels = root / "wheels"
+    wheels.mkdir(exist_ok=True)
+    download_wheels(opt / "requirements-device.txt", wheels, python, glibc)
+    _run("venv (emulated)", ["chroot", str(root), "python3", "-m", "venv", "/opt/hopwise/.venv"])
+    _run("pip install (emulated, offline)", ["chroot", str(root), "/opt/hopwise/.venv/bin/pip",
+                                             "install", "--quiet", "--no-index", "--find-links",
+                                             "/wheels", "-r", "/opt/hopwise/requirements-device.txt"],
+         timeout=3600)
+    proc_dir = root / "proc"
+    mounted = subprocess.run(["mount", "-t", "proc", "proc", str(proc_dir)]).returncode == 0
+    try:
+        t0 = time.perf_counter()
+        check = subprocess.run(["chroot", str(root), "sh", "-c", "cd /opt/hopwise && "
+                                ".venv/bin/python -m device selfcheck --profile profile.toml "
+                                "--no-budget --json selfcheck.json"],
+                               capture_output=True, text=True, timeout=3600)
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(proc_dir)])
+    print(check.stdout, end="")
+    if check.returncode != 0:
+        print(check.stderr[-3000:], file=sys.stderr)
+    print(f"[selfcheck] exit {check.returncode} after {time.perf_counter() - t0:.0f} s under "
+          f"emulation ({arch}, {py})")
+    return check.returncode
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m export.emulate_arm64", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_profile_arguments(parser, "selfcheck.time_tolerance_s=0.25")
+    parser.add_argument("--root", type=Path, default=Path("/var/tmp/hopwise-arm64"),
+                        help="the arm64 root (made once, reused; default: %(default)s)")
+    parser.add_argument("--suite", choices=sorted(SUITES), default="bookworm",
+                        help="Debian suite: its Python is the Pi OS one (default: %(default)s)")
+    parser.add_argument("--mirror", default="http://deb.debian.org/debian")
+    parser.add_argument("--fresh", action="store_true", help="make a new root even if one exists")
+    args = parser.parse_args(argv)
+    try:
+        return 0 if selfcheck_emulated(config_from_args(args), args.root, args.suite,
+                                       args.mirror, args.fresh) == 0 else 1
+    except EmulationError as exc:
+        print(f"emulate_arm64: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
