@@ -174,6 +174,11 @@ def test_sigterm_while_the_broker_is_down_loses_nothing(tone_model, broker, tmp_
             "--set", f"sinks.mqtt.port={broker.port}"]
     proc = subprocess.Popen(args + ["--realtime"], stderr=subprocess.PIPE, text=True,
                             env=device_env(), cwd=REPO)
+    # 3 s of audio after it is running (its "online" in the log file); start-up itself can take
+    # 10 s on a loaded machine, and a SIGTERM before the handler is installed is not this test
+    deadline = time.monotonic() + 60
+    while not (state / "events.jsonl").exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
     time.sleep(3.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
