@@ -8,9 +8,11 @@ machine and a broker that only listens on the Pi's loopback works too.
     python -m device heartbeat --profile profile.toml --since 1764720000 --timeout-s 60
 
 It subscribes to ``<topic_prefix>/<device_id>/status`` of the profile's ``[sinks.mqtt]`` (or
-the section named by ``--sink``), prints the first ``heartbeat`` whose ``t_wall`` is at or after
-``--since`` (a Unix time; the sink retains heartbeats, so one published before the subscription
-still counts) as one JSON line, and exits 0. Exit 1 when none comes within ``--timeout-s``, or
+the section named by ``--sink``), prints the first heartbeat of a run (``"first": true``, sent
+after its first hop) whose ``t_wall`` is at or after ``--since`` (a Unix time; the sink retains
+heartbeats, so one published before the subscription still counts) as one JSON line, and exits
+0. A periodic heartbeat of the process being replaced, sent between ``--since`` and its stop,
+does not count. Exit 1 when none comes within ``--timeout-s``, or
 when the broker refuses or cannot be reached: the reason is printed on stderr, and an ``offline``
 presence (the service's last will, or its clean stop) after ``--since`` is named in it.
 """
@@ -80,7 +82,7 @@ def wait_for_heartbeat(cfg, since_wall: float, timeout_s: float, sink: str = "mq
         if not isinstance(ev, dict) or float(ev.get("t_wall", 0)) < since_wall:
             return   # a retained message from before this start
         seen.append(str(ev.get("label")))
-        if ev.get("label") == "heartbeat":
+        if ev.get("label") == "heartbeat" and ev.get("first"):
             found.append(ev)
             done.set()
 

@@ -42,11 +42,12 @@ def test_only_a_heartbeat_after_since_counts(broker, tmp_path):
         assert waiter.returncode == 1 and "no heartbeat on MQTT" in err and "(connected)" in err, err
         waiter = _wait(broker.port, since, 20)
         time.sleep(1.0)
+        sink.send({**_beat(time.time(), 30.0), "first": False})   # the old process, periodic
         sink.send(_beat(time.time(), 0.01))
         out, err = waiter.communicate(timeout=30)
         assert waiter.returncode == 0, err
         got = json.loads(out)
-        assert got["label"] == "heartbeat" and got["t_wall"] >= since
+        assert got["label"] == "heartbeat" and got["t_wall"] >= since and got["t_audio_s"] == 0.01
     finally:
         sink.close(2)
 
