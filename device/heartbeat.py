@@ -19,7 +19,6 @@ presence (the service's last will, or its clean stop) after ``--since`` is named
 from __future__ import annotations
 
 import json
-import logging
 import sys
 import threading
 import time
@@ -27,8 +26,6 @@ import uuid
 
 from .config import ConfigError
 from .sinks.base import SinkSection
-
-log = logging.getLogger("hopwise.heartbeat")
 
 
 class HeartbeatTimeout(RuntimeError):
