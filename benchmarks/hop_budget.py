@@ -11,11 +11,12 @@ With ``--target`` (``make bench TARGET=...``; ``user@host``, ``user@host:/path``
 ``ssh://user@host:port/path``, parsed as `export.deploy.SSHTarget` does, with
 ``bench.remote_path`` when no path is given) it
 
-1. builds the deploy bundle of the profile and sends it over SSH (`export.deploy`: the same
-   bundle as ``make deploy``, so the figures are this build's; ``--no-deploy`` measures what is
-   there already),
-2. runs ``python -m device bench --profile profile.toml`` in the bundle with the bundle's venv
-   (``.venv``, made by its install.sh; ``--install`` runs install.sh after sending), and
+1. deploys the profile there as a new release, exactly as ``make deploy TARGET=...`` does
+   (`export.deploy.deploy_release`: ``releases/<version>``, the shared environment, the
+   self-check, ``current`` switched, the service restarted), so the figures are this build's as
+   it runs there; ``--no-deploy`` measures the release that is current already,
+2. runs ``python -m device bench --profile profile.toml`` in ``<path>/current`` with the
+   release's environment (``current/.venv``), and
 3. fetches the report back into ``build/reports/<profile>/<host>/``.
 
 The Pi runs the report only, which needs nothing beyond requirements-device.txt. The
@@ -38,7 +39,7 @@ from device.config import REPO_ROOT, ConfigError, add_profile_arguments, config_
 from device.manifest import ManifestError
 from device.paths import BuildPaths, profile_tag
 
-REMOTE_PYTHON = ".venv/bin/python"   # install.sh's venv, relative to the bundle
+REMOTE_PYTHON = ".venv/bin/python"   # the release's environment (envs/<hash>), in current/
 
 
 def parse_target(text: str, remote_path: str):
@@ -67,38 +68,44 @@ def run_local(profile: str, overrides: list[str], model: str | None, out_dir: Pa
     return subprocess.run(cmd, cwd=REPO_ROOT).returncode
 
 
-def run_remote(cfg, target, *, deploy: bool = True, install: bool = False,
-               remote_python: str = REMOTE_PYTHON, ssh_options: list[str] | None = None,
+def run_remote(cfg, target, *, deploy: bool = True, ssh_options: list[str] | None = None,
                timeout_s: float = 1800.0) -> Path:
-    """Deploy (unless not ``deploy``), run the report in the bundle on ``target``, fetch it.
+    """Measure the release that is current on ``target`` and fetch its report.
 
-    Returns the local folder the report was fetched into; raises `export.deploy.DeployError`
-    with what to do when a step fails.
+    With ``deploy`` (the default) the profile's bundle is first installed as a new release the
+    way ``make deploy`` does it (`export.deploy.deploy_release`: ``releases/<version>``, the
+    shared environment, the self-check, ``current`` switched, the service restarted), so what
+    is measured is exactly what runs there. Without it, whatever ``current`` points at is
+    measured. The report runs as ``current/.venv/bin/python -m device bench`` with the release's
+    own profile and comes back into ``build/reports/<profile>/<host>/``.
+
+    Returns that local folder; raises `export.deploy.DeployError` (with its step) when a step
+    fails.
     """
-    from export.deploy import DeployError, build_bundle, push_over_ssh, ssh_run
+    from export.deploy import DeployError, Host, build_bundle, deploy_release, ssh_run
     paths = BuildPaths(cfg)
+    host = Host(target.path, target, ssh_options)
     if deploy:
-        bundle = build_bundle(cfg, paths.deploy_dir)
-        push_over_ssh(bundle, target, install=install, ssh_options=ssh_options)
-    dest, py = shlex.quote(target.path), shlex.quote(remote_python)
-    # The bundle's own layout: its profile.toml names "build" as the build folder.
+        result = deploy_release(build_bundle(cfg, paths.deploy_dir), host, cfg)
+        print(f"deployed release {result.release} to {host.where} ({result.service})", flush=True)
+    current, py = host.path("current"), shlex.quote(REMOTE_PYTHON)
+    # The release's own layout: its profile.toml names "build" as the build folder.
     out = shlex.quote(f"build/reports/{profile_tag(cfg)}")
-    remote = (f"cd {dest} || exit 3; if [ ! -x {py} ] && ! command -v {py} >/dev/null 2>&1; "
-              f"then echo 'no {remote_python} in {target.path}' >&2; exit 3; fi; "
+    remote = (f"cd {current} 2>/dev/null && [ -x {py} ] || {{ echo 'no current release with "
+              f"{REMOTE_PYTHON} in {target.path}' >&2; exit 3; }}; "
               f"exec {py} -m device bench --profile profile.toml --out {out}")
-    print(f"running the hop-budget report on {target.user_host}:{target.path} ...", flush=True)
+    print(f"running the hop-budget report on {host.where}/current ...", flush=True)
     proc = ssh_run(target, remote, ssh_options=ssh_options, timeout_s=timeout_s, check=False)
     err = proc.stderr.decode(errors="replace").strip()
     if proc.returncode == 3:
-        raise DeployError(f"{err or 'no bundle'} on {target.user_host}: deploy and install it "
-                          f"first (`python -m export.deploy --target {target.user_host}:"
-                          f"{target.path} --install`, which runs install.sh there), or pass "
-                          f"--remote-python")
+        raise DeployError(f"{err} on {target.user_host}: deploy a release first (`make deploy "
+                          f"TARGET={target.user_host}:{target.path}`, or `make bench` without "
+                          f"--no-deploy)", "remote")
     if proc.returncode != 0:
         raise DeployError(f"the report failed on {target.user_host} (exit {proc.returncode}):\n"
-                          f"{err[-2000:]}")
+                          f"{err[-2000:]}", "remote")
     sys.stdout.write(proc.stdout.decode(errors="replace"))
-    fetched = ssh_run(target, f"cd {dest} && tar czf - -C {out} .", ssh_options=ssh_options,
+    fetched = ssh_run(target, f"cd {current} && tar czf - -C {out} .", ssh_options=ssh_options,
                       timeout_s=120.0).stdout
     local = paths.bench_report_dir(host_folder(target))
     local.mkdir(parents=True, exist_ok=True)
@@ -113,7 +120,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.hop_budget",
         description="Write the hop-budget report of a profile (python -m device bench): here, or "
-                    "with --target on a Pi over SSH from the deployed bundle, fetched back into "
+                    "with --target on a Pi over SSH: the profile is deployed there as a new "
+                    "release first (as make deploy does; --no-deploy measures the current one), "
+                    "the report runs in <path>/current and comes back into "
                     "build/reports/<profile>/<host>/.",
         epilog="examples:\n  python -m benchmarks.hop_budget --set bench.audio_s=10\n"
                "  python -m benchmarks.hop_budget --target pi@raspberrypi.local:/opt/hopwise",
@@ -123,12 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--target", help="user@host[:/path] or ssh://user@host:port/path: run on "
                                          "that Pi (default: here)")
     parser.add_argument("--no-deploy", action="store_true",
-                        help="with --target: measure the bundle already there, do not send one")
-    parser.add_argument("--install", action="store_true",
-                        help="with --target: run the bundle's install.sh after sending it")
-    parser.add_argument("--remote-python", default=REMOTE_PYTHON,
-                        help="with --target: the Python that runs the report there (default: "
-                             "%(default)s, in the bundle)")
+                        help="with --target: measure the release that is current there, do not "
+                             "deploy a new one first")
     parser.add_argument("--ssh-option", action="append", default=[],
                         help="extra ssh arguments, e.g. --ssh-option=-i --ssh-option=KEY")
     args = parser.parse_args(argv)
@@ -142,13 +147,15 @@ def main(argv: list[str] | None = None) -> int:
             raise DeployError("--model is for a local run: on a Pi the bundle's profile names its "
                               "model (deploy the model you want measured)")
         target = parse_target(args.target, cfg["bench.remote_path"])
-        local = run_remote(cfg, target, deploy=not args.no_deploy, install=args.install,
-                           remote_python=args.remote_python, ssh_options=args.ssh_option)
+        local = run_remote(cfg, target, deploy=not args.no_deploy, ssh_options=args.ssh_option)
         print(f"hop-budget report from {target.user_host}: {local / 'hop_budget.md'} "
               f"({', '.join(sorted(p.name for p in local.glob('hop_budget.*')))})")
-    except (ConfigError, ManifestError, DeployError) as exc:
+    except (ConfigError, ManifestError) as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return 2
+    except DeployError as exc:
+        print(f"bench: {exc.step} failed: {exc}", file=sys.stderr)
+        return exc.exit_code   # export.deploy's codes: the same step, the same number
     return 0
 
 

@@ -140,6 +140,17 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES)
     _common(check)
     check.add_argument("--json", default=None, metavar="FILE", help="also write the rows as JSON")
+    check.add_argument("--no-budget", action="store_true",
+                       help="skip the hop-budget check: for an emulated machine (qemu-user), whose "
+                            "timings say nothing about a real one")
+
+    from .heartbeat import __doc__ as heartbeat_doc, add_arguments as heartbeat_arguments
+    beat = sub.add_parser("heartbeat", help="wait for the service's first heartbeat on its MQTT "
+                          "status topic (what deploy runs on the Pi)", description=heartbeat_doc,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_profile_arguments(beat, "sinks.mqtt.port=1884")
+    beat.add_argument("--log-level", default="WARNING", help="DEBUG, INFO, WARNING (default: %(default)s)")
+    heartbeat_arguments(beat)
 
     sub.add_parser("list-devices", help="capture devices PortAudio/ALSA sees")
 
@@ -173,6 +184,11 @@ def _install_signals(pipeline) -> None:
         pipeline.stop()
     signal.signal(signal.SIGTERM, handler)
     signal.signal(signal.SIGINT, handler)
+
+
+def cmd_heartbeat(args) -> int:
+    from .heartbeat import cmd_heartbeat as wait
+    return wait(config_from_args(args), args)
 
 
 def cmd_list_devices(args) -> int:
@@ -275,7 +291,7 @@ def cmd_selfcheck(args) -> int:
 
     from .selfcheck import failed, run_selfcheck, table, to_json
     cfg = config_from_args(args)
-    rows = run_selfcheck(cfg, model=args.model)
+    rows = run_selfcheck(cfg, model=args.model, budget=bool(cfg["selfcheck.budget"]) and not args.no_budget)
     sys.stdout.write(table(rows))
     if args.json:
         Path(args.json).write_text(to_json(rows) + "\n")
@@ -291,7 +307,7 @@ def main(argv=None) -> int:
     from .manifest import ManifestError
     try:
         return {"run": cmd_run, "detect": cmd_detect, "bench": cmd_bench, "selfcheck": cmd_selfcheck,
-                "list-devices": cmd_list_devices, "config": cmd_config,
+                "heartbeat": cmd_heartbeat, "list-devices": cmd_list_devices, "config": cmd_config,
                 "enrol": cmd_enrol}[args.command](args)
     except EssentialStageFailed as exc:
         # Not the user's input: a run-time fault. Exit 1, which systemd's Restart=on-failure

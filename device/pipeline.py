@@ -21,8 +21,9 @@ Running it as the device does — a source until it ends or `stop()`, events to 
 Every hop (``pipeline.hop_ms``, 10 ms at 16 kHz) `process_hop` runs the due stages in order
 (`device.stages`), times them against the hop budget and sheds or restores stages
 (`device.budget`), then stamps each event raised on the hop (wall time, sequence number,
-device id), sends it to the sinks and returns it; a ``status`` heartbeat goes out every
-``runtime.status_interval_s`` of audio. `run` reads hops from an audio source and watches it
+device id), sends it to the sinks and returns it; a ``status`` heartbeat goes out after the
+first hop (so whoever started the service, e.g. a deploy, knows at once that audio flows through
+every stage) and then every ``runtime.status_interval_s`` of audio. `run` reads hops from an audio source and watches it
 for stalls and overruns (`device.supervision`). Every setting comes from the profile
 (`PipelineSettings.from_config`): the code holds none of its own.
 """
@@ -64,7 +65,8 @@ class PipelineSettings:
     device_id : str
         ``project.device_id``, put in every event.
     status_interval_s : float
-        ``runtime.status_interval_s``: heartbeat period in audio time (0 = none).
+        ``runtime.status_interval_s``: heartbeat period in audio time (0 = none). The first
+        heartbeat comes after the first hop, whatever the period.
     capture_stall_s : float
         ``runtime.capture_stall_s``: see `device.supervision.CaptureSupervisor`.
     flush_timeout_s : float
@@ -147,8 +149,9 @@ class Pipeline:
         self._lost_samples = 0
         self._pending = np.zeros(0, np.float32)    # push(): samples short of a whole hop
         self.started_monotonic = time.monotonic()
-        interval = settings.status_interval_s
-        self._next_status = interval if interval > 0 else float("inf")
+        # The first heartbeat goes out after the first hop: a deploy waiting for it (journal,
+        # stdout or MQTT) confirms in seconds instead of one whole status_interval_s (30 s).
+        self._next_status = 0.0 if settings.status_interval_s > 0 else float("inf")
         self._stop = threading.Event()
         self._raised: list[dict] = []              # status events raised inside a hop
         self.faults = StageFaults(settings.stage_failure_limit,
@@ -251,8 +254,11 @@ class Pipeline:
         for change in self.budget.balance(self.t_audio_s, backlog, realtime):
             out.append(self._report_budget_change(change))
         if self.t_audio_s >= self._next_status:
-            self._next_status += self.settings.status_interval_s
-            out.append(self.emit_status("heartbeat"))
+            first = self._next_status == 0.0
+            interval = self.settings.status_interval_s
+            # then on the period's grid (interval, 2 * interval, ...), as before
+            self._next_status = interval if first else self._next_status + interval
+            out.append(self.emit_status("heartbeat", **({"first": True} if first else {})))
         return out
 
     def _report_budget_change(self, change: dict) -> dict:

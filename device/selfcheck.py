@@ -235,15 +235,19 @@ def _existing_parent(path: Path) -> Path:
     return path
 
 
-def run_selfcheck(cfg, root: Path | None = None, model=None) -> list[Check]:
-    """All checks in order; the later ones are skipped when the models do not load."""
+def run_selfcheck(cfg, root: Path | None = None, model=None, budget: bool = True) -> list[Check]:
+    """All checks in order; the later ones are skipped when the models do not load. Without
+    ``budget`` the hop-budget row is skipped (and says so): for an emulated machine (qemu),
+    whose timings say nothing about the real one."""
     root = Path(root) if root else REPO_ROOT
     rows = [check_bundle(root)]
     models, error = check_models(cfg, model)
     rows.append(models)
     if error is None:
         rows.append(check_signal(cfg, root, model))
-        rows.append(check_budget(cfg, model))
+        rows.append(check_budget(cfg, model) if budget else
+                    Check("budget", "skip", "not measured (--no-budget or selfcheck.budget = false: "
+                                                "timings here say nothing)"))
     else:
         rows += [Check("signal", "skip", "the models did not load"),
                  Check("budget", "skip", "the models did not load")]

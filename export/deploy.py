@@ -71,8 +71,36 @@ echo "hopwise installed in $here; run: $here/.venv/bin/python -m device run --pr
 """
 
 
+# Exit codes of `python -m export.deploy` (and `make deploy` / `make rollback`): one per step, so
+# a script (or CI) can tell "the Pi is off" from "the new model is bad". Every message also names
+# the step, the place and the remote output.
+EXIT_CODES = {
+    "config": 2,        # the profile, the arguments, or the models on this machine (nothing sent)
+    "ssh": 3,           # the target cannot be reached: ssh missing, refused, no key, timed out
+    "remote": 4,        # a remote bookkeeping step failed (reading releases, marking, pruning)
+    "upload": 5,        # the bundle could not be unpacked into releases/<version>
+    "environment": 6,   # the device environment could not be created (pip, venv)
+    "selfcheck": 7,     # the new release failed its self-check: current is unchanged
+    "switch": 8,        # current could not be switched
+    "heartbeat": 9,     # no first heartbeat: current is back at the previous release, running
+    "rollback": 10,     # putting the previous release back (or `make rollback`) failed too
+}
+EXIT_HELP = "exit codes: 0 deployed; " + "; ".join(
+    f"{code} {step}" for step, code in EXIT_CODES.items()) + \
+    " (the message names the step, where, and the remote output)"
+
+
 class DeployError(RuntimeError):
-    """Deploying failed; the message says what and how to fix it."""
+    """Deploying failed; the message says what and how to fix it, ``step`` which step failed
+    (a key of `EXIT_CODES`, whose value `main` exits with)."""
+
+    def __init__(self, message: str, step: str = "config"):
+        super().__init__(message)
+        self.step = step
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_CODES[self.step]
 
 
 @dataclass
@@ -267,18 +295,19 @@ def ssh_run(target: SSHTarget, remote: str, *, input: bytes | None = None,
     """
     if shutil.which("ssh") is None:
         raise DeployError("ssh is not installed here: install openssh-client (apt-get install "
-                          "openssh-client) or deploy to a local folder and copy it yourself")
+                          "openssh-client) or deploy to a local folder and copy it yourself", "ssh")
     cmd = target.ssh_command(["-o", "BatchMode=yes", *(ssh_options or [])]) + [remote]
     try:
         proc = subprocess.run(cmd, input=input, capture_output=True, timeout=timeout_s)
     except subprocess.TimeoutExpired as exc:
         raise DeployError(f"ssh to {target.user_host} timed out after {timeout_s:.0f} s; check the "
-                          f"Pi is on and reachable (`ssh {target.user_host} true`)") from exc
+                          f"Pi is on and reachable (`ssh {target.user_host} true`)", "ssh") from exc
     if proc.returncode == 255 or (check and proc.returncode != 0):
         hint = (f"\nCheck that `ssh {target.user_host} true` works without a password "
                 f"(BatchMode)." if proc.returncode == 255 else "")
         raise DeployError(f"ssh to {target.user_host} failed (exit {proc.returncode}): "
-                          f"{proc.stderr.decode(errors='replace').strip()}{hint}")
+                          f"{proc.stderr.decode(errors='replace').strip()}{hint}",
+                          "ssh" if proc.returncode == 255 else "remote")
     return proc
 
 
@@ -303,6 +332,7 @@ def push_over_ssh(bundle: Path, target: SSHTarget, install: bool = False,
 # <root>/envs/<env>/           one venv per requirements hash (and kind), shared by releases
 # <root>/current -> releases/<version>             switched (ln -s + mv -T) after a self-check
 ENV_KINDS = ("auto", "pip", "host")
+HEARTBEAT_VIA = ("log", "mqtt")
 SELFCHECK_CMD = ".venv/bin/python -m device selfcheck --profile profile.toml --json selfcheck.json"
 
 
@@ -337,23 +367,26 @@ class Host:
         return shlex.quote("/".join([self.root.rstrip("/"), *parts]))
 
     def sh(self, step: str, script: str, *, input: bytes | None = None, timeout_s: float = 900.0,
-           check: bool = True) -> subprocess.CompletedProcess:
+           check: bool = True, code: str = "remote") -> subprocess.CompletedProcess:
         """Run the shell command line ``script`` there; a failure is a `DeployError` naming
-        ``step``, the place and the output."""
+        ``step``, the place and the output, with ``code`` (a key of `EXIT_CODES`) as its step;
+        ssh's own failure (unreachable, refused) is ``ssh`` whatever the step."""
         if self.ssh:
             try:
                 proc = ssh_run(self.ssh, script, input=input, ssh_options=self.ssh_options,
                                timeout_s=timeout_s, check=False)
             except DeployError as exc:
-                raise DeployError(f"{step}: {exc}") from exc
+                raise DeployError(f"{step}: {exc}", exc.step) from exc
         else:
             try:
                 proc = subprocess.run(["sh", "-c", script], input=input, capture_output=True,
                                       timeout=timeout_s)
             except subprocess.TimeoutExpired as exc:
-                raise DeployError(f"{step}: timed out after {timeout_s:.0f} s in {self.root}") from exc
+                raise DeployError(f"{step}: timed out after {timeout_s:.0f} s in {self.root}",
+                                  code) from exc
         if check and proc.returncode != 0:
-            raise DeployError(f"{step} failed on {self.where} (exit {proc.returncode}):\n{_tail(proc)}")
+            raise DeployError(f"{step} failed on {self.where} (exit {proc.returncode}):\n{_tail(proc)}",
+                              code)
         return proc
 
 
@@ -409,6 +442,9 @@ def env_kind(cfg, host: Host) -> str:
     kind = cfg["deploy.env"]
     if kind not in ENV_KINDS:
         raise DeployError(f"deploy.env = {kind!r}: use one of {', '.join(ENV_KINDS)}")
+    via = cfg["deploy.heartbeat_via"]
+    if via not in HEARTBEAT_VIA:
+        raise DeployError(f"deploy.heartbeat_via = {via!r}: use one of {', '.join(HEARTBEAT_VIA)}")
     return ("pip" if host.ssh else "host") if kind == "auto" else kind
 
 
@@ -444,10 +480,10 @@ def _env_script(host: Host, rel: str, env: str, kind: str) -> str:
 def switch_current(host: Host, rel: str | None) -> None:
     """Point ``current`` at ``releases/<rel>`` atomically (``ln -s`` + ``mv -T``); None removes it."""
     if rel is None:
-        host.sh("switching current", f"rm -f {host.path('current')}")
+        host.sh("switching current", f"rm -f {host.path('current')}", code="switch")
         return
     host.sh("switching current", f"cd {host.q} && ln -sfn {shlex.quote('releases/' + rel)} "
-                                 f"current.new && mv -T current.new current")
+                                 f"current.new && mv -T current.new current", code="switch")
 
 
 def _mark_failed(host: Host, rel: str, why: str) -> None:
@@ -484,13 +520,20 @@ def start_service(host: Host, cfg, rel: str) -> tuple[bool, str, str]:
     """Start what ``current`` points at and wait for its first heartbeat.
 
     With systemd (and root or passwordless sudo there): install the unit pointing at
-    ``<root>/current``, restart it, and read its journal until a heartbeat (at most
+    ``<root>/current``, restart it, and wait for a heartbeat (at most
     ``deploy.heartbeat_timeout_s``). Otherwise: run the service command in the foreground for
-    ``deploy.trial_s`` with the bundled test signal as its microphone and a heartbeat every
-    second, its output in ``releases/<rel>/service.log``.
+    ``deploy.trial_s`` with the bundled test signal as its microphone, its output in
+    ``releases/<rel>/service.log``. The runtime sends its first heartbeat after its first hop, so
+    either way a working release confirms within seconds.
+
+    Where the heartbeat is looked for is ``deploy.heartbeat_via``: ``log`` reads the journal
+    (systemd) or the command's output; ``mqtt`` runs ``python -m device heartbeat`` on the target
+    with the release's profile, which subscribes to the service's status topic on the profile's
+    broker as the Pi sees it (password and TLS files from the Pi's own ``/etc/hopwise``).
 
     Returns ``(ok, what happened, how to read the log)``.
     """
+    via = cfg["deploy.heartbeat_via"]
     sudo = _systemd(host)
     if sudo is not None:
         unit = host.path("current", "device", "systemd", "hopwise.service")
@@ -504,8 +547,18 @@ def start_service(host: Host, cfg, rel: str) -> tuple[bool, str, str]:
                 f"{sudo}systemctl daemon-reload && {sudo}systemctl enable hopwise.service")
         since = int(host.sh("restarting the service", f"date +%s; {sudo}systemctl restart "
                             "hopwise.service").stdout.split()[0])
-        deadline = time.monotonic() + float(cfg["deploy.heartbeat_timeout_s"])
+        timeout_s = float(cfg["deploy.heartbeat_timeout_s"])
+        deadline = time.monotonic() + timeout_s
         journal = f"journalctl -u hopwise.service --since @{since} -o cat --no-pager"
+        if via == "mqtt":
+            out = host.sh("waiting for the heartbeat on MQTT",
+                          f"cd {host.path('current')} && {_mqtt_wait(since, timeout_s)}",
+                          check=False, timeout_s=timeout_s + 60)
+            beat = _heartbeat(out.stdout.decode(errors="replace"))
+            if beat:
+                return True, (f"systemd: first heartbeat on MQTT at "
+                              f"{beat['t_wall'] - since:.1f} s after the restart"), "journalctl -u hopwise -f"
+            return False, (f"systemd: {_tail(out, 3)}"), journal
         while time.monotonic() < deadline:
             time.sleep(2.0)
             out = host.sh("reading the journal", f"{sudo}{journal}; {sudo}systemctl is-failed "
@@ -519,19 +572,37 @@ def start_service(host: Host, cfg, rel: str) -> tuple[bool, str, str]:
         return False, "systemd: no heartbeat within deploy.heartbeat_timeout_s", journal
     trial_s = float(cfg["deploy.trial_s"])
     log_file = host.path("releases", rel, "service.log")
-    cmd = (f"cd {host.path('current')} && timeout -s TERM {trial_s + 60:.0f} .venv/bin/python -m "
+    run = (f"timeout -s TERM {trial_s + 60:.0f} .venv/bin/python -m "
            f"device run --profile profile.toml --replay selfcheck/signal.flac --realtime "
            f"--duration-s {trial_s:g} --set runtime.status_interval_s=1 "
-           f"--set runtime.state_dir={host.path('state')} > {log_file} 2>&1; "
-           f"rc=$?; cat {log_file}; exit $rc")
+           f"--set runtime.state_dir={host.path('state')} > {log_file} 2>&1; rc=$?; ")
+    if via == "mqtt":
+        # The waiter subscribes before the service starts; once the service has ended it has a
+        # few seconds more for a heartbeat still on its way, then it is stopped.
+        wait_log = host.path("releases", rel, "heartbeat.log")
+        cmd = (f"cd {host.path('current')} && since=$(date +%s) && "
+               f"{{ {_mqtt_wait('$since', float(cfg['deploy.heartbeat_timeout_s']))} "
+               f"> {wait_log} 2>&1 & }} && w=$! && {run}"
+               f"( sleep 5; kill $w ) >/dev/null 2>&1 & wait $w; cat {log_file} >&2; "
+               f"cat {wait_log}; exit $rc")
+    else:
+        cmd = f"cd {host.path('current')} && {run}cat {log_file}; exit $rc"
     proc = host.sh("running the service command", cmd, check=False, timeout_s=trial_s + 90)
     beat = _heartbeat(proc.stdout.decode(errors="replace"))
     where = f"{host.where}/releases/{rel}/service.log"
+    seen = "on MQTT" if via == "mqtt" else "on its output"
     if proc.returncode == 0 and beat:
         return True, (f"service command in the foreground for {trial_s:g} s (no systemd): first "
-                      f"heartbeat at {beat['t_audio_s']:.1f} s of audio"), where
+                      f"heartbeat {seen} at {beat['t_audio_s']:.2f} s of audio"), where
     return False, (f"the service command exited {proc.returncode} "
-                   f"{'after' if beat else 'before'} its first heartbeat:\n{_tail(proc, 12)}"), where
+                   f"{'after' if beat else 'with no'} heartbeat {seen}:\n{_tail(proc, 12)}"), where
+
+
+def _mqtt_wait(since: str | int, timeout_s: float) -> str:
+    """The command line (run in a release folder) that waits for a heartbeat on MQTT
+    (`device.heartbeat`) published at or after the Unix time ``since``."""
+    return (f".venv/bin/python -m device heartbeat --profile profile.toml --since {since} "
+            f"--timeout-s {timeout_s:g}")
 
 
 @dataclass
@@ -583,10 +654,10 @@ def deploy_release(bundle: Path, host: Host, cfg) -> DeployResult:
     log.info("release %s -> %s", rel, host.where)
     timed("upload", host.sh, "uploading the bundle",
           f"mkdir -p {host.path('releases')} && mkdir {reldir} && tar xzf - -C {reldir}",
-          input=buf.getvalue())
+          input=buf.getvalue(), code="upload")
     env = env_name(bundle, kind)
     out = timed("environment", host.sh, f"the device environment ({kind})",
-                _env_script(host, rel, env, kind))
+                _env_script(host, rel, env, kind), code="environment")
     created = out.stdout.decode().strip().splitlines()[-1:] == ["created"]
     check = timed("selfcheck", host.sh, "the self-check",
                   f"cd {reldir} && {SELFCHECK_CMD} > selfcheck.txt 2> selfcheck.log; rc=$?; "
@@ -598,21 +669,23 @@ def deploy_release(bundle: Path, host: Host, cfg) -> DeployResult:
                            check=False).stdout.decode(errors="replace").strip()
         raise DeployError(f"the self-check of release {rel} failed (exit {check.returncode}) on "
                           f"{host.where}; current is unchanged ({previous or 'none'}).\n{table}"
-                          f"{log_tail}\nlog: {host.where}/releases/{rel}/selfcheck.log")
+                          f"{log_tail}\nlog: {host.where}/releases/{rel}/selfcheck.log", "selfcheck")
     timed("switch", switch_current, host, rel)
     ok, what, where = timed("service", start_service, host, cfg, rel)
     if not ok:
         _mark_failed(host, rel, "no first heartbeat")
         switch_current(host, previous)
-        back = ""
+        step = "heartbeat"
         if previous:
             ok_prev, what_prev, _ = start_service(host, cfg, previous)
             back = (f"current is back at {previous}, " +
                     ("which runs again (" + what_prev.split(':')[0] + ")" if ok_prev
                      else f"which did not start either: {what_prev}"))
+            step = "heartbeat" if ok_prev else "rollback"
         else:
             back = "there was no previous release, so nothing is current"
-        raise DeployError(f"release {rel} passed its self-check but {what}\n{back}.\nlog: {where}")
+        raise DeployError(f"release {rel} passed its self-check but {what}\n{back}.\nlog: {where}",
+                          step)
     removed = timed("prune", prune, host, int(cfg["deploy.keep_releases"]))
     return DeployResult(host.where, rel, previous, env, created, table, what, where, steps, removed)
 
@@ -637,16 +710,16 @@ def rollback(host: Host, cfg) -> tuple[str, str, str]:
     second rollback goes one further. Returns ``(from, to, what the service did)``."""
     state = read_releases(host)
     if state.current is None:
-        raise DeployError(f"nothing is deployed at {host.where} (no current release)")
+        raise DeployError(f"nothing is deployed at {host.where} (no current release)", "rollback")
     target = state.previous()
     if target is None:
         raise DeployError(f"no earlier working release than {state.current} in "
-                          f"{host.where}/releases to go back to")
+                          f"{host.where}/releases to go back to", "rollback")
     switch_current(host, target)
     _mark_failed(host, state.current, "rolled back")
     ok, what, where = start_service(host, cfg, target)
     if not ok:
-        raise DeployError(f"current is back at {target}, but {what}\nlog: {where}")
+        raise DeployError(f"current is back at {target}, but {what}\nlog: {where}", "rollback")
     return state.current, target, what
 
 
@@ -682,7 +755,8 @@ def main(argv: list[str] | None = None) -> int:
         description="Bundle the device runtime with the exported models and deploy it as a new "
                     "release: to a local folder (default: the profile's [deploy] target) or to a "
                     "Pi over SSH. The release becomes current only after its self-check passes, "
-                    "and is rolled back when the service's first heartbeat does not come.")
+                    "and is rolled back when the service's first heartbeat does not come.",
+        epilog=EXIT_HELP)
     add_profile_arguments(parser, "deploy.keep_releases=5")
     parser.add_argument("--target", help="local folder, user@host:/path or ssh://user@host:port/path")
     parser.add_argument("--export-dir", type=Path, help="where the models are (default: build/export)")
@@ -690,7 +764,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="point current back at the previous working release and start it")
     parser.add_argument("--install", action="store_true",
                         help="no releases: copy the bundle flat into the target folder and run its "
-                             "install.sh there (what `make bench TARGET=...` measures)")
+                             "install.sh there (by hand; deploy and `make bench TARGET=...` use "
+                             "releases)")
     parser.add_argument("--ssh-key", type=Path, help="the private key for the Pi (ssh -i)")
     parser.add_argument("--ssh-option", action="append", default=[],
                         help="an extra ssh argument, e.g. --ssh-option=-oPort=2222 (repeatable)")
@@ -716,9 +791,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"copied flat to {target_text} and ran install.sh there")
             return 0
         print(report(deploy_release(bundle, host, cfg), host, target_text), end="")
-    except (ConfigError, ManifestError, DeployError) as exc:
+    except (ConfigError, ManifestError) as exc:
         print(f"deploy: {exc}", file=sys.stderr)
-        return 2
+        return EXIT_CODES["config"]
+    except DeployError as exc:
+        print(f"deploy: {exc.step} failed: {exc}", file=sys.stderr)
+        return exc.exit_code
     return 0
 
 

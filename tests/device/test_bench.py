@@ -161,27 +161,36 @@ def test_targets():
         parse_target("raspberrypi", "/opt/hopwise")
 
 
-@pytest.mark.timeout(120)
+@pytest.mark.timeout(240)
 def test_bench_on_a_target_over_a_real_ssh_server(tmp_path, sshd, tone_model):
-    """``make bench TARGET=...``: the bundle is deployed over SSH, the report runs there from the
-    bundle (its own device/ package and profile) and comes back under reports/<profile>/<host>/.
-    The "Pi" is this machine, so its Python is this one's (the bundle's .venv would need pip)."""
+    """``make bench TARGET=...``: the profile is deployed over SSH as a release (the layout,
+    self-check and ``current`` of ``make deploy``), the report runs in ``current`` with the
+    release's environment, its own device/ package and profile, and comes back under
+    reports/<profile>/<host>/. The "Pi" is this machine, so the environment is
+    ``deploy.env = "host"`` (this machine's Python and packages; a Pi gets pip)."""
     from benchmarks.hop_budget import run_remote
     from export.deploy import DeployError, SSHTarget
     port, options = sshd
     cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'", *SHORT,
-                                  _install_model(tone_model, tmp_path / "build")])
+                                  _install_model(tone_model, tmp_path / "build"),
+                                  "deploy.env=host", "deploy.trial_s=1", "selfcheck.budget=false"])
     remote = tmp_path / "pi" / "opt" / "hopwise"
     target = SSHTarget(f"{getpass.getuser()}@127.0.0.1", str(remote), port)
-    with pytest.raises(DeployError, match="--install"):   # nothing deployed there yet
+    with pytest.raises(DeployError, match="deploy a release first") as err:   # nothing there yet
         run_remote(cfg, target, deploy=False, ssh_options=options)
-    local = run_remote(cfg, target, remote_python=sys.executable, ssh_options=options)
+    assert err.value.exit_code == 4
+    local = run_remote(cfg, target, ssh_options=options)
     assert local == tmp_path / "build" / "reports" / "default" / "127.0.0.1"
+    current = remote / os.readlink(remote / "current")
+    assert current.parent.name == "releases" and (current / "selfcheck.json").is_file()
     report = json.loads((local / "hop_budget.json").read_text())
-    assert report["runtime_root"] == str(remote)        # it ran the bundle's code ...
-    assert report["bundle_profile"] == "default"        # ... with the bundle's profile
+    assert Path(report["runtime_root"]).resolve() == current.resolve()  # the release's code ...
+    assert report["bundle_profile"] == "default"        # ... with the release's profile
     assert report["pipeline"]["tensorflow_loaded"] is False
     assert [r["name"] for r in report["stages"]][-1] == "whole hop"
     assert (local / "hop_budget.md").read_text().startswith("# Hop-budget report: profile `default`")
-    assert (remote / "build" / "reports" / "default" / "hop_budget.json").is_file()
+    assert (current / "build" / "reports" / "default" / "hop_budget.json").is_file()
     assert {p.name for p in local.iterdir()} == {"hop_budget.json", "hop_budget.md", "hop_budget.png"}
+    # --no-deploy measures the same current release again: no new release appears.
+    assert run_remote(cfg, target, deploy=False, ssh_options=options) == local
+    assert len(list((remote / "releases").iterdir())) == 1

@@ -155,6 +155,20 @@ def test_a_broker_that_refuses_keeps_events_until_the_fix(fault, tone_model, tmp
         b.stop()
 
 
+def _wait_for_sigterm_handler(proc: subprocess.Popen, timeout_s: float = 60.0) -> None:
+    """Until ``device run`` has installed its SIGTERM handler (just before it starts reading
+    audio): start-up alone took ~10 s on this shared machine under load, and a SIGTERM before
+    the handler kills the process (exit -15), which is not what these tests are about."""
+    mask = 1 << (signal.SIGTERM - 1)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and proc.poll() is None:
+        with open(f"/proc/{proc.pid}/status") as fh:
+            caught = next(int(line.split()[1], 16) for line in fh if line.startswith("SigCgt:"))
+        if caught & mask:
+            return
+        time.sleep(0.05)
+
+
 @pytest.mark.timeout(120)
 def test_sigterm_while_the_broker_is_down_loses_nothing(tone_model, broker, tmp_path):
     """`systemctl stop` while the broker is away: the runtime exits 0 within its flush timeout,
@@ -174,6 +188,7 @@ def test_sigterm_while_the_broker_is_down_loses_nothing(tone_model, broker, tmp_
             "--set", f"sinks.mqtt.port={broker.port}"]
     proc = subprocess.Popen(args + ["--realtime"], stderr=subprocess.PIPE, text=True,
                             env=device_env(), cwd=REPO)
+    _wait_for_sigterm_handler(proc)
     time.sleep(3.0)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -283,6 +298,7 @@ def test_sigterm_during_a_fault_exits_cleanly_and_says_what_it_could_not_keep(
              "--set", "decisions.wake_min_count=1", "--set", "runtime.flush_timeout_s=1",
              "--set", f"runtime.state_dir={state}", "--set", "sinks.stdout.enabled=false",
              *extra], stderr=subprocess.PIPE, text=True, env=device_env(), cwd=REPO)
+        _wait_for_sigterm_handler(proc)
         time.sleep(3.5)
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=30)

@@ -54,7 +54,10 @@ def test_heartbeat_reports_budget_stages_overruns_and_sinks(tone_model, tmp_path
     pipe.run(SyntheticSource([Tone(0.5, 1.0, 500, 0.3)], duration_s=3.05))
     pipe.close()
     beats = [e for e in pipe.events if e["label"] == "heartbeat"]
-    assert len(beats) == 3
+    # the first after the first hop (a deploy confirms at once), then every 1.0 s of audio
+    assert [round(b["t_audio_s"], 2) for b in beats] == [0.01, 1.0, 2.0, 3.0]
+    assert beats[0]["first"] is True and "first" not in beats[1]
+    assert beats[0]["status"]["hops"] == 1
     st = beats[-1]["status"]
     for key in ("uptime_s", "budget_use", "deadline_misses", "shed", "overruns", "sinks", "stages"):
         assert key in st

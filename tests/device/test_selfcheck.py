@@ -76,3 +76,16 @@ def test_budget_check_passes_here_and_fails_only_when_over_twice(tmp_path):
     bad = check_budget(cfg, str(model))
     assert bad.status == "FAIL" and "over on 2 attempts in a row" in bad.detail
     assert "smaller model" in bad.detail
+
+
+def test_no_budget_skips_only_the_budget_row(tmp_path):
+    import pytest
+    pytest.importorskip("tensorflow")
+    from export.standin import build_tone_model
+    from device.selfcheck import run_selfcheck
+    model = build_tone_model(tmp_path, load_config("default"))
+    # a budget nothing meets: without the budget row the verdict does not depend on it
+    cfg = load_config("default", ["selfcheck.budget_audio_s=1.0", "runtime.hop_budget_ms=0.000001"])
+    rows = {r.name: r for r in run_selfcheck(cfg, tmp_path, str(model), budget=False)}
+    assert rows["budget"].status == "skip" and "--no-budget" in rows["budget"].detail
+    assert rows["models"].status == "ok"

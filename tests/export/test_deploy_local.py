@@ -29,7 +29,9 @@ def build(tmp_path_factory) -> Path:
 def test_local_deploy_prints_what_it_did_and_rolls_back(tmp_path, build, capsys):
     target = tmp_path / "deploy"
     args = ["--set", f"project.build_dir='{build}'", "--set", "deploy.trial_s=1",
-            "--set", "selfcheck.budget_audio_s=2", "--target", str(target)]
+            # the budget row has its own test (tests/device/test_selfcheck.py); on a loaded
+            # shared machine a 10 ms p99 would decide this test of deploy's chain
+            "--set", "selfcheck.budget=false", "--target", str(target)]
     assert main(args) == 0
     out = capsys.readouterr().out
     first = os.readlink(target / "current")

@@ -23,6 +23,9 @@ from export.deploy import (DeployError, Host, SSHTarget, build_bundle, deploy_re
                            read_releases, write_listing)
 
 pytestmark = pytest.mark.timeout(240)
+# The hop-budget row is tested on its own (tests/device/test_selfcheck.py); here, on a shared
+# machine whose load makes a 10 ms p99 a coin toss, it would decide tests of deploy's steps.
+NO_BUDGET = ["selfcheck.budget=false"]
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,7 @@ def export_dir(tmp_path_factory) -> Path:
 def _cfg(tmp_path: Path, *extra: str):
     return load_config("default", [f"project.build_dir='{tmp_path / 'build'}'", "deploy.env=host",
                                    "deploy.trial_s=1.5", "selfcheck.budget_audio_s=2",
-                                   "deploy.keep_releases=3", *extra])
+                                   "deploy.keep_releases=3", *NO_BUDGET, *extra])
 
 
 def _copy(bundle: Path, dest: Path) -> Path:
@@ -110,3 +113,109 @@ def test_releases_selfcheck_and_rollback_over_ssh(tmp_path, export_dir, sshd):
     assert third.removed and state.envs == [first.env]
     print(f"\nloopback deploy: first {first_s:.1f} s (steps {first.steps_s}), second with the "
           f"same requirements {second_s:.1f} s (steps {second.steps_s})")
+
+
+
+def _broker(tmp_path: Path):
+    if shutil.which("mosquitto") is None:
+        pytest.skip("mosquitto is not installed (apt-get install mosquitto)")
+    from benchmarks.mosquitto import Broker
+    return Broker(tmp_path / "broker").start()
+
+
+def _main_args(tmp_path: Path, target: str, options: list[str], export_dir: Path, *extra: str):
+    sets = [f"project.build_dir='{tmp_path / 'build'}'", "deploy.env=host", "deploy.trial_s=1.5",
+            *NO_BUDGET, *extra]
+    return ([a for s in sets for a in ("--set", s)] + ["--target", target, "--export-dir",
+            str(export_dir)] + [f"--ssh-option={o}" for o in options])
+
+
+def _dead_runtime(bundle: Path, dest: Path, name: str) -> Path:
+    """A copy of ``bundle`` whose service command exits 1 before its first hop."""
+    dead = _copy(bundle, dest)
+    main_py = dead / "device" / "__main__.py"
+    main_py.write_text(main_py.read_text().replace(
+        "def cmd_run(args) -> int:\n",
+        "def cmd_run(args) -> int:\n    raise SystemExit(1)  # test: no first heartbeat\n", 1))
+    write_listing(dead, name)
+    return dead
+
+
+def test_heartbeat_over_mqtt_and_an_exit_code_per_step(tmp_path, export_dir, sshd, capsys):
+    """deploy.heartbeat_via = "mqtt": the first heartbeat is read from a real mosquitto by
+    ``python -m device heartbeat`` on the target, at the first hop (not after
+    runtime.status_interval_s); every failing step exits with its own code and names itself."""
+    from benchmarks.mosquitto import free_port
+    from export.deploy import EXIT_CODES, main
+    port, options = sshd
+    user = getpass.getuser()
+    broker = _broker(tmp_path)
+    root = tmp_path / "pi" / "opt" / "hopwise"
+    target = f"ssh://{user}@127.0.0.1:{port}{root}"
+    mqtt = ["deploy.heartbeat_via=mqtt", "sinks.mqtt.enabled=true", "sinks.mqtt.host=127.0.0.1",
+            f"sinks.mqtt.port={broker.port}"]
+    try:
+        t0 = time.perf_counter()
+        assert main(_main_args(tmp_path, target, options, export_dir, *mqtt)) == 0, \
+            capsys.readouterr().err
+        first_s = time.perf_counter() - t0
+        out = capsys.readouterr().out
+        assert "first heartbeat on MQTT at 0.01 s of audio" in out, out
+        current = os.readlink(root / "current")
+        assert '"first": true' in (root / current / "heartbeat.log").read_text()
+
+        # A runtime that dies before its first heartbeat: nothing on MQTT, rolled back, step 9.
+        host = Host(str(root), SSHTarget(f"{user}@127.0.0.1", str(root), port), options)
+        cfg = _cfg(tmp_path, *mqtt)
+        dead = _dead_runtime(build_bundle(cfg, tmp_path / "out", export_dir), tmp_path / "dead",
+                             cfg.name)
+        with pytest.raises(DeployError, match="with no heartbeat on MQTT") as err:
+            deploy_release(dead, host, cfg)
+        assert err.value.step == "heartbeat" and err.value.exit_code == EXIT_CODES["heartbeat"] == 9
+        assert f"current is back at {Path(current).name}, which runs again" in str(err.value)
+        assert os.readlink(root / "current") == current
+
+        # The broker gone: the waiter says so; a fresh folder has nothing to go back to.
+        broker.stop()
+        fresh = tmp_path / "pi" / "fresh"
+        code = main(_main_args(tmp_path, f"ssh://{user}@127.0.0.1:{port}{fresh}", options,
+                               export_dir, *mqtt, "deploy.heartbeat_timeout_s=3"))
+        err_text = capsys.readouterr().err
+        assert code == 9 and err_text.startswith("deploy: heartbeat failed:"), err_text
+        assert "could not be reached" in err_text and "nothing is current" in err_text
+    finally:
+        broker.stop()
+
+    # A tampered model in a release: the self-check step, 7, current unchanged.
+    bad = _copy(build_bundle(cfg, tmp_path / "out3", export_dir), tmp_path / "tampered")
+    model = bad / "build" / "export" / "multitask_int8.tflite"
+    model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 1]))
+    with pytest.raises(DeployError) as err:
+        deploy_release(bad, host, _cfg(tmp_path))
+    assert err.value.step == "selfcheck" and err.value.exit_code == 7
+    assert os.readlink(root / "current") == current
+
+    # A model that does not match its manifest on this machine: nothing sent, 2.
+    bad_export = tmp_path / "bad-export"
+    shutil.copytree(export_dir, bad_export)
+    (bad_export / "multitask_int8.tflite").write_bytes(b"TFL3 not the exported model")
+    assert main(_main_args(tmp_path, target, options, bad_export)) == EXIT_CODES["config"] == 2
+    assert "re-run `make export`" in capsys.readouterr().err
+
+    # Nobody listening on the port: the ssh step, 3, naming the check to make.
+    nowhere = f"ssh://{user}@127.0.0.1:{free_port()}{root}"
+    assert main(_main_args(tmp_path, nowhere, options, export_dir)) == EXIT_CODES["ssh"] == 3
+    err_text = capsys.readouterr().err
+    assert err_text.startswith("deploy: ssh failed:") and "without a password" in err_text
+    assert os.readlink(root / "current") == current
+    print(f"\nloopback deploy with the heartbeat on MQTT: {first_s:.1f} s")
+
+
+def test_every_exit_code_is_in_the_help(capsys):
+    from export.deploy import EXIT_CODES, main
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    for step, code in EXIT_CODES.items():
+        assert f"{code} {step}" in text
+    assert len(set(EXIT_CODES.values())) == len(EXIT_CODES)   # one code per step
