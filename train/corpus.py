@@ -370,11 +370,13 @@ def _fetched_keywords(cfg: Config, folders: dict[str, Path]) -> list[Clip]:
     """Keyword clips from fetched Speech Commands folders and wake-word recordings."""
     rate, clip_s = cfg["frontend.keyword.sample_rate"], cfg["data.clip_s"]
     clips: list[Clip] = []
+    from .fetch import DATASETS
     for key, folder in folders.items():
-        if key.startswith("speech_commands"):
-            clips += load_speech_commands(folder, rate, cfg["labels.commands"], clip_s=clip_s)
-        elif key == "wake_words":
+        # The loader is the one of the profile key the dataset fills.
+        if "data.real.wake_words" in DATASETS[key].profile_keys:
             clips += _wake_word_clips(folder, cfg)
+        elif "data.real.speech_commands" in DATASETS[key].profile_keys:
+            clips += load_speech_commands(folder, rate, cfg["labels.commands"], clip_s=clip_s)
     log.info("fetched recordings added to the synthetic corpus: %d clips from %s", len(clips),
              ", ".join(folders))
     return clips

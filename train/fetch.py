@@ -327,6 +327,10 @@ def download(archive: Archive, cache: Path, *, timeout_s: float = 60.0,
                     for block in iter(lambda: response.read(CHUNK), b""):
                         fh.write(block)
                         bar.update(len(block))
+                # http.client ends a read at a closed connection without an error: compare.
+                if length is not None and part.stat().st_size < start + int(length):
+                    raise ConnectionError(f"connection closed after {part.stat().st_size} of "
+                                          f"{start + int(length)} bytes")
     except FetchError:
         raise
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
