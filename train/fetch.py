@@ -218,9 +218,9 @@ def cache_dir(cfg: Config | None = None) -> Path:
     return Path(str(cfg["fetch.cache_dir"])).expanduser().resolve()
 
 
-def dataset_dir(key: str, cache: Path, datasets: Mapping[str, Dataset] = DATASETS) -> Path:
+def dataset_dir(key: str, cache: Path, datasets: Mapping[str, Dataset] | None = None) -> Path:
     """The folder a dataset is extracted to."""
-    return Path(cache) / datasets[key].folder
+    return Path(cache) / (DATASETS if datasets is None else datasets)[key].folder
 
 
 def is_fetched(dataset: Dataset, cache: Path) -> bool:
@@ -335,6 +335,11 @@ def download(archive: Archive, cache: Path, *, timeout_s: float = 60.0,
         raise
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
         have = part.stat().st_size if part.is_file() else 0
+        if have == 0:
+            part.unlink(missing_ok=True)
+            raise FetchError(f"{archive.filename}: download from {archive.url} failed ({exc}); "
+                             f"nothing received: check the network (or https_proxy) and run the "
+                             f"same command again") from None
         raise FetchError(f"{archive.filename}: download from {archive.url} failed ({exc}); "
                          f"{have} bytes kept in {part}: run the same command again to resume"
                          ) from None
@@ -595,7 +600,9 @@ def probe(urls: Iterable[str], timeout_s: float = 3.0) -> tuple[bool, str]:
 
 
 # --------------------------------------------------------------------------- profile-level API
-def _select(cfg: Config, keys: Sequence[str] | None, datasets: Mapping[str, Dataset]) -> list[Dataset]:
+def _select(cfg: Config, keys: Sequence[str] | None,
+            datasets: Mapping[str, Dataset] | None) -> list[Dataset]:
+    datasets = DATASETS if datasets is None else datasets  # looked up now: tests swap the table
     keys = list(keys) if keys else list(cfg["fetch.datasets"])
     unknown = [k for k in keys if k not in datasets]
     if unknown:
@@ -605,7 +612,7 @@ def _select(cfg: Config, keys: Sequence[str] | None, datasets: Mapping[str, Data
 
 
 def fetch(cfg: Config, keys: Sequence[str] | None = None, *,
-          datasets: Mapping[str, Dataset] = DATASETS, quiet: bool = False,
+          datasets: Mapping[str, Dataset] | None = None, quiet: bool = False,
           force: bool = False) -> dict[str, Path]:
     """Fetch ``keys`` (default ``fetch.datasets``) with the profile's fetch settings."""
     cache = cache_dir(cfg)
@@ -635,7 +642,7 @@ def _used_by(cfg: Config, dataset: Dataset) -> bool:
     return any(str(cfg.get(k, "")) == f"cache:{dataset.folder}" for k in dataset.profile_keys)
 
 
-def auto_fetch(cfg: Config, *, datasets: Mapping[str, Dataset] = DATASETS,
+def auto_fetch(cfg: Config, *, datasets: Mapping[str, Dataset] | None = None,
                quiet: bool = False, out=None) -> dict[str, Path]:
     """What ``make train`` does before building the corpus.
 
@@ -686,8 +693,9 @@ def auto_fetch(cfg: Config, *, datasets: Mapping[str, Dataset] = DATASETS,
 
 
 # --------------------------------------------------------------------------- command line
-def table(datasets: Mapping[str, Dataset] = DATASETS, cache: Path | None = None) -> str:
+def table(datasets: Mapping[str, Dataset] | None = None, cache: Path | None = None) -> str:
     """The URL / size / sha256 table with where each pin is from (and what is fetched)."""
+    datasets = DATASETS if datasets is None else datasets
     rows = []
     for d in datasets.values():
         state = "" if cache is None else (" [fetched]" if is_fetched(d, cache) else " [not fetched]")
@@ -730,7 +738,7 @@ def main(argv=None) -> int:
         cfg = config_from_args(args)
         if args.list:
             print(f"cache: {cache_dir(cfg)}")
-            print(table(DATASETS, cache_dir(cfg)))
+            print(table(None, cache_dir(cfg)))
             return 0
         if args.auto:
             auto_fetch(cfg, quiet=args.quiet)

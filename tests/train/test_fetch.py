@@ -215,6 +215,19 @@ def test_a_partial_file_is_completed_with_a_range_request(server, tmp_path):
     assert F.is_fetched(ds, tmp_path) and not part.exists()
 
 
+def test_a_whole_partial_file_is_verified_without_downloading_again(server, tmp_path):
+    """The server answers 416 to a range past the end: the .part is complete, just unrenamed."""
+    data = speech_commands_tar()
+    server.files["/sc.tar.gz"] = data
+    ds = dataset("sc", pinned("sc.tar.gz", server.url("/sc.tar.gz"), data))
+    part = tmp_path / "downloads" / "sc.tar.gz.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(data)
+    F.fetch_dataset(ds, tmp_path, quiet=True)
+    assert server.requests == [("/sc.tar.gz", f"bytes={len(data)}-")]
+    assert F.is_fetched(ds, tmp_path)
+
+
 def test_an_interrupted_download_resumes_on_the_next_run(server, tmp_path):
     data = wake_words_tar()
     server.files["/ww.tar.gz"] = data
@@ -450,3 +463,25 @@ def test_the_full_profile_reads_the_cache_folders_the_fetcher_fills(tmp_path, mo
         assert resolve_data_path(value, cfg) == tmp_path / value[len("cache:"):]
     for key in cfg["fetch.datasets"] + cfg["fetch.auto_datasets"]:
         assert key in F.DATASETS
+
+
+def test_cli_list_prints_the_pins_and_what_is_fetched(capsys):
+    assert F.main(["--list"]) == 0
+    out = capsys.readouterr().out
+    for d in F.DATASETS.values():
+        assert f"{d.key} [not fetched]" in out
+        for a in d.archives:
+            assert a.url in out and (a.sha256 or "UNVERIFIED") in out
+
+
+def test_cli_names_an_unreachable_host_and_the_fix(tmp_path, monkeypatch, capsys):
+    """A fetch that gets nothing says so (no crash, exit status 2, nothing left behind)."""
+    closed = free_port()
+    table = {"sc": dataset("sc", F.Archive("sc.tar.gz", f"http://127.0.0.1:{closed}/sc.tar.gz",
+                                           10, "0" * 64, "test"))}
+    monkeypatch.setattr(F, "DATASETS", table)
+    monkeypatch.delenv("HOPWISE_CACHE")
+    assert F.main(["sc", "--quiet", "--set", f"fetch.cache_dir={tmp_path}"]) == 2
+    err = capsys.readouterr().err
+    assert "sc.tar.gz" in err and "check the network" in err
+    assert not list((tmp_path).rglob("*.part"))
