@@ -96,9 +96,9 @@ def _progress(iterable, progress: bool, desc: str, total: int | None = None):
 
 def resolve_data_path(path, cfg: Config | None = None) -> Path | None:
     """A data folder from the profile (``data.real.*``): absolute, relative to the repository
-    root, or ``cache:<folder>``, a folder of the fetch cache (``train.fetch.cache_dir``: $HOPWISE_CACHE,
-    else ``fetch.cache_dir`` of ``cfg``, else of the default profile); None for an empty
-    setting."""
+    root, or ``cache:<folder>``, a folder of the fetch cache (``train.fetch.cache_dir``:
+    $HOPWISE_CACHE, else ``fetch.cache_dir`` of ``cfg``, else of the default profile); None
+    for an empty setting."""
     if path in (None, ""):
         return None
     if str(path).startswith("cache:"):
@@ -543,7 +543,8 @@ def split_corpus(corpus: Corpus, cfg: Config) -> dict[str, Corpus]:
     """
     fractions = check_fractions((cfg["split.train"], cfg["split.validation"], cfg["split.test"]))
     seed = cfg["project.seed"]
-    sc_root = resolve_data_path(cfg["data.real.speech_commands"], cfg) if corpus.source == "real" else None
+    sc_root = (resolve_data_path(cfg["data.real.speech_commands"], cfg)
+               if corpus.source == "real" else None)
     if sc_root is not None and (sc_root / "validation_list.txt").is_file():
         from_sc = [c for c in corpus.keywords if c.path and str(c.path).startswith(str(sc_root))]
         others = [c for c in corpus.keywords if not (c.path and str(c.path).startswith(str(sc_root)))]

@@ -280,7 +280,8 @@ def download(archive: Archive, cache: Path, *, timeout_s: float = 60.0,
     if not archive.sha256:
         if not allow_unverified:
             raise FetchError(
-                f"{archive.filename}: no published sha256 to check it against ({archive.pin_source}); "
+                f"{archive.filename}: no published sha256 to check it against "
+                f"({archive.pin_source}); "
                 f"refusing it because fetch.allow_unverified is false. Set it to true "
                 f"(--set fetch.allow_unverified=true) to fetch it over HTTPS and record its hash")
         if not archive.url.startswith("https://") and not _is_loopback(archive.url):
@@ -698,12 +699,14 @@ def table(datasets: Mapping[str, Dataset] | None = None, cache: Path | None = No
     datasets = DATASETS if datasets is None else datasets
     rows = []
     for d in datasets.values():
-        state = "" if cache is None else (" [fetched]" if is_fetched(d, cache) else " [not fetched]")
+        state = "" if cache is None else \
+            (" [fetched]" if is_fetched(d, cache) else " [not fetched]")
         rows.append(f"{d.key}{state}: {d.title}; {d.licence}; -> <cache>/{d.folder}"
                     + (f"; {d.note}" if d.note else ""))
         for a in d.archives:
             rows.append(f"  {a.url}\n    size {a.size if a.size is not None else '(not published)'}"
-                        f"  sha256 {a.sha256 or '(not published: UNVERIFIED)'}\n    pin: {a.pin_source}")
+                        f"  sha256 {a.sha256 or '(not published: UNVERIFIED)'}"
+                        f"\n    pin: {a.pin_source}")
     rows.append("background noise: Speech Commands' _background_noise_/ inside "
                 "speech_commands_v0.02.tar.gz (no separate download)")
     return "\n".join(rows)
