@@ -295,8 +295,10 @@ def download(archive: Archive, cache: Path, *, timeout_s: float = 60.0,
         _verify(archive, dest, cache, quiet)
         return dest
     start = part.stat().st_size if part.is_file() else 0
-    if archive.size is not None and start > archive.size:
-        part.unlink()  # longer than the published file: cannot be a prefix of it
+    # Longer than the published file: not a prefix of it. Unpinned: a GitHub archive is made
+    # anew for each request and its bytes need not repeat, so a prefix of one is not resumed.
+    if start and (archive.sha256 is None or (archive.size is not None and start > archive.size)):
+        part.unlink()
         start = 0
     headers = {"User-Agent": "hopwise-fetch/1"}
     if start:
@@ -368,14 +370,13 @@ def _verify(archive: Archive, path: Path, cache: Path, quiet: bool) -> None:
     expected = archive.sha256
     source = archive.pin_source
     if expected is None:
-        db = _unverified_db(cache)
-        expected = db.get(archive.url)
+        expected = _unverified_db(cache).get(archive.url)
         source = f"recorded on first download in {Path(cache) / UNVERIFIED_DB}"
         if expected is None:
-            db[archive.url] = digest
-            (Path(cache) / UNVERIFIED_DB).write_text(json.dumps(db, indent=2, sort_keys=True))
+            # Recorded by fetch_dataset once the archive extracted into the expected layout:
+            # a broken first download must not become the reference.
             _say(f"UNVERIFIED {archive.filename}: no published checksum exists; sha256 "
-                 f"{digest} recorded (later downloads must match it)", quiet)
+                 f"{digest} (recorded once it extracts; later downloads must match it)", quiet)
             return
     if digest != expected:
         path.unlink()
@@ -524,6 +525,8 @@ def fetch_dataset(dataset: Dataset, cache: Path, *, timeout_s: float = 60.0,
          f"\n  attribution: {dataset.attribution}", quiet)
     paths = [download(a, cache, timeout_s=timeout_s, allow_unverified=allow_unverified,
                       quiet=quiet) for a in dataset.archives]
+    first_use = {a.url: _sha256(p) for a, p in zip(dataset.archives, paths)
+                 if a.sha256 is None and a.url not in _unverified_db(cache)}
     staging = cache / f".{dataset.folder}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     try:
@@ -533,14 +536,19 @@ def fetch_dataset(dataset: Dataset, cache: Path, *, timeout_s: float = 60.0,
             try:
                 files += safe_extract(path, archive.kind, staging, archive.members)
             except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError) as exc:
+                path.unlink(missing_ok=True)
                 raise FetchError(f"{archive.filename}: not a readable {archive.kind} archive "
-                                 f"({exc}); delete {path} and run again") from None
+                                 f"({exc}); deleted it, nothing was extracted: run the same "
+                                 f"command again") from None
         missing = [e for e in dataset.expect if not (staging / e).exists()]
         if missing or files == 0:
             raise FetchError(f"{dataset.key}: after extraction {missing or 'every file'} "
                              f"missing from {target}; the archive's layout is not the one this "
                              f"fetcher knows (train/fetch.py DATASETS)")
         (staging / LICENCE_FILE).write_text(_licence_text(dataset, zip(dataset.archives, paths)))
+        if first_use:
+            db = {**_unverified_db(cache), **first_use}
+            (cache / UNVERIFIED_DB).write_text(json.dumps(db, indent=2, sort_keys=True))
         (staging / MARKER).write_text(json.dumps({
             "dataset": dataset.key, "archives": [a.url for a in dataset.archives],
             "sha256": {a.filename: a.sha256 or _unverified_db(cache).get(a.url)

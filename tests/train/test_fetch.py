@@ -302,6 +302,25 @@ def test_unverified_files_are_flagged_recorded_and_held_to_the_first_hash(server
     assert F.is_fetched(ds, tmp_path)  # the earlier, matching extraction is still there
 
 
+def test_a_broken_first_unverified_download_does_not_become_the_reference(server, tmp_path):
+    """No hash is recorded for a file that does not extract; a .part of one is not resumed
+    (GitHub makes the archive anew per request, its bytes need not repeat)."""
+    server.files["/ww.tar.gz"] = b"not a tar.gz at all"
+    archive = F.Archive("ww.tar.gz", server.url("/ww.tar.gz"), None, None, "no checksum",
+                        members=(("wwb-abc/audio/", ""),))
+    ds = dataset("ww", archive, expect=("computer",))
+    with pytest.raises(F.FetchError, match="not a readable tar.gz"):
+        F.fetch_dataset(ds, tmp_path, quiet=True)
+    assert not (tmp_path / F.UNVERIFIED_DB).exists() and not (tmp_path / "ww").exists()
+
+    assert not (tmp_path / "downloads" / "ww.tar.gz").exists()
+    (tmp_path / "downloads" / "ww.tar.gz.part").write_bytes(b"stale prefix")
+    server.files["/ww.tar.gz"] = wake_words_tar()
+    F.fetch_dataset(ds, tmp_path, quiet=True)
+    assert server.requests[-1] == ("/ww.tar.gz", None)  # started over, no Range
+    assert F.is_fetched(ds, tmp_path) and (tmp_path / F.UNVERIFIED_DB).is_file()
+
+
 # --------------------------------------------------------------------------- path traversal
 @pytest.mark.parametrize("case", ["dotdot", "absolute", "symlink_out", "hardlink_out",
                                   "zip_dotdot", "nested_dotdot"])
