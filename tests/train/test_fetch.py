@@ -494,3 +494,11 @@ def test_cli_names_an_unreachable_host_and_the_fix(tmp_path, monkeypatch, capsys
     err = capsys.readouterr().err
     assert "sc.tar.gz" in err and "check the network" in err
     assert not list((tmp_path).rglob("*.part"))
+
+
+def test_dot_slash_member_names_land_where_they_belong(tmp_path):
+    """tar archives made with `tar -C dir .` (as Speech Commands' are) name members ./yes/..."""
+    path = tmp_path / "a.tar.gz"
+    path.write_bytes(make_tar({"./yes/a.wav": b"x", "./LICENSE": b"l"}))
+    assert F.safe_extract(path, "tar.gz", tmp_path / "t") == 2
+    assert (tmp_path / "t" / "yes" / "a.wav").read_bytes() == b"x"
