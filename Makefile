@@ -1,6 +1,6 @@
 # hopwise: `make train export deploy` (main job on the built-in default data), `make test`.
 # Every target that needs the environment depends on `setup`, so a fresh clone needs no manual step.
-#   PROFILE=default|real|path/to/profile.toml    which configuration to use
+#   PROFILE=default|real|full|path/to/profile.toml  which configuration to use (full: after `make data`)
 #   SET="model.multitask.epochs=3 ..."           overrides (dotted keys)
 #   TARGET=pi@raspberrypi.local:/opt/hopwise     where `make deploy` installs a release (default: build/deploy),
 #                                                and where `make bench` measures (default: here)
@@ -24,11 +24,14 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help
+.PHONY: setup system-packages data train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
-	@echo "make train            build the default corpus and train the keyword+scene model"
+	@echo "make data             fetch the public datasets (Speech Commands, wake words, ESC-50) into"
+	@echo "                      fetch.cache_dir (~/.cache/hopwise; HOPWISE_CACHE=DIR), then: make train PROFILE=full"
+	@echo "make train            build the default corpus and train the keyword+scene model (online, it"
+	@echo "                      first fetches the small real sets; HOPWISE_OFFLINE=1 never touches the network)"
 	@echo "make export           int8 TFLite + ONNX + manifests under build/export"
 	@echo "make deploy           bundle the device runtime and models (TARGET=user@host:/path for a Pi)"
 	@echo "make rollback         point TARGET's current back at its previous release and start it"
@@ -61,7 +64,14 @@ system-packages:
 	else echo "NOTE: not root, so not installing:" $$missing; \
 	  echo "      run: sudo apt-get install" $$missing "(tests that need them will skip)"; fi
 
+# Pinned, resumable downloads with safe extraction and licences (train/fetch.py; --list: the table).
+data: setup
+	$(PY) -m train.fetch --profile $(PROFILE) $(SETARGS)
+
+# --auto: fetch.auto_datasets when the hosts answer (and not opted out), else one line saying the
+# corpus is synthetic-only, what that means on real voices and the command that fixes it.
 corpus: setup
+	$(PY) -m train.fetch --auto --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.corpus --profile $(PROFILE) $(SETARGS)
 
 train: corpus

@@ -63,6 +63,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("split.*", "[0, 1]"),
     ("data.clip_s", "(0, inf)"),
     ("data.synthetic.*_s", "(0, inf)"),
+    ("fetch.*timeout_s", "(0, 600]"),     # 0 never connects; more than 10 min is a hang
     ("model.*.epochs", "[1, inf)"),
     ("model.*.patience", "[1, inf)"),
     ("model.*.batch_size", "[1, inf)"),

@@ -18,6 +18,15 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
+@pytest.fixture(autouse=True)
+def _no_real_fetch_cache(tmp_path_factory, monkeypatch):
+    """Every test sees an empty fetch cache of its own and never reaches the internet: a user's
+    ~/.cache/hopwise must not change what a test builds, and `make train`'s network probe
+    (train/fetch.py) stays off. Tests of the fetcher point it at a loopback server."""
+    monkeypatch.setenv("HOPWISE_CACHE", str(tmp_path_factory.mktemp("hopwise-cache")))
+    monkeypatch.setenv("HOPWISE_OFFLINE", "1")
+
+
 def shared_data_dir() -> Path | None:
     """``../shared/data`` beside the repo (or $HOPWISE_SHARED_DATA), None when absent."""
     env = os.environ.get("HOPWISE_SHARED_DATA")

@@ -94,11 +94,16 @@ def _progress(iterable, progress: bool, desc: str, total: int | None = None):
     return tqdm(iterable, desc=desc, total=total, leave=False, file=sys.stderr)
 
 
-def resolve_data_path(path) -> Path | None:
-    """A data folder from the profile (``data.real.*``): absolute, or relative to the repository
-    root; None for an empty setting."""
+def resolve_data_path(path, cfg: Config | None = None) -> Path | None:
+    """A data folder from the profile (``data.real.*``): absolute, relative to the repository
+    root, or ``cache:<folder>``, a folder of the fetch cache (``train.fetch.cache_dir``:
+    $HOPWISE_CACHE, else ``fetch.cache_dir`` of ``cfg``, else of the default profile); None
+    for an empty setting."""
     if path in (None, ""):
         return None
+    if str(path).startswith("cache:"):
+        from .fetch import cache_dir
+        return (cache_dir(cfg) / str(path)[len("cache:"):]).resolve()
     from device.config import REPO_ROOT
     p = Path(os.path.expanduser(str(path)))
     return (p if p.is_absolute() else REPO_ROOT / p).resolve()
@@ -326,10 +331,55 @@ def build_synthetic(cfg: Config, progress: bool = True) -> Corpus:
                                      cfg["data.synthetic.confusable_takes_per_phrase"]))
     keywords, clean = _speech_takes(cfg, phrases, progress, noise)
     keywords += _silence(cfg, cfg["data.synthetic.silence_clips"], noise, progress)
+    fetched = fetched_folders(cfg)
+    info = {}
+    if fetched:
+        keywords += _fetched_keywords(cfg, fetched)
+        info["fingerprint"] = _fingerprint(list(fetched.values()))
+        info["fetched"] = {k: str(v) for k, v in fetched.items()}
     scenes = _synthetic_scenes(cfg, progress)
     percussion = _synthetic_percussion(cfg, progress)
     separation = _mixtures(cfg, clean, scenes, progress)
-    return Corpus(keywords, scenes, percussion, separation, noise, "synthetic")
+    return Corpus(keywords, scenes, percussion, separation, noise, "synthetic", info)
+
+
+# --------------------------------------------------------------------------- fetched recordings
+def fetched_folders(cfg: Config) -> dict[str, Path]:
+    """Folders of ``fetch.auto_datasets`` that `train.fetch` completed in the cache, when the
+    profile is synthetic and ``fetch.add_to_synthetic`` is true (else empty)."""
+    if cfg["data.source"] != "synthetic" or not cfg["fetch.add_to_synthetic"]:
+        return {}
+    from .fetch import DATASETS, cache_dir, is_fetched
+    cache = cache_dir(cfg)
+    return {k: cache / DATASETS[k].folder for k in cfg["fetch.auto_datasets"]
+            if k in DATASETS and is_fetched(DATASETS[k], cache)}
+
+
+def _wake_word_clips(folder: Path, cfg: Config) -> list[Clip]:
+    """Wake-word recordings, 1 s around the loudest part; other phrases become ``_unknown_``:
+    negatives from the same recording channel stop the model from learning "this microphone"
+    instead of the word."""
+    wake = cfg["labels.wake_word"]
+    rate, clip_s = cfg["frontend.keyword.sample_rate"], cfg["data.clip_s"]
+    return [clip if clip.label == wake else
+            replace(clip, label="_unknown_", meta=dict(clip.meta, word=clip.label))
+            for clip in load_wake_words(folder, rate, clip_s=clip_s)]
+
+
+def _fetched_keywords(cfg: Config, folders: dict[str, Path]) -> list[Clip]:
+    """Keyword clips from fetched Speech Commands folders and wake-word recordings."""
+    rate, clip_s = cfg["frontend.keyword.sample_rate"], cfg["data.clip_s"]
+    clips: list[Clip] = []
+    from .fetch import DATASETS
+    for key, folder in folders.items():
+        # The loader is the one of the profile key the dataset fills.
+        if "data.real.wake_words" in DATASETS[key].profile_keys:
+            clips += _wake_word_clips(folder, cfg)
+        elif "data.real.speech_commands" in DATASETS[key].profile_keys:
+            clips += load_speech_commands(folder, rate, cfg["labels.commands"], clip_s=clip_s)
+    log.info("fetched recordings added to the synthetic corpus: %d clips from %s", len(clips),
+             ", ".join(folders))
+    return clips
 
 
 # --------------------------------------------------------------------------- real parts
@@ -344,7 +394,7 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     rate = cfg["frontend.keyword.sample_rate"]
     clip_s = cfg["data.clip_s"]
     wake = cfg["labels.wake_word"]
-    paths = {k: resolve_data_path(cfg[f"data.real.{k}"]) for k in (
+    paths = {k: resolve_data_path(cfg[f"data.real.{k}"], cfg) for k in (
         "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
         "background_noise")}
     noise = load_background_noise([paths["background_noise"], paths["speech_commands"]], rate)
@@ -356,12 +406,7 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     else:
         _warn_missing("Speech Commands", paths["speech_commands"], "data.real.speech_commands")
     if paths["wake_words"] and paths["wake_words"].is_dir():
-        for clip in load_wake_words(paths["wake_words"], rate, clip_s=clip_s):
-            if clip.label != wake:
-                # Other phrases from the same recording channel: negatives that stop the model
-                # from learning "this microphone" instead of the word.
-                clip = replace(clip, label="_unknown_", meta=dict(clip.meta, word=clip.label))
-            keywords.append(clip)
+        keywords += _wake_word_clips(paths["wake_words"], cfg)
         if not any(c.label == wake for c in keywords):
             warnings.warn(f"no folder {wake!r} under {paths['wake_words']}: the wake word has "
                           f"synthetic examples only", stacklevel=2)
@@ -448,14 +493,18 @@ def build_corpus(cfg: Config, progress: bool = True, rebuild: bool = False) -> C
     folder = corpus_cache_dir(cfg)
     fingerprint = None
     if source == "real":
-        fingerprint = _fingerprint([resolve_data_path(cfg[f"data.real.{k}"]) for k in (
+        fingerprint = _fingerprint([resolve_data_path(cfg[f"data.real.{k}"], cfg) for k in (
             "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
             "background_noise")])
+    elif fetched_folders(cfg):
+        fingerprint = _fingerprint(list(fetched_folders(cfg).values()))
     if not rebuild:
         cached = load_cached_corpus(folder)
-        if cached is not None and (fingerprint is None or
-                                   json.loads(json.dumps(fingerprint)) ==
-                                   cached.info.get("fingerprint")):
+        # A synthetic corpus without fetched recordings has no fingerprint; one built with them
+        # must not be reused once they change or go (nor one without them once they come).
+        if cached is not None and (None if fingerprint is None else
+                                   json.loads(json.dumps(fingerprint))) == \
+                cached.info.get("fingerprint"):
             log.info("corpus loaded from cache %s", folder)
             return cached
     t0 = time.perf_counter()
@@ -494,7 +543,8 @@ def split_corpus(corpus: Corpus, cfg: Config) -> dict[str, Corpus]:
     """
     fractions = check_fractions((cfg["split.train"], cfg["split.validation"], cfg["split.test"]))
     seed = cfg["project.seed"]
-    sc_root = resolve_data_path(cfg["data.real.speech_commands"]) if corpus.source == "real" else None
+    sc_root = (resolve_data_path(cfg["data.real.speech_commands"], cfg)
+               if corpus.source == "real" else None)
     if sc_root is not None and (sc_root / "validation_list.txt").is_file():
         from_sc = [c for c in corpus.keywords if c.path and str(c.path).startswith(str(sc_root))]
         others = [c for c in corpus.keywords if not (c.path and str(c.path).startswith(str(sc_root)))]
