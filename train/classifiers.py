@@ -522,7 +522,8 @@ def train_model(cfg: Config, model: str, variant: str | None = None, data: str |
              "%d parameters", model, variant, len(labels), len(train), len(val), len(test),
              len(pool.fixed), net.count_params())
     fitted = loop.fit(net, seq, validation, epochs=epochs, patience=int(cfg[f"{sec}.patience"]),
-                      checkpoint=files.checkpoint, verbose=verbose)
+                      checkpoint=files.checkpoint, verbose=verbose,
+                      monitor=str(shared["early_stopping_on"]))
     norm.save(files.normalizer)
     rng = np.random.default_rng(seed)
     calib = pool.fixed[rng.permutation(len(pool.fixed))[:int(cfg["export.calibration_examples"])]]
