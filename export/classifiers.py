@@ -48,7 +48,8 @@ def export_classifier(cfg: Config, model: str, variant: str | None = None,
                                            f"{paths.profile}")
     report = json.loads((files.folder / "report.json").read_text())
     labels = list(report["labels"])
-    fixed = fixed_batch_copy(net, lambda batch_size: build(cfg, model, len(labels), batch_size))
+    fixed = fixed_batch_copy(net, lambda batch_size: build(cfg, model, len(labels), batch_size,
+                                                           settings=report.get("settings")))
     if out is None:
         out = (paths.deployed_model(name) if run == model
                else paths.variant_export(f"{name}_{run}"))

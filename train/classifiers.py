@@ -393,19 +393,22 @@ def build_resnet(n_frames: int, n_mels: int, n_classes: int, *, width: float, ba
     return keras.Model(inp, {"sound": out}, name="sound_resnet")
 
 
-def build(cfg: Config, model: str, n_classes: int, batch_size: int | None = None):
-    """The profile's ``model`` ("cnn" or "resnet") for ``n_classes``."""
+def build(cfg: Config, model: str, n_classes: int, batch_size: int | None = None,
+          settings: dict | None = None):
+    """The profile's ``model`` ("cnn" or "resnet") for ``n_classes``; ``settings`` (a run's
+    ``report.json`` ``settings``) override the profile's section, so export rebuilds exactly
+    the network a run trained whatever the profile says now."""
     sec = section_of(model)
+    s = {**cfg.section(sec), **{k: v for k, v in (settings or {}).items() if k != "frontend"}}
     n_mels = int(cfg[f"frontend.{FRONTEND}.n_mels"])
-    frames = input_frames(cfg, model)
+    frames = int(s["segment_frames"] if model == "cnn" else s["patch_frames"])
     if model == "cnn":
-        return build_cnn(frames, n_mels, n_classes, conv_filters=int(cfg[f"{sec}.conv_filters"]),
-                         dense_units=int(cfg[f"{sec}.dense_units"]),
-                         batchnorm=bool(cfg[f"{sec}.batchnorm"]), dropout=float(cfg[f"{sec}.dropout"]),
-                         l2=float(cfg[f"{sec}.l2"]), batch_size=batch_size)
-    return build_resnet(frames, n_mels, n_classes, width=float(cfg[f"{sec}.width"]),
-                        band_pool=int(cfg[f"{sec}.band_pool"]),
-                        blocks_per_stage=int(cfg[f"{sec}.blocks_per_stage"]), batch_size=batch_size)
+        return build_cnn(frames, n_mels, n_classes, conv_filters=int(s["conv_filters"]),
+                         dense_units=int(s["dense_units"]), batchnorm=bool(s["batchnorm"]),
+                         dropout=float(s["dropout"]), l2=float(s["l2"]), batch_size=batch_size)
+    return build_resnet(frames, n_mels, n_classes, width=float(s["width"]),
+                        band_pool=int(s["band_pool"]),
+                        blocks_per_stage=int(s["blocks_per_stage"]), batch_size=batch_size)
 
 
 # --------------------------------------------------------------------------- clip figures
