@@ -76,6 +76,10 @@ __all__ = ["MODELS", "SoundClip", "load_clips", "split_clips", "clip_features", 
 log = logging.getLogger("hopwise.train.classifiers")
 
 MODELS = ("cnn", "resnet")
+# Batch-norm moving averages: 0.9 instead of Keras' 0.99, since runs here are a few hundred
+# steps; at 0.99 the averages of an early best epoch are still near their initial values and
+# the saved model mispredicts what it scored well on in training mode.
+BN_MOMENTUM = 0.9
 FRONTEND = "classifier"
 
 
@@ -328,7 +332,7 @@ def build_cnn(n_frames: int, n_mels: int, n_classes: int, *, conv_filters: int,
 
     def act(x, name):
         if batchnorm:
-            x = keras.layers.BatchNormalization(name=f"{name}_bn")(x)
+            x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
         return keras.layers.ReLU(name=f"{name}_relu")(x)
 
     x = keras.layers.Conv2D(conv_filters, (min(6, n_frames), kernel_bands), use_bias=not batchnorm,
@@ -370,13 +374,13 @@ def build_resnet(n_frames: int, n_mels: int, n_classes: int, *, width: float, ba
         shortcut = x
         if stride != 1 or x.shape[-1] != out_ch:
             shortcut = L.Conv2D(out_ch, 1, strides=stride, use_bias=False, name=f"{name}_proj")(x)
-            shortcut = L.BatchNormalization(name=f"{name}_proj_bn")(shortcut)
+            shortcut = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_proj_bn")(shortcut)
         y = L.Conv2D(mid, 1, use_bias=False, name=f"{name}_a")(x)
-        y = L.ReLU(name=f"{name}_a_relu")(L.BatchNormalization(name=f"{name}_a_bn")(y))
+        y = L.ReLU(name=f"{name}_a_relu")(L.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_a_bn")(y))
         y = L.Conv2D(mid, 3, strides=stride, padding="same", use_bias=False, name=f"{name}_b")(y)
-        y = L.ReLU(name=f"{name}_b_relu")(L.BatchNormalization(name=f"{name}_b_bn")(y))
+        y = L.ReLU(name=f"{name}_b_relu")(L.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_b_bn")(y))
         y = L.Conv2D(out_ch, 1, use_bias=False, name=f"{name}_c")(y)
-        y = L.BatchNormalization(name=f"{name}_c_bn")(y)
+        y = L.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_c_bn")(y)
         return L.ReLU(name=f"{name}_out")(L.Add(name=f"{name}_add")([y, shortcut]))
 
     inp = keras.Input((n_frames, n_mels, 1), batch_size=batch_size, name="log_mel")
@@ -384,7 +388,7 @@ def build_resnet(n_frames: int, n_mels: int, n_classes: int, *, width: float, ba
     if band_pool > 1:
         x = L.AveragePooling2D((1, band_pool), name="band_pool")(x)
     x = L.Conv2D(filters(32), 3, padding="same", use_bias=False, name="stem")(x)
-    x = L.ReLU(name="stem_relu")(L.BatchNormalization(name="stem_bn")(x))
+    x = L.ReLU(name="stem_relu")(L.BatchNormalization(momentum=BN_MOMENTUM, name="stem_bn")(x))
     for s, base in enumerate((64, 128, 256)):
         for b in range(blocks_per_stage):
             x = block(x, filters(base), 2 if (b == 0 and s > 0) else 1, f"s{s + 1}b{b + 1}")
