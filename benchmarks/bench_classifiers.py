@@ -114,6 +114,8 @@ def test_stage_cost_per_hop(model):
                       f"{r['per_hop_ms']:.4f} ms per hop" for k, r in rows.items())
           + f"; together {per_hop:.4f} ms per 10 ms hop")
     pipe.close()
-    assert stage.model_runs >= stage.runs      # a loud tone: every run classified
+    # A loud tone: every run classifies, except those before one segment of frames exists.
+    early = int(stage.spec.segment_frames * 0.032 / (stage.stride_hops * 0.01)) + 1
+    assert stage.model_runs >= stage.runs - early
     if (model.manifest.get("params") or 0) <= DEVICE_SIZED_MAX_PARAMS:
         assert per_hop <= STAGE_BUDGET_PER_HOP_MS
