@@ -24,7 +24,7 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages data train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help
+.PHONY: setup system-packages data train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help train-classifiers export-classifiers
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
@@ -32,7 +32,9 @@ help:
 	@echo "                      fetch.cache_dir (~/.cache/hopwise; HOPWISE_CACHE=DIR), then: make train PROFILE=full"
 	@echo "make train            build the default corpus and train the keyword+scene model (online, it"
 	@echo "                      first fetches the small real sets; HOPWISE_OFFLINE=1 never touches the network)"
-	@echo "make export           int8 TFLite + ONNX + manifests under build/export"
+	@echo "make export           int8 TFLite + ONNX + manifests under build/export (sound classifiers too, once trained)"
+	@echo "make train-classifiers  the sound classifiers (log-mel CNN, bottleneck ResNet): ~2 x 1-2 min on 2 cores"
+	@echo "make export-classifiers int8 sound classifiers with manifests under build/export"
 	@echo "make deploy           bundle the device runtime and models (TARGET=user@host:/path for a Pi)"
 	@echo "make rollback         point TARGET's current back at its previous release and start it"
 	@echo "make seed-table       train all five keyword/scene variants, evaluate float+int8 (PROFILE=real)"
@@ -81,6 +83,15 @@ train: corpus
 export: setup
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
+	$(PY) -m export.classifiers --if-trained --profile $(PROFILE) $(SETARGS)
+
+# The sound classifiers are not part of `make train` (a few minutes on 2 cores; the pipeline runs
+# without them and says so): train them with this, then `make export` (or export-classifiers).
+train-classifiers: setup
+	$(PY) -m train.classifiers both --quiet --profile $(PROFILE) $(SETARGS)
+
+export-classifiers: setup
+	$(PY) -m export.classifiers --profile $(PROFILE) $(SETARGS)
 
 deploy: setup
 	$(PY) -m export.deploy --profile $(PROFILE) $(SETARGS) $(if $(TARGET),--target $(TARGET))

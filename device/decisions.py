@@ -10,6 +10,8 @@ stream) of the posteriors it is given, so the same posteriors always give the sa
 * `KeywordDecisions` — the three above over the keyword head; emits ``wake``/``command`` events.
 * `SceneTracker` — smoothed scene posteriors with hysteresis; emits ``scene`` on a change.
 * `BeatTracker` — per-frame percussion posteriors, hysteresis; one ``beat`` event per hit.
+* `SoundTracker` — voted sound-classifier posteriors, hysteresis; one ``sound`` event per
+  sustained sound.
 
 Every window is a span of audio time, never a count of model outputs: like TFLite Micro's
 ``RecognizeCommands``, the smoother keeps a queue of ``(t, posteriors)`` and averages those whose
@@ -30,7 +32,7 @@ from typing import Sequence
 import numpy as np
 
 __all__ = ["PosteriorSmoother", "WakeWordTrigger", "CommandWindow", "KeywordDecisions",
-           "SceneTracker", "BeatTracker"]
+           "SceneTracker", "BeatTracker", "SoundTracker"]
 
 
 def _event(kind: str, label: str, confidence: float, t: float, **extra) -> dict:
@@ -397,3 +399,63 @@ class BeatTracker:
             if self._hit_frames >= self.decision_frames:
                 events.append(self._emit())
         return events
+
+
+class SoundTracker:
+    """Sound events from the classifier stage's voted posteriors: one ``sound`` event per
+    sustained sound, however many runs it spans.
+
+    Each update is one classifier run: the mean posterior of the non-silent segments of the
+    recent audio (zeros when every segment was near-silent, which lets an active sound end).
+    Updates are averaged over the last ``smoothing_s`` of audio (`PosteriorSmoother`). A sound
+    starts when the smoothed best class reaches ``threshold_on`` and is not the active one; the
+    active sound lasts until its own smoothed posterior falls below ``threshold_off``, so a dog
+    barking for five seconds (ten runs at a 0.5 s stride) is one event, and a bark that wavers
+    around one threshold is still one. The event carries the label, the smoothed posterior and
+    the ``t_audio_s`` of the run that started it. No event marks the end.
+
+    Usage: ``st = SoundTracker.from_config(cfg, labels); events = st.update(t, voted)``.
+
+    Parameters
+    ----------
+    labels : sequence of str
+        The classifier's classes (from its manifest).
+    smoothing_s : float
+        Seconds of runs averaged: longer = fewer one-run false events, later events.
+    threshold_on, threshold_off : float
+        ``threshold_off <= threshold_on``; the gap is the hysteresis.
+    """
+
+    def __init__(self, labels: Sequence[str], *, smoothing_s: float, threshold_on: float,
+                 threshold_off: float):
+        if threshold_off > threshold_on:
+            raise ValueError(f"sound hysteresis needs threshold_off <= threshold_on, got "
+                             f"{threshold_off} > {threshold_on}")
+        self.labels = list(labels)
+        self.smoother = PosteriorSmoother(smoothing_s)
+        self.on, self.off = float(threshold_on), float(threshold_off)
+        self.current: int | None = None
+
+    @classmethod
+    def from_config(cls, cfg, labels: Sequence[str]) -> "SoundTracker":
+        """``[decisions] sound_*`` settings."""
+        return cls(labels, smoothing_s=cfg["decisions.sound_smoothing_ms"] / 1000.0,
+                   threshold_on=cfg["decisions.sound_threshold_on"],
+                   threshold_off=cfg["decisions.sound_threshold_off"])
+
+    def reset(self) -> None:
+        self.smoother.reset()
+        self.current = None
+
+    def update(self, t: float, posteriors: Sequence[float]) -> list[dict]:
+        """One classifier run at audio time ``t``: its voted posteriors (zeros: silence)."""
+        p = self.smoother.update(t, posteriors)
+        if self.current is not None:
+            if p[self.current] >= self.off:
+                return []
+            self.current = None
+        best = int(np.argmax(p))
+        if p[best] >= self.on:
+            self.current = best
+            return [_event("sound", self.labels[best], p[best], t)]
+        return []

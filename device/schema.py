@@ -90,6 +90,23 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.esn.cv_folds", "[2, inf)"),
     ("model.esn.enrol_folds", "[2, inf)"),
     ("model.esn.search_iterations", "[1, inf)"),
+    ("frontend.*.segment_overlap", "[0, 1)"),   # 1 would never advance
+    ("model.sound_*.segment_frames", "[3, inf)"),
+    ("model.sound_*.patch_frames", "[8, inf)"),  # three stride-2 stages need a few frames
+    ("model.sound_*.band_pool", "[1, inf)"),
+    ("model.sound_*.width", "(0, 4]"),
+    ("model.sound_*.blocks_per_stage", "[1, 8]"),
+    ("model.sound_*.conv_filters", "[1, inf)"),
+    ("model.sound_*.dense_units", "[1, inf)"),
+    ("model.sound_*.l2", "[0, 1]"),
+    ("model.sound_*.steps_per_epoch", "[1, inf)"),
+    ("model.sound_*.clip_s", "(0, inf)"),
+    ("model.sound_*.synthetic_clips_per_class", "[2, inf)"),
+    ("model.sound_classifiers.*_split", "(0, 1)"),
+    ("model.sound_classifiers.mix_prob", "[0, 1]"),
+    ("model.sound_classifiers.*_masks", "[0, inf)"),
+    ("model.sound_classifiers.time_mask_frames", "[0, inf)"),
+    ("model.sound_classifiers.freq_mask_bands", "[0, inf)"),
     ("bench.audio_s", "(0, inf)"),
     ("bench.event_calls", "[1, 60000]"),        # the serial link numbers events mod 65535
     ("deploy.keep_releases", "[1, inf)"),

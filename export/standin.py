@@ -171,3 +171,55 @@ def _write_manifest_for(path: Path, cfg, name: str, mean: float, std: float) -> 
                           "zero_point": int(ind["quantization"][1]),
                           "normalization": {"mean": mean, "std": std}},
                    outputs=outs, stride_hops=int(cfg["model.multitask.stride_hops"]))
+
+
+# --------------------------------------------------------------------------- sound classifier
+SOUND_TONES_HZ = {"dog": 1000.0, "clock_alarm": 3000.0}
+"""What `build_tone_sound_model` recognises: a steady tone at each of these frequencies is that
+sound; anything else (the noise floor of `render_tones`) is no class in particular."""
+
+
+def build_tone_sound_model(out_dir: str | Path, cfg, name: str = "tone_sound",
+                           segment_frames: int = 41) -> Path:
+    """A stand-in sound classifier with known answers, through the real export path.
+
+    One linear layer over the normalised ``[frontend.classifier]`` segment (mean over frames of
+    the bands around each tone of `SOUND_TONES_HZ`), softmax over ``labels.sounds``: a tone at
+    1 kHz is ``dog``, at 3 kHz ``clock_alarm``; the noise floor leaves every class near 1/8.
+    Written with `export.convert.export_with_manifest` (int8, manifest, the device's check), as
+    `export.classifiers` writes a trained one. Returns the ``.tflite`` path.
+    """
+    from export.convert import export_with_manifest
+    from train.features import Normalizer
+    tf = _tensorflow()
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    section = cfg.section("frontend.classifier")
+    fcfg = LogMelConfig.from_mapping(section)
+    labels = list(cfg["labels.sounds"])
+    tones = [Tone(0.5, 2.5, SOUND_TONES_HZ["dog"], 0.3), Tone(3.0, 5.0, SOUND_TONES_HZ["clock_alarm"], 0.3)]
+    feats = log_mel(render_tones(tones, 5.5, fcfg.sample_rate), fcfg)
+    norm = Normalizer.fit(feats)
+    x = norm(feats)
+    raw = np.stack([feats[s:s + segment_frames] for s in range(0, len(feats) - segment_frames, 4)])
+    n_mels = fcfg.n_mels
+    w = np.zeros((segment_frames, n_mels, len(labels)), np.float32)
+    b = np.zeros(len(labels), np.float32)
+    for label, hz in SOUND_TONES_HZ.items():
+        band = band_of(hz, fcfg)
+        bands = slice(max(0, band - 1), band + 2)
+        level = x[:, bands].mean(1)                 # per frame: high in the tone, low in noise
+        loud, quiet = np.percentile(level, 90), np.percentile(level, 10)
+        k = 12.0 / max(loud - quiet, 1e-3)
+        c = labels.index(label)
+        w[:, bands, c] = k / (segment_frames * (bands.stop - bands.start))
+        b[c] = -k * (loud + quiet) / 2.0
+    inp = tf.keras.Input((segment_frames, n_mels, 1), batch_size=1, name="log_mel")
+    dense = tf.keras.layers.Dense(len(labels), activation="softmax", name="sound")
+    model = tf.keras.Model(inp, {"sound": dense(tf.keras.layers.Flatten()(inp))})
+    dense.set_weights([w.reshape(-1, len(labels)), b])
+    path = out_dir / f"{name}_int8.tflite"
+    export_with_manifest(model, path, name=name, kind="sound_standin", heads={"sound": labels},
+                         frontend=("classifier", section), normalizer=norm, raw_calibration=raw,
+                         stride_hops=None, onnx=False)
+    return path

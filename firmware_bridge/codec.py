@@ -66,7 +66,7 @@ MAX_LABEL_BYTES = 32
 #: Sequence number of messages that are not acknowledged (heartbeat, ack, ping, ...).
 UNSEQUENCED = 0
 
-EVENT_KINDS = ("wake", "command", "scene", "beat")
+EVENT_KINDS = ("wake", "command", "scene", "beat", "sound")
 KIND_IDS = {name: i for i, name in enumerate(EVENT_KINDS)}
 #: Kind byte in CONFIG meaning "every kind".
 KIND_ANY = 0xFF
@@ -226,7 +226,7 @@ class Event:
     seq : int
         Sequence number 1..65535.
     kind : str
-        One of ``EVENT_KINDS`` (wake, command, scene, beat).
+        One of ``EVENT_KINDS`` (wake, command, scene, beat, sound).
     label_id : int
         Index of the label in this kind's label table; 0xFFFF if unknown.
     confidence_q16 : int

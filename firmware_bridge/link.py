@@ -118,7 +118,7 @@ class BridgeLink:
     queue_size : int
         Most unacknowledged events kept.  Larger rides out longer outages but
         delivers staler events afterwards; on overflow the oldest non-critical
-        (scene/beat) event is dropped first, then the oldest critical one.
+        (scene/beat/sound) event is dropped first, then the oldest critical one.
     retransmit_ms : int
         Wait before the first retransmission of an unacknowledged frame; it
         doubles per attempt up to 8x.  Lower recovers losses faster but wastes
@@ -213,7 +213,7 @@ class BridgeLink:
         Parameters
         ----------
         kind : str
-            ``"wake"``, ``"command"``, ``"scene"`` or ``"beat"``.
+            ``"wake"``, ``"command"``, ``"scene"``, ``"beat"`` or ``"sound"``.
         label : str
             Label name; an unseen name is added to the table and announced.
         confidence : float
@@ -433,7 +433,7 @@ class BridgeLink:
             log.warning("BridgeLink: the queue to %s is full (%d events unacknowledged): dropped "
                         "the oldest %s event (%d dropped so far; health: dropped_overflow)",
                         self.port, self.queue_size,
-                        "critical" if victim_critical else "scene/beat", self.dropped_overflow)
+                        "critical" if victim_critical else "scene/beat/sound", self.dropped_overflow)
 
     def _connect(self, now: float) -> None:
         self._next_connect_s = now + self.reconnect_s

@@ -55,6 +55,7 @@ def messages() -> list:
         ("event_command", Event(2, "command", 5, confidence_to_q16(0.5), 0xDEADBEEF, False)),
         ("event_scene_zero_conf", Event(0x1234, "scene", 2, 0, 0, False)),
         ("event_beat_max", Event(0xFFFF, "beat", 0xFFFF, 0xFFFF, 0xFFFFFFFF, False)),
+        ("event_sound", Event(0x0203, "sound", 7, confidence_to_q16(0.75), 5000, False)),
         # seq 0x0100 and label 0x0000 put zeros in the body: exercises COBS stuffing
         ("event_zeros", Event(0x0100, "wake", 0, 0x0100, 0x01000000, True)),
         ("heartbeat", Heartbeat(60000, 3, 17, 2, 1)),
@@ -94,7 +95,7 @@ def streams() -> list:
         ("wrong_version", _raw_frame(bytes([2, codec.MsgType.PING, 0, 0, 1, 2, 3, 4])) + ping),
         ("unknown_type", _raw_frame(bytes([1, 0x7F, 0, 0, 9])) + ping),
         ("bad_payload_length", _raw_frame(bytes([1, codec.MsgType.EVENT, 1, 0]) + bytes(9)) + ping),
-        ("bad_event_kind", _raw_frame(bytes([1, codec.MsgType.EVENT, 1, 0, 4]) + bytes(9)) + ping),
+        ("bad_event_kind", _raw_frame(bytes([1, codec.MsgType.EVENT, 1, 0, len(codec.EVENT_KINDS)]) + bytes(9)) + ping),
         ("bad_label_entry", _raw_frame(bytes([1, codec.MsgType.LABEL_TABLE, 1, 0, 0, 1, 0, 0, 0, 1, 5, 65])) + ping),
         ("short_body", b"\x00\x03\x01\x02\x00" + ping),
         ("cobs_truncated", b"\x00\x09\x01\x02\x00" + ping),

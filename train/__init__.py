@@ -22,8 +22,9 @@ Models, one module each (``python -m train.<model> --help``):
 * `train.esn` — the echo state network for vocal percussion (grid reservoir, frame labels,
   the scikit-learn-shaped estimator fit on the device's fixed-point states, CV by recording,
   the search), exported by `export.esn`;
-* coming: ``train.classifiers`` (the two environmental sound classifiers) and
-  ``train.separation`` (the DANet source separator).
+* `train.classifiers` — the two environmental sound classifiers (log-mel CNN after Piczak
+  2015, bottleneck ResNet; segments, voting), exported by `export.classifiers`;
+* coming: ``train.separation`` (the DANet source separator).
 
 Nothing here imports `export` or `evaluation`: export uses training, evaluation uses both.
 """

@@ -203,7 +203,7 @@ class Fitted:
 
 
 def fit(model, data, validation, *, epochs: int, patience: int, checkpoint: Path,
-        verbose: int = 2) -> Fitted:
+        verbose: int = 2, monitor: str = "val_loss") -> Fitted:
     """Train a compiled model with early stopping on validation loss; keep the best checkpoint.
 
     Parameters
@@ -222,12 +222,18 @@ def fit(model, data, validation, *, epochs: int, patience: int, checkpoint: Path
         Where the best model is saved (``.keras``).
     verbose : int
         Keras' per-epoch output (0: none, 2: one line per epoch).
+    monitor : str
+        What early stopping and the checkpoint follow: ``"val_loss"`` (lower is better) or a
+        validation accuracy such as ``"val_accuracy"`` (higher is better; steadier than the
+        loss on a validation set of a few dozen clips, whose loss grows with confidence).
     """
     import keras
 
+    mode = "min" if monitor.endswith("loss") else "max"
     callbacks = [
-        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor="val_loss", save_best_only=True),
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=patience,
+        keras.callbacks.ModelCheckpoint(str(checkpoint), monitor=monitor, mode=mode,
+                                        save_best_only=True),
+        keras.callbacks.EarlyStopping(monitor=monitor, mode=mode, patience=patience,
                                       restore_best_weights=True),
     ]
     t0 = time.perf_counter()
@@ -235,7 +241,8 @@ def fit(model, data, validation, *, epochs: int, patience: int, checkpoint: Path
                      verbose=verbose)
     seconds = time.perf_counter() - t0
     history = {k: [float(v) for v in vals] for k, vals in hist.history.items()}
-    return Fitted(history, seconds, int(np.argmin(history["val_loss"])) + 1)
+    best = np.argmin(history[monitor]) if mode == "min" else np.argmax(history[monitor])
+    return Fitted(history, seconds, int(best) + 1)
 
 
 @dataclass

@@ -1,6 +1,6 @@
 """MQTT sink (paho-mqtt 2.x) with an on-disk queue: no event is lost while the broker is away.
 
-Topics: ``<prefix>/<device-id>/<type>`` (``wake``, ``command``, ``scene``, ``beat``, ``status``),
+Topics: ``<prefix>/<device-id>/<type>`` (``wake``, ``command``, ``scene``, ``beat``, ``sound``, ``status``),
 QoS 1. Status heartbeats are retained, and the broker holds a retained last will ``offline`` on
 the status topic, so a subscriber always sees whether the device is alive.
 

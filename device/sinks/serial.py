@@ -14,11 +14,11 @@ from .base import Sink, SinkSection, register_sink
 
 __all__ = ["SerialSink", "BRIDGE_KINDS", "bridge_labels"]
 
-BRIDGE_KINDS = ("wake", "command", "scene", "beat")
+BRIDGE_KINDS = ("wake", "command", "scene", "beat", "sound")
 
 
 class SerialSink(Sink):
-    """Send ``wake``/``command``/``scene``/``beat`` events over the hopwise bridge protocol.
+    """Send ``wake``/``command``/``scene``/``beat``/``sound`` events over the hopwise bridge protocol.
 
     Usage::
 
@@ -82,9 +82,10 @@ class SerialSink(Sink):
 
 
 def bridge_labels(cfg) -> dict[str, list[str]]:
-    """The label table announced to the MCU: the profile's wake word, commands and scenes."""
+    """The label table announced to the MCU: the profile's wake word, commands, scenes and
+    sounds (a classifier with other classes adds its labels on the fly)."""
     return {"wake": [cfg["labels.wake_word"]], "command": list(cfg["labels.commands"]),
-            "scene": list(cfg["labels.scenes"])}
+            "scene": list(cfg["labels.scenes"]), "sound": list(cfg["labels.sounds"])}
 
 
 @register_sink("serial")

@@ -16,12 +16,14 @@ stage type             consumes                      emits
 ``scene_decisions``    ``posteriors.scene``          ``scene`` events
 ``esn``                ``audio`` (frontend fused),   ``beat`` events, ``posteriors.percussion``
                        or ``features.esn.new``
+``classifier``         ``features.classifier``       ``sound`` events, ``posteriors.sound``
 =====================  ============================  ========================================
 
 Each type lives in the module of its name (``tflite_model`` in `model`). The default profile runs ``frontend`` (logmel) -> ``multitask`` (tflite_model: the keyword +
 scene network) -> ``keywords`` -> ``scenes``, then ``esn`` (vocal percussion: the 8 kHz log-mel
 frame, reservoir and readout in one numba call per hop; ``esn_frontend`` (logmel) -> ``esn`` on
-``features.esn.new`` is the same, in two stages). `check_wiring` checks at start-up that every
+``features.esn.new`` is the same, in two stages), then ``sound_frontend`` (logmel, 32 ms frames)
+-> ``sounds`` (classifier: the environmental sound classifier every 0.5 s). `check_wiring` checks at start-up that every
 consumed stream is emitted by an earlier stage and says how to fix it when not.
 
 Adding a stage is one new module in this package and one profile entry. The module defines a
@@ -30,9 +32,9 @@ and its streams in ``consumes``/``emits``; this package imports every module in 
 else needs to know about it. The profile gets a ``[stages.<name>]`` section with
 ``type = "<type>"`` and ``<name>`` in ``[pipeline] stages``, where it belongs in the order. A
 model exported as int8 TFLite with a manifest needs no module at all: it is a ``tflite_model``
-section. The echo state network (`esn`) is one such module; the parts still to come — an
-environmental sound classifier, the source separator in front of the keyword model — will be
-new files here (or, for models, ``tflite_model`` sections).
+section. The echo state network (`esn`) and the sound classifier (`classifier`: segments, silence and
+votes over recent audio, which a ``tflite_model`` section cannot do) are such modules; the
+source separator in front of the keyword model, still to come, will be another.
 
 `base` holds `HopContext`, `Stage` (scheduling, priority, shedding flags, key checking), `Param`
 and `register_stage`; `build_stage` builds a profile section through the registry.

@@ -56,7 +56,7 @@ enum hb_type {
     HB_HELLO = 0x08
 };
 
-enum hb_kind { HB_KIND_WAKE = 0, HB_KIND_COMMAND = 1, HB_KIND_SCENE = 2, HB_KIND_BEAT = 3, HB_KIND_COUNT = 4 };
+enum hb_kind { HB_KIND_WAKE = 0, HB_KIND_COMMAND = 1, HB_KIND_SCENE = 2, HB_KIND_BEAT = 3, HB_KIND_SOUND = 4, HB_KIND_COUNT = 5 };
 
 enum hb_config_key { HB_CFG_THRESHOLD_MILLI = 1, HB_CFG_ENABLED = 2, HB_CFG_HEARTBEAT_MS = 3 };
 

@@ -6,6 +6,7 @@ shared `train.waveforms` ones.
 """
 from .augment import (NOISE_COLOURS, apply_room, coloured_noise, place_in_window, random_segment,
                       room_impulse_response)
+from .household import HOUSEHOLD_GENERATORS, generate_household
 from .keywords import (augment_keyword, clip_rng, fit_into, noise_recording, plan_take,
                        render_take, silence_clip)
 from .percussion import PERCUSSION_GENERATORS, drum_hit, percussion_clip
@@ -18,4 +19,5 @@ __all__ = [
     "noise_recording", "plan_take", "render_take", "silence_clip", "PERCUSSION_GENERATORS",
     "drum_hit", "percussion_clip", "SCENE_GENERATORS", "generate_scene", "VOICES",
     "SpeechSynthError", "Take", "backend_name", "synthesize", "trim_silence",
+    "HOUSEHOLD_GENERATORS", "generate_household",
 ]

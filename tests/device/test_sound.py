@@ -1,0 +1,154 @@
+"""Sound classifiers on the device: segmenting, silence removal, voting, the sound tracker, and
+one sustained sound -> one ``sound`` event through the pipeline (a stand-in int8 model with
+known answers, written by the real export path)."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from device.audio_source import Tone, render_tones
+from device.config import load_config
+from device.decisions import SoundTracker
+from device.sound import SegmentSpec, segment, segment_level_db, segment_starts, vote
+
+FLOOR = np.float32(np.log(1e-6))   # the log floor: digital silence in every band
+
+
+def _loud(n_frames, n_mels=4, value=0.0):
+    return np.full((n_frames, n_mels), value, np.float32)
+
+
+def test_segments_every_hop_while_a_whole_segment_fits():
+    spec = SegmentSpec(41, 20, -30.0)
+    assert segment_starts(100, spec).tolist() == [0, 20, 40]
+    assert segment_starts(41, spec).tolist() == [0]
+    assert segment_starts(40, spec).tolist() == []
+    assert SegmentSpec.from_frontend({"segment_overlap": 0.5, "silence_db": -30.0}, 50) == \
+        SegmentSpec(50, 25, -30.0)
+
+
+def test_near_silent_segments_are_dropped_and_the_rest_keep_their_place():
+    spec = SegmentSpec(10, 5, -30.0)
+    frames = _loud(40)                       # 0 dB per band: loud
+    frames[:20] = FLOOR                      # the first 20 frames digital silence
+    segs, starts = segment(frames, spec)
+    # starts 0, 5 (all or mostly silent: mean power 1e-6 .. ~0.5 of loud) and 10 (half loud)
+    levels = segment_level_db(np.stack([frames[s:s + 10] for s in range(0, 31, 5)]))
+    expected = [s for s, lv in zip(range(0, 31, 5), levels) if lv >= -30.0]
+    assert starts.tolist() == expected and 0 not in expected and 20 in expected
+    assert np.array_equal(segs[0], frames[starts[0]:starts[0] + 10])
+
+
+def test_an_all_silent_clip_keeps_its_loudest_segment_unless_told_not_to():
+    spec = SegmentSpec(10, 5, -30.0)
+    frames = _loud(30, value=FLOOR)
+    frames[22] = FLOOR + 3.0                 # still far below -30 dB, but the loudest
+    segs, starts = segment(frames, spec)
+    assert len(segs) == 1 and starts[0] in (15, 20)
+    segs, starts = segment(frames, spec, keep_one=False)
+    assert len(segs) == 0
+
+
+def test_a_clip_shorter_than_a_segment_is_padded_with_its_quietest_frame():
+    spec = SegmentSpec(10, 5, -100.0)
+    frames = _loud(6)
+    frames[3] = FLOOR
+    segs, starts = segment(frames, spec)
+    assert segs.shape == (1, 10, 4) and starts.tolist() == [0]
+    assert np.all(segs[0, 6:] == FLOOR)
+
+
+def test_probability_and_majority_votes_differ_on_a_confident_minority():
+    # Two segments lean weakly to class 0, one is sure of class 1: majority says 0, the summed
+    # probabilities say 1 (0.55 + 0.55 + 0.0 = 1.1 < 0.45 + 0.45 + 1.0 = 1.9).
+    p = np.array([[0.55, 0.45], [0.55, 0.45], [0.0, 1.0]])
+    assert vote(p, "probability") == 1
+    assert vote(p, "majority") == 0
+    # A tie in counts goes to the larger probability sum.
+    assert vote(np.array([[0.9, 0.1], [0.4, 0.6]]), "majority") == 0
+    with pytest.raises(ValueError, match="unknown vote"):
+        vote(p, "median")
+    with pytest.raises(ValueError, match="n_segments >= 1"):
+        vote(np.zeros((0, 2)), "probability")
+
+
+def test_the_tracker_raises_one_event_per_sustained_sound_with_hysteresis():
+    st = SoundTracker(["dog", "alarm"], smoothing_s=1.0, threshold_on=0.5, threshold_off=0.3)
+    events = []
+    t = 0.0
+    # 5 s of barking (one run every 0.5 s) whose confidence wavers around the on-threshold.
+    for p in [0.8, 0.45, 0.7, 0.35, 0.9, 0.5, 0.6, 0.4, 0.8, 0.7]:
+        t += 0.5
+        events += st.update(t, [p, 0.0])
+    assert [e["label"] for e in events] == ["dog"] and events[0]["t_audio_s"] == 0.5
+    for _ in range(3):                        # silence: the dog ends
+        t += 0.5
+        events += st.update(t, [0.0, 0.0])
+    for _ in range(4):                        # a new sound
+        t += 0.5
+        events += st.update(t, [0.0, 0.9])
+    for _ in range(3):
+        t += 0.5
+        events += st.update(t, [0.0, 0.0])
+    for _ in range(2):                        # the dog again: a second dog event
+        t += 0.5
+        events += st.update(t, [0.9, 0.0])
+    assert [e["label"] for e in events] == ["dog", "alarm", "dog"]
+    with pytest.raises(ValueError, match="threshold_off <= threshold_on"):
+        SoundTracker(["a"], smoothing_s=1.0, threshold_on=0.3, threshold_off=0.5)
+
+
+# ----------------------------------------------------------------------------- the pipeline
+@pytest.fixture(scope="module")
+def sound_model(tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    from export.standin import build_tone_sound_model
+    return build_tone_sound_model(tmp_path_factory.mktemp("sound"), load_config("default"))
+
+
+def _pipe(*overrides):
+    from device.pipeline import Pipeline
+    cfg = load_config("default", ['pipeline.stages=["sound_frontend", "sounds"]', *overrides])
+    return Pipeline.from_config(cfg, keep_events=True)
+
+
+def test_one_sustained_sound_is_one_sound_event_through_the_pipeline(sound_model):
+    from export.standin import SOUND_TONES_HZ
+    pipe = _pipe(f"stages.sounds.model={sound_model}", 'stages.sounds.if_missing="error"')
+    # 2 s of the noise floor, a 5 s "dog", 3 s of floor, 3 s "clock_alarm", 2 s of floor.
+    audio = render_tones([Tone(2.0, 7.0, SOUND_TONES_HZ["dog"], 0.3),
+                          Tone(10.0, 13.0, SOUND_TONES_HZ["clock_alarm"], 0.3)], 15.0, 16000)
+    events = []
+    for start in range(0, len(audio), 1600):   # blocks of 100 ms, as capture delivers them
+        events += pipe.push(audio[start:start + 1600])
+    sounds = [e for e in events if e["type"] == "sound"]
+    assert [e["label"] for e in sounds] == ["dog", "clock_alarm"], sounds
+    assert 2.0 < sounds[0]["t_audio_s"] <= 4.0       # noticed within 2 s of its start
+    assert 10.0 < sounds[1]["t_audio_s"] <= 12.0
+    assert all(0.5 <= e["confidence"] <= 1.0 for e in sounds)
+    stage = pipe.stages[-1]
+    assert stage.runs == 30                          # every 50 hops over 15 s
+    pipe.close()
+
+
+def test_digital_silence_runs_no_model(sound_model):
+    pipe = _pipe(f"stages.sounds.model={sound_model}")
+    pipe.push(np.zeros(16000 * 3, np.float32))
+    stage = pipe.stages[-1]
+    assert stage.runs == 6 and stage.model_runs == 0
+    pipe.close()
+
+
+def test_a_missing_model_warns_once_and_the_pipeline_runs(tmp_path, caplog):
+    with caplog.at_level(logging.WARNING, logger="hopwise.stages.classifier"):
+        pipe = _pipe(f"stages.sounds.model={tmp_path / 'none_int8.tflite'}")
+    assert "no sound classifier" in caplog.text and "make train-classifiers" in caplog.text
+    assert not [e for e in pipe.push(np.ones(16000, np.float32) * 0.1) if e["type"] == "sound"]
+    pipe.close()
+    from device.config import ConfigError
+    from device.manifest import ManifestError
+    with pytest.raises((ManifestError, ConfigError)):
+        _pipe(f"stages.sounds.model={tmp_path / 'none_int8.tflite'}",
+              'stages.sounds.if_missing="error"')
