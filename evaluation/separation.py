@@ -278,6 +278,57 @@ def evaluate(cfg: Config, mixtures: Sequence[dict], models: Sequence[Path],
             "mixtures": [{"files": m["files"], "length": len(m["mixture"])} for m in mixtures]}
 
 
+def keyword_accuracy(cfg: Config, separator_path: Path, keyword_model: Path,
+                     progress: bool = True) -> dict:
+    """Keyword accuracy of the deployed keyword model on the seed table's mixed-keyword test
+    set, as the mixture and as the separator's speech estimate (what the ``separated``
+    profile feeds the keyword frontend), and on the clean clips both ways.
+
+    The mixtures are the seed table's (`train.multitask.eval_sets`: the same seed, share and
+    partner draws); the separator works at 8 kHz, so its speech estimate is resampled back to
+    16 kHz with the device's resampler before the log-mel.
+    """
+    from device.frontend import LogMelConfig
+    from device.interpreter import TFLiteModel
+    from device.resample import resample
+    from train import multitask as mt
+    from train import waveforms as wf
+    from train.features import log_mel_batch
+
+    data = mt.load_splits(cfg)["test"]
+    lm_cfg = LogMelConfig.from_config(cfg, "keyword")
+    rng = np.random.default_rng(int(cfg["eval.seed"]))   # the draws of mt.eval_sets, in order
+    scene_audio, _ = data.scenes.loudest(int(cfg["eval.scene_crops_per_clip"]))
+    partner = rng.integers(0, len(scene_audio), size=len(data.keyword_audio))
+    silence = data.keyword_labels == data.silence_index
+    mixed = wf.mix_at_share(data.keyword_audio, scene_audio[partner],
+                            float(cfg["eval.keyword_share"]), silence)
+    sep = Separator(separator_path, frontend=cfg.section("frontend.separation"))
+    keep = sep.labels.index("speech") if "speech" in sep.labels else 0
+    rate, srate = lm_cfg.sample_rate, sep.stft_cfg.sample_rate
+    quality = cfg["resample.stage_quality"]
+
+    def separated(batch):
+        out = np.empty_like(batch)
+        for i, clip in enumerate(_bar(progress)(list(batch), "separating keyword clips")):
+            est = sep.separate(resample(clip, rate, srate, quality))[keep]
+            back = resample(est, srate, rate, quality)[: len(clip)]
+            out[i] = np.pad(back, (0, len(clip) - len(back)))
+        return out
+
+    model = TFLiteModel(keyword_model, frontend=cfg.section("frontend.keyword"))
+    labels = data.keyword_labels
+
+    def acc(audio):
+        probs = model.predict(log_mel_batch(audio, lm_cfg))["keyword"]
+        return float(np.mean(probs.argmax(1) == labels))
+
+    return {"clips": int(len(labels)), "keyword_share": float(cfg["eval.keyword_share"]),
+            "separator": str(separator_path), "keyword_model": str(keyword_model),
+            "mixed": acc(mixed), "mixed_separated": acc(separated(mixed)),
+            "clean": acc(data.keyword_audio), "clean_separated": acc(separated(data.keyword_audio))}
+
+
 def _bar(progress: bool):
     def wrap(items, desc):
         if not progress:
@@ -369,6 +420,10 @@ def main(argv=None) -> int:
     parser.add_argument("--kmeans", action="append", default=[], metavar="VARIANT",
                         help="also score this trained variant's float embeddings with k-means "
                              "and with its fixed attractors (repeatable)")
+    parser.add_argument("--keywords", action="store_true",
+                        help="also: keyword accuracy of the deployed keyword model on the seed "
+                             "table's mixed-keyword test set, with and without the deployed "
+                             "separator in front (needs `make train export` and `make separation`)")
     parser.add_argument("--name", default=None, help="report name (default: separation_<profile>)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -393,12 +448,22 @@ def main(argv=None) -> int:
         print(f"evaluation.separation: {exc}", file=sys.stderr)
         return 2
     name = args.name or f"separation_{paths.profile}"
+    if args.keywords:
+        result["keywords"] = keyword_accuracy(cfg, paths.resolve(cfg["model.separation.model"]),
+                                              paths.resolve(cfg["stages.multitask.model"]),
+                                              progress=not args.quiet)
     result["settings"] = {**e, "sources": args.sources or "corpus test split"}
     paths.report(f"{name}.json").write_text(json.dumps(result, indent=1, default=float) + "\n")
     md = markdown(result, f"Source separation: {name} ({result['settings']['sources']}, "
                           f"{e['snr_db']} dB)")
     paths.report(f"{name}.md").write_text(md)
     save_examples(cfg, mixtures, models[:3], paths.report(name), int(e["examples"]))
+    if "keywords" in result:
+        k = result["keywords"]
+        md += (f"\nKeyword accuracy ({k['clips']} test clips, int8 keyword model): mixed "
+               f"{k['mixed']:.3f} -> separated {k['mixed_separated']:.3f}; clean {k['clean']:.3f}"
+               f" -> separated {k['clean_separated']:.3f}\n")
+        paths.report(f"{name}.md").write_text(md)
     print(md)
     return 0
 
