@@ -197,26 +197,57 @@ class SeparatorStream:
         The loaded model.
     keep : str or int
         The source to pass on (a label of the model's sources, e.g. ``"speech"``, or an index).
+    background : bool
+        Run each chunk's model call on a worker thread (the interpreter releases the GIL), so
+        the hop that completes a chunk does not pay for it; the output comes one chunk later.
+        Same samples either way. Call `close` when done.
     """
 
-    def __init__(self, separator: Separator, keep: str | int = 0):
+    def __init__(self, separator: Separator, keep: str | int = 0, background: bool = False):
         self.separator = separator
         self.cfg = separator.stft_cfg
         self.keep = source_index(separator.labels, keep)
         self.chunk_frames = separator.chunk_frames
+        self.background = bool(background)
         # The longest wait of a sample for its output: a whole chunk of frames, plus the window
-        # its last frame needs (the stream's leading edge padding is inside that window).
-        self.delay_samples = self.chunk_frames * self.cfg.hop_length + self.cfg.window_length
+        # its last frame needs (the stream's leading edge padding is inside that window); in
+        # the background, one chunk more, the time the worker has for a chunk's masks.
+        chunk_samples = self.chunk_frames * self.cfg.hop_length
+        self.delay_samples = chunk_samples * (2 if self.background else 1) + self.cfg.window_length
+        self._executor = None
+        if self.background:
+            from concurrent.futures import ThreadPoolExecutor
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="hopwise-separator")
+        self._future = None
         self.reset()
 
     def reset(self) -> None:
         """Start over (after a gap in the audio)."""
+        if self._future is not None:
+            self._future[1].result()   # let the worker finish; its chunk is dropped
+            self._future = None
         self._stft = STFTStream(self.cfg)
         self._istft = StreamingISTFT(self.cfg)
         self._frames = np.zeros((0, self.cfg.n_bins), np.complex64)
         self._ready = np.zeros(0, np.float32)      # separated, not yet handed out
         self._owed = self.delay_samples            # zeros still to hand out first
         self.chunks_run = 0
+
+    def close(self) -> None:
+        """Stop the background worker (if any)."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+
+    def _masks(self, chunk: np.ndarray) -> np.ndarray:
+        return self.separator.chunk_masks(
+            chunk_log_magnitude(chunk, self.chunk_frames, self.cfg)[0])
+
+    def _collect(self) -> np.ndarray:
+        """The background chunk's separated samples (waits for the worker if it is not done)."""
+        chunk, future = self._future
+        self._future = None
+        return self._istft.push(chunk * future.result()[..., self.keep])
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Mono audio at 8 kHz in; as many samples of the kept source out."""
@@ -228,13 +259,20 @@ class SeparatorStream:
         while len(self._frames) >= self.chunk_frames:
             chunk, self._frames = (self._frames[: self.chunk_frames],
                                    self._frames[self.chunk_frames:])
-            masks = self.separator.chunk_masks(
-                chunk_log_magnitude(chunk, self.chunk_frames, self.cfg)[0])
-            parts.append(self._istft.push(chunk * masks[..., self.keep]))
+            if self._executor is not None:
+                if self._future is not None:
+                    parts.append(self._collect())
+                self._future = (chunk, self._executor.submit(self._masks, chunk))
+            else:
+                parts.append(self._istft.push(chunk * self._masks(chunk)[..., self.keep]))
             self.chunks_run += 1
         ready = np.concatenate(parts) if len(parts) > 1 else self._ready
-        out = np.zeros(n_in, np.float32)
         lead = min(self._owed, n_in)
+        if len(ready) < n_in - lead and self._future is not None:
+            # Not reached at a steady rate (the delay leaves the worker a whole chunk's time);
+            # a caller pushing far more than a chunk at once waits here instead.
+            ready = np.concatenate([ready, self._collect()])
+        out = np.zeros(n_in, np.float32)
         self._owed -= lead
         take = min(n_in - lead, len(ready))
         out[lead: lead + take] = ready[:take]

@@ -72,14 +72,16 @@ def test_streaming_istft_matches_the_offline_inverse():
     np.testing.assert_allclose(out[:n], ref[:n], atol=1e-6)
 
 
-@pytest.mark.parametrize("block", [80, 64, 333])
-def test_streaming_separation_matches_offline_within_tolerance(exported, block):
+@pytest.mark.parametrize("block,background", [(80, False), (64, False), (333, False),
+                                              (80, True), (2000, True)])
+def test_streaming_separation_matches_offline_within_tolerance(exported, block, background):
     cfg, _, _ = exported
     sep = Separator.from_config(cfg)
     x = np.concatenate([easy_sources(s).sum(0) for s in (11, 12)])   # 1.2 s
     offline = sep.separate(x)[0]
-    stream = SeparatorStream(sep, keep="speech")
+    stream = SeparatorStream(sep, keep="speech", background=background)
     out = np.concatenate([stream.push(x[i:i + block]) for i in range(0, len(x), block)])
+    stream.close()
     assert len(out) == len(x)
     d = stream.delay_samples
     assert np.all(out[:d - stream.cfg.window_length] == 0)   # nothing before the first chunk
@@ -96,13 +98,15 @@ def test_the_separator_stage_feeds_the_keyword_frontend_in_a_pipeline(exported):
     from device.stages.base import HopContext
     cfg, _, _ = exported
     cfg = load_config("separated", [f"project.build_dir='{cfg.build_dir}'",
-                                    *[f"{k}" for k in _tiny_overrides()]])
+                                    *[f"{k}" for k in _tiny_overrides()],
+                                    "stages.separator.background=true"])
     pipe = Pipeline.from_config(cfg, stage_names=["separator", "frontend"], keep_events=True)
     separator, frontend = pipe.stages
     assert frontend.describe()["consumes"] == ["audio.separated"]
     x16 = resample(np.concatenate([easy_sources(s).sum(0) for s in (3, 4, 5)]), 8000, 16000)
     pipe.push(x16)
     assert separator.stream.chunks_run >= 4 and frontend.frames_total > 100
+    pipe.close()
     # the stage's output is the offline separation of the same (resampled) audio, delayed
     stage = type(separator)("sep2", dict(cfg.section("stages.separator")), cfg, 16000, 0.01)
     out = []
@@ -115,6 +119,7 @@ def test_the_separator_stage_feeds_the_keyword_frontend_in_a_pipeline(exported):
     x8 = Resampler(16000, 8000, cfg["resample.stage_quality"])(x16)
     offline = stage.separator.separate(x8)[0]
     d = stage.stream.delay_samples
+    stage.close()
     n = min(len(out), len(offline) + d) - d - 2000
     np.testing.assert_allclose(out[d:d + n], offline[:n], atol=STREAM_ATOL)
 
