@@ -403,7 +403,8 @@ def save_examples(cfg: Config, mixtures: Sequence[dict], models: Sequence[Path],
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m evaluation.separation", formatter_class=argparse.RawDescriptionHelpFormatter,
-        description=__doc__.split("\n\n")[0] + ": oracle IBM/IRM, the mixture, every exported "
+        description="BSS-eval of the source separator on deterministic test mixtures: "
+                    "oracle IBM/IRM, the mixture, every exported "
                     "separator (--model, default: the deployed one and build/export/<profile>/"
                     "separation_*.tflite) and k-means rows; GNSDR/GSIR/GSAR, parameters, file "
                     "size, RTF on one core; JSON + Markdown + example audio and PNGs in "
