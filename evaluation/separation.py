@@ -198,20 +198,15 @@ def global_scores(rows: Sequence[dict], mixture_rows: Sequence[dict]) -> dict:
 
 def _one_core_rtf(sep: Separator, mixtures: Sequence[dict], rate: int) -> float:
     """CPU seconds per audio second of `Separator.separate`, pinned to one CPU."""
-    old = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    try:
-        if old:
-            os.sched_setaffinity(0, {min(old)})
-        sep.separate(mixtures[0]["mixture"])   # warm-up: first call allocates
+    from device.bench import one_core
+
+    sep.separate(mixtures[0]["mixture"])   # warm-up: first call allocates
+    with one_core():
         t0 = time.process_time()
-        audio = 0.0
         for m in mixtures:
             sep.separate(m["mixture"])
-            audio += len(m["mixture"]) / rate
-        return (time.process_time() - t0) / audio
-    finally:
-        if old:
-            os.sched_setaffinity(0, old)
+        seconds = time.process_time() - t0
+    return seconds / (sum(len(m["mixture"]) for m in mixtures) / rate)
 
 
 # --------------------------------------------------------------------------- the table

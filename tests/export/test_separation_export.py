@@ -146,3 +146,22 @@ def test_device_separate_writes_one_file_per_source(exported, tmp_path, capsys):
 def _tiny_overrides():
     from tests.export.tiny_separation import OVERRIDES
     return OVERRIDES
+
+
+def test_the_evaluation_table_has_oracle_mixture_and_model_rows(exported):
+    pytest.importorskip("mir_eval")
+    from device.paths import BuildPaths
+    from evaluation.separation import evaluate, markdown
+    cfg, _, _ = exported
+    sources = easy_sources(31, seconds=0.5)
+    mixtures = [{"sources": sources, "mixture": sources.sum(0), "files": ["tone", "noise"]}]
+    model = BuildPaths(cfg).resolve(cfg["model.separation.model"])
+    result = evaluate(cfg, mixtures, [model], progress=False)
+    rows = {r["name"]: r for r in result["rows"]}
+    assert list(rows)[:3] == ["mixture", "oracle IBM", "oracle IRM"]
+    assert rows["mixture"]["gnsdr"] == 0.0
+    ours = rows["lstm32 (float16)"]
+    assert ours["params"] > 0 and ours["size_bytes"] > 0 and 0 < ours["rtf_one_core"] < 1
+    # the tiny model separates the easy pair, and no mask beats the oracle by much
+    assert 0 < ours["gnsdr"] < rows["oracle IBM"]["gnsdr"] + 1.0
+    assert "| oracle IBM |" in markdown(result, "t")
