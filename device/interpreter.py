@@ -150,15 +150,27 @@ class TFLiteModel:
                                     f"neither a position among its {len(details)} outputs nor a "
                                     f"tensor index; re-run `make export`")
             n = int(np.prod(det["shape"]))
-            if n != len(spec["labels"]):
+            shape = tuple(int(v) for v in det["shape"])
+            if spec.get("shape") is not None:
+                # A dense output (the separator's masks, one per bin and source): the manifest
+                # gives the tensor's shape and the labels name its last axis.
+                if tuple(spec["shape"]) != shape or shape[-1] != len(spec["labels"]):
+                    raise ManifestError(f"model {self.path.name}: output '{spec['name']}' has "
+                                        f"shape {list(shape)}, the manifest says {spec['shape']} "
+                                        f"with {len(spec['labels'])} labels on the last axis; "
+                                        f"re-run the export")
+                out_shape = shape[1:]
+            elif n != len(spec["labels"]):
                 raise ManifestError(f"model {self.path.name}: output '{spec['name']}' has {n} values "
                                     f"but the manifest lists {len(spec['labels'])} labels; re-run "
                                     f"`make export`")
+            else:
+                out_shape = (n,)
             q_scale, q_zero = det.get("quantization", (0.0, 0))
             out[spec["name"]] = {
                 "tensor": det["index"], "dtype": np.dtype(det["dtype"]),
                 "scale": float(_pick(spec.get("scale"), q_scale) or 1.0),
-                "zero_point": int(_pick(spec.get("zero_point"), q_zero)),
+                "zero_point": int(_pick(spec.get("zero_point"), q_zero)), "shape": out_shape,
             }
         return out
 
@@ -171,12 +183,14 @@ class TFLiteModel:
         return x.astype(self.input_dtype).reshape(self.input_shape)
 
     def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
-        """One invocation on ``(frames, n_mels)`` float features; float outputs by name."""
+        """One invocation on ``(frames, n_mels)`` float features; float outputs by name: a
+        class output ``(classes,)``, a dense one (its manifest gives a ``shape``) that shape
+        without the batch axis."""
         self.interpreter.set_tensor(self._in["index"], self.quantize(features))
         self.interpreter.invoke()
         result = {}
         for name, o in self.outputs.items():
-            raw = self.interpreter.get_tensor(o["tensor"]).reshape(-1)
+            raw = self.interpreter.get_tensor(o["tensor"]).reshape(o["shape"])
             if o["dtype"] in (np.dtype(np.int8), np.dtype(np.uint8)):
                 result[name] = (raw.astype(np.float32) - o["zero_point"]) * o["scale"]
             else:

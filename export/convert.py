@@ -31,7 +31,7 @@ import numpy as np
 from device.interpreter import TFLiteModel, load_interpreter
 from device.manifest import write_manifest
 
-__all__ = ["convert_int8", "fixed_batch_copy", "output_heads", "export_onnx", "onnx_max_abs_diff",
+__all__ = ["convert_int8", "convert_float16", "fixed_batch_copy", "output_heads", "export_onnx", "onnx_max_abs_diff",
            "predict_heads", "int8_manifest_fields", "export_with_manifest"]
 
 log = logging.getLogger("export.convert")
@@ -75,6 +75,18 @@ def convert_int8(model, calibration: np.ndarray, as_input=None) -> bytes:
     converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     converter.inference_input_type = tf.int8
     converter.inference_output_type = tf.int8
+    return converter.convert()
+
+
+def convert_float16(model) -> bytes:
+    """Float16 TFLite: weights stored as float16 (half the float32 file), dequantised to float32
+    at load, so the arithmetic is float32; float32 in and out. The route for layers the int8
+    converter cannot calibrate (a looped LSTM in TF 2.21)."""
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_keras_model(model)
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.target_spec.supported_types = [tf.float16]
     return converter.convert()
 
 

@@ -383,8 +383,8 @@ def test_the_registry_finds_every_stage_module_and_a_new_one(tmp_path, monkeypat
             "print(sorted(t for t, c in s.STAGE_TYPES.items() if c.__module__.startswith('device.')))")
     out = subprocess.run([PY, "-c", code], capture_output=True, text=True, env=device_env(),
                          cwd=REPO, timeout=60)
-    assert out.stdout.strip() == str(["classifier", "esn", "keyword_decisions", "logmel", "scene_decisions",
-                                      "tflite_model"])
+    assert out.stdout.strip() == str(["classifier", "esn", "keyword_decisions", "logmel",
+                                      "scene_decisions", "separator", "tflite_model"])
     # ... and a new module in the package is found with no other change.
     import device.stages as stages
     (tmp_path / "counter_for_test.py").write_text(
