@@ -132,6 +132,15 @@ class TFLiteModel:
                        ((o["name"], o) for o in self.manifest["outputs"])}
         self.stride_hops = self.manifest.get("stride_hops")
         self.frames = self.input_shape[1] if len(self.input_shape) >= 3 else self.input_shape[-1]
+        # A streaming model (export.streaming) takes only the new frames of each stride and
+        # keeps the rest as state inside the interpreter; `reset_state` gives it a long silence.
+        self.streaming = self.manifest.get("streaming") or None
+        if self.streaming is not None:
+            floor = float(self.manifest["frontend"].get("log_floor", 1e-6))
+            n_mels = self.input_shape[2] if len(self.input_shape) >= 3 else self.input_shape[-1]
+            self._silence = np.full((self.frames, n_mels), np.log(floor), np.float32)
+            self.window_frames = int(self.streaming.get("window_frames", self.frames))
+            self.reset_state()
 
     def _map_outputs(self) -> dict:
         details = self.interpreter.get_output_details()
@@ -183,18 +192,45 @@ class TFLiteModel:
                 result[name] = raw.astype(np.float32)
         return result
 
+    def reset_state(self) -> None:
+        """Streaming models: the state of a long digital silence (log-floor frames fed for the
+        manifest's ``warmup_calls``, after which no state depends on anything older), as at
+        start and after an overrun gap. Nothing for a non-streaming model."""
+        if self.streaming is None:
+            return
+        for _ in range(int(self.streaming["warmup_calls"])):
+            self.run(self._silence)
+
+    def run_window(self, window: np.ndarray) -> dict[str, np.ndarray]:
+        """A whole window ``(frames, n_mels)`` through a streaming model from silence: reset,
+        then its frames a stride at a time ending at its last frame (a leading remainder
+        shorter than a stride is dropped); the last call's outputs. A non-streaming model: `run`."""
+        if self.streaming is None:
+            return self.run(window)
+        self.reset_state()
+        n = self.frames
+        out = None
+        for end in range(len(window), n - 1, -n)[::-1]:
+            out = self.run(window[end - n:end])
+        if out is None:
+            raise ValueError(f"a window of {len(window)} frames is shorter than one call "
+                             f"({n} frames)")
+        return out
+
     def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """A batch ``(n, frames, n_mels)`` of float features -> ``{output name: (n, classes)}``.
 
         One `run` per example (the model has a fixed batch of 1): evaluation, export checks and
-        benchmarks get exactly the device's arithmetic, call for call.
+        benchmarks get exactly the device's arithmetic, call for call. A streaming model runs
+        each example as a window from silence (`run_window`).
         """
         x = np.asarray(features, dtype=np.float32)
         if x.ndim != 3:
             raise ValueError(f"predict takes (n, frames, n_mels) features, got shape {x.shape}")
         out = {name: np.empty((len(x), len(self.labels[name])), np.float32)
                for name in self.outputs}
+        run = self.run_window if self.streaming is not None else self.run
         for i in range(len(x)):
-            for name, probs in self.run(x[i]).items():
+            for name, probs in run(x[i]).items():
                 out[name][i] = probs
         return out
