@@ -69,6 +69,7 @@ train: corpus
 
 export: setup
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
+	$(PY) -m export.streaming --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
 
 deploy: setup

@@ -291,16 +291,19 @@ class StreamingTrunk:
                 if y_prov is not None:
                     y_prov = y_prov + x_cat[:, n_new:]
             new, prov = y_new, y_prov
-        rows = [tf.reduce_mean(new, axis=2, keepdims=True)]
-        if prov is not None:
-            rows.append(tf.reduce_mean(prov, axis=2, keepdims=True))
-        pooled_new = tf.concat(rows, axis=1)
-        parts = [pooled_new]
+        # The global average pool: the final rows' per-row means kept in a ring, and the
+        # provisional rows; a weighted sum of the two means rather than one concatenation, so
+        # that the converter need not give the ring and the new rows one int8 scale.
+        final_rows = tf.reduce_mean(new, axis=2, keepdims=True)
         if m.pool_state is not None:
             kept = m.pool_state.read_value()
-            parts = [kept, pooled_new]
-            m.pool_state.assign(tf.concat([kept, rows[0]], axis=1)[:, -self.pool_keep:])
-        pooled = tf.reduce_mean(tf.concat(parts, axis=1), axis=[1, 2])
+            final_rows = tf.concat([kept, final_rows], axis=1)
+            m.pool_state.assign(final_rows[:, -self.pool_keep:])
+        n_final = int(final_rows.shape[1])
+        pooled = tf.reduce_mean(final_rows, axis=[1, 2]) * (n_final / self.pool_rows)
+        if prov is not None:
+            n_prov = int(prov.shape[1])
+            pooled = pooled + tf.reduce_mean(prov, axis=[1, 2]) * (n_prov / self.pool_rows)
         return {name: tf.nn.softmax(tf.matmul(pooled, w) + bias)
                 for name, (w, bias) in t.heads.items()}
 
