@@ -23,7 +23,13 @@ Every hop (``pipeline.hop_ms``, 10 ms at 16 kHz) `process_hop` runs the due stag
 (`device.budget`), then stamps each event raised on the hop (wall time, sequence number,
 device id), sends it to the sinks and returns it; a ``status`` heartbeat goes out every
 ``runtime.status_interval_s`` of audio. `run` reads hops from an audio source and watches it
-for stalls and overruns (`device.supervision`). Every setting comes from the profile
+for stalls and overruns (`device.supervision`).
+
+Block processing: `run` takes up to ``pipeline.block_hops`` hops per read (what a real-time
+source has buffered, never waiting for more) and `push` cuts its input into such blocks;
+`process_block` lets the stages that can (a ``logmel`` on the raw audio) do the whole block's
+work in one call, then runs every hop as `process_hop` always has: the same stages due on the
+same hops, the same posteriors and events at the same ``t_audio_s``, per-hop timings kept. Every setting comes from the profile
 (`PipelineSettings.from_config`): the code holds none of its own.
 """
 from __future__ import annotations

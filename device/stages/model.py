@@ -32,6 +32,15 @@ class TFLiteModelStage(Stage):
     * stride: the manifest's ``stride_hops`` — what the export was told the model runs at
       (``model.multitask.stride_hops`` for the keyword + scene network: 10 hops = 100 ms).
 
+    A **streaming** model (``export.streaming``: the manifest has a ``streaming`` section) takes
+    only the new frames of each stride and keeps the rest of the network's buffers inside the
+    interpreter. The stage feeds it the frames that arrived since its last call; when those are
+    not exactly one stride — the first call, a stage shed for a while, an overrun gap
+    (`on_gap`) — it rebuilds the state from the feature window (a long silence, then the
+    window's frames: what the non-streaming model would read). The profile picks the model:
+    ``export/multitask_stream_int8.tflite`` (default) or the non-streaming reference
+    ``export/multitask_int8.tflite`` (the fallback).
+
     The stride has that one source because training, export and decisions all assume it. A
     ``stride_hops`` in the stage's section is allowed only if it agrees; one that does not is a
     start-up error naming both values and how to re-export; a ``model.multitask.stride_hops``
