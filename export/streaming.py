@@ -42,7 +42,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
 import numpy as np
 
@@ -127,9 +127,9 @@ def plan_layer(n_in: int, kernel: int, stride: int, new_in: int, prov_in: int) -
 class FoldedTrunk:
     """The trained network's weights with BatchNorm folded in: what both paths compute.
 
-    ``convs``: per layer ``(kind, kernel, bias, strides)`` in order (kind ``conv`` or ``dw``;
-    pointwise layers are ``conv`` with a 1x1 kernel); ``blocks``: the count; ``heads``:
-    ``{head: (weights, bias)}``.
+    ``stem``: ``(kernel, bias, strides)``; ``blocks``: per block ``{"dw": (kernel, bias,
+    strides), "pw": (kernel, bias)}``; ``heads``: ``{head: (weights, bias)}``; ``frames`` and
+    ``n_mels``: the reference's input window.
     """
 
     stem: tuple
@@ -188,9 +188,8 @@ class StreamingTrunk:
         self.plans = self.plan()
         width = trunk.stem[0].shape[-1]
         mels = [trunk.n_mels]
-        for _, _, _, (_, s) in [(None, None, None, trunk.stem[2])] + [
-                (None, None, None, b["dw"][2]) for b in trunk.blocks]:
-            mels.append(-(-mels[-1] // s))
+        for strides in [trunk.stem[2]] + [b["dw"][2] for b in trunk.blocks]:
+            mels.append(-(-mels[-1] // strides[1]))      # "same": ceil(columns / stride)
         self.mels = mels            # mel columns at each layer's input (and the last output)
         module = tf.Module()
         self.module = module
