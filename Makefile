@@ -85,6 +85,7 @@ train: corpus
 
 export: setup
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
+	$(PY) -m export.streaming --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.classifiers --if-trained --profile $(PROFILE) $(SETARGS)
 

@@ -81,9 +81,17 @@ class PosteriorSmoother:
             self._queue.clear()  # another head, or time went backwards (a new stream)
         self._queue.append((float(t), p))
         start = t - self.window_s + self.EPSILON_S
-        while len(self._queue) > 1 and self._queue[0][0] <= start:
-            self._queue.popleft()
-        return np.mean([q for _, q in self._queue], axis=0)
+        queue = self._queue
+        while len(queue) > 1 and queue[0][0] <= start:
+            queue.popleft()
+        # np.mean over axis 0 adds the rows in order and divides by the count: the same sums
+        # here, without building a stacked array on every model output.
+        it = iter(queue)
+        total = next(it)[1].copy()
+        for _, q in it:
+            total += q
+        total /= len(queue)
+        return total
 
 
 class WakeWordTrigger:

@@ -131,7 +131,24 @@ class TFLiteModel:
         self.labels = {name: list(o["labels"]) for name, o in
                        ((o["name"], o) for o in self.manifest["outputs"])}
         self.stride_hops = self.manifest.get("stride_hops")
+        # Looked up once, not on every run (a streaming model runs 25 times a second).
+        self._in_index = self._in["index"]
+        self._limits = None
+        if self.input_dtype in (np.dtype(np.int8), np.dtype(np.uint8)):
+            info = np.iinfo(self.input_dtype)
+            self._limits = (float(info.min), float(info.max))
+        self._out_plan = [(name, o["tensor"], o["dtype"] in (np.dtype(np.int8), np.dtype(np.uint8)),
+                           o["zero_point"], o["scale"], o["shape"]) for name, o in self.outputs.items()]
         self.frames = self.input_shape[1] if len(self.input_shape) >= 3 else self.input_shape[-1]
+        # A streaming model (export.streaming) takes only the new frames of each stride and
+        # keeps the rest as state inside the interpreter; `reset_state` gives it a long silence.
+        self.streaming = self.manifest.get("streaming") or None
+        if self.streaming is not None:
+            floor = float(self.manifest["frontend"].get("log_floor", 1e-6))
+            n_mels = self.input_shape[2] if len(self.input_shape) >= 3 else self.input_shape[-1]
+            self._silence = np.full((self.frames, n_mels), np.log(floor), np.float32)
+            self.window_frames = int(self.streaming.get("window_frames", self.frames))
+            self.reset_state()
 
     def _map_outputs(self) -> dict:
         details = self.interpreter.get_output_details()
@@ -176,39 +193,73 @@ class TFLiteModel:
 
     def quantize(self, features: np.ndarray) -> np.ndarray:
         """Float log-mel frames -> the model's input tensor (normalised, quantised, shaped)."""
+        # The same arithmetic, in the same order, as (x - mean) / std / scale, round, + zero,
+        # clip; with the integer limits looked up once and np.minimum/maximum for np.clip
+        # (whose argument checks cost more than the sums on a 4-frame input).
         x = (np.asarray(features, dtype=np.float32) - self.norm_mean) / self.norm_std
-        if self.input_dtype in (np.dtype(np.int8), np.dtype(np.uint8)):
-            info = np.iinfo(self.input_dtype)
-            x = np.clip(np.round(x / self.in_scale) + self.in_zero, info.min, info.max)
+        limits = self._limits
+        if limits is not None:
+            x = np.round(x / self.in_scale)
+            x += self.in_zero
+            np.minimum(x, limits[1], out=x)
+            np.maximum(x, limits[0], out=x)
         return x.astype(self.input_dtype).reshape(self.input_shape)
 
     def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """One invocation on ``(frames, n_mels)`` float features; float outputs by name: a
         class output ``(classes,)``, a dense one (its manifest gives a ``shape``) that shape
         without the batch axis."""
-        self.interpreter.set_tensor(self._in["index"], self.quantize(features))
-        self.interpreter.invoke()
+        interp = self.interpreter
+        interp.set_tensor(self._in_index, self.quantize(features))
+        interp.invoke()
         result = {}
-        for name, o in self.outputs.items():
-            raw = self.interpreter.get_tensor(o["tensor"]).reshape(o["shape"])
-            if o["dtype"] in (np.dtype(np.int8), np.dtype(np.uint8)):
-                result[name] = (raw.astype(np.float32) - o["zero_point"]) * o["scale"]
+        for name, tensor, integer, zero, scale, shape in self._out_plan:
+            raw = interp.get_tensor(tensor).reshape(shape)
+            if integer:
+                result[name] = (raw.astype(np.float32) - zero) * scale
             else:
                 result[name] = raw.astype(np.float32)
         return result
+
+    def reset_state(self) -> None:
+        """Streaming models: the state of a long digital silence (log-floor frames fed for the
+        manifest's ``warmup_calls``, after which no state depends on anything older), as at
+        start and after an overrun gap. Nothing for a non-streaming model."""
+        if self.streaming is None:
+            return
+        for _ in range(int(self.streaming["warmup_calls"])):
+            self.run(self._silence)
+
+    def run_window(self, window: np.ndarray) -> dict[str, np.ndarray]:
+        """A whole window ``(frames, n_mels)`` through a streaming model from silence: reset,
+        then its frames a stride at a time ending at its last frame (a leading remainder
+        shorter than a stride is dropped); the last call's outputs. A non-streaming model: `run`."""
+        if self.streaming is None:
+            return self.run(window)
+        self.reset_state()
+        n = self.frames
+        out = None
+        for end in range(len(window), n - 1, -n)[::-1]:
+            out = self.run(window[end - n:end])
+        if out is None:
+            raise ValueError(f"a window of {len(window)} frames is shorter than one call "
+                             f"({n} frames)")
+        return out
 
     def predict(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """A batch ``(n, frames, n_mels)`` of float features -> ``{output name: (n, classes)}``.
 
         One `run` per example (the model has a fixed batch of 1): evaluation, export checks and
-        benchmarks get exactly the device's arithmetic, call for call.
+        benchmarks get exactly the device's arithmetic, call for call. A streaming model runs
+        each example as a window from silence (`run_window`).
         """
         x = np.asarray(features, dtype=np.float32)
         if x.ndim != 3:
             raise ValueError(f"predict takes (n, frames, n_mels) features, got shape {x.shape}")
         out = {name: np.empty((len(x), len(self.labels[name])), np.float32)
                for name in self.outputs}
+        run = self.run_window if self.streaming is not None else self.run
         for i in range(len(x)):
-            for name, probs in self.run(x[i]).items():
+            for name, probs in run(x[i]).items():
                 out[name][i] = probs
         return out

@@ -39,6 +39,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("frontend.*.log_floor", "(0, 1)"),
     ("pipeline.rate", "[1, inf)"),
     ("pipeline.hop_ms", "(0, 1000]"),           # 0 divides by zero; < 0 never advances
+    ("pipeline.block_hops", "[1, 1000]"),       # 1 = hop by hop; more only buffers more
     ("runtime.hop_budget_ms", "(0, inf)"),
     ("runtime.status_interval_s", "[0, inf)"),  # 0 = no heartbeat
     ("runtime.num_threads", "[1, 64]"),

@@ -126,6 +126,7 @@ class Stage:
     """
 
     type_name = "base"
+    block_cost_s = 0.0   # this hop's share of a block's `prepare_block` (timings only)
     consumes: tuple[str, ...] = ()
     emits: tuple[str, ...] = ()
     PARAMS: dict[str, Param] = {
@@ -193,6 +194,17 @@ class Stage:
         """Do this hop's work: read ``ctx.data``, write with ``ctx.put``, raise events into
         ``ctx.events``. Called only on hops where the stage is due and not shed."""
         raise NotImplementedError
+
+    def block_capable(self) -> bool:
+        """Whether a stage with a ``prepare_block(samples, n_hops, first_hop)`` method takes a
+        block of hops at once (`device.pipeline.Pipeline.process_block`): it does the whole
+        block's work there, then its `process` hands out each hop's share on that hop. Stages
+        without the method run hop by hop inside a block, as always."""
+        return False
+
+    def end_block(self) -> None:
+        """The block `prepare_block` was given has been processed: drop what is left of it."""
+        self.block_cost_s = 0.0
 
     def on_gap(self) -> None:
         """Audio was lost (overrun): forget state that assumed continuous samples."""

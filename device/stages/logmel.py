@@ -63,18 +63,46 @@ class LogMelStage(Stage):
         self.window = np.full((self.window_frames, self.fcfg.n_mels),
                               np.log(self.fcfg.log_floor), dtype=np.float32)
         self.frames_total = 0
+        self._block = None        # (frames of the block, frames done after each hop, first hop)
+
+    def block_capable(self) -> bool:
+        """On the source's audio at its own rate: a block's frames are the frames of its hops
+        (`LogMelStream` equals batch framing), so they are computed in one call. Behind a
+        resampler or a producer stage it runs hop by hop."""
+        return self.input_key == "audio" and self._resampler is None
+
+    def prepare_block(self, samples: np.ndarray, n_hops: int, first_hop: int) -> None:
+        """Every frame the block completes, in one `LogMelStream.push`; `process` then puts each
+        hop's frames into the window on that hop, exactly as pushing hop by hop would."""
+        hop = len(samples) // n_hops
+        before = len(self.stream._pending)
+        frames = self.stream.push(samples)
+        win, step = self.stream._win, self.stream._hop
+        done = [0 if before + (j + 1) * hop < win else 1 + (before + (j + 1) * hop - win) // step
+                for j in range(n_hops)]
+        self._block = (frames, [0] + done, first_hop)
+
+    def end_block(self) -> None:
+        self._block = None
+        self.block_cost_s = 0.0
 
     def process(self, ctx: HopContext) -> None:
-        if self.input_key == "audio":
-            audio = ctx.audio
-        elif self.input_key in ctx.fresh:
-            audio = ctx.data[self.input_key]
+        if self._block is not None:
+            frames, done, first = self._block
+            j = ctx.hop_index - first
+            new = frames[done[j]:done[j + 1]]
+            k = len(new)
         else:
-            return  # the producer (e.g. a separator) did not run on this hop
-        if self._resampler is not None:
-            audio = self._resampler(audio)
-        new = self.stream.push(audio)
-        k = len(new)
+            if self.input_key == "audio":
+                audio = ctx.audio
+            elif self.input_key in ctx.fresh:
+                audio = ctx.data[self.input_key]
+            else:
+                return  # the producer (e.g. a separator) did not run on this hop
+            if self._resampler is not None:
+                audio = self._resampler(audio)
+            new = self.stream.push(audio)
+            k = len(new)
         if k:
             if k >= self.window_frames:
                 self.window[:] = new[-self.window_frames:]

@@ -32,6 +32,15 @@ class TFLiteModelStage(Stage):
     * stride: the manifest's ``stride_hops`` — what the export was told the model runs at
       (``model.multitask.stride_hops`` for the keyword + scene network: 10 hops = 100 ms).
 
+    A **streaming** model (``export.streaming``: the manifest has a ``streaming`` section) takes
+    only the new frames of each stride and keeps the rest of the network's buffers inside the
+    interpreter. The stage feeds it the frames that arrived since its last call; when those are
+    not exactly one stride — the first call, a stage shed for a while, an overrun gap
+    (`on_gap`) — it rebuilds the state from the feature window (a long silence, then the
+    window's frames: what the non-streaming model would read). The profile picks the model:
+    ``export/multitask_stream_int8.tflite`` (default) or the non-streaming reference
+    ``export/multitask_int8.tflite`` (the fallback).
+
     The stride has that one source because training, export and decisions all assume it. A
     ``stride_hops`` in the stage's section is allowed only if it agrees; one that does not is a
     start-up error naming both values and how to re-export; a ``model.multitask.stride_hops``
@@ -86,6 +95,11 @@ class TFLiteModelStage(Stage):
         self.consumes = (self.input_key,)
         self.emits = tuple(f"posteriors.{h}" for h in self.model.outputs)
         self.invocations = 0
+        # A streaming model must see every frame once, in order: the frames counted by the
+        # producer since the last call say whether it did (see `_run_streaming`).
+        self.streaming = self.model.streaming is not None
+        self._producer = None
+        self._fed_frames = None      # the producer's frame count at the last call; None: resync
 
     def _stride(self, manifest: dict, path) -> int:
         """The manifest's stride_hops, checked against one the section sets."""
@@ -115,25 +129,61 @@ class TFLiteModelStage(Stage):
 
     def connect(self, producers) -> None:
         producer = producers.get(self.input_key)
+        self._producer = producer
         kept = getattr(producer, "window_frames", None)
         if kept is not None and kept < self.frames:
             raise ConfigError(f"stage {self.name!r} reads {self.frames} frames of "
                               f"{self.input_key!r} but stage {producer.name!r} keeps only {kept}: "
                               f"set stages.{producer.name}.window_frames = {self.frames}")
+        if self.streaming:
+            frontend = getattr(producer, "fcfg", None)
+            if frontend is not None and abs(frontend.hop_ms - self.hop_s * 1000.0) > 1e-6:
+                raise ConfigError(f"stage {self.name!r} runs a streaming model, which takes one "
+                                  f"frame per pipeline hop, but {producer.name!r} makes a frame "
+                                  f"every {frontend.hop_ms} ms and a hop is {self.hop_s * 1000} "
+                                  f"ms: use the non-streaming model (stages.{self.name}.model)")
 
     def process(self, ctx: HopContext) -> None:
         window = ctx.data.get(self.input_key)
         if window is None:
             return  # no frame yet (the first hops of the stream)
-        out = self.model.run(window[-self.frames:])
+        if self.streaming:
+            out = self._run_streaming(window)
+        else:
+            out = self.model.run(window[-self.frames:])
         self.invocations += 1
+        t = ctx.t_audio_s
         for head, probs in out.items():
-            ctx.put(f"posteriors.{head}", (ctx.t_audio_s, probs))
+            ctx.put(f"posteriors.{head}", (t, probs))
+
+    def _run_streaming(self, window):
+        """The new frames since the last call; when they are not exactly one stride (the first
+        call, a shed stage restored, an overrun gap), the state is rebuilt from the producer's
+        window: silence, then the window's frames — what the non-streaming model would see."""
+        total = getattr(self._producer, "frames_total", None)
+        n = self.frames
+        if total is not None and self._fed_frames is not None and total - self._fed_frames == n:
+            out = self.model.run(window[-n:])
+        elif total is None and self._fed_frames is not None:
+            out = self.model.run(window[-n:])   # a producer that does not count: trust the stride
+        else:
+            self.model.reset_state()
+            usable = (min(len(window), self.model.window_frames) // n) * n
+            out = None
+            for end in range(len(window) - usable + n, len(window) + 1, n):
+                out = self.model.run(window[end - n:end])
+        self._fed_frames = total if total is not None else 0
+        return out
+
+    def on_gap(self) -> None:
+        """Audio was lost: the state no longer follows the stream; rebuild it on the next call."""
+        if self.streaming:
+            self._fed_frames = None
 
     def describe(self) -> dict:
         d = super().describe()
         d.update(model=str(self.model.path), backend=self.model.backend, frames=self.frames,
-                 heads=list(self.model.outputs))
+                 heads=list(self.model.outputs), streaming=self.streaming)
         return d
 
 

@@ -88,6 +88,27 @@ def test_push_in_any_block_size_gives_the_events_of_hop_by_hop(tone_model):
 
 
 @pytest.mark.timeout(60)
+def test_run_in_blocks_gives_the_events_and_timings_of_hop_by_hop(tone_model, recording):
+    # run() reads up to pipeline.block_hops hops at a time (FileSource.read_hops) and the
+    # frontend computes each block's frames in one call: the same events at the same times,
+    # the same hops, and per-hop timings for every stage on every hop it ran.
+    def replay(block_hops):
+        pipe = Pipeline.from_config(make_cfg(tone_model, f"pipeline.block_hops={block_hops}"),
+                                    keep_events=True, shedding=False)
+        status = pipe.run(FileSource(recording, rate=16000, realtime=False))
+        return pipe, status, [(e["type"], e["label"], e["confidence"], e["t_audio_s"])
+                              for e in pipe.events if e["type"] != "status"]
+
+    hop_pipe, hop_status, by_hop = replay(1)
+    block_pipe, block_status, by_block = replay(10)
+    assert len(by_hop) >= 6 and by_block == by_hop
+    assert block_pipe.hops == hop_pipe.hops and block_status["audio_s"] == hop_status["audio_s"]
+    for name in ("frontend", "multitask", "keywords"):
+        assert block_status["stages"][name]["n"] == hop_status["stages"][name]["n"]
+    check_script_events(block_pipe.events, 0.2)
+
+
+@pytest.mark.timeout(60)
 def test_detect_cli_prints_events_as_json_lines(tone_model, recording):
     out = subprocess.run([PY, "-m", "device", "detect", str(recording), "--model", str(tone_model),
                           *sum((["--set", o] for o in FAST), [])],

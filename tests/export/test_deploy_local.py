@@ -14,6 +14,9 @@ import pytest
 from device.config import REPO_ROOT, load_config
 from export.deploy import main
 
+# The tone stand-in under the name of the model the default profile runs (the streaming one).
+PROFILE_MODEL = Path(load_config("default")["stages.multitask.model"]).stem
+
 pytestmark = pytest.mark.timeout(180)
 
 
@@ -22,7 +25,7 @@ def build(tmp_path_factory) -> Path:
     pytest.importorskip("tensorflow")
     from export.standin import build_tone_model
     root = tmp_path_factory.mktemp("build")
-    build_tone_model(root / "export", load_config("default"), name="multitask_int8")
+    build_tone_model(root / "export", load_config("default"), name=PROFILE_MODEL)
     return root
 
 

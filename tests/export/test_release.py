@@ -22,6 +22,9 @@ from device.config import load_config
 from export.deploy import (DeployError, Host, SSHTarget, build_bundle, deploy_release,
                            read_releases, write_listing)
 
+# The tone stand-in under the name of the model the default profile runs (the streaming one).
+PROFILE_MODEL = Path(load_config("default")["stages.multitask.model"]).stem
+
 pytestmark = pytest.mark.timeout(240)
 # The hop-budget row is tested on its own (tests/device/test_selfcheck.py); here, on a shared
 # machine whose load makes a 10 ms p99 a coin toss, it would decide tests of deploy's steps.
@@ -35,7 +38,7 @@ def export_dir(tmp_path_factory) -> Path:
     pytest.importorskip("tensorflow")
     from export.standin import build_tone_model
     folder = tmp_path_factory.mktemp("export")
-    build_tone_model(folder, load_config("default"), name="multitask_int8")
+    build_tone_model(folder, load_config("default"), name=PROFILE_MODEL)
     return folder
 
 
@@ -66,7 +69,7 @@ def test_releases_selfcheck_and_rollback_over_ssh(tmp_path, export_dir, sshd):
     rel = root / "releases" / first.release
     assert os.readlink(root / "current") == f"releases/{first.release}"
     assert os.readlink(rel / ".venv") == f"../../envs/{first.env}" and first.env_created
-    assert (rel / "build" / "export" / "multitask_int8.tflite").is_file()
+    assert (rel / "build" / "export" / f"{PROFILE_MODEL}.tflite").is_file()
     assert json.loads((rel / "selfcheck.json").read_text())["passed"] is True
     assert "selfcheck: passed" in first.selfcheck and "first heartbeat" in first.service
     assert (rel / "service.log").read_text().count('"heartbeat"') >= 1
@@ -83,7 +86,7 @@ def test_releases_selfcheck_and_rollback_over_ssh(tmp_path, export_dir, sshd):
 
     # A tampered model: the self-check fails, current stays at the second release.
     bad = _copy(bundle2, tmp_path / "tampered")
-    model = bad / "build" / "export" / "multitask_int8.tflite"
+    model = bad / "build" / "export" / f"{PROFILE_MODEL}.tflite"
     model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 1]))
     with pytest.raises(DeployError, match="self-check of release .* failed") as err:
         deploy_release(bad, host, cfg2)

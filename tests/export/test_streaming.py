@@ -1,0 +1,249 @@
+"""The streaming keyword model (export/streaming.py) and running it on the device.
+
+A tiny multitask model is trained for a few steps (tests/export/tiny.py) and exported both ways:
+the non-streaming int8 reference and the streaming int8 model (new frames in, state as int8
+resource variables). Checked here:
+
+* the float streaming network is *exactly* the trained trunk run over the whole stream (its
+  right edge zero-padded as the reference pads it), on random and on real audio: the row
+  bookkeeping is right;
+* the int8 streaming model against the int8 reference on the same audio, within the stated
+  tolerance (they differ on the window's first rows: real history where the reference pads
+  with zeros, plus int8 rounding);
+* in the pipeline: block processing gives the same events at the same times as hop by hop, and
+  an overrun gap (``on_gap``) or skipped calls rebuild the state from the window.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.config import load_config
+from device.frontend import LogMelConfig, log_mel
+from device.interpreter import TFLiteModel
+from device.paths import BuildPaths
+
+pytest.importorskip("tensorflow")
+
+from export.streaming import (StreamingTrunk, compare, export_streaming, fold_trunk,  # noqa: E402
+                              plan_layer, stream_features)
+from tests.export.tiny import train_and_export  # noqa: E402
+from train import multitask as mt  # noqa: E402
+
+# The tolerance the streaming model is held to against the non-streaming one (int8 both), over
+# every 40 ms call of a stream: mean absolute probability difference and argmax agreement.
+MEAN_ABS_TOLERANCE = 0.05
+AGREEMENT_TOLERANCE = 0.8
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    cfg, data, ref_path, _ = train_and_export(tmp_path_factory.mktemp("stream"),
+                                              "model.multitask.epochs=2", onnx=False)
+    path = BuildPaths(cfg).deployed_model("multitask_stream")
+    summary = export_streaming(cfg, "mt60j", path, ref_path, 4, calibration_streams=6)
+    return cfg, ref_path, path, summary
+
+
+def _real_features(shared_data, cfg, seconds: float = 6.0) -> np.ndarray:
+    """Raw log-mel of real recordings end to end (speech, a wake word, noise)."""
+    import soundfile as sf
+    from device.resample import resample
+    files = (sorted((shared_data / "wake_words" / "computer").glob("*.flac"))[:2]
+             + sorted((shared_data / "background_noise").glob("*.wav"))[:1])
+    parts = []
+    for f in files:
+        x, rate = sf.read(f, dtype="float32", always_2d=True)
+        parts.append(resample(x.mean(1), rate, 16000)[:int(2 * 16000)])
+    audio = np.concatenate(parts)[:int(seconds * 16000)]
+    return log_mel(audio, LogMelConfig.from_config(cfg, "keyword"))
+
+
+def test_plan_refuses_a_stride_that_is_not_whole_rows():
+    with pytest.raises(ValueError, match="multiple of 4"):
+        plan_layer(98, 10, 2, 3, 0)
+
+
+def _trunk_over_stream(model, feats_norm: np.ndarray, frames_fed: int, pool_rows: int):
+    """The trained network run over the whole stream so far (zero-padded at both ends, as the
+    reference pads its window) with the global pool over the last ``pool_rows`` rows: what the
+    streaming model computes. Two leading zero frames put the stream on the window's grid."""
+    import keras
+    cfg_layers = {layer.name: layer for layer in model.layers}
+    blocks = sum(1 for n in cfg_layers if n.endswith("_dw") and n.startswith("b"))
+    long = mt.build_model(len(cfg_layers["keyword"].get_weights()[1]),
+                          len(cfg_layers["scene"].get_weights()[1]),
+                          width=cfg_layers["stem"].get_weights()[0].shape[-1], blocks=blocks,
+                          input_frames=None, n_mels=feats_norm.shape[1], dropout=0.0)
+    long.set_weights(model.get_weights())
+    last = f"b{blocks - 1}_add" if blocks > 1 else "b0_pw_relu"
+    trunk = keras.Model(long.input, long.get_layer(last).output)
+    x = np.concatenate([np.zeros((2, feats_norm.shape[1]), np.float32), feats_norm[:frames_fed]])
+    rows = trunk(x[None, ..., None]).numpy()[0]
+    pooled = rows[-pool_rows:].mean(axis=(0, 1))
+    out = {}
+    for head in ("keyword", "scene"):
+        w, b = cfg_layers[head].get_weights()
+        z = pooled @ w + b
+        p = np.exp(z - z.max())
+        out[head] = p / p.sum()
+    return out
+
+
+@pytest.mark.parametrize("audio", ["random", "real"])
+def test_float_streaming_is_the_trunk_over_the_whole_stream(exported, shared_data, audio):
+    cfg, _, _, _ = exported
+    model, normalizer, _ = mt.load_trained(cfg, "mt60j")
+    net = StreamingTrunk(fold_trunk(model), 4)
+    if audio == "random":
+        raw = np.random.default_rng(0).normal(-8, 3, (400, 40)).astype(np.float32)
+    else:
+        raw = _real_features(shared_data, cfg)
+    feats = normalizer(raw)
+    net.reset()
+    outs = stream_features(net.step, feats, 4)
+    pool_rows = net.pool_rows
+    checked = 0
+    for call in range(40, len(outs), 9):
+        ref = _trunk_over_stream(model, feats, 4 * (call + 1), pool_rows)
+        for head in ("keyword", "scene"):
+            np.testing.assert_allclose(outs[call][head], ref[head], atol=2e-5)
+        checked += 1
+    assert checked >= 3
+
+
+def test_int8_streaming_matches_the_reference_within_tolerance(exported, shared_data):
+    cfg, ref_path, path, summary = exported
+    section = cfg.section("frontend.keyword")
+    stream_model = TFLiteModel(path, frontend=section)
+    reference = TFLiteModel(ref_path, frontend=section)
+    assert stream_model.streaming and stream_model.frames == 4 and reference.frames == 98
+    assert summary["vs_reference"]["keyword"]["argmax_agreement"] >= AGREEMENT_TOLERANCE
+    for raw in (np.random.default_rng(1).normal(-8, 3, (300, 40)).astype(np.float32),
+                _real_features(shared_data, cfg)):
+        result = compare(stream_model, reference, raw)
+        for head, r in result.items():
+            assert r["calls"] >= 40
+            assert r["mean_abs_prob_diff"] <= MEAN_ABS_TOLERANCE, (head, r)
+            assert r["argmax_agreement"] >= AGREEMENT_TOLERANCE, (head, r)
+
+
+def test_state_lives_in_the_model_and_resets_to_silence(exported):
+    cfg, _, path, _ = exported
+    model = TFLiteModel(path, frontend=cfg.section("frontend.keyword"))
+    loud = np.random.default_rng(2).normal(-2, 3, (4, 40)).astype(np.float32)
+    quiet = model._silence
+    model.reset_state()
+    after_silence = model.run(quiet)
+    for _ in range(10):
+        model.run(loud)
+    remembers = model.run(quiet)
+    assert any(not np.allclose(after_silence[h], remembers[h]) for h in after_silence), \
+        "the model's output after loud frames equals its output after silence: no state"
+    model.reset_state()
+    again = model.run(quiet)
+    for h in after_silence:
+        np.testing.assert_array_equal(after_silence[h], again[h])
+
+
+class _Tap:
+    """Built lazily (device.stages imports the registry): records ``posteriors.keyword``."""
+
+    @staticmethod
+    def make(cfg, pipe):
+        from device.stages import Stage
+
+        class Tap(Stage):
+            type_name = "test_tap"
+
+            def __init__(self):
+                super().__init__("tap", {}, cfg, pipe.rate, pipe.hop_s)
+                self.consumes = ("posteriors.keyword",)
+                self.records = []
+
+            def process(self, ctx):
+                if "posteriors.keyword" in ctx.fresh:
+                    t, p = ctx.data["posteriors.keyword"]
+                    self.records.append((t, np.array(p, np.float32)))
+        return Tap()
+
+
+def _pipeline(cfg, model_path, *overrides):
+    from device.pipeline import Pipeline
+    c = load_config("default", [f"project.build_dir='{cfg['project.build_dir']}'",
+                                f"stages.multitask.model={model_path}",
+                                'pipeline.stages=["frontend", "multitask", "keywords", "scenes"]',
+                                # no smoothing, a short refractory, low scene thresholds:
+                                # more events to compare
+                                "decisions.refractory_ms=300", "decisions.smoothing_ms=10", "decisions.scene_smoothing_ms=200",
+                                "decisions.scene_threshold_on=0.12",
+                                "decisions.scene_threshold_off=0.11", *overrides])
+    built = Pipeline.from_config(c, shedding=False)
+    tap = _Tap.make(c, built)
+    return Pipeline(built.stages + [tap], built.settings, keep_events=True), tap
+
+
+def _words(events):
+    return [(e["type"], e["label"], e["t_audio_s"]) for e in events if e["type"] != "status"]
+
+
+@pytest.mark.parametrize("which", ["streaming", "reference"])
+def test_block_processing_gives_the_same_events_at_the_same_times(exported, shared_data, which):
+    import soundfile as sf
+    from device.resample import resample
+    cfg, ref_path, path, _ = exported
+    model = path if which == "streaming" else ref_path
+    files = sorted((shared_data / "wake_words" / "computer").glob("*.flac"))[:3]
+    audio = np.concatenate([resample(sf.read(f, dtype="float32", always_2d=True)[0].mean(1),
+                                     sf.info(f).samplerate, 16000) for f in files])
+    # A tiny model is unsure of everything: a wake threshold at the median of its wake score
+    # makes it cross often, so there are events to compare.
+    probe, probe_tap = _pipeline(cfg, model)
+    probe.push(audio)
+    wake = probe.stages[0].cfg.keyword_labels.index(probe.stages[0].cfg["labels.wake_word"])
+    median = float(np.median([p[wake] for _, p in probe_tap.records]))
+    at = [f"decisions.wake_threshold={median}", f"decisions.command_threshold={median}"]
+    hop_pipe, hop_tap = _pipeline(cfg, model, "pipeline.block_hops=1", *at)
+    block_pipe, block_tap = _pipeline(cfg, model, "pipeline.block_hops=10", *at)
+    rng = np.random.default_rng(3)
+    for pipe in (hop_pipe, block_pipe):
+        i = 0
+        while i < len(audio):  # uneven pushes: blocks of 1-25 hops plus remainders
+            n = int(rng.integers(100, 4000))
+            pipe.push(audio[i:i + n])
+            i += n
+    assert block_pipe.budget.stage_stats["frontend"].count == hop_pipe.hops
+    assert _words(block_pipe.events) == _words(hop_pipe.events)
+    assert len(_words(block_pipe.events)) >= 5, "too few events: the comparison says little"
+    assert [t for t, _ in block_tap.records] == [t for t, _ in hop_tap.records]
+    np.testing.assert_allclose(np.stack([p for _, p in block_tap.records]),
+                               np.stack([p for _, p in hop_tap.records]), atol=1e-6)
+
+
+def test_a_gap_or_skipped_calls_rebuild_the_state_from_the_window(exported):
+    cfg, _, path, _ = exported
+    pipe, tap = _pipeline(cfg, path)
+    stage = next(s for s in pipe.stages if s.name == "multitask")
+    frontend = next(s for s in pipe.stages if s.name == "frontend")
+    rng = np.random.default_rng(4)
+    pipe.push((0.1 * rng.standard_normal(16000 * 2)).astype(np.float32))
+    # What a rebuilt state answers: silence, then the window's frames (`run_window`).
+    def rebuilt_after(push):
+        pipe.push(push)
+        window = frontend.window.copy()
+        return tap.records[-1][1], window
+    stage.on_gap()
+    got, window = rebuilt_after((0.1 * rng.standard_normal(640)).astype(np.float32))
+    fresh = TFLiteModel(path, frontend=cfg.section("frontend.keyword"))
+    expected = fresh.run_window(window[-96:])["keyword"]
+    np.testing.assert_array_equal(got, expected)
+    # Without the gap the state would carry on: a different answer (so the check can fail).
+    pipe.push((0.1 * rng.standard_normal(640)).astype(np.float32))
+    carried, window = tap.records[-1][1], frontend.window.copy()
+    assert not np.array_equal(carried, fresh.run_window(window[-96:])["keyword"])
+    # A stage shed for a while (calls skipped) resyncs the same way.
+    pipe.budget.shed.add("multitask")
+    pipe.push((0.1 * rng.standard_normal(1600)).astype(np.float32))
+    pipe.budget.shed.discard("multitask")
+    got, window = rebuilt_after((0.1 * rng.standard_normal(640)).astype(np.float32))
+    np.testing.assert_array_equal(got, fresh.run_window(window[-96:])["keyword"])
