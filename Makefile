@@ -17,9 +17,11 @@ ENGINES  ?=
 ENGINEARGS := $(foreach e,$(ENGINES),--engine $(e))
 STAMP    := $(VENV)/.hopwise-installed
 # Debian packages: a broker for MQTT tests, PortAudio/ALSA for capture, sshd for deploy tests,
-# espeak-ng/sox as a fallback speech synthesiser and for inspecting audio, gcc for the C codec.
+# espeak-ng/sox as a fallback speech synthesiser and for inspecting audio, gcc for the C codec,
+# flite and festival with its English voices: more synthetic speakers (train/synth/voices.py).
 DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server openssh-client \
-            espeak-ng sox gcc make socat clang
+            espeak-ng sox gcc make socat clang \
+            flite festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
@@ -56,7 +58,7 @@ $(STAMP): pyproject.toml
 	@$(MAKE) --no-print-directory system-packages
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e ".[device,host,dev]"
+	$(PY) -m pip install --quiet -e ".[device,host,dev,voices]"
 	@touch $@
 
 system-packages:

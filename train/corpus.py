@@ -15,6 +15,7 @@ Command line::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -23,6 +24,7 @@ import time
 import warnings
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -38,11 +40,13 @@ from .splits import check_fractions, speech_commands_split, split_by_group
 from .synth import (SCENE_GENERATORS, SpeechSynthError, augment_keyword, clip_rng,
                     generate_scene, noise_recording, percussion_clip, plan_take, render_take,
                     silence_clip)
-from .synth.keywords import take_meta
+from .synth.keywords import speaker_of, take_meta
+from .synth.speech import VOICES
+from .synth.voices import EngineReport, find_engines
 from .synth.augment import random_segment
 from .waveforms import db_to_gain, fit_length, rms
 
-__all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "resolve_data_path",
+__all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "resolve_data_path", "speech_engines",
            "main"]
 
 log = logging.getLogger(__name__)
@@ -126,10 +130,24 @@ def _fingerprint(paths) -> list:
     return out
 
 
+def speech_engines(cfg: Config) -> EngineReport:
+    """The synthesisers this machine has among ``data.synthetic.speech_engines``, with their
+    voices (`train.synth.voices.find_engines`); the missing ones are listed with the fix."""
+    return _find_engines(tuple(cfg["data.synthetic.speech_engines"]))
+
+
+@lru_cache(maxsize=8)
+def _find_engines(names: tuple[str, ...]) -> EngineReport:
+    return find_engines(names, VOICES)
+
+
 def corpus_cache_dir(cfg: Config) -> Path:
     """Where the profile's corpus is cached: ``build/cache/corpus-<hash>``, keyed by the
-    settings it is built from (`BuildPaths.corpus_cache`)."""
-    return BuildPaths(cfg).corpus_cache(cfg.hash("data", "labels", "project", "frontend"))
+    settings it is built from and the voices this machine can render (a machine that gains
+    flite must not reuse a corpus built without it) (`BuildPaths.corpus_cache`)."""
+    voices = hashlib.sha256(json.dumps(speech_engines(cfg).voices, sort_keys=True).encode())
+    return BuildPaths(cfg).corpus_cache(cfg.hash("data", "labels", "project", "frontend")
+                                        + "-" + voices.hexdigest()[:8])
 
 
 # --------------------------------------------------------------------------- cache (no pickle)
@@ -204,15 +222,25 @@ def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bo
     n_samples = int(round(cfg["data.clip_s"] * rate))
     backend = cfg["data.synthetic.speech_backend"]
     jobs = [(text, label, i) for text, (label, takes) in phrases.items() for i in range(takes)]
+    engines = speech_engines(cfg)
+    for line in engines.lines():
+        log.info("speech synthesis: %s", line)
+    if not engines.voices:
+        raise SpeechSynthError("no speech synthesiser found: " + "; ".join(engines.lines()))
+    weights = dict(zip(cfg["data.synthetic.speech_engines"],
+                       cfg["data.synthetic.speech_engine_weights"]))
+    warp = tuple(cfg["data.synthetic.voice_warp"])
     clips, clean = [], []
     for text, label, i in _progress(jobs, progress, "synthetic speech"):
         rng = clip_rng(seed, kind, text, i)
-        take = plan_take(text, rng)
+        take = plan_take(text, rng, engines.voices, warp=warp, engine_weights=weights)
         speech = render_take(take, rate, backend)
-        audio = augment_keyword(speech, rng, n_samples, rate, noise_pool)
+        audio = augment_keyword(speech, rng, n_samples, rate, noise_pool,
+                                channel_probability=cfg["data.synthetic.channel_probability"])
         meta = dict(take_meta(take), word=text, synthetic=True)
-        clips.append(Clip(audio, rate, label, take.voice, None, meta=meta))
-        clean.append((speech, take.voice, text))
+        speaker = speaker_of(take, warp)
+        clips.append(Clip(audio, rate, label, speaker, None, meta=meta))
+        clean.append((speech, speaker, text))
     return clips, clean
 
 
@@ -360,10 +388,12 @@ def _wake_word_clips(folder: Path, cfg: Config) -> list[Clip]:
     negatives from the same recording channel stop the model from learning "this microphone"
     instead of the word."""
     wake = cfg["labels.wake_word"]
+    own = cfg["data.real.wake_word_recordings"]  # false: synthesis only, recordings left for tests
     rate, clip_s = cfg["frontend.keyword.sample_rate"], cfg["data.clip_s"]
     return [clip if clip.label == wake else
             replace(clip, label="_unknown_", meta=dict(clip.meta, word=clip.label))
-            for clip in load_wake_words(folder, rate, clip_s=clip_s)]
+            for clip in load_wake_words(folder, rate, clip_s=clip_s)
+            if own or clip.label != wake]
 
 
 def _fetched_keywords(cfg: Config, folders: dict[str, Path]) -> list[Clip]:
@@ -406,8 +436,9 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     else:
         _warn_missing("Speech Commands", paths["speech_commands"], "data.real.speech_commands")
     if paths["wake_words"] and paths["wake_words"].is_dir():
+        own = cfg["data.real.wake_word_recordings"]
         keywords += _wake_word_clips(paths["wake_words"], cfg)
-        if not any(c.label == wake for c in keywords):
+        if own and not any(c.label == wake for c in keywords):
             warnings.warn(f"no folder {wake!r} under {paths['wake_words']}: the wake word has "
                           f"synthetic examples only", stacklevel=2)
     else:

@@ -19,6 +19,8 @@ TINY = [
     "data.synthetic.separation_mixtures=4",
     "data.synthetic.noise_recordings=2",
     "data.synthetic.noise_recording_s=2.0",
+    # festival starts a process of ~0.7 s per take; tests/train/test_voices.py covers it alone
+    "data.synthetic.speech_engine_weights=[0.5, 0.3, 0.0, 0.2]",
 ]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from train import corpus as corpus_mod
-from train.corpus import build_corpus, corpus_cache_dir, split_corpus
+from train.corpus import build_corpus, corpus_cache_dir, speech_engines, split_corpus
 from train.synth import SpeechSynthError, backend_name
 
 
@@ -46,7 +46,12 @@ def test_counts_shapes_and_labels_follow_the_profile(tiny_cfg):
     assert all(x.sample_rate == 16000 and len(x.audio) >= 16000 for x in c.scenes)
     assert {x.label for x in c.keywords} <= set(cfg.keyword_labels)
     speech = [x for x in c.keywords if x.label != "_silence_"]
-    assert all("+" in x.group and x.group == x.meta["voice"] for x in speech)
+    # The group is the speaker: the voice and its warp bucket (train.synth.speaker_of).
+    assert all(x.group.startswith(x.meta["voice"] + "~w") for x in speech)
+    engines = {x.meta["voice"].split(":")[0] if ":" in x.meta["voice"] else "espeak-ng"
+               for x in speech}
+    assert len(engines) >= 2 or len(speech_engines(cfg).voices) == 1, \
+        "takes are drawn from every engine found"
     assert {x.meta["word"] for x in c.keywords if x.label == "_unknown_"} >= {"commuter", "bird"}
     n = int(cfg["data.synthetic.separation_clip_s"] * cfg["frontend.separation.sample_rate"])
     for m in c.separation:

@@ -6,17 +6,17 @@ a prefix of a bigger one and any clip can be rebuilt alone.
 from __future__ import annotations
 
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 
 import numpy as np
 
 from ..waveforms import db_to_gain, mix_at_snr, rms
-from .augment import (NOISE_COLOURS, apply_room, coloured_noise, place_in_window, random_segment,
+from .augment import (NOISE_COLOURS, apply_channel, apply_room, coloured_noise, place_in_window, random_segment,
                       room_impulse_response)
 from .speech import VOICES, Take, synthesize, trim_silence
 from device.resample import resample
 
-__all__ = ["clip_rng", "plan_take", "fit_into", "augment_keyword", "silence_clip",
+__all__ = ["clip_rng", "plan_take", "speaker_of", "fit_into", "augment_keyword", "silence_clip",
            "noise_recording", "render_take", "take_meta"]
 
 
@@ -30,11 +30,54 @@ def clip_rng(seed: int, kind: str, name: str, index: int) -> np.random.Generator
 
 
 def plan_take(text: str, rng: np.random.Generator, voices=VOICES,
-              rate_wpm: tuple[int, int] = (120, 230), pitch: tuple[int, int] = (15, 85)) -> Take:
-    """Draw a voice, a speaking rate and a pitch for ``text``."""
-    return Take(text=text, voice=str(voices[int(rng.integers(len(voices)))]),
+              rate_wpm: tuple[int, int] = (120, 230), pitch: tuple[int, int] = (15, 85),
+              warp: tuple[float, float] = (1.0, 1.0), engine_weights=None) -> Take:
+    """Draw a voice, a speaking rate, a pitch and a vocal-tract warp for ``text``.
+
+    Parameters
+    ----------
+    voices : sequence of str, or mapping of engine -> sequence of str
+        A flat list draws a voice uniformly. A mapping (`train.synth.voices.find_engines`)
+        draws the engine first, by ``engine_weights``, then one of its voices: five flite
+        voices are not drowned by espeak-ng's 96.
+    rate_wpm, pitch : (int, int)
+        Inclusive ranges of espeak-ng's words per minute and pitch (other engines read them
+        as a duration stretch, see `Take`).
+    warp : (float, float)
+        Range of the vocal-tract warp, drawn log-uniformly; (1, 1) draws nothing, so the takes
+        of a flat voice list are those of earlier corpora.
+    engine_weights : mapping of engine -> float, optional
+        Relative weights of the engines present (missing ones drop out); equal if None.
+    """
+    if isinstance(voices, dict):
+        engines = sorted(voices)
+        weights = np.array([float((engine_weights or {}).get(e, 1.0)) for e in engines])
+        if weights.sum() <= 0:
+            raise ValueError(f"engine weights {engine_weights} give the engines {engines} no "
+                             f"weight; set data.synthetic.speech_engine_weights")
+        pool = voices[engines[int(rng.choice(len(engines), p=weights / weights.sum()))]]
+    else:
+        pool = voices
+    take = Take(text=text, voice=str(pool[int(rng.integers(len(pool)))]),
                 rate_wpm=int(rng.integers(rate_wpm[0], rate_wpm[1] + 1)),
                 pitch=int(rng.integers(pitch[0], pitch[1] + 1)))
+    if warp[0] != warp[1]:
+        take = replace(take, warp=round(float(np.exp(rng.uniform(np.log(warp[0]),
+                                                                  np.log(warp[1])))), 4))
+    return take
+
+
+def speaker_of(take: Take, warp: tuple[float, float] = (1.0, 1.0), buckets: int = 4) -> str:
+    """The "speaker" of a take, for group splits: its voice and its warp bucket.
+
+    A warp moves formants and pitch as far apart as two people are, so one flite or Piper
+    voice at four warps is four speakers: the split then holds out speakers of every engine,
+    where splitting by voice alone sends the one Piper voice wholly to train or to test.
+    """
+    if warp[0] == warp[1]:
+        return take.voice
+    pos = (np.log(take.warp) - np.log(warp[0])) / (np.log(warp[1]) - np.log(warp[0]))
+    return f"{take.voice}~w{int(np.clip(pos * buckets, 0, buckets - 1))}"
 
 
 def fit_into(audio: np.ndarray, max_samples: int) -> np.ndarray:
@@ -51,8 +94,9 @@ def fit_into(audio: np.ndarray, max_samples: int) -> np.ndarray:
 def augment_keyword(speech: np.ndarray, rng: np.random.Generator, n_samples: int,
                     sample_rate: int = 16000, noise_pool=(), room_probability: float = 0.5,
                     noise_probability: float = 0.85, snr_db: tuple[float, float] = (5.0, 30.0),
-                    level_db: tuple[float, float] = (-32.0, -14.0)) -> np.ndarray:
-    """Shift, room, gain and noise: one training clip of ``n_samples`` from a clean take.
+                    level_db: tuple[float, float] = (-32.0, -14.0),
+                    channel_probability: float = 0.0) -> np.ndarray:
+    """Shift, room, channel, gain and noise: one training clip of ``n_samples`` from a clean take.
 
     Parameters
     ----------
@@ -69,6 +113,9 @@ def augment_keyword(speech: np.ndarray, rng: np.random.Generator, n_samples: int
         half of the clips even when there is a pool).
     room_probability, noise_probability : float
         Share of clips that get a room, and additive noise.
+    channel_probability : float
+        Share of clips heard through a random microphone response (`apply_channel`); 0 draws
+        nothing, so the clips are those of a corpus built before channels existed.
     snr_db : (float, float)
         Range of the speech-to-noise ratio.
     level_db : (float, float)
@@ -79,6 +126,8 @@ def augment_keyword(speech: np.ndarray, rng: np.random.Generator, n_samples: int
     if rng.random() < room_probability:
         x = apply_room(x, room_impulse_response(rng, sample_rate, rt60_s=rng.uniform(0.1, 0.6),
                                                 direct_to_reverb_db=rng.uniform(0.0, 10.0)))
+    if channel_probability > 0 and rng.random() < channel_probability:
+        x = apply_channel(x, rng, sample_rate)
     x = x * (db_to_gain(rng.uniform(*level_db)) / max(rms(x), 1e-12))
     if rng.random() < noise_probability:
         if len(noise_pool) and rng.random() < 0.5:

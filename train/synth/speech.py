@@ -41,9 +41,12 @@ class Take:
     """One rendition: what to say and how."""
 
     text: str
-    voice: str = "en-us+m3"
-    rate_wpm: int = 160      # espeak-ng's -s: words per minute
-    pitch: int = 50          # espeak-ng's -p: 0..99
+    voice: str = "en-us+m3"  # an espeak-ng voice, or "engine:voice" (train.synth.voices)
+    rate_wpm: int = 160      # espeak-ng's -s: words per minute (other engines: a duration
+                             # stretch of 160 / rate_wpm)
+    pitch: int = 50          # espeak-ng's -p: 0..99 (other engines: unused; see warp)
+    warp: float = 1.0        # vocal-tract warp after synthesis: pitch and formants x warp,
+                             # duration / warp (a resampling; 1.0 leaves the take as rendered)
 
 
 # --------------------------------------------------------------------------- backends
@@ -185,16 +188,25 @@ def backend_name(prefer: str = "auto") -> str:
 
 
 def synthesize(take: Take, sample_rate: int = 16000, backend: str = "auto") -> np.ndarray:
-    """Render one take to float32 mono at ``sample_rate`` (espeak-ng's leading and trailing
-    silence kept; see `trim_silence`)."""
-    name = backend_name(backend)
-    if name == "binary":
-        audio, rate = _synth_binary(take, shutil.which("espeak-ng"))
+    """Render one take to float32 mono at ``sample_rate`` (the engine's leading and trailing
+    silence kept; see `trim_silence`). ``backend`` picks espeak-ng's; a voice named
+    ``"engine:voice"`` is rendered by `train.synth.voices.synthesize_engine`."""
+    if ":" in take.voice:  # flite, festival, piper: train.synth.voices
+        from .voices import synthesize_engine
+        audio, rate = synthesize_engine(take.text, take.voice, stretch=160.0 / take.rate_wpm)
     else:
-        audio, rate = _synth_library_isolated(take)
+        name = backend_name(backend)
+        if name == "binary":
+            audio, rate = _synth_binary(take, shutil.which("espeak-ng"))
+        else:
+            audio, rate = _synth_library_isolated(take)
     audio = np.asarray(audio, dtype=np.float32)
     if audio.ndim == 2:
         audio = audio.mean(axis=1)
+    if take.warp != 1.0:
+        # Played back faster, a take sounds like a smaller vocal tract: formants and pitch rise
+        # together, as between speakers; the duration change is one more speaking rate.
+        audio = resample(audio, rate, int(round(rate / take.warp)))
     return resample(audio, rate, sample_rate)
 
 
