@@ -26,7 +26,7 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages data train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help train-classifiers export-classifiers separation separation-variants separation-eval
+.PHONY: setup system-packages data train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help train-classifiers export-classifiers export-streaming separation separation-variants separation-eval
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
@@ -37,6 +37,7 @@ help:
 	@echo "make export           int8 TFLite + ONNX + manifests under build/export (sound classifiers too, once trained)"
 	@echo "make train-classifiers  the sound classifiers (log-mel CNN, bottleneck ResNet): ~2 x 1-2 min on 2 cores"
 	@echo "make export-classifiers int8 sound classifiers with manifests under build/export"
+	@echo "make export-streaming the streaming keyword model (stages.multitask.model=export/multitask_stream_int8.tflite)"
 	@echo "make deploy           bundle the device runtime and models (TARGET=user@host:/path for a Pi)"
 	@echo "make rollback         point TARGET's current back at its previous release and start it"
 	@echo "make seed-table       train all five keyword/scene variants, evaluate float+int8 (PROFILE=real)"
@@ -87,9 +88,14 @@ train: corpus
 
 export: setup
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
-	$(PY) -m export.streaming --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.classifiers --if-trained --profile $(PROFILE) $(SETARGS)
+
+# The streaming keyword model (issue #16): a profile switch, not the default, so not in `make export`:
+# its int8 conversion can fail on a trained model ("tfl.concatenation ... same scale constraint",
+# seen on the 2026-12-03 default build), which must not stop the main job.
+export-streaming: setup
+	$(PY) -m export.streaming --profile $(PROFILE) $(SETARGS)
 
 # The sound classifiers are not part of `make train` (a few minutes on 2 cores; the pipeline runs
 # without them and says so): train them with this, then `make export` (or export-classifiers).
