@@ -380,33 +380,6 @@ class FileSource(_BlockSource):
             if carry.size:
                 yield carry
 
-    def read_hops(self, hop: int, max_hops: int, timeout: float = 1.0) -> np.ndarray | None:
-        """Whole hops, as many as are ready up to ``max_hops`` (at least one, waiting for it as
-        `read` does); None when the stream has ended. Real time: what the capture has buffered,
-        so a block never waits for audio that has not arrived. Replay: ``max_hops`` hops, fewer
-        at the end of the stream (the tail short of a hop is dropped as `read` drops it)."""
-        if self.realtime:
-            ready = self._ring.available // hop
-            return self.read(hop * max(1, min(int(max_hops), ready)), timeout=timeout)
-        want = hop * int(max_hops)
-        if self._gen is None:
-            self.start()
-        while len(self._pending) < want and not self._done:
-            try:
-                blk = next(self._gen)
-            except StopIteration:
-                self._done = True
-                break
-            self._pending = np.concatenate([self._pending, blk]) if self._pending.size else blk
-            self.samples_produced += len(blk)
-            if self.on_block is not None and len(blk):
-                self.on_block(self.samples_produced, time.time())
-        k = min(int(max_hops), len(self._pending) // hop)
-        if k == 0:
-            return self.read(hop, timeout=timeout)   # the end: read's tail handling
-        out, self._pending = self._pending[:k * hop], self._pending[k * hop:]
-        return out
-
     def _on_tail(self, samples: int) -> None:
         self.tail_samples = samples
         log.warning("the last %.1f ms of %s are shorter than one hop and are not processed",
