@@ -6,9 +6,12 @@ saying so, otherwise: CI's clean clone has no trained model. The clips are the d
 *test* split (voices no training saw), each placed alone in a stream and run through
 `Pipeline.push`, the code path of ``python -m device detect``.
 
-The bounds are regression guards with a margin below what the default build measured on
-2026-12-01 (wake recall 7/8, a false wake on 9 of 103 other clips), not aims: an untrained or
-broken export fails them by far. Plain espeak-ng voices that training never used (``en``,
+The bounds are regression guards with a margin below what the default build measured, not
+aims: an untrained or broken export fails them by far (a random stand-in wakes on none). On
+2026-12-01, espeak-ng voices only: wake recall 7/8, a false wake on 9 of 103 other clips. On
+2026-12-03 the corpus took every synthesiser found (flite, festival, Piper, warped, through random
+microphone responses): its held-out speakers are harder, and a fresh build woke on 4 of 10
+(while real "computer" recordings went from 0 to 22-27 % recognised, issue #13). Plain espeak-ng voices that training never used (``en``,
 ``en-us``, ``en-gb`` without a variant) are not woken by this build at all; that gap to real
 voices is issue #13's, and the wake-word benchmark (#12) measures false alarms per hour.
 """
@@ -22,7 +25,7 @@ from device.manifest import load_manifest
 from device.paths import BuildPaths
 from device.pipeline import Pipeline
 
-MIN_WAKE_RECALL = 0.6
+MIN_WAKE_RECALL = 0.3
 MAX_FALSE_WAKE_RATE = 0.2
 
 
