@@ -639,7 +639,7 @@ def offline_line(cfg: Config, reason: str) -> str:
     return (f"hopwise: no real recordings ({reason}): training on the built-in synthetic corpus "
             f"only; on real voices expect about half of Speech Commands clips right and few "
             f"real \"{cfg['labels.wake_word']}\"s heard (default build, 2026-12-03: 48-54 %; "
-            f"about 1 in 7 real \"computer\"s woke at under 1 false alarm/h). Fix: `make data` "
+            f"2-14 % of real \"computer\"s woke at under 1 false alarm/h). Fix: `make data` "
             f"on a machine with network (then `make train PROFILE=full`), or point "
             f"data.real.* at recordings you have")
 
