@@ -201,6 +201,18 @@ class _BlockSource(AudioSource):
             if len(blk) == n:
                 return blk
             self._pending = blk
+        self._fill(n)
+        if len(self._pending) < n:
+            if len(self._pending):
+                self._on_tail(len(self._pending))
+                self._pending = np.zeros(0, dtype=np.float32)
+            return None
+        out, self._pending = self._pending[:n], self._pending[n:]
+        return out
+
+    def _fill(self, n: int) -> None:
+        """Pull blocks from the generator (fast mode) until ``n`` samples are pending or the
+        stream ends; `read` and `read_hops` share it."""
         while len(self._pending) < n and not self._done:
             try:
                 blk = next(self._gen)
@@ -211,13 +223,6 @@ class _BlockSource(AudioSource):
             self.samples_produced += len(blk)
             if self.on_block is not None:
                 self.on_block(self.samples_produced, time.time())
-        if len(self._pending) < n:
-            if len(self._pending):
-                self._on_tail(len(self._pending))
-                self._pending = np.zeros(0, dtype=np.float32)
-            return None
-        out, self._pending = self._pending[:n], self._pending[n:]
-        return out
 
     def read_all(self) -> np.ndarray:
         """Every sample still to come, the last partial hop included (fast mode only): for a
@@ -242,19 +247,9 @@ class _BlockSource(AudioSource):
         if self.realtime:
             ready = self._ring.available // hop
             return self.read(hop * max(1, min(int(max_hops), ready)), timeout=timeout)
-        want = hop * int(max_hops)
         if self._gen is None:
             self.start()
-        while len(self._pending) < want and not self._done:
-            try:
-                blk = next(self._gen)
-            except StopIteration:
-                self._done = True
-                break
-            self._pending = np.concatenate([self._pending, blk]) if self._pending.size else blk
-            self.samples_produced += len(blk)
-            if self.on_block is not None and len(blk):
-                self.on_block(self.samples_produced, time.time())
+        self._fill(hop * int(max_hops))
         k = min(int(max_hops), len(self._pending) // hop)
         if k == 0:
             return self.read(hop, timeout=timeout)   # the end: read's tail handling
