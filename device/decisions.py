@@ -245,7 +245,25 @@ class KeywordDecisions:
         return events
 
 
-class SceneTracker:
+class _HysteresisTracker:
+    """What the scene and sound trackers share: labels, a `PosteriorSmoother` over
+    ``smoothing_s`` seconds, the two thresholds (checked: ``threshold_off <= threshold_on``)
+    and the active class. ``kind`` names the tracker in the error."""
+
+    kind = ""
+
+    def __init__(self, labels: Sequence[str], *, smoothing_s: float, threshold_on: float,
+                 threshold_off: float):
+        if threshold_off > threshold_on:
+            raise ValueError(f"{self.kind} hysteresis needs threshold_off <= threshold_on, got "
+                             f"{threshold_off} > {threshold_on}")
+        self.labels = list(labels)
+        self.smoother = PosteriorSmoother(smoothing_s)
+        self.on, self.off = float(threshold_on), float(threshold_off)
+        self.current: int | None = None
+
+
+class SceneTracker(_HysteresisTracker):
     """Acoustic scene with hysteresis: enter a scene when its smoothed posterior is the largest
     and at least ``threshold_on``; leave it only when it drops below ``threshold_off``.
 
@@ -260,15 +278,7 @@ class SceneTracker:
         The gap between them stops flicker between two similar scenes.
     """
 
-    def __init__(self, labels: Sequence[str], *, smoothing_s: float, threshold_on: float,
-                 threshold_off: float):
-        if threshold_off > threshold_on:
-            raise ValueError(f"scene hysteresis needs threshold_off <= threshold_on, got "
-                             f"{threshold_off} > {threshold_on}")
-        self.labels = list(labels)
-        self.smoother = PosteriorSmoother(smoothing_s)
-        self.on, self.off = threshold_on, threshold_off
-        self.current: int | None = None
+    kind = "scene"
 
     @classmethod
     def from_config(cls, cfg) -> "SceneTracker":
@@ -409,7 +419,7 @@ class BeatTracker:
         return events
 
 
-class SoundTracker:
+class SoundTracker(_HysteresisTracker):
     """Sound events from the classifier stage's voted posteriors: one ``sound`` event per
     sustained sound, however many runs it spans.
 
@@ -434,15 +444,7 @@ class SoundTracker:
         ``threshold_off <= threshold_on``; the gap is the hysteresis.
     """
 
-    def __init__(self, labels: Sequence[str], *, smoothing_s: float, threshold_on: float,
-                 threshold_off: float):
-        if threshold_off > threshold_on:
-            raise ValueError(f"sound hysteresis needs threshold_off <= threshold_on, got "
-                             f"{threshold_off} > {threshold_on}")
-        self.labels = list(labels)
-        self.smoother = PosteriorSmoother(smoothing_s)
-        self.on, self.off = float(threshold_on), float(threshold_off)
-        self.current: int | None = None
+    kind = "sound"
 
     @classmethod
     def from_config(cls, cfg, labels: Sequence[str]) -> "SoundTracker":
