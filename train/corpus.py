@@ -46,8 +46,8 @@ from .synth.voices import EngineReport, find_engines
 from .synth.augment import random_segment
 from .waveforms import db_to_gain, fit_length, rms
 
-__all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "resolve_data_path", "speech_engines",
-           "main"]
+__all__ = ["Corpus", "build_corpus", "split_corpus", "corpus_cache_dir", "resolve_data_path",
+           "speech_engines", "main"]
 
 log = logging.getLogger(__name__)
 CACHE_VERSION = 2  # bump when the generators change what a profile produces
