@@ -400,6 +400,11 @@ pcm.hopwisetakes {{
 """
 
 
+# Slow-marked: on this 2-core host the microphone side's frame counts differed from the WAV side's
+# in 6 of 9 runs late on 2026-12-03 (passing earlier the same day, also under load): where the
+# ALSA file plugin starts reading each take is timing-dependent. Kept as a real-part check for
+# `make test-slow` until that start is made exact; `make test` must not flip on it.
+@pytest.mark.slow
 @pytest.mark.timeout(180)
 def test_enrolment_from_the_microphone_through_real_alsa(esn_file, tmp_path):
     """`python -m device enrol --mic 2`: the prompts, one per take and class in order, each
