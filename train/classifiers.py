@@ -71,7 +71,8 @@ from train.features import Normalizer, log_mel_batch, spec_augment
 
 __all__ = ["MODELS", "SoundClip", "load_clips", "split_clips", "clip_features", "build_cnn",
            "build_resnet", "build", "input_frames", "SegmentPool", "predict_clips",
-           "clip_metrics", "train_model", "main"]
+           "clip_metrics", "cv_folds", "pool_cv", "cv_summary_path", "write_cv_summary",
+           "plot_confusion", "train_model", "main"]
 
 log = logging.getLogger("hopwise.train.classifiers")
 
@@ -189,6 +190,121 @@ def split_clips(cfg: Config, clips: Sequence[SoundClip], test_fold: int | None =
     val = float(cfg["model.sound_classifiers.validation_split"])
     test = float(cfg["model.sound_classifiers.test_split"])
     return split_by_group(clips, (1.0 - val - test, val, test), int(cfg["project.seed"]))
+
+
+def cv_folds(clips: Sequence[SoundClip], seed: int, n_folds: int = 5,
+             min_share: float = 0.1) -> tuple[list[SoundClip], str]:
+    """The clips with the folds a cross-validation uses, and a line saying which.
+
+    The dataset's own ``fold`` column (full ESC-50: five folds of 400 clips, each source
+    recording in one fold) when it has at least 3 folds, each holding ``min_share`` of the clips.
+    Otherwise (the ESC-50 part here: 275 of 285 clips in fold 4) ``n_folds`` folds by source
+    recording from `train.splits.group_folds`, each class spread over them.
+    """
+    from collections import Counter
+    from dataclasses import replace
+    from .splits import group_folds
+    counts = Counter(c.fold for c in clips)
+    if (None not in counts and len(counts) >= 3
+            and min(counts.values()) >= min_share * len(clips)):
+        return list(clips), (f"the dataset's {len(counts)} folds ({dict(sorted(counts.items()))} "
+                             f"clips)")
+    fold_of = group_folds(clips, n_folds, seed)
+    out = [replace(c, fold=fold_of[c.group]) for c in clips]
+    sizes = dict(sorted(Counter(c.fold for c in out).items()))
+    have = dict(sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
+    return out, (f"{n_folds} folds by source recording (train.splits.group_folds, seed {seed}; "
+                 f"{sizes} clips), since the dataset's fold column is degenerate here ({have})")
+
+
+def pool_cv(reports: Sequence[dict], how: str = "float") -> dict:
+    """Cross-validation figures pooled over the folds of ``reports`` (`train_model`'s).
+
+    Every clip is tested once, so the summed confusion matrices give the accuracy over all clips
+    (``accuracy``) and each class's recall; ``fold_accuracy`` lists each fold's. ``how``:
+    "float" or "int8" (after `export.classifiers` added it).
+    """
+    labels = list(reports[0]["labels"])
+    out: dict = {"folds": len(reports)}
+    for vote_rule in ("probability_vote", "majority_vote"):
+        cm = np.zeros((len(labels), len(labels)), np.int64)
+        folds = []
+        for rep in reports:
+            if list(rep["labels"]) != labels:
+                raise ValueError(f"fold {rep['variant']} has other labels than the first fold")
+            m = rep[how][vote_rule]
+            cm += np.asarray(m["confusion"], np.int64)
+            folds.append(m["accuracy"])
+        rows = cm.sum(1)
+        out[vote_rule] = {
+            "accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "clips": int(cm.sum()),
+            "fold_accuracy": [float(a) for a in folds],
+            "fold_mean": float(np.mean(folds)), "fold_sd": float(np.std(folds, ddof=1))
+            if len(folds) > 1 else 0.0,
+            "per_class_recall": {lab: (float(cm[i, i] / rows[i]) if rows[i] else None)
+                                 for i, lab in enumerate(labels)},
+            "confusion": cm.tolist()}
+    return out
+
+
+def cv_summary_path(cfg: Config, model: str, variant: str | None = None) -> Path:
+    """``build/models/sound_<model>/<profile>/<variant>_cv.json``: the pooled folds."""
+    folder = BuildPaths(cfg).model_dir(f"sound_{model}", variant or model)
+    return folder.parent / f"{folder.name}_cv.json"
+
+
+def write_cv_summary(cfg: Config, model: str, variant: str | None, reports: Sequence[dict],
+                     folds_line: str) -> dict:
+    """Pool ``reports`` (float, and int8 when every fold has it), write the JSON and the
+    probability-vote confusion PNG beside it; return the summary."""
+    summary = {"model": f"sound_{model}", "variant": variant or model, "profile": cfg.name,
+               "labels": list(reports[0]["labels"]), "params": int(reports[0]["params"]),
+               "folds": folds_line, "runs": [r["variant"] for r in reports],
+               "best_epochs": [r["best_epoch"] for r in reports],
+               "train_s": [r["train_s"] for r in reports],
+               "float": pool_cv(reports, "float")}
+    if all("int8" in r for r in reports):
+        summary["int8"] = pool_cv(reports, "int8")
+    path = cv_summary_path(cfg, model, variant)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    for how in ("float", "int8"):
+        if how in summary:
+            try:
+                plot_confusion(summary["labels"], summary[how]["probability_vote"]["confusion"],
+                               path.with_name(f"{path.stem}_{how}.png"),
+                               f"sound_{model}/{variant or model} {how}, pooled folds")
+            except Exception as exc:  # noqa: BLE001 - a missing plot is not a failed run
+                log.warning("no confusion plot: %s", exc)
+    return summary
+
+
+def plot_confusion(labels: Sequence[str], confusion, path: Path, title: str) -> Path:
+    """A confusion matrix (rows: truth, shaded by share of the row; counts written when there
+    are at most 12 classes) as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cm = np.asarray(confusion, np.float64)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(labels)
+    size = max(5.0, 0.22 * n + 3)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=7 if n > 12 else 9)
+    ax.set_yticks(range(n), labels, fontsize=7 if n > 12 else 9)
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted (probability vote)")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}: {int(cm.sum())} clips, accuracy "
+                 f"{100 * np.trace(cm) / max(cm.sum(), 1):.1f} %", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def _segments(clips: Sequence[SoundClip], spec: SegmentSpec, index: dict[str, int]):
@@ -602,8 +718,12 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", default=None, help="run folder name (default: the model)")
     parser.add_argument("--data", default=None, help="an ESC-50-layout folder (default: the "
                         "profile's data)")
-    parser.add_argument("--cv", action="store_true", help="5-fold cross-validation by the "
-                        "dataset's fold column (full ESC-50); one run per fold")
+    parser.add_argument("--cv", action="store_true", help="cross-validation, one run per fold: "
+                        "by the dataset's fold column (full ESC-50), or, where that is "
+                        "degenerate (the ESC-50 part here), --folds folds by source recording; "
+                        "pooled figures in <run>_cv.json + a confusion PNG")
+    parser.add_argument("--folds", type=int, default=5, help="folds by source recording when "
+                        "the dataset has none (default 5)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -612,17 +732,22 @@ def main(argv=None) -> int:
     try:
         for model in models:
             if args.cv:
-                loaded = load_clips(cfg, model, args.data)
-                folds = sorted({c.fold for c in loaded[0] if c.fold is not None})
-                if len(folds) < 3:
-                    raise ValueError(f"--cv needs the dataset's folds; found {folds}")
-                accs = []
+                clips, labels = load_clips(cfg, model, args.data)
+                clips, folds_line = cv_folds(clips, int(cfg["project.seed"]), args.folds)
+                print(f"sound_{model}: cross-validation over {folds_line}")
+                folds = sorted({c.fold for c in clips})
+                reports = []
                 for k in folds:
                     rep = train_model(cfg, model, args.variant, args.data, test_fold=k,
-                                      verbose=0 if args.quiet else 2, clips_labels=loaded)
+                                      verbose=0 if args.quiet else 2,
+                                      clips_labels=(clips, labels))
                     print(summary(rep))
-                    accs.append(rep["float"]["probability_vote"]["accuracy"])
-                print(f"sound_{model}: {len(folds)}-fold mean clip accuracy {np.mean(accs):.3f}")
+                    reports.append(rep)
+                pooled = write_cv_summary(cfg, model, args.variant, reports, folds_line)
+                pv = pooled["float"]["probability_vote"]
+                print(f"sound_{model}: {len(folds)} folds, {pv['clips']} clips each tested once: "
+                      f"clip accuracy {pv['accuracy']:.3f} (fold mean {pv['fold_mean']:.3f} +- "
+                      f"{pv['fold_sd']:.3f}) -> {cv_summary_path(cfg, model, args.variant)}")
             else:
                 rep = train_model(cfg, model, args.variant, args.data,
                                   verbose=0 if args.quiet else 2)

@@ -43,7 +43,11 @@ def esc50_folder(tmp_path_factory):
 
 
 def _cfg(tmp_path):
-    return load_config("default", [
+    return load_config("default", _overrides(tmp_path))
+
+
+def _overrides(tmp_path):
+    return [
         f"project.build_dir={tmp_path / 'build'}", f"labels.sounds={json.dumps(CLASSES)}",
         "model.sound_cnn.conv_filters=4", "model.sound_cnn.dense_units=16",
         "model.sound_cnn.epochs=2", "model.sound_cnn.steps_per_epoch=3",
@@ -51,7 +55,7 @@ def _cfg(tmp_path):
         "model.sound_resnet.blocks_per_stage=1", "model.sound_resnet.patch_frames=24",
         "model.sound_resnet.epochs=2", "model.sound_resnet.steps_per_epoch=3",
         "model.sound_resnet.batch_size=8", "export.calibration_examples=40",
-        "model.sound_classifiers.validation_split=0.2", "model.sound_classifiers.test_split=0.3"])
+        "model.sound_classifiers.validation_split=0.2", "model.sound_classifiers.test_split=0.3"]
 
 
 @pytest.mark.parametrize("model", ["cnn", "resnet"])
@@ -93,3 +97,47 @@ def test_the_cnn_computes_its_delta_channel_inside_the_model():
     d = np.asarray(delta(ramp))[0, :, :, 0]
     assert np.allclose(d[2:-2], 1.0)            # the slope of a ramp, away from the padded ends
     assert not delta.trainable
+
+
+def test_cv_folds_use_the_dataset_folds_or_source_recordings_when_degenerate():
+    from dataclasses import replace
+    from train.classifiers import SoundClip, cv_folds
+    clips = [SoundClip(np.zeros((3, 60), np.float32), lab, f"{lab}{g}", fold=g % 5 + 1)
+             for lab in ("dog", "rain") for g in range(10)]
+    same, line = cv_folds(clips, seed=3)
+    assert [c.fold for c in same] == [c.fold for c in clips] and "dataset's 5 folds" in line
+    # As the ESC-50 part here: nearly every clip in one fold -> folds by source recording.
+    lopsided = [replace(c, fold=4 if i else 2) for i, c in enumerate(clips)]
+    regrouped, line = cv_folds(lopsided, seed=3)
+    assert "by source recording" in line and "degenerate" in line
+    assert sorted({c.fold for c in regrouped}) == [1, 2, 3, 4, 5]
+    assert all(sum(1 for c in regrouped if c.fold == k) == 4 for k in range(1, 6))
+
+
+def test_cross_validation_tests_every_clip_once_float_and_int8(tmp_path, esc50_folder, capsys):
+    from export.classifiers import main as export_main
+    from train.classifiers import cv_summary_path, main as train_main
+    # The same clips with a degenerate fold column (all in fold 1), as the ESC-50 part here.
+    folder = tmp_path / "esc50_one_fold"
+    (folder / "meta").mkdir(parents=True)
+    (folder / "audio").symlink_to(esc50_folder / "audio")
+    with open(esc50_folder / "meta" / "esc50.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    with open(folder / "meta" / "esc50.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows([{**r, "fold": 1} for r in rows])
+    cfg = _cfg(tmp_path)
+    sets = [a for kv in _overrides(tmp_path) for a in ("--set", kv)]
+    assert train_main(["cnn", "--cv", "--folds", "3", "--quiet", "--data", str(folder), *sets]) == 0
+    assert export_main(["cnn", "--cv", *sets]) == 0
+    out = capsys.readouterr().out
+    assert "3 folds by source recording" in out and "18 clips over 3 folds" in out
+    pooled = json.loads(cv_summary_path(cfg, "cnn").read_text())
+    assert pooled["runs"] == [f"cnn_fold{k}" for k in range(1, 4)]
+    for how in ("float", "int8"):
+        pv = pooled[how]["probability_vote"]
+        assert pv["clips"] == 18 and np.asarray(pv["confusion"]).sum() == 18
+        # Every fold tests 2 of each class's 6 recordings: the pooled accuracy is their mean.
+        assert pv["accuracy"] == pytest.approx(np.mean(pv["fold_accuracy"]))
+        assert cv_summary_path(cfg, "cnn").with_name(f"cnn_cv_{how}.png").stat().st_size > 1000
