@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .config import REPO_ROOT
 from .paths import BuildPaths
+from .pipeline import DETECTION_TYPES
 
 __all__ = ["Check", "EVENT_TYPES", "SIGNAL", "EXPECTED", "replay_events", "compare_events",
            "check_bundle", "check_models", "check_signal", "check_budget", "check_sinks",
@@ -42,7 +43,7 @@ __all__ = ["Check", "EVENT_TYPES", "SIGNAL", "EXPECTED", "replay_events", "compa
 
 SIGNAL = Path("selfcheck") / "signal.flac"          # in the bundle, beside bundle.json
 EXPECTED = Path("selfcheck") / "expected.json"
-EVENT_TYPES = ("wake", "command", "scene", "beat")  # what the signal check compares
+EVENT_TYPES = DETECTION_TYPES  # what the signal check compares: every detection
 
 
 @dataclass

@@ -65,12 +65,12 @@ import numpy as np
 from device.config import Config, add_profile_arguments, config_from_args
 from device.frontend import LogMelConfig
 from device.paths import BuildPaths
-from device.sound import SegmentSpec, segment, segment_level_db, vote
+from device.sound import OTHER, SegmentSpec, segment, segment_level_db, vote
 from train import loop
 from train.features import Normalizer, log_mel_batch, spec_augment
 
 __all__ = ["MODELS", "SoundClip", "load_clips", "split_clips", "clip_features", "build_cnn",
-           "build_resnet", "build", "input_frames", "SegmentPool", "predict_clips",
+           "build_resnet", "build", "input_frames", "other_clips", "SegmentPool", "predict_clips",
            "clip_metrics", "cv_folds", "pool_cv", "cv_summary_path", "write_cv_summary",
            "plot_confusion", "train_model", "main"]
 
@@ -167,11 +167,72 @@ def load_clips(cfg: Config, model: str, folder: str | Path | None = None
         keep = set(labels)
         clips = [SoundClip(clip_features(c.audio, cfg), c.label, c.group, c.path, c.fold,
                            dict(c.meta)) for c in raw if c.label in keep]
+        if which == "labels" and other_count(cfg):
+            rest = [c for c in raw if c.label not in keep]
+            clips += other_clips(cfg, labels, other_count(cfg), rest)
+            labels = labels + [OTHER]
         return clips, labels
     labels = list(cfg["labels.sounds"])
     clips = synthetic_clips(cfg, labels, int(cfg["model.sound_classifiers.synthetic_clips_per_class"]),
                             float(cfg["model.sound_classifiers.clip_s"]))
+    if other_count(cfg):
+        clips += other_clips(cfg, labels, other_count(cfg))
+        labels = labels + [OTHER]
     return clips, labels
+
+
+def other_count(cfg: Config) -> int:
+    return int(cfg["model.sound_classifiers.other_clips"])
+
+
+def other_clips(cfg: Config, labels: Sequence[str], count: int, esc50_rest: Sequence = ()
+                ) -> list[SoundClip]:
+    """``count`` clips of the class `device.sound.OTHER`: what the device hears that is none of
+    ``labels``.
+
+    Half of them (at most) are whole ESC-50 clips of the classes not in ``labels``
+    (``esc50_rest``, real data only; each keeps its source recording and fold); the rest are
+    ``clip_s`` collages of the keyword corpus' speech (real or synthetic voices), its scenes
+    (synthetic data only: a real profile's scenes are ESC-50 clips, maybe of ``labels``; a scene
+    named like a sound, e.g. dog_bark, is left out) and its noise recordings, 0.5-1 s pieces at
+    levels +-10 dB apart, so a segment often spans two kinds. Drawn with ``project.seed``.
+    """
+    from .corpus import build_corpus
+    from .synth import clip_rng
+    rate = int(cfg[f"frontend.{FRONTEND}.sample_rate"])
+    seed = int(cfg["project.seed"])
+    rng = clip_rng(seed, "sound-other", OTHER, 0)
+    out: list[SoundClip] = []
+    if esc50_rest:
+        picks = rng.choice(len(esc50_rest), min(count // 2, len(esc50_rest)), replace=False)
+        out = [SoundClip(clip_features(esc50_rest[i].audio, cfg), OTHER, esc50_rest[i].group,
+                         esc50_rest[i].path, esc50_rest[i].fold, dict(esc50_rest[i].meta))
+               for i in sorted(int(i) for i in picks)]
+    corpus = build_corpus(cfg, progress=False)
+    if int(corpus.keywords[0].sample_rate if corpus.keywords else rate) != rate:
+        raise ValueError(f"the corpus is at {corpus.keywords[0].sample_rate} Hz and "
+                         f"[frontend.classifier] at {rate} Hz; give them one rate")
+    named = {w for lab in labels for w in lab.split("_")}
+    pieces = [c.audio for c in corpus.keywords if c.label != "_silence_"]
+    if corpus.source == "synthetic":
+        pieces += [c.audio for c in corpus.scenes if not named & set(c.label.split("_"))]
+    pieces += [n[i:i + rate] for n in corpus.noise for i in range(0, len(n) - rate + 1, rate)]
+    if not pieces:
+        raise ValueError("no speech, scene or noise clips in the corpus for the _other_ class")
+    clip_n = int(round(float(cfg["model.sound_classifiers.clip_s"]) * rate))
+    for i in range(count - len(out)):
+        parts, n = [], 0
+        while n < clip_n:
+            piece = np.asarray(pieces[int(rng.integers(len(pieces)))], np.float64)
+            take = int(rng.uniform(0.5, 1.0) * rate)
+            start = int(rng.integers(0, max(1, len(piece) - take + 1)))
+            part = piece[start:start + take]
+            part = part / (np.sqrt(np.mean(part ** 2)) + 1e-9) * 0.05 * 10 ** (rng.uniform(-10, 10) / 20)
+            parts.append(part)
+            n += len(part)
+        audio = np.clip(np.concatenate(parts)[:clip_n], -1.0, 1.0).astype(np.float32)
+        out.append(SoundClip(clip_features(audio, cfg), OTHER, f"{OTHER}/{i}"))
+    return out
 
 
 def split_clips(cfg: Config, clips: Sequence[SoundClip], test_fold: int | None = None
@@ -700,6 +761,18 @@ def summary(report: dict) -> str:
             f"{report['epochs_run']}, {report['train_s']} s")
 
 
+def deployed_model(cfg: Config) -> str:
+    """Which classifier the pipeline's ``stages.sounds`` runs: "cnn" or "resnet", from its model
+    file's name (``export/sound_<model>_int8.tflite``)."""
+    name = Path(str(cfg["stages.sounds.model"])).name
+    for model in MODELS:
+        if name.startswith(f"sound_{model}"):
+            return model
+    raise ValueError(f"stages.sounds.model = {cfg['stages.sounds.model']!r} is no sound "
+                     f"classifier this trains; name export/sound_cnn_int8.tflite or "
+                     f"export/sound_resnet_int8.tflite")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train.classifiers", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -713,7 +786,9 @@ def main(argv=None) -> int:
                "  python -m train.classifiers cnn --profile real --variant plain "
                "--set model.sound_cnn.batchnorm=false --set model.sound_cnn.augment=false\n"
                "  python -m train.classifiers cnn --profile real --cv   # full ESC-50, 5 folds")
-    parser.add_argument("model", choices=MODELS + ("both",), help="which classifier")
+    parser.add_argument("model", choices=MODELS + ("both", "deployed"),
+                        help="which classifier; deployed: the one stages.sounds.model runs "
+                             "(what make train trains)")
     add_profile_arguments(parser, "model.sound_resnet.width=1.0")
     parser.add_argument("--variant", default=None, help="run folder name (default: the model)")
     parser.add_argument("--data", default=None, help="an ESC-50-layout folder (default: the "
@@ -728,7 +803,12 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = config_from_args(args)
-    models = MODELS if args.model == "both" else (args.model,)
+    try:
+        models = (MODELS if args.model == "both" else (deployed_model(cfg),)
+                  if args.model == "deployed" else (args.model,))
+    except ValueError as exc:
+        print(f"train.classifiers: {exc}", file=sys.stderr)
+        return 2
     try:
         for model in models:
             if args.cv:

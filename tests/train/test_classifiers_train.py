@@ -55,7 +55,8 @@ def _overrides(tmp_path):
         "model.sound_resnet.blocks_per_stage=1", "model.sound_resnet.patch_frames=24",
         "model.sound_resnet.epochs=2", "model.sound_resnet.steps_per_epoch=3",
         "model.sound_resnet.batch_size=8", "export.calibration_examples=40",
-        "model.sound_classifiers.validation_split=0.2", "model.sound_classifiers.test_split=0.3"]
+        "model.sound_classifiers.validation_split=0.2", "model.sound_classifiers.test_split=0.3",
+            "model.sound_classifiers.other_clips=0"]
 
 
 @pytest.mark.parametrize("model", ["cnn", "resnet"])
@@ -141,3 +142,22 @@ def test_cross_validation_tests_every_clip_once_float_and_int8(tmp_path, esc50_f
         # Every fold tests 2 of each class's 6 recordings: the pooled accuracy is their mean.
         assert pv["accuracy"] == pytest.approx(np.mean(pv["fold_accuracy"]))
         assert cv_summary_path(cfg, "cnn").with_name(f"cnn_cv_{how}.png").stat().st_size > 1000
+
+
+def test_the_other_class_comes_from_the_other_esc50_classes_and_the_corpus(tmp_path, esc50_folder):
+    from train.classifiers import load_clips
+    from tests.train.conftest import TINY
+    from device.sound import OTHER
+    cfg = load_config("default", [*TINY, *_overrides(tmp_path), "model.sound_classifiers.other_clips=4"])
+    clips, labels = load_clips(cfg, "cnn", esc50_folder)
+    assert labels == CLASSES + [OTHER]
+    other = [c for c in clips if c.label == OTHER]
+    # At most half from ESC-50's other classes (here its one footsteps clip), the rest collages
+    # of the corpus' speech, scenes and noise, each clip_s long.
+    assert len(other) == 4 and sum(c.path is not None for c in other) == 1
+    assert {c.group for c in other if c.path is None} == {f"{OTHER}/{i}" for i in range(3)}
+    collage_frames = {len(c.frames) for c in other if c.path is None}
+    assert len(collage_frames) == 1 and collage_frames.pop() > 2 * len(clips[0].frames)  # 5 s vs 2 s
+    again, _ = load_clips(cfg, "cnn", esc50_folder)                # seeded
+    assert all(np.array_equal(a.frames, b.frames) for a, b in zip(other,
+                                                                    [c for c in again if c.label == OTHER]))
