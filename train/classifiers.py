@@ -297,8 +297,11 @@ def pool_cv(reports: Sequence[dict], how: str = "float") -> dict:
             cm += np.asarray(m["confusion"], np.int64)
             folds.append(m["accuracy"])
         rows = cm.sum(1)
+        sounds = [i for i, lab in enumerate(labels) if lab != OTHER]
         out[vote_rule] = {
             "accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "clips": int(cm.sum()),
+            # the clips of the sound classes alone (an _other_ class's clips left out)
+            "accuracy_sounds": float(sum(cm[i, i] for i in sounds) / max(rows[sounds].sum(), 1)),
             "fold_accuracy": [float(a) for a in folds],
             "fold_mean": float(np.mean(folds)), "fold_sd": float(np.std(folds, ddof=1))
             if len(folds) > 1 else 0.0,

@@ -87,6 +87,32 @@ def test_train_export_evaluate(tmp_path, esc50_folder, model):
     assert np.asarray(everything["probability_vote"]["confusion"]).sum() == 18
     png = plot_confusion(everything, tmp_path / "cm.png")
     assert png.stat().st_size > 1000
+    if model == "resnet":
+        _sound_events_replay_is_what_the_stage_raises(cfg, tflite, esc50_folder)
+
+
+def _sound_events_replay_is_what_the_stage_raises(cfg, tflite, esc50_folder):
+    """evaluation.sound_events records the stage's runs once and replays the tracker by
+    threshold: at the profile's threshold that must be the pipeline's own sound events."""
+    from device.audio_source import FileSource
+    from device.pipeline import Pipeline
+    from evaluation.sound_events import STAGES, esc50_files, evaluate, record_runs, replay
+    threshold = float(cfg["decisions.sound_threshold_on"])
+    raised_somewhere = False
+    for path, _ in esc50_files(esc50_folder)[::3]:
+        pipe = Pipeline.from_config(cfg, stage_names=STAGES, keep_events=True)
+        pipe.run(FileSource(str(path), rate=pipe.rate))
+        pipe.close()
+        direct = [(e["label"], e["t_audio_s"]) for e in pipe.events if e["type"] == "sound"]
+        runs, audio_s, labels = record_runs(cfg, None, path)
+        assert audio_s == pytest.approx(2.0, abs=0.02) and labels == CLASSES
+        assert [(e["label"], e["t_audio_s"]) for e in replay(runs, labels, cfg, threshold)] == direct
+        raised_somewhere |= bool(direct)
+    assert raised_somewhere
+    result = evaluate(cfg, tflite, esc50_folder, (), thresholds=(threshold, 0.99))
+    low, high = result["rows"]
+    assert low["positives"] == 18 and result["negative_files"]["esc50_other_classes"] == 1
+    assert high["caught"] <= low["caught"] and high["confused"] + high["caught"] <= 18
 
 
 def test_the_cnn_computes_its_delta_channel_inside_the_model():
