@@ -114,16 +114,22 @@ def check_models(cfg, model=None) -> tuple[Check, object]:
     """Build the pipeline (every model loads, manifests verified); return the row and the
     exception or None."""
     from .pipeline import Pipeline
-    from .stages.model import TFLiteModelStage
     try:
         pipe = Pipeline.from_config(cfg, model=model, shedding=False)
     except Exception as exc:  # noqa: BLE001  - any failure to load is the row's answer
         return Check("models", "FAIL", f"{type(exc).__name__}: {exc}"), exc
     try:
-        models = [s.model for s in pipe.stages if isinstance(s, TFLiteModelStage)]
-        names = ", ".join(f"{Path(m.path).name} (sha256 {m.manifest['sha256'][:12]}, {m.backend})"
-                          for m in models)
-        return Check("models", "ok", f"{len(models)} loaded: {names}" if models
+        # Every stage's verified model: a TFLite model (keyword/scene, sound classifier,
+        # separator) or the ESN's .npz (its manifest checked the same way).
+        loaded = []
+        for s in pipe.stages:
+            m = getattr(s, "model", None)
+            if m is not None and hasattr(m, "manifest"):
+                loaded.append((Path(m.path).name, m.manifest["sha256"], m.backend))
+            elif getattr(s, "runner", None) is not None and getattr(s, "manifest", None):
+                loaded.append((Path(s.path).name, s.manifest["sha256"], "numba"))
+        names = ", ".join(f"{n} (sha256 {h[:12]}, {b})" for n, h, b in loaded)
+        return Check("models", "ok", f"{len(loaded)} loaded: {names}" if loaded
                      else "the pipeline has no model stage"), None
     finally:
         pipe.close()
