@@ -182,6 +182,7 @@ def load_clips(cfg: Config, model: str, folder: str | Path | None = None
 
 
 def other_count(cfg: Config) -> int:
+    """``model.sound_classifiers.other_clips``: clips of the `_other_` class (0: a closed set)."""
     return int(cfg["model.sound_classifiers.other_clips"])
 
 
