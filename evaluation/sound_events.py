@@ -104,12 +104,14 @@ def replay(runs: Sequence, labels: Sequence[str], cfg, threshold_on: float) -> l
 
 
 def evaluate(cfg, model=None, esc50: Path | None = None, long_audio: Sequence[Path] = (),
-             thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> dict:
-    """Record every file once, replay at each threshold; the result as a dict (see module doc)."""
+             thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9),
+             only: set[str] | None = None) -> dict:
+    """Record every file once, replay at each threshold; the result as a dict (see module doc).
+    ``only``: the ESC-50 files to use (e.g. a training run's test clips); None: all of them."""
     files: list[tuple[Path, str | None]] = []        # (file, its class or None: a negative)
     labels = None
     if esc50 is not None:
-        files += esc50_files(esc50)
+        files += [(p, lab) for p, lab in esc50_files(esc50) if only is None or str(p) in only]
     for folder in long_audio:
         files += [(p, None) for p in sorted(Path(folder).rglob("*")) if p.suffix.lower() in AUDIO]
     if not files:
@@ -124,6 +126,7 @@ def evaluate(cfg, model=None, esc50: Path | None = None, long_audio: Sequence[Pa
     positives = [r for r in recorded if r[1] in known]
     negatives = [r for r in recorded if r[1] not in known]
     neg_s = sum(r[3] for r in negatives)
+    long_s = sum(r[3] for r in negatives if r[1] is None)
     rows = []
     for th in thresholds:
         caught = confused = 0
@@ -140,12 +143,61 @@ def evaluate(cfg, model=None, esc50: Path | None = None, long_audio: Sequence[Pa
         rows.append({"threshold_on": th, "positives": len(positives), "caught": caught,
                      "recall": caught / len(positives) if positives else None,
                      "confused": confused, "false_events": false_events,
-                     "false_per_hour": total_false / (neg_s / 3600.0) if neg_s else None})
+                     "false_per_hour": total_false / (neg_s / 3600.0) if neg_s else None,
+                     "long_audio_s": long_s})
     return {"model": str(model or cfg["stages.sounds.model"]), "labels": labels,
             "negative_audio_s": round(neg_s, 1),
             "negative_files": {"long_audio": sum(1 for r in negatives if r[1] is None),
                                "esc50_other_classes": sum(1 for r in negatives if r[1] is not None)},
             "rows": rows, "profile": cfg.name}
+
+
+def evaluate_cv(cfg, cv_summary: Path, long_audio: Sequence[Path] = (),
+                thresholds: Sequence[float] = (0.5, 0.6, 0.7, 0.8, 0.9)) -> dict:
+    """Every fold of a cross-validation (`train.classifiers --cv`, exported with `export.
+    classifiers --cv`): each fold's int8 model on its own test clips (positives, and its ESC-50
+    clips of other classes) and on ``long_audio``; counts pooled over the folds, so every clip is
+    a positive once, by a model that never trained on it. ``false_per_hour_long_audio`` counts the
+    long audio once per fold (the same audio, five models)."""
+    summary = json.loads(Path(cv_summary).read_text())
+    model = summary["model"].removeprefix("sound_")
+    paths = BuildPaths(cfg)
+    esc50 = None
+    folds = []
+    for run in summary["runs"]:
+        report = json.loads((paths.model_dir(f"sound_{model}", run) / "report.json").read_text())
+        test = {str(f) for f in report["test_files"]}
+        esc50 = Path(next(iter(f for f in test if "/audio/" in f))).parent.parent if esc50 is None \
+            else esc50
+        tflite = paths.variant_export(f"sound_{model}_{run}")
+        if not tflite.exists():
+            raise FileNotFoundError(f"{tflite} is missing: run `python -m export.classifiers "
+                                    f"{model} --cv --variant {summary['variant']}` first")
+        folds.append(evaluate(cfg, tflite, esc50, long_audio, thresholds, only=test))
+    rows = []
+    for i, th in enumerate(thresholds):
+        per = [f["rows"][i] for f in folds]
+        fe: dict[str, int] = {}
+        for r in per:
+            for k, v in r["false_events"].items():
+                fe[k] = fe.get(k, 0) + v
+        neg_s = sum(f["negative_audio_s"] for f in folds)
+        long_s = sum(r["long_audio_s"] for r in per)
+        pos = sum(r["positives"] for r in per)
+        caught = sum(r["caught"] for r in per)
+        rows.append({"threshold_on": th, "positives": pos, "caught": caught,
+                     "recall": caught / pos if pos else None,
+                     "confused": sum(r["confused"] for r in per), "false_events": fe,
+                     "false_per_hour": sum(fe.values()) / (neg_s / 3600.0) if neg_s else None,
+                     "false_per_hour_long_audio": (fe.get("long_audio", 0) / (long_s / 3600.0)
+                                                   if long_s else None),
+                     "long_audio_s": long_s})
+    return {"model": f"{summary['model']}/{summary['variant']} ({len(folds)} folds)",
+            "labels": folds[0]["labels"], "negative_audio_s": round(sum(
+                f["negative_audio_s"] for f in folds), 1),
+            "negative_files": {k: sum(f["negative_files"][k] for f in folds)
+                               for k in ("long_audio", "esc50_other_classes")},
+            "rows": rows, "profile": cfg.name, "folds": [f["rows"] for f in folds]}
 
 
 def markdown(result: dict) -> str:
@@ -155,13 +207,15 @@ def markdown(result: dict) -> str:
              f"({result['negative_files']['long_audio']} long files, "
              f"{result['negative_files']['esc50_other_classes']} ESC-50 clips of other classes).",
              "", "| threshold_on | clips caught | confused only | false events (long audio / "
-             "other ESC-50) | false events per hour |", "|---|---|---|---|---|"]
+             "other ESC-50) | false events per hour | on long audio alone, per hour |",
+             "|---|---|---|---|---|---|"]
     for r in result["rows"]:
         fe = r["false_events"]
+        long_h = fe.get("long_audio", 0) / (r["long_audio_s"] / 3600.0) if r["long_audio_s"] else 0
         lines.append(f"| {r['threshold_on']:.2f} | {r['caught']}/{r['positives']} "
                      f"({100 * (r['recall'] or 0):.1f} %) | {r['confused']} | "
                      f"{fe.get('long_audio', 0)} / {fe.get('esc50_other_classes', 0)} | "
-                     f"{r['false_per_hour']:.0f} |")
+                     f"{r['false_per_hour']:.0f} | {long_h:.0f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -201,6 +255,9 @@ def main(argv=None) -> int:
     parser.add_argument("--long-audio", action="append", default=None,
                         help="a folder of long audio with none of the classes (repeatable; "
                              "default: bench.wakeword's long_audio folder when it exists)")
+    parser.add_argument("--cv", default=None, help="a cross-validation's <run>_cv.json "
+                        "(train.classifiers --cv, export.classifiers --cv): every fold's model on "
+                        "its own test clips, pooled")
     parser.add_argument("--thresholds", type=float, nargs="+",
                         default=[0.5, 0.6, 0.7, 0.8, 0.9])
     parser.add_argument("--out", default=None, help="report name under build/reports/ "
@@ -215,11 +272,15 @@ def main(argv=None) -> int:
     long_audio = [Path(p) for p in args.long_audio] if args.long_audio else [
         p for p in [resolve_data_path(cfg["bench.wakeword.long_audio"])] if p and p.is_dir()]
     try:
-        result = evaluate(cfg, args.model, esc50, long_audio, args.thresholds)
+        if args.cv:
+            result = evaluate_cv(cfg, Path(args.cv), long_audio, args.thresholds)
+        else:
+            result = evaluate(cfg, args.model, esc50, long_audio, args.thresholds)
     except (FileNotFoundError, ValueError) as exc:
         print(f"evaluation.sound_events: {exc}", file=sys.stderr)
         return 2
-    model = Path(args.model) if args.model else resolve_build_path(cfg, cfg["stages.sounds.model"])
+    model = Path(args.cv) if args.cv else Path(args.model) if args.model else resolve_build_path(
+        cfg, cfg["stages.sounds.model"])
     name = args.out or f"sound_events_{model.stem}"
     paths = BuildPaths(cfg)
     out = paths.report(f"{name}.json")
