@@ -170,6 +170,13 @@ def test_cross_validation_tests_every_clip_once_float_and_int8(tmp_path, esc50_f
         # Every fold tests 2 of each class's 6 recordings: the pooled accuracy is their mean.
         assert pv["accuracy"] == pytest.approx(np.mean(pv["fold_accuracy"]))
         assert cv_summary_path(cfg, "cnn").with_name(f"cnn_cv_{how}.png").stat().st_size > 1000
+    # Sound events by fold: each fold's int8 model on its own test clips, pooled: every clip is a
+    # positive exactly once.
+    from evaluation.sound_events import evaluate_cv
+    events = evaluate_cv(cfg, cv_summary_path(cfg, "cnn"), (), thresholds=(0.4, 0.99))
+    low, high = events["rows"]
+    assert low["positives"] == high["positives"] == 18 and len(events["folds"]) == 3
+    assert high["caught"] <= low["caught"]
 
 
 def test_the_other_class_comes_from_the_other_esc50_classes_and_the_corpus(tmp_path, esc50_folder):
