@@ -52,7 +52,7 @@ DESCRIPTION = """hopwise device runtime: wake word, commands and acoustic scenes
 reported over MQTT, serial, stdout or a rotating log file.
 
 Every event is one JSON object:
-  {"type": "wake"|"command"|"scene"|"beat"|"status", "label": "...", "confidence": 0..1,
+  {"type": "wake"|"command"|"scene"|"beat"|"sound"|"status", "label": "...", "confidence": 0..1,
    "t_audio_s": seconds into the audio stream, "t_wall": unix time, "seq": n, "device": id}
 Settings come from a profile (--profile) and --set overrides: [pipeline] and [stages.*] (what
 runs), [decisions], [runtime] (hop budget, shedding, heartbeat), [capture], [sinks.*]."""
@@ -72,7 +72,7 @@ command and scene decisions) and send every event to the enabled sinks ([sinks.*
 serial, logfile), until SIGTERM/SIGINT; then send a final status, flush the sinks and exit 0.
 
 Events are JSON objects (one per line on stdout with the stdout sink):
-  {"type": "wake"|"command"|"scene"|"beat"|"status", "label": ..., "confidence": 0..1,
+  {"type": "wake"|"command"|"scene"|"beat"|"sound"|"status", "label": ..., "confidence": 0..1,
    "t_audio_s": ..., "t_wall": ..., "seq": ..., "device": ...}
 (`python -m device --help` describes the fields; status heartbeats carry timings and health.)
 A bad profile value, a wrong device name or a model that does not match the profile stops
@@ -309,10 +309,10 @@ def cmd_run(args) -> int:
 
 def cmd_detect(args) -> int:
     from .audio_source import FileSource
-    from .pipeline import Pipeline
+    from .pipeline import DETECTION_TYPES, Pipeline
     from .sinks import SinkSet, StdoutSink
     cfg = config_from_args(args)
-    types = None if args.status else ["wake", "command", "scene", "beat"]
+    types = None if args.status else list(DETECTION_TYPES)
     stdout = StdoutSink(types=types)
     sinks = SinkSet([stdout])
     pipe = Pipeline.from_config(cfg, model=args.model, sinks=sinks, shedding=args.realtime)

@@ -31,6 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
+from .sound import OTHER
+
 __all__ = ["PosteriorSmoother", "WakeWordTrigger", "CommandWindow", "KeywordDecisions",
            "SceneTracker", "BeatTracker", "SoundTracker"]
 
@@ -430,7 +432,9 @@ class SoundTracker(_HysteresisTracker):
     active sound lasts until its own smoothed posterior falls below ``threshold_off``, so a dog
     barking for five seconds (ten runs at a 0.5 s stride) is one event, and a bark that wavers
     around one threshold is still one. The event carries the label, the smoothed posterior and
-    the ``t_audio_s`` of the run that started it. No event marks the end.
+    the ``t_audio_s`` of the run that started it. No event marks the end. A class named
+    ``_other_`` (`device.sound.OTHER`: speech, music, anything else) wins like any class but
+    raises no event.
 
     Usage: ``st = SoundTracker.from_config(cfg, labels); events = st.update(t, voted)``.
 
@@ -453,6 +457,10 @@ class SoundTracker(_HysteresisTracker):
                    threshold_on=cfg["decisions.sound_threshold_on"],
                    threshold_off=cfg["decisions.sound_threshold_off"])
 
+    def __init__(self, labels: Sequence[str], **kwargs):
+        super().__init__(labels, **kwargs)
+        self._other = self.labels.index(OTHER) if OTHER in self.labels else -1
+
     def reset(self) -> None:
         self.smoother.reset()
         self.current = None
@@ -465,7 +473,7 @@ class SoundTracker(_HysteresisTracker):
                 return []
             self.current = None
         best = int(np.argmax(p))
-        if p[best] >= self.on:
+        if p[best] >= self.on and best != self._other:
             self.current = best
             return [_event("sound", self.labels[best], p[best], t)]
         return []

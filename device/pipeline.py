@@ -52,7 +52,11 @@ from .stages.model import TFLiteModelStage
 from .status import PipelineSnapshot, status_report
 from .supervision import CaptureSupervisor
 
-__all__ = ["Pipeline", "PipelineSettings"]
+__all__ = ["DETECTION_TYPES", "Pipeline", "PipelineSettings"]
+
+# Every type of event a stage raises (``status`` is the pipeline's own): what `detect` prints
+# and the deploy self-check compares. A new event type is added here.
+DETECTION_TYPES = ("wake", "command", "scene", "beat", "sound")
 
 log = logging.getLogger("hopwise.pipeline")
 

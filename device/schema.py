@@ -116,6 +116,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.sound_*.synthetic_clips_per_class", "[2, inf)"),
     ("model.sound_classifiers.*_split", "(0, 1)"),
     ("model.sound_classifiers.mix_prob", "[0, 1]"),
+    ("model.sound_classifiers.other_clips", "[0, inf)"),
     ("model.sound_classifiers.*_masks", "[0, inf)"),
     ("model.sound_classifiers.time_mask_frames", "[0, inf)"),
     ("model.sound_classifiers.freq_mask_bands", "[0, inf)"),

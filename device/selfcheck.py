@@ -35,6 +35,7 @@ from pathlib import Path
 
 from .config import REPO_ROOT
 from .paths import BuildPaths
+from .pipeline import DETECTION_TYPES
 
 __all__ = ["Check", "EVENT_TYPES", "SIGNAL", "EXPECTED", "replay_events", "compare_events",
            "check_bundle", "check_models", "check_signal", "check_budget", "check_sinks",
@@ -42,7 +43,7 @@ __all__ = ["Check", "EVENT_TYPES", "SIGNAL", "EXPECTED", "replay_events", "compa
 
 SIGNAL = Path("selfcheck") / "signal.flac"          # in the bundle, beside bundle.json
 EXPECTED = Path("selfcheck") / "expected.json"
-EVENT_TYPES = ("wake", "command", "scene", "beat")  # what the signal check compares
+EVENT_TYPES = DETECTION_TYPES  # what the signal check compares: every detection
 
 
 @dataclass
@@ -113,16 +114,22 @@ def check_models(cfg, model=None) -> tuple[Check, object]:
     """Build the pipeline (every model loads, manifests verified); return the row and the
     exception or None."""
     from .pipeline import Pipeline
-    from .stages.model import TFLiteModelStage
     try:
         pipe = Pipeline.from_config(cfg, model=model, shedding=False)
     except Exception as exc:  # noqa: BLE001  - any failure to load is the row's answer
         return Check("models", "FAIL", f"{type(exc).__name__}: {exc}"), exc
     try:
-        models = [s.model for s in pipe.stages if isinstance(s, TFLiteModelStage)]
-        names = ", ".join(f"{Path(m.path).name} (sha256 {m.manifest['sha256'][:12]}, {m.backend})"
-                          for m in models)
-        return Check("models", "ok", f"{len(models)} loaded: {names}" if models
+        # Every stage's verified model: a TFLite model (keyword/scene, sound classifier,
+        # separator) or the ESN's .npz (its manifest checked the same way).
+        loaded = []
+        for s in pipe.stages:
+            m = getattr(s, "model", None)
+            if m is not None and hasattr(m, "manifest"):
+                loaded.append((Path(m.path).name, m.manifest["sha256"], m.backend))
+            elif getattr(s, "runner", None) is not None and getattr(s, "manifest", None):
+                loaded.append((Path(s.path).name, s.manifest["sha256"], "numba"))
+        names = ", ".join(f"{n} (sha256 {h[:12]}, {b})" for n, h, b in loaded)
+        return Check("models", "ok", f"{len(loaded)} loaded: {names}" if loaded
                      else "the pipeline has no model stage"), None
     finally:
         pipe.close()

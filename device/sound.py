@@ -28,9 +28,13 @@ from typing import Mapping
 
 import numpy as np
 
-__all__ = ["SegmentSpec", "segment_level_db", "segment_starts", "segment", "vote", "VOTES"]
+__all__ = ["SegmentSpec", "segment_level_db", "segment_starts", "segment", "vote", "VOTES", "OTHER"]
 
 VOTES = ("probability", "majority")
+# The class of everything that is none of the sounds (speech, music, street, noise): it competes
+# with them in the softmax, so a closed set does not have to name one of its sounds for whatever
+# it hears, and it raises no event (`device.decisions.SoundTracker`).
+OTHER = "_other_"
 
 
 @dataclass(frozen=True)

@@ -36,6 +36,7 @@ from device.interpreter import TFLiteModel
 from device.paths import BuildPaths
 from device.sound import SegmentSpec, segment, vote
 from train.classifiers import FRONTEND, clip_features, clip_metrics
+from train.classifiers import plot_confusion as train_plot_confusion
 
 __all__ = ["evaluate_classifier", "plot_confusion", "main"]
 
@@ -93,31 +94,8 @@ def evaluate_classifier(cfg, model_path: str | Path, data: str | Path,
 
 def plot_confusion(result: dict, path: Path) -> Path:
     """The probability-vote confusion matrix (rows: truth, shares per row) as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    labels = result["labels"]
-    cm = np.asarray(result["probability_vote"]["confusion"], np.float64)
-    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    n = len(labels)
-    size = max(5.0, 0.22 * n + 3)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=7 if n > 12 else 9)
-    ax.set_yticks(range(n), labels, fontsize=7 if n > 12 else 9)
-    if n <= 12:
-        for i in range(n):
-            for j in range(n):
-                if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8)
-    ax.set_xlabel("predicted (probability vote)")
-    ax.set_ylabel("true")
-    ax.set_title(f"{Path(result['model']).name}: {result['clips']} clips, accuracy "
-                 f"{100 * result['probability_vote']['accuracy']:.1f} %", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return train_plot_confusion(result["labels"], result["probability_vote"]["confusion"], path,
+                                Path(result["model"]).name)
 
 
 def main(argv=None) -> int:

@@ -30,7 +30,8 @@ from device.interpreter import TFLiteModel  # noqa: E402
 from device.paths import BuildPaths  # noqa: E402
 from export.convert import export_with_manifest, fixed_batch_copy  # noqa: E402
 from train import loop  # noqa: E402
-from train.classifiers import FRONTEND, MODELS, build, clip_metrics, predict_clips  # noqa: E402
+from train.classifiers import (FRONTEND, MODELS, build, clip_metrics, cv_summary_path,  # noqa: E402
+                               predict_clips, write_cv_summary)
 
 log = logging.getLogger("export.classifiers")
 
@@ -89,6 +90,22 @@ def export_classifier(cfg: Config, model: str, variant: str | None = None,
     return summary
 
 
+def export_cv(cfg: Config, model: str, variant: str | None = None) -> dict:
+    """Export every fold of a cross-validation (``train.classifiers --cv``) to int8 and pool
+    the int8 clip figures next to the float ones in ``<run>_cv.json``; return that summary."""
+    path = cv_summary_path(cfg, model, variant)
+    if not path.exists():
+        raise FileNotFoundError(f"no cross-validation at {path}; run `python -m train.classifiers "
+                                f"{model} --cv --profile {cfg.name}` first")
+    pooled = json.loads(path.read_text())
+    for run in pooled["runs"]:
+        export_classifier(cfg, model, run)
+    paths = BuildPaths(cfg)
+    reports = [json.loads((paths.model_dir(f"sound_{model}", run) / "report.json").read_text())
+               for run in pooled["runs"]]
+    return write_cv_summary(cfg, model, variant, reports, pooled["folds"])
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m export.classifiers",
@@ -104,6 +121,9 @@ def main(argv=None) -> int:
     parser.add_argument("--variant", default=None, help="the run to export (default: the "
                         "run named like the model)")
     parser.add_argument("--onnx", action="store_true", help="also write the float ONNX model")
+    parser.add_argument("--cv", action="store_true", help="export every fold of `python -m "
+                        "train.classifiers MODEL --cv` and pool int8 beside float in its "
+                        "<run>_cv.json")
     parser.add_argument("--if-trained", action="store_true", help="skip a model that has no "
                         "trained run quietly (make export)")
     args = parser.parse_args(argv)
@@ -115,6 +135,19 @@ def main(argv=None) -> int:
             print(f"export.classifiers: unknown model {model!r}; use {', '.join(MODELS)}",
                   file=sys.stderr)
             return 2
+        if args.cv:
+            try:
+                pooled = export_cv(cfg, model, args.variant)
+            except FileNotFoundError as exc:
+                print(f"export.classifiers: {exc}", file=sys.stderr)
+                return 2
+            for how in ("float", "int8"):
+                pv = pooled[how]["probability_vote"]
+                print(f"sound_{model}/{args.variant or model} {how}: {pv['clips']} clips over "
+                      f"{len(pooled['runs'])} folds: clip accuracy {pv['accuracy']:.3f} "
+                      f"(majority {pooled[how]['majority_vote']['accuracy']:.3f})")
+            done += 1
+            continue
         run = BuildPaths(cfg).model_dir(f"sound_{model}", args.variant or model)
         if not loop.RunFiles(run).trained():
             if not args.if_trained:

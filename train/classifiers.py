@@ -65,13 +65,14 @@ import numpy as np
 from device.config import Config, add_profile_arguments, config_from_args
 from device.frontend import LogMelConfig
 from device.paths import BuildPaths
-from device.sound import SegmentSpec, segment, segment_level_db, vote
+from device.sound import OTHER, SegmentSpec, segment, segment_level_db, vote
 from train import loop
 from train.features import Normalizer, log_mel_batch, spec_augment
 
 __all__ = ["MODELS", "SoundClip", "load_clips", "split_clips", "clip_features", "build_cnn",
-           "build_resnet", "build", "input_frames", "SegmentPool", "predict_clips",
-           "clip_metrics", "train_model", "main"]
+           "build_resnet", "build", "input_frames", "other_clips", "SegmentPool", "predict_clips",
+           "clip_metrics", "cv_folds", "pool_cv", "cv_summary_path", "write_cv_summary",
+           "plot_confusion", "train_model", "main"]
 
 log = logging.getLogger("hopwise.train.classifiers")
 
@@ -166,11 +167,73 @@ def load_clips(cfg: Config, model: str, folder: str | Path | None = None
         keep = set(labels)
         clips = [SoundClip(clip_features(c.audio, cfg), c.label, c.group, c.path, c.fold,
                            dict(c.meta)) for c in raw if c.label in keep]
+        if which == "labels" and other_count(cfg):
+            rest = [c for c in raw if c.label not in keep]
+            clips += other_clips(cfg, labels, other_count(cfg), rest)
+            labels = labels + [OTHER]
         return clips, labels
     labels = list(cfg["labels.sounds"])
     clips = synthetic_clips(cfg, labels, int(cfg["model.sound_classifiers.synthetic_clips_per_class"]),
                             float(cfg["model.sound_classifiers.clip_s"]))
+    if other_count(cfg):
+        clips += other_clips(cfg, labels, other_count(cfg))
+        labels = labels + [OTHER]
     return clips, labels
+
+
+def other_count(cfg: Config) -> int:
+    """``model.sound_classifiers.other_clips``: clips of the `_other_` class (0: a closed set)."""
+    return int(cfg["model.sound_classifiers.other_clips"])
+
+
+def other_clips(cfg: Config, labels: Sequence[str], count: int, esc50_rest: Sequence = ()
+                ) -> list[SoundClip]:
+    """``count`` clips of the class `device.sound.OTHER`: what the device hears that is none of
+    ``labels``.
+
+    Half of them (at most) are whole ESC-50 clips of the classes not in ``labels``
+    (``esc50_rest``, real data only; each keeps its source recording and fold); the rest are
+    ``clip_s`` collages of the keyword corpus' speech (real or synthetic voices), its scenes
+    (synthetic data only: a real profile's scenes are ESC-50 clips, maybe of ``labels``; a scene
+    named like a sound, e.g. dog_bark, is left out) and its noise recordings, 0.5-1 s pieces at
+    levels +-10 dB apart, so a segment often spans two kinds. Drawn with ``project.seed``.
+    """
+    from .corpus import build_corpus
+    from .synth import clip_rng
+    rate = int(cfg[f"frontend.{FRONTEND}.sample_rate"])
+    seed = int(cfg["project.seed"])
+    rng = clip_rng(seed, "sound-other", OTHER, 0)
+    out: list[SoundClip] = []
+    if esc50_rest:
+        picks = rng.choice(len(esc50_rest), min(count // 2, len(esc50_rest)), replace=False)
+        out = [SoundClip(clip_features(esc50_rest[i].audio, cfg), OTHER, esc50_rest[i].group,
+                         esc50_rest[i].path, esc50_rest[i].fold, dict(esc50_rest[i].meta))
+               for i in sorted(int(i) for i in picks)]
+    corpus = build_corpus(cfg, progress=False)
+    if int(corpus.keywords[0].sample_rate if corpus.keywords else rate) != rate:
+        raise ValueError(f"the corpus is at {corpus.keywords[0].sample_rate} Hz and "
+                         f"[frontend.classifier] at {rate} Hz; give them one rate")
+    named = {w for lab in labels for w in lab.split("_")}
+    pieces = [c.audio for c in corpus.keywords if c.label != "_silence_"]
+    if corpus.source == "synthetic":
+        pieces += [c.audio for c in corpus.scenes if not named & set(c.label.split("_"))]
+    pieces += [n[i:i + rate] for n in corpus.noise for i in range(0, len(n) - rate + 1, rate)]
+    if not pieces:
+        raise ValueError("no speech, scene or noise clips in the corpus for the _other_ class")
+    clip_n = int(round(float(cfg["model.sound_classifiers.clip_s"]) * rate))
+    for i in range(count - len(out)):
+        parts, n = [], 0
+        while n < clip_n:
+            piece = np.asarray(pieces[int(rng.integers(len(pieces)))], np.float64)
+            take = int(rng.uniform(0.5, 1.0) * rate)
+            start = int(rng.integers(0, max(1, len(piece) - take + 1)))
+            part = piece[start:start + take]
+            part = part / (np.sqrt(np.mean(part ** 2)) + 1e-9) * 0.05 * 10 ** (rng.uniform(-10, 10) / 20)
+            parts.append(part)
+            n += len(part)
+        audio = np.clip(np.concatenate(parts)[:clip_n], -1.0, 1.0).astype(np.float32)
+        out.append(SoundClip(clip_features(audio, cfg), OTHER, f"{OTHER}/{i}"))
+    return out
 
 
 def split_clips(cfg: Config, clips: Sequence[SoundClip], test_fold: int | None = None
@@ -189,6 +252,124 @@ def split_clips(cfg: Config, clips: Sequence[SoundClip], test_fold: int | None =
     val = float(cfg["model.sound_classifiers.validation_split"])
     test = float(cfg["model.sound_classifiers.test_split"])
     return split_by_group(clips, (1.0 - val - test, val, test), int(cfg["project.seed"]))
+
+
+def cv_folds(clips: Sequence[SoundClip], seed: int, n_folds: int = 5,
+             min_share: float = 0.1) -> tuple[list[SoundClip], str]:
+    """The clips with the folds a cross-validation uses, and a line saying which.
+
+    The dataset's own ``fold`` column (full ESC-50: five folds of 400 clips, each source
+    recording in one fold) when it has at least 3 folds, each holding ``min_share`` of the clips.
+    Otherwise (the ESC-50 part here: 275 of 285 clips in fold 4) ``n_folds`` folds by source
+    recording from `train.splits.group_folds`, each class spread over them.
+    """
+    from collections import Counter
+    from dataclasses import replace
+    from .splits import group_folds
+    counts = Counter(c.fold for c in clips)
+    if (None not in counts and len(counts) >= 3
+            and min(counts.values()) >= min_share * len(clips)):
+        return list(clips), (f"the dataset's {len(counts)} folds ({dict(sorted(counts.items()))} "
+                             f"clips)")
+    fold_of = group_folds(clips, n_folds, seed)
+    out = [replace(c, fold=fold_of[c.group]) for c in clips]
+    sizes = dict(sorted(Counter(c.fold for c in out).items()))
+    have = dict(sorted(counts.items(), key=lambda kv: (kv[0] is None, kv[0] or 0)))
+    return out, (f"{n_folds} folds by source recording (train.splits.group_folds, seed {seed}; "
+                 f"{sizes} clips), since the dataset's fold column is degenerate here ({have})")
+
+
+def pool_cv(reports: Sequence[dict], how: str = "float") -> dict:
+    """Cross-validation figures pooled over the folds of ``reports`` (`train_model`'s).
+
+    Every clip is tested once, so the summed confusion matrices give the accuracy over all clips
+    (``accuracy``) and each class's recall; ``fold_accuracy`` lists each fold's. ``how``:
+    "float" or "int8" (after `export.classifiers` added it).
+    """
+    labels = list(reports[0]["labels"])
+    out: dict = {"folds": len(reports)}
+    for vote_rule in ("probability_vote", "majority_vote"):
+        cm = np.zeros((len(labels), len(labels)), np.int64)
+        folds = []
+        for rep in reports:
+            if list(rep["labels"]) != labels:
+                raise ValueError(f"fold {rep['variant']} has other labels than the first fold")
+            m = rep[how][vote_rule]
+            cm += np.asarray(m["confusion"], np.int64)
+            folds.append(m["accuracy"])
+        rows = cm.sum(1)
+        sounds = [i for i, lab in enumerate(labels) if lab != OTHER]
+        out[vote_rule] = {
+            "accuracy": float(np.trace(cm) / max(cm.sum(), 1)), "clips": int(cm.sum()),
+            # the clips of the sound classes alone (an _other_ class's clips left out)
+            "accuracy_sounds": float(sum(cm[i, i] for i in sounds) / max(rows[sounds].sum(), 1)),
+            "fold_accuracy": [float(a) for a in folds],
+            "fold_mean": float(np.mean(folds)), "fold_sd": float(np.std(folds, ddof=1))
+            if len(folds) > 1 else 0.0,
+            "per_class_recall": {lab: (float(cm[i, i] / rows[i]) if rows[i] else None)
+                                 for i, lab in enumerate(labels)},
+            "confusion": cm.tolist()}
+    return out
+
+
+def cv_summary_path(cfg: Config, model: str, variant: str | None = None) -> Path:
+    """``build/models/sound_<model>/<profile>/<variant>_cv.json``: the pooled folds."""
+    folder = BuildPaths(cfg).model_dir(f"sound_{model}", variant or model)
+    return folder.parent / f"{folder.name}_cv.json"
+
+
+def write_cv_summary(cfg: Config, model: str, variant: str | None, reports: Sequence[dict],
+                     folds_line: str) -> dict:
+    """Pool ``reports`` (float, and int8 when every fold has it), write the JSON and the
+    probability-vote confusion PNG beside it; return the summary."""
+    summary = {"model": f"sound_{model}", "variant": variant or model, "profile": cfg.name,
+               "labels": list(reports[0]["labels"]), "params": int(reports[0]["params"]),
+               "folds": folds_line, "runs": [r["variant"] for r in reports],
+               "best_epochs": [r["best_epoch"] for r in reports],
+               "train_s": [r["train_s"] for r in reports],
+               "float": pool_cv(reports, "float")}
+    if all("int8" in r for r in reports):
+        summary["int8"] = pool_cv(reports, "int8")
+    path = cv_summary_path(cfg, model, variant)
+    path.write_text(json.dumps(summary, indent=1) + "\n")
+    for how in ("float", "int8"):
+        if how in summary:
+            try:
+                plot_confusion(summary["labels"], summary[how]["probability_vote"]["confusion"],
+                               path.with_name(f"{path.stem}_{how}.png"),
+                               f"sound_{model}/{variant or model} {how}, pooled folds")
+            except Exception as exc:  # noqa: BLE001 - a missing plot is not a failed run
+                log.warning("no confusion plot: %s", exc)
+    return summary
+
+
+def plot_confusion(labels: Sequence[str], confusion, path: Path, title: str) -> Path:
+    """A confusion matrix (rows: truth, shaded by share of the row; counts written when there
+    are at most 12 classes) as a PNG."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    cm = np.asarray(confusion, np.float64)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(labels)
+    size = max(5.0, 0.22 * n + 3)
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=90, fontsize=7 if n > 12 else 9)
+    ax.set_yticks(range(n), labels, fontsize=7 if n > 12 else 9)
+    if n <= 12:
+        for i in range(n):
+            for j in range(n):
+                if cm[i, j]:
+                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8)
+    ax.set_xlabel("predicted (probability vote)")
+    ax.set_ylabel("true")
+    ax.set_title(f"{title}: {int(cm.sum())} clips, accuracy "
+                 f"{100 * np.trace(cm) / max(cm.sum(), 1):.1f} %", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
 
 
 def _segments(clips: Sequence[SoundClip], spec: SegmentSpec, index: dict[str, int]):
@@ -584,6 +765,18 @@ def summary(report: dict) -> str:
             f"{report['epochs_run']}, {report['train_s']} s")
 
 
+def deployed_model(cfg: Config) -> str:
+    """Which classifier the pipeline's ``stages.sounds`` runs: "cnn" or "resnet", from its model
+    file's name (``export/sound_<model>_int8.tflite``)."""
+    name = Path(str(cfg["stages.sounds.model"])).name
+    for model in MODELS:
+        if name.startswith(f"sound_{model}"):
+            return model
+    raise ValueError(f"stages.sounds.model = {cfg['stages.sounds.model']!r} is no sound "
+                     f"classifier this trains; name export/sound_cnn_int8.tflite or "
+                     f"export/sound_resnet_int8.tflite")
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train.classifiers", formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -597,32 +790,48 @@ def main(argv=None) -> int:
                "  python -m train.classifiers cnn --profile real --variant plain "
                "--set model.sound_cnn.batchnorm=false --set model.sound_cnn.augment=false\n"
                "  python -m train.classifiers cnn --profile real --cv   # full ESC-50, 5 folds")
-    parser.add_argument("model", choices=MODELS + ("both",), help="which classifier")
+    parser.add_argument("model", choices=MODELS + ("both", "deployed"),
+                        help="which classifier; deployed: the one stages.sounds.model runs "
+                             "(what make train trains)")
     add_profile_arguments(parser, "model.sound_resnet.width=1.0")
     parser.add_argument("--variant", default=None, help="run folder name (default: the model)")
     parser.add_argument("--data", default=None, help="an ESC-50-layout folder (default: the "
                         "profile's data)")
-    parser.add_argument("--cv", action="store_true", help="5-fold cross-validation by the "
-                        "dataset's fold column (full ESC-50); one run per fold")
+    parser.add_argument("--cv", action="store_true", help="cross-validation, one run per fold: "
+                        "by the dataset's fold column (full ESC-50), or, where that is "
+                        "degenerate (the ESC-50 part here), --folds folds by source recording; "
+                        "pooled figures in <run>_cv.json + a confusion PNG")
+    parser.add_argument("--folds", type=int, default=5, help="folds by source recording when "
+                        "the dataset has none (default 5)")
     parser.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = config_from_args(args)
-    models = MODELS if args.model == "both" else (args.model,)
+    try:
+        models = (MODELS if args.model == "both" else (deployed_model(cfg),)
+                  if args.model == "deployed" else (args.model,))
+    except ValueError as exc:
+        print(f"train.classifiers: {exc}", file=sys.stderr)
+        return 2
     try:
         for model in models:
             if args.cv:
-                loaded = load_clips(cfg, model, args.data)
-                folds = sorted({c.fold for c in loaded[0] if c.fold is not None})
-                if len(folds) < 3:
-                    raise ValueError(f"--cv needs the dataset's folds; found {folds}")
-                accs = []
+                clips, labels = load_clips(cfg, model, args.data)
+                clips, folds_line = cv_folds(clips, int(cfg["project.seed"]), args.folds)
+                print(f"sound_{model}: cross-validation over {folds_line}")
+                folds = sorted({c.fold for c in clips})
+                reports = []
                 for k in folds:
                     rep = train_model(cfg, model, args.variant, args.data, test_fold=k,
-                                      verbose=0 if args.quiet else 2, clips_labels=loaded)
+                                      verbose=0 if args.quiet else 2,
+                                      clips_labels=(clips, labels))
                     print(summary(rep))
-                    accs.append(rep["float"]["probability_vote"]["accuracy"])
-                print(f"sound_{model}: {len(folds)}-fold mean clip accuracy {np.mean(accs):.3f}")
+                    reports.append(rep)
+                pooled = write_cv_summary(cfg, model, args.variant, reports, folds_line)
+                pv = pooled["float"]["probability_vote"]
+                print(f"sound_{model}: {len(folds)} folds, {pv['clips']} clips each tested once: "
+                      f"clip accuracy {pv['accuracy']:.3f} (fold mean {pv['fold_mean']:.3f} +- "
+                      f"{pv['fold_sd']:.3f}) -> {cv_summary_path(cfg, model, args.variant)}")
             else:
                 rep = train_model(cfg, model, args.variant, args.data,
                                   verbose=0 if args.quiet else 2)

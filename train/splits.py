@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["group_order_key", "split_by_group", "speech_commands_split", "esc50_split",
-           "check_fractions"]
+__all__ = ["group_order_key", "split_by_group", "group_folds", "speech_commands_split",
+           "esc50_split", "check_fractions"]
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -82,6 +82,55 @@ def split_by_group(clips: Sequence, fractions: Sequence[float] = (0.8, 0.1, 0.1)
     for clip in clips:
         parts[part_of[clip.group]].append(clip)
     return parts
+
+
+def group_folds(clips: Sequence, n_folds: int = 5, seed: int = 0) -> dict[str, int]:
+    """Assign every group to one of ``n_folds`` folds (1..n), spreading each class over them.
+
+    For cross-validation where a dataset's own folds are missing or degenerate (the ESC-50 part
+    on this machine has nearly all clips in fold 4): every clip is tested exactly once, and no
+    group (source recording) is in two folds.
+
+    Parameters
+    ----------
+    clips : sequence of Clip
+        Anything with ``group`` and ``label`` attributes. A group is taken to hold one class
+        (its first clip's); ESC-50's ``src_file`` does.
+    n_folds : int
+        Number of folds, at least 2.
+    seed : int
+        Changes which groups land together; the same seed gives the same folds.
+
+    Returns
+    -------
+    dict
+        ``group -> fold`` (1-based, as ESC-50 numbers its folds).
+
+    Notes
+    -----
+    Classes are visited in name order, their groups in `group_order_key` order, and each group
+    goes to the fold holding the fewest clips of its class so far (ties: fewest clips overall,
+    then the lowest fold). A class with at least ``n_folds`` groups is then in every fold.
+    """
+    if int(n_folds) < 2:
+        raise ValueError(f"n_folds = {n_folds}: cross-validation needs at least 2 folds")
+    n_folds = int(n_folds)
+    sizes = Counter(c.group for c in clips)
+    label_of: dict[str, str] = {}
+    for c in clips:
+        label_of.setdefault(c.group, c.label)
+    total = [0] * n_folds
+    fold_of: dict[str, int] = {}
+    for label in sorted(set(label_of.values())):
+        per_class = [0] * n_folds
+        groups = sorted((g for g, lab in label_of.items() if lab == label),
+                        key=lambda g: group_order_key(g, seed))
+        for group in groups:
+            fold = min(range(n_folds), key=lambda k: (per_class[k], total[k], k))
+            fold_of[group] = fold + 1
+            per_class[fold] += sizes[group]
+            total[fold] += sizes[group]
+    return fold_of
 
 
 def _read_list(path: Path) -> set[str]:

@@ -77,8 +77,8 @@ class ClassifierStage(Stage):
         self._producer = None
         if not manifest_path_for(self.path).exists() and self.params["if_missing"] == "warn":
             log.warning("stage %s: no sound classifier at %s, so no sound events; build one with "
-                        "`make train-classifiers export-classifiers` or remove %r from "
-                        "pipeline.stages", name, self.path, name)
+                        "`make train export` (it trains the one this stage runs) or remove %r "
+                        "from pipeline.stages", name, self.path, name)
             self.consumes = ()        # nothing to read: the stage needs no feature stream
             return
         from ..interpreter import TFLiteModel  # the interpreter backends load only when needed

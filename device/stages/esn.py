@@ -42,8 +42,10 @@ class EsnStage(Stage):
     The model is ``esn_int8.npz`` with its manifest (`device.esn.read_esn_model`: sha256,
     labels against ``labels.percussion``, frontend against ``[frontend.esn]``); a tampered or
     mismatched file stops start-up with the fix. The readout is the int8 weights of the
-    ``.npz`` (no interpreter) or the int8 TFLite model the manifest names, whichever a start-up
-    measurement finds faster (``readout = "auto"``). The manifest is watched (checked every
+    ``.npz`` (no interpreter; the profile's default) or the int8 TFLite model the manifest names,
+    or whichever a start-up measurement finds faster (``readout = "auto"``: the two can disagree
+    at near-ties, since TFLite requantises the scores to int8, so "auto" can raise other events on
+    another machine or under other load, and a deploy's self-check may then fail). The manifest is watched (checked every
     ``reload_check_s`` of audio): an enrolment (``python -m device enrol``) that writes a new
     readout is picked up without a restart; a reservoir that changed too resets the state.
 

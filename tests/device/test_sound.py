@@ -100,6 +100,17 @@ def test_the_tracker_raises_one_event_per_sustained_sound_with_hysteresis():
         SoundTracker(["a"], smoothing_s=1.0, threshold_on=0.3, threshold_off=0.5)
 
 
+def test_the_other_class_wins_like_any_class_but_raises_no_event():
+    from device.sound import OTHER
+    st = SoundTracker(["dog", OTHER, "alarm"], smoothing_s=1.0, threshold_on=0.5,
+                      threshold_off=0.3)
+    events, t = [], 0.0
+    for p in [[0.1, 0.9, 0.0]] * 6 + [[0.9, 0.1, 0.0]] * 3 + [[0.2, 0.8, 0.0]] * 4:
+        t += 0.5                              # speech/music, then a dog, then speech again
+        events += st.update(t, p)
+    assert [(e["label"], e["t_audio_s"]) for e in events] == [("dog", 3.5)]   # its first run
+
+
 # ----------------------------------------------------------------------------- the pipeline
 @pytest.fixture(scope="module")
 def sound_model(tmp_path_factory):
@@ -144,7 +155,7 @@ def test_digital_silence_runs_no_model(sound_model):
 def test_a_missing_model_warns_once_and_the_pipeline_runs(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="hopwise.stages.classifier"):
         pipe = _pipe(f"stages.sounds.model={tmp_path / 'none_int8.tflite'}")
-    assert "no sound classifier" in caplog.text and "make train-classifiers" in caplog.text
+    assert "no sound classifier" in caplog.text and "make train export" in caplog.text
     assert not [e for e in pipe.push(np.ones(16000, np.float32) * 0.1) if e["type"] == "sound"]
     pipe.close()
     from device.config import ConfigError

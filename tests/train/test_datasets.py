@@ -10,7 +10,7 @@ import soundfile as sf
 from train.datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, crop_to_loudest,
                             load_background_noise, load_esc50, load_speech_commands,
                             load_urbansound8k, load_vocal_percussion, load_wake_words)
-from train.splits import esc50_split, speech_commands_split, split_by_group
+from train.splits import esc50_split, group_folds, speech_commands_split, split_by_group
 
 CORRUPT_ALEXA = ("126", "229", "272", "273")
 
@@ -164,6 +164,24 @@ def test_split_by_group_is_deterministic_disjoint_and_close_to_fractions():
         split_by_group(clips, (0.8, 0.3, 0.1))
     with pytest.warns(UserWarning, match="some part is empty"):
         split_by_group(_fake_clips(2), (0.8, 0.1, 0.1))
+
+
+def test_group_folds_test_every_group_once_and_spread_each_class():
+    # 3 classes: 7, 5 and 2 source recordings of 1-3 clips each (an ESC-50 part in miniature).
+    clips = [Clip(np.zeros(4, np.float32), 16000, label, f"{label}{g}")
+             for label, n in (("dog", 7), ("rain", 5), ("cow", 2)) for g in range(n)
+             for _ in range(1 + g % 3)]
+    a = group_folds(clips, 5, seed=1)
+    assert a == group_folds(list(reversed(clips)), 5, seed=1)      # order-free, seeded
+    assert a != group_folds(clips, 5, seed=2)
+    assert set(a) == {c.group for c in clips} and set(a.values()) <= {1, 2, 3, 4, 5}
+    for label, n in (("dog", 7), ("rain", 5)):                      # >= 5 groups: every fold
+        assert {a[f"{label}{g}"] for g in range(n)} == {1, 2, 3, 4, 5}
+    assert len({a["cow0"], a["cow1"]}) == 2                          # 2 groups: two folds
+    sizes = [sum(1 for c in clips if a[c.group] == k) for k in range(1, 6)]
+    assert max(sizes) - min(sizes) <= 3 and sum(sizes) == len(clips)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        group_folds(clips, 1)
 
 
 def test_corrupt_file_in_a_generated_tree_is_named_and_skipped(tmp_path):
