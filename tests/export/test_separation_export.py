@@ -188,6 +188,10 @@ def test_the_separator_stage_feeds_the_keyword_frontend_in_a_pipeline(exported):
     x16 = resample(np.concatenate([easy_sources(s).sum(0) for s in (3, 4, 5)]), 8000, 16000)
     pipe.push(x16)
     assert separator.stream.chunks_run >= 4 and frontend.frames_total > 100
+    # its status: the delay (a 20-frame chunk + the window + worker_ms) and nothing passed
+    info = separator.describe()
+    assert info["delay_ms"] == pytest.approx((20 * 64 + 256) / 8 + 40)
+    assert info["chunks_passed"] == 0 and info["chunks_run"] == separator.stream.chunks_run
     pipe.close()
     # the stage's output is the offline separation of the same (resampled) audio, delayed
     stage = type(separator)("sep2", dict(cfg.section("stages.separator")), cfg, 16000, 0.01)
