@@ -105,10 +105,17 @@ def main(argv=None) -> int:
         sep.chunk_masks(chunk)
         t.append(time.perf_counter() - t0)
     # the control: builtin sum over a range runs in C without checking for a GIL request
-    n = 1_000_000
-    t0 = time.perf_counter()
-    sum(range(n))
-    measure.sum_n = max(1000, int(n * float(np.median(t)) / (time.perf_counter() - t0)))
+    n = 1000
+    while True:   # doubled until one call lasts an invoke (the median of 3 timings)
+        times = []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            sum(range(n))
+            times.append(time.perf_counter() - t0)
+        if np.median(times) >= float(np.median(t)):
+            break
+        n *= 2
+    measure.sum_n = n
     out = {"model": str(sep.model.path), "backend": sep.model.backend,
            "invoke_ms_median": round(float(np.median(t)) * 1e3, 3),
            "switch_interval_ms": sys.getswitchinterval() * 1e3,
