@@ -8,8 +8,9 @@ needs; the PNG is drawn where matplotlib is installed. What it measures, pinned 
 (`one_core`):
 
 * the profile's whole pipeline (``[pipeline] stages``, built as ``run`` builds it, shedding off)
-  on ``bench.audio_s`` of synthetic audio (`scripted_tones`), as fast as it runs
-  (`measure_pipeline`): the real-time factor by CPU time (``process_time``: CPU seconds per
+  on ``bench.audio_s`` of synthetic audio (`scripted_tones`), as fast as it runs, or paced in
+  real time with ``bench.realtime = true`` (what a stage with a worker thread needs: the idle
+  time between hops; `measure_pipeline`): the real-time factor by CPU time (``process_time``: CPU seconds per
   second of audio) and by wall clock, the peak resident memory (VmHWM), and for every stage and
   model p50/p99 per invocation from the pipeline's own timing (`device.budget.HopBudget`);
 * per event, ``bench.event_calls`` calls of each sink's ``send`` with nothing on the other end
@@ -162,7 +163,10 @@ def measure_pipeline(cfg, seconds: float, model: str | Path | None = None) -> di
     """
     from .pipeline import Pipeline
     pipe = Pipeline.from_config(cfg, model=model, shedding=False)
-    source = SyntheticSource(scripted_tones(seconds), duration_s=seconds, rate=pipe.rate)
+    # bench.realtime: the audio arrives at its own pace, as from a microphone, so a stage's
+    # worker thread has the idle time between hops that it has on the device
+    source = SyntheticSource(scripted_tones(seconds), duration_s=seconds, rate=pipe.rate,
+                             realtime=bool(cfg["bench.realtime"]))
     try:
         with one_core() as cpu:
             t0, c0 = time.perf_counter(), time.process_time()
@@ -487,7 +491,9 @@ def build_report(cfg, model: str | Path | None = None, command: str | None = Non
         "machine": {**_machine(), "load_average": list(loadavg) if loadavg else None},
         "hop_ms": hop_ms, "hop_budget_ms": float(cfg["runtime.hop_budget_ms"]),
         "audio": {"seconds": audio_s, "what": "synthetic tones over noise "
-                  "(device.bench.scripted_tones), processed as fast as the pipeline runs"},
+                  "(device.bench.scripted_tones), " + (
+                      "paced in real time (bench.realtime)" if cfg["bench.realtime"]
+                      else "processed as fast as the pipeline runs")},
         "pipeline": {"stages": run["stage_list"], "rtf_cpu": run["rtf_cpu"], "rtf_wall": run["rtf"],
                      "cpu_s": run["cpu_s"], "wall_s": run["wall_s"], "cpu": run["cpu"],
                      "budget_use": run["budget_use"], "hops": run["hop"]["n"],

@@ -19,6 +19,9 @@ same audio (tests/device/test_separation.py states the tolerance)::
 """
 from __future__ import annotations
 
+import logging
+import os
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +30,8 @@ from .frontend import STFTConfig, STFTStream, _edge_pad, _stft_window, istft, lo
 
 __all__ = ["chunk_log_magnitude", "softmax_masks", "Separator", "StreamingISTFT",
            "SeparatorStream", "source_index"]
+
+log = logging.getLogger("hopwise.separator")
 
 
 def chunk_log_magnitude(spectrum: np.ndarray, chunk_frames: int,
@@ -186,10 +191,22 @@ class SeparatorStream:
     """Streaming separation: push 8 kHz audio, get one source back at a fixed delay.
 
     Frames from `device.frontend.STFTStream` are collected into chunks of the model's
-    ``chunk_frames``; each full chunk is masked and overlap-added (`StreamingISTFT`). What
-    comes out is exactly what `Separator.separate` gives for the same audio, delayed: ``push``
-    returns as many samples as went in, the first ``delay_samples`` of them zeros (the output
-    before the first chunk is complete), so a consumer downstream sees a steady stream.
+    ``chunk_frames``; each full chunk is masked and overlap-added (`StreamingISTFT`), a frame at
+    a time as the output needs it. What comes out is exactly what `Separator.separate` gives
+    for the same audio, delayed: ``push`` returns as many samples as went in, the first
+    ``delay_samples`` of them zeros (the output before the first chunk is complete), so a
+    consumer downstream sees a steady stream.
+
+    In the foreground (``background=False``) the push that completes a chunk runs the model:
+    that call's whole cost (a few ms to tens of ms) lands on one hop in ``chunk_frames *
+    hop / pipeline hop`` (80 at the defaults). In the background the chunk goes to a worker
+    thread (LiteRT's ``invoke`` releases the GIL: benchmarks/separator_worker.py measures it)
+    and its separated frames are due ``worker_ms`` later, which the delay adds: the hop path
+    only queues a chunk and takes its result. A worker that has not finished by then is
+    *behind*: with ``when_behind="pass"`` that chunk's mixture passes through unseparated (the
+    mask 1, so the overlap-add stays seamless), counted in ``chunks_passed`` and logged; with
+    ``"wait"`` the push waits for the worker (identical output, the spike back on that hop:
+    for offline use and tests that push faster than real time).
 
     Parameters
     ----------
@@ -198,56 +215,106 @@ class SeparatorStream:
     keep : str or int
         The source to pass on (a label of the model's sources, e.g. ``"speech"``, or an index).
     background : bool
-        Run each chunk's model call on a worker thread (the interpreter releases the GIL), so
-        the hop that completes a chunk does not pay for it; the output comes one chunk later.
-        Same samples either way. Call `close` when done.
+        Run each chunk's model call on a worker thread. Call `close` when done.
+    worker_ms : float
+        Background only: how long after a chunk is complete its output is due, the time the
+        worker has for it (0 < worker_ms <= the chunk's duration, so at most one chunk is out
+        at a time). More is safer against a busy core, and is as much more delay.
+    when_behind : {"pass", "wait"}
+        Background only: a chunk the worker has not finished when due passes through
+        unseparated ("pass": the stream keeps real time) or is waited for ("wait").
+    worker_nice : int
+        Background only: the worker thread's nice value increment (Linux; 0: the hop thread's
+        priority). A positive value lets a hop thread that shares the worker's core preempt it.
     """
 
-    def __init__(self, separator: Separator, keep: str | int = 0, background: bool = False):
+    WHEN_BEHIND = ("pass", "wait")
+
+    def __init__(self, separator: Separator, keep: str | int = 0, background: bool = False,
+                 worker_ms: float = 200.0, when_behind: str = "pass", worker_nice: int = 0):
         self.separator = separator
         self.cfg = separator.stft_cfg
         self.keep = source_index(separator.labels, keep)
         self.chunk_frames = separator.chunk_frames
         self.background = bool(background)
-        # The longest wait of a sample for its output: a whole chunk of frames, plus the window
-        # its last frame needs (the stream's leading edge padding is inside that window); in
-        # the background, one chunk more, the time the worker has for a chunk's masks.
+        if when_behind not in self.WHEN_BEHIND:
+            raise ValueError(f"when_behind={when_behind!r}: use one of {self.WHEN_BEHIND} "
+                             f"(stages.<name>.when_behind)")
+        self.when_behind = when_behind
         chunk_samples = self.chunk_frames * self.cfg.hop_length
-        self.delay_samples = chunk_samples * (2 if self.background else 1) + self.cfg.window_length
+        chunk_ms = chunk_samples * 1000.0 / self.cfg.sample_rate
+        self.worker_samples = 0
+        if self.background:
+            self.worker_samples = int(round(float(worker_ms) * self.cfg.sample_rate / 1000.0))
+            if not 0 < self.worker_samples <= chunk_samples:
+                raise ValueError(f"worker_ms={worker_ms} must be above 0 and at most a chunk "
+                                 f"({chunk_ms:g} ms), so one chunk at most is with the worker "
+                                 f"(stages.<name>.worker_ms)")
+        # The longest wait of a sample for its output: a whole chunk of frames, plus the window
+        # its last frame needs (the stream's leading edge padding is inside that window), plus
+        # in the background the worker's time for the chunk.
+        self.delay_samples = chunk_samples + self.cfg.window_length + self.worker_samples
+        self.worker_nice = int(worker_nice)
         self._executor = None
         if self.background:
             from concurrent.futures import ThreadPoolExecutor
-            self._executor = ThreadPoolExecutor(1, thread_name_prefix="hopwise-separator")
+            self._executor = ThreadPoolExecutor(1, thread_name_prefix="hopwise-separator",
+                                                initializer=self._lower_priority)
         self._future = None
+        self.chunks_passed = 0
         self.reset()
 
+    def _lower_priority(self) -> None:
+        """The worker thread's nice increment (Linux threads each have their own)."""
+        if self.worker_nice and hasattr(os, "setpriority"):
+            try:
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(),
+                               os.getpriority(os.PRIO_PROCESS, 0) + self.worker_nice)
+            except OSError as exc:   # e.g. a container that forbids it: the worker still runs
+                log.warning("separator worker: nice +%d not applied (%s)", self.worker_nice, exc)
+
     def reset(self) -> None:
-        """Start over (after a gap in the audio)."""
+        """Start over (after a gap in the audio). A chunk with the worker is abandoned (its
+        result is dropped; nothing waits for it)."""
         if self._future is not None:
-            self._future[1].result()   # let the worker finish; its chunk is dropped
+            self._future[2].cancel()
             self._future = None
         self._stft = STFTStream(self.cfg)
         self._istft = StreamingISTFT(self.cfg)
-        self._frames = np.zeros((0, self.cfg.n_bins), np.complex64)
-        self._ready = np.zeros(0, np.float32)      # separated, not yet handed out
+        self._frames = np.zeros((0, self.cfg.n_bins), np.complex64)   # not yet a whole chunk
+        self._masked = np.zeros((0, self.cfg.n_bins), np.complex64)   # separated, not yet audio
+        self._ready = np.zeros(0, np.float32)      # audio, not yet handed out
         self._owed = self.delay_samples            # zeros still to hand out first
         self.chunks_run = 0
 
     def close(self) -> None:
         """Stop the background worker (if any)."""
         if self._executor is not None:
-            self._executor.shutdown(wait=True)
+            self._executor.shutdown(wait=True, cancel_futures=True)
             self._executor = None
 
-    def _masks(self, chunk: np.ndarray) -> np.ndarray:
-        return self.separator.chunk_masks(
+    def _separate(self, chunk: np.ndarray) -> np.ndarray:
+        """A chunk's complex frames -> the kept source's masked frames (the worker's job)."""
+        masks = self.separator.chunk_masks(
             chunk_log_magnitude(chunk, self.chunk_frames, self.cfg)[0])
+        return (chunk * masks[..., self.keep]).astype(np.complex64)
 
-    def _collect(self) -> np.ndarray:
-        """The background chunk's separated samples (waits for the worker if it is not done)."""
-        chunk, future = self._future
+    def _settle(self) -> None:
+        """The chunk with the worker is due: take its frames, wait for them ("wait"), or pass
+        its mixture through ("pass") when the worker is behind."""
+        index, chunk, future = self._future
         self._future = None
-        return self._istft.push(chunk * future.result()[..., self.keep])
+        if future.done() or self.when_behind == "wait":
+            masked = future.result()   # a worker's exception is raised here, in the stage
+        else:
+            future.cancel()            # if it has not started: the worker catches up sooner
+            masked = chunk
+            self.chunks_passed += 1
+            if self.chunks_passed == 1 or self.chunks_passed % 100 == 0:
+                log.warning("separator worker behind: chunk %d passed through unseparated "
+                            "(%d so far); raise worker_ms or use a smaller variant",
+                            index, self.chunks_passed)
+        self._masked = np.concatenate([self._masked, masked])
 
     def push(self, samples: np.ndarray) -> np.ndarray:
         """Mono audio at 8 kHz in; as many samples of the kept source out."""
@@ -255,27 +322,37 @@ class SeparatorStream:
         frames = self._stft.push(samples)
         if len(frames):
             self._frames = np.concatenate([self._frames, frames])
-        parts = [self._ready]
         while len(self._frames) >= self.chunk_frames:
             chunk, self._frames = (self._frames[: self.chunk_frames],
                                    self._frames[self.chunk_frames:])
+            if self._future is not None:
+                self._settle()   # a push of more than worker_ms of audio: its deadline is past
             if self._executor is not None:
-                if self._future is not None:
-                    parts.append(self._collect())
-                self._future = (chunk, self._executor.submit(self._masks, chunk))
+                self._future = (self.chunks_run, chunk,
+                                self._executor.submit(self._separate, chunk))
             else:
-                parts.append(self._istft.push(chunk * self._masks(chunk)[..., self.keep]))
+                self._masked = np.concatenate([self._masked, self._separate(chunk)])
             self.chunks_run += 1
-        ready = np.concatenate(parts) if len(parts) > 1 else self._ready
         lead = min(self._owed, n_in)
-        if len(ready) < n_in - lead and self._future is not None:
-            # Not reached at a steady rate (the delay leaves the worker a whole chunk's time);
-            # a caller pushing far more than a chunk at once waits here instead.
-            ready = np.concatenate([ready, self._collect()])
-        out = np.zeros(n_in, np.float32)
         self._owed -= lead
-        take = min(n_in - lead, len(ready))
+        need = n_in - lead
+        hop = self.cfg.hop_length
+        parts, have = [self._ready], len(self._ready)
+        while have < need:
+            if len(self._masked):
+                # just the frames this push hands out: the overlap-add spread over the hops
+                k = max(1, -(-(need - have) // hop))
+                done = self._istft.push(self._masked[:k])
+                self._masked = self._masked[k:]
+                parts.append(done)
+                have += len(done)
+            elif self._future is not None:
+                self._settle()   # the worker's chunk is due now
+            else:
+                break   # not reached: the delay covers the longest wait (see __init__)
+        ready = np.concatenate(parts) if len(parts) > 1 else self._ready
+        out = np.zeros(n_in, np.float32)
+        take = min(need, len(ready))
         out[lead: lead + take] = ready[:take]
         self._ready = ready[take:]
-        # take == n_in - lead always: the delay covers the longest wait (see __init__)
         return out

@@ -104,7 +104,9 @@ def export_variant(cfg: Config, variant: str, path: Path, quantization: str) -> 
              "params": int(info["params"]), "size_bytes": path.stat().st_size,
              "chunk_frames": chunk, "attractors": attractors.tolist(),
              "train_info": {k: info.get(k) for k in ("epochs_run", "best_epoch", "seconds",
-                                                     "best_val_loss", "train_mixtures")}}
+                                                     "best_val_loss", "train_mixtures")},
+             # magnitude pruning (train.separation, prune_from): the share of zero weights
+             "sparsity": info.get("sparsity"), "pruned_from": info.get("pruned_from")}
 
     def manifest(more=None):
         write_manifest(path, name="separation", kind="separation", frontend=frontend,

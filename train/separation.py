@@ -57,7 +57,8 @@ from train.features import Normalizer  # noqa: E402
 __all__ = ["MODEL", "Variant", "variants", "run_files", "SourceSpectra", "source_spectra",
            "draw_chunks", "ideal_masks", "build_embedding", "build_training_model",
            "build_inference_model", "danet_loss", "fixed_attractors", "embed", "kmeans_masks",
-           "fixed_masks", "train_variant", "load_trained", "main"]
+           "fixed_masks", "train_variant", "load_trained", "magnitude_masks", "sparsity_of",
+           "main"]
 
 log = logging.getLogger("train.separation")
 
@@ -85,6 +86,13 @@ class Variant:
     embedding_dim : int
         K: the embedding's dimension per bin. The dense layer to ``n_bins * K`` outputs is the
         largest layer of the small variants.
+    prune_from : str
+        Magnitude pruning: the trained variant (same sizes) this one starts from ("" for none).
+    sparsity : float
+        With ``prune_from``: the share of each weight matrix (LSTM kernels, recurrent kernels,
+        the embedding dense layer) set to zero, the smallest by magnitude, kept at zero through
+        ``model.separation.prune_epochs`` of fine-tuning. Zeros save no time in LiteRT's dense
+        int8/float kernels; they compress (README, separation table).
     """
 
     name: str
@@ -92,13 +100,53 @@ class Variant:
     units: int
     bidirectional: bool
     embedding_dim: int
+    prune_from: str = ""
+    sparsity: float = 0.0
 
 
 def variants(cfg: Config) -> dict[str, Variant]:
     """Every ``[model.separation.variants]`` entry as a `Variant`."""
-    return {name: Variant(name, int(v["layers"]), int(v["units"]), bool(v["bidirectional"]),
-                          int(v["embedding_dim"]))
-            for name, v in cfg["model.separation.variants"].items()}
+    out = {name: Variant(name, int(v["layers"]), int(v["units"]), bool(v["bidirectional"]),
+                         int(v["embedding_dim"]), str(v.get("prune_from", "")),
+                         float(v.get("sparsity", 0.0)))
+           for name, v in cfg["model.separation.variants"].items()}
+    for v in out.values():
+        if not v.prune_from:
+            continue
+        parent = out.get(v.prune_from)
+        if parent is None or parent.prune_from or (parent.layers, parent.units,
+                                                   parent.bidirectional, parent.embedding_dim) \
+                != (v.layers, v.units, v.bidirectional, v.embedding_dim):
+            raise ValueError(f"model.separation.variants.{v.name}: prune_from = "
+                             f"{v.prune_from!r} must name an unpruned variant of the same sizes")
+        if not 0.0 <= v.sparsity < 1.0:
+            raise ValueError(f"model.separation.variants.{v.name}: sparsity {v.sparsity} must "
+                             f"be in [0, 1) (the share of weights set to zero; 0: the "
+                             f"fine-tune alone, the control)")
+    return out
+
+
+def magnitude_masks(model, sparsity: float) -> dict:
+    """``{variable path: 0/1 mask}`` keeping the largest ``1 - sparsity`` of each weight matrix
+    (every LSTM kernel and recurrent kernel, the embedding dense kernel) by magnitude; biases
+    and the attractor-free rest are kept whole."""
+    masks = {}
+    for var in model.trainable_variables:
+        if len(var.shape) != 2:
+            continue   # biases
+        w = np.abs(np.asarray(var))
+        k = int(round(sparsity * w.size))
+        if k == 0:
+            continue
+        threshold = np.partition(w.reshape(-1), k - 1)[k - 1]
+        masks[var.path] = (w > threshold).astype(np.float32)
+    return masks
+
+
+def sparsity_of(model) -> float:
+    """The share of exact zeros over the weight matrices (what `magnitude_masks` prunes)."""
+    mats = [np.asarray(v) for v in model.trainable_variables if len(v.shape) == 2]
+    return float(sum((m == 0).sum() for m in mats) / max(1, sum(m.size for m in mats)))
 
 
 def run_files(cfg: Config, variant: str) -> loop.RunFiles:
@@ -383,7 +431,7 @@ def _settings(cfg: Config) -> dict:
     s = cfg.section("model.separation")
     return {k: s[k] for k in ("chunk_frames", "silence_db", "epochs", "patience",
                               "steps_per_epoch", "batch_size", "learning_rate", "source_gain_db",
-                              "validation_chunks")}
+                              "validation_chunks", "prune_epochs", "prune_learning_rate")}
 
 
 def train_variant(cfg: Config, train: SourceSpectra, validation: SourceSpectra, variant: Variant,
@@ -418,8 +466,29 @@ def train_variant(cfg: Config, train: SourceSpectra, validation: SourceSpectra, 
     steps, batch, epochs = int(s["steps_per_epoch"]), int(s["batch_size"]), int(s["epochs"])
     seq = loop.epoch_sequence(draw, steps, batch, packed_norm, seed + 3, channel_axis=False)
     model = build_training_model(variant, n_bins, n_sources, chunk)
-    model.compile(optimizer=loop.cosine_adam(float(s["learning_rate"]), steps * epochs),
+    learning_rate = float(s["learning_rate"])
+    if variant.prune_from:
+        # Magnitude pruning: the parent's weights (same normaliser: same seed, same crops),
+        # the smallest zeroed, then a short fine-tune in which the optimiser re-applies the
+        # masks after every step (Keras 3 applies a variable's constraint after each update).
+        parent, _, _ = loop.load_run(run_files(cfg, variant.prune_from),
+                                     f"python -m train.separation --variant {variant.prune_from}")
+        model.set_weights(parent.get_weights())
+        masks = magnitude_masks(model, variant.sparsity)
+        for var in model.trainable_variables:
+            if var.path in masks:
+                mask = masks[var.path]
+                var.assign(np.asarray(var) * mask)
+                var.constraint = lambda w, m=mask: w * m
+        epochs = int(s["prune_epochs"])
+        learning_rate = float(s["prune_learning_rate"])
+        log.info("%s: %.0f %% of %s's weight matrices pruned by magnitude; fine-tuning %d x %d "
+                 "steps", variant.name, 100 * sparsity_of(model), variant.prune_from, epochs,
+                 steps)
+    model.compile(optimizer=loop.cosine_adam(learning_rate, steps * epochs),
                   loss={"masks": danet_loss})
+    if variant.prune_from:   # the loss before any fine-tuning: what pruning alone cost
+        pruned_val_loss = float(model.evaluate(*validation_data, verbose=0, batch_size=batch))
     fitted = loop.fit(model, seq, validation_data, epochs=epochs, patience=int(s["patience"]),
                       checkpoint=files.checkpoint, verbose=verbose)
     embedding = embedding_of(model)
@@ -433,6 +502,9 @@ def train_variant(cfg: Config, train: SourceSpectra, validation: SourceSpectra, 
             "validation_mixtures": len(validation.spectra), "settings": s,
             "sources": list(cfg["model.separation.sources"]),
             "best_val_loss": float(min(fitted.history["val_loss"]))}
+    if variant.prune_from:
+        info.update(sparsity=sparsity_of(model), pruned_from=variant.prune_from,
+                    val_loss_pruned_before_fine_tune=pruned_val_loss)
     loop.save_run(files, fitted.history, info)
     paths = BuildPaths(cfg)
     loop.plot_history(fitted.history, paths.report(f"separation_{paths.profile}_{variant.name}"

@@ -116,6 +116,19 @@ def test_without_matplotlib_json_and_markdown_only(run, tmp_path, monkeypatch, c
     assert "matplotlib is not installed" in caplog.text
 
 
+def test_bench_realtime_paces_the_audio(tone_model, tmp_path):
+    """bench.realtime: the pipeline waits for its audio as from a microphone (what a stage's
+    worker thread needs to be measured fairly), so the wall clock runs with the audio."""
+    sets = [f"project.build_dir='{tmp_path / 'build'}'", "bench.realtime=true",
+            _install_model(tone_model, tmp_path / "build")]
+    cfg = load_config("default", sets)
+    fast = bench.measure_pipeline(load_config("default", sets[:1] + sets[2:]), 1.0)
+    paced = bench.measure_pipeline(cfg, 1.0)
+    assert paced["audio_s"] == pytest.approx(1.0)
+    assert paced["wall_s"] >= 0.9 > fast["wall_s"]
+    assert paced["stages"].keys() == fast["stages"].keys()
+
+
 def test_accuracy_comes_from_the_newest_evaluation(tmp_path):
     cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'"])
     manifest = {"_path": "m.json", "variant": "mt60j", "created_utc": "2026-01-01T00:00:00+00:00",

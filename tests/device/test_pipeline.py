@@ -463,7 +463,14 @@ def test_a_stalled_capture_is_reported_and_reopened(tone_model):
 @register_stage("test_passthrough_separator")
 class PassthroughSeparator(Stage):
     """Test stage in the separator's place: 8 kHz audio out (a real separator would mask it),
-    so the keyword frontend behind it reads ``audio.separated`` and resamples 8 -> 16 kHz."""
+    so the keyword frontend behind it reads ``audio.separated`` and resamples 8 -> 16 kHz.
+    It takes the real separator's keys (the profile's ``[stages.separator]`` sets them) and
+    uses none of them."""
+
+    from device.stages.separator import SeparatorStage as _Real
+    PARAMS = {**Stage.PARAMS, **{k: Param("unused here", None) for k in _Real.PARAMS
+                                 if k not in Stage.PARAMS}}
+    del _Real
 
     def __init__(self, name, params, cfg, rate, hop_s):
         super().__init__(name, params, cfg, rate, hop_s)

@@ -79,17 +79,96 @@ def test_streaming_separation_matches_offline_within_tolerance(exported, block, 
     sep = Separator.from_config(cfg)
     x = np.concatenate([easy_sources(s).sum(0) for s in (11, 12)])   # 1.2 s
     offline = sep.separate(x)[0]
-    stream = SeparatorStream(sep, keep="speech", background=background)
+    # "wait": pushed faster than real time, the worker must not be skipped here
+    stream = SeparatorStream(sep, keep="speech", background=background, worker_ms=40.0,
+                             when_behind="wait")
     out = np.concatenate([stream.push(x[i:i + block]) for i in range(0, len(x), block)])
     stream.close()
     assert len(out) == len(x)
     d = stream.delay_samples
+    assert d == 20 * 64 + 256 + (320 if background else 0)
     assert np.all(out[:d - stream.cfg.window_length] == 0)   # nothing before the first chunk
     # every sample of a complete chunk has come out: compare those
     n = stream.chunks_run * sep.chunk_frames * stream.cfg.hop_length - 192
     n = min(n, len(x) - d)
     assert n > 0.5 * len(x) - d
     np.testing.assert_allclose(out[d:d + n], offline[:n], atol=STREAM_ATOL)
+    assert stream.chunks_passed == 0
+
+
+def test_the_worker_gives_the_foreground_samples_delayed_by_worker_ms(exported):
+    cfg, _, _ = exported
+    x = np.concatenate([easy_sources(s).sum(0) for s in (13, 14)])
+    outs = {}
+    for background in (False, True):
+        stream = SeparatorStream(Separator.from_config(cfg), keep="speech",
+                                 background=background, worker_ms=40.0, when_behind="wait")
+        outs[background] = np.concatenate([stream.push(x[i:i + 80])
+                                           for i in range(0, len(x), 80)])
+        stream.close()
+    shift = 320   # 40 ms at 8 kHz
+    assert np.abs(outs[False]).max() > 0.01
+    # the same arithmetic on another thread: the same samples, bit for bit, 40 ms later
+    np.testing.assert_array_equal(outs[True][shift:], outs[False][:-shift])
+
+
+def test_a_late_worker_passes_its_chunk_through_unseparated_counted_and_logged(exported,
+                                                                               caplog):
+    import threading
+    cfg, _, _ = exported
+    sep = Separator.from_config(cfg)
+    x = np.concatenate([easy_sources(s).sum(0) for s in (15, 16)])   # 1.2 s, 7 chunks of 1280
+    offline = sep.separate(x)[0]
+    # A test double for a busy core: the real model, but its second chunk's call blocks until
+    # the test lets it go (nothing else here can make LiteRT slow on demand).
+    gate, entered, calls, real = threading.Event(), threading.Event(), [], sep.chunk_masks
+
+    def gated(chunk):
+        calls.append(1)
+        if len(calls) == 2:
+            entered.set()
+            gate.wait(10)
+        return real(chunk)
+
+    sep.chunk_masks = gated
+    # Pushed faster than real time, so "wait" for every chunk but the gated one: only that
+    # chunk is late, whatever the load on this machine.
+    stream = SeparatorStream(sep, keep="speech", background=True, worker_ms=40.0,
+                             when_behind="wait")
+    out = []
+    with caplog.at_level("WARNING", logger="hopwise.separator"):
+        for i in range(0, len(x), 80):
+            out.append(stream.push(x[i:i + 80]))
+            if stream.chunks_run == 2 and not gate.is_set() and stream.when_behind == "wait":
+                # chunk 1 was just handed over, its deadline 4 pushes away
+                assert entered.wait(10)        # the worker is stuck in it
+                stream.when_behind = "pass"
+            if stream.chunks_passed and not gate.is_set():
+                gate.set()
+                stream.when_behind = "wait"
+    stream.close()
+    out = np.concatenate(out)
+    assert stream.chunks_passed == 1
+    assert any("chunk 1 passed through unseparated" in r.getMessage() for r in caplog.records)
+    d, chunk, win = stream.delay_samples, 1280, 256
+    est = out[d:]
+    # chunk 0 separated; chunk 1 (its interior: no frame of another chunk overlaps) is the
+    # mixture itself; chunks 2.. separated again
+    sl0, sl1, sl2 = slice(0, chunk - win), slice(chunk + win, 2 * chunk - win), \
+        slice(2 * chunk + win, 4 * chunk)
+    np.testing.assert_allclose(est[sl0], offline[sl0], atol=STREAM_ATOL)
+    np.testing.assert_allclose(est[sl1], x[sl1], atol=1e-5)
+    assert np.abs(offline[sl1] - x[sl1]).max() > 0.01   # (separation would have changed it)
+    np.testing.assert_allclose(est[sl2], offline[sl2], atol=STREAM_ATOL)
+
+
+def test_worker_settings_are_checked(exported):
+    cfg, _, _ = exported
+    sep = Separator.from_config(cfg)
+    with pytest.raises(ValueError, match="worker_ms"):
+        SeparatorStream(sep, background=True, worker_ms=500.0)   # more than the 160 ms chunk
+    with pytest.raises(ValueError, match="when_behind"):
+        SeparatorStream(sep, when_behind="skip")
 
 
 def test_the_separator_stage_feeds_the_keyword_frontend_in_a_pipeline(exported):
@@ -99,13 +178,20 @@ def test_the_separator_stage_feeds_the_keyword_frontend_in_a_pipeline(exported):
     cfg, _, _ = exported
     cfg = load_config("separated", [f"project.build_dir='{cfg.build_dir}'",
                                     *[f"{k}" for k in _tiny_overrides()],
-                                    "stages.separator.background=true"])
+                                    "stages.separator.background=true",
+                                    "stages.separator.worker_ms=40",
+                                    # pushed faster than real time: wait for the worker
+                                    "stages.separator.when_behind=wait"])
     pipe = Pipeline.from_config(cfg, stage_names=["separator", "frontend"], keep_events=True)
     separator, frontend = pipe.stages
     assert frontend.describe()["consumes"] == ["audio.separated"]
     x16 = resample(np.concatenate([easy_sources(s).sum(0) for s in (3, 4, 5)]), 8000, 16000)
     pipe.push(x16)
     assert separator.stream.chunks_run >= 4 and frontend.frames_total > 100
+    # its status: the delay (a 20-frame chunk + the window + worker_ms) and nothing passed
+    info = separator.describe()
+    assert info["delay_ms"] == pytest.approx((20 * 64 + 256) / 8 + 40)
+    assert info["chunks_passed"] == 0 and info["chunks_run"] == separator.stream.chunks_run
     pipe.close()
     # the stage's output is the offline separation of the same (resampled) audio, delayed
     stage = type(separator)("sep2", dict(cfg.section("stages.separator")), cfg, 16000, 0.01)

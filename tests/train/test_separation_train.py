@@ -68,3 +68,41 @@ def test_softmax_masks_sum_to_one_over_sources():
     m = softmax_masks(rng.standard_normal((5, 7, 3)), rng.standard_normal((2, 3)))
     assert m.shape == (5, 7, 2)
     np.testing.assert_allclose(m.sum(-1), 1.0, atol=1e-6)
+
+
+def test_magnitude_pruning_keeps_the_zeros_through_fine_tuning(trained):
+    """A pruned variant (prune_from + sparsity) starts from its trained parent's weights with
+    the smallest zeroed, and the fine-tune keeps them at zero."""
+    from device.config import load_config
+    from train import separation as tsep
+    from tests.export.tiny_separation import OVERRIDES
+    cfg, parent = trained
+    pruned = "blstm128_p50"   # the profile's entry, resized to the tiny parent's shape
+    cfg = load_config("default", [f"project.build_dir='{cfg.build_dir}'", *OVERRIDES,
+                                  f"model.separation.variants.{pruned}.prune_from=lstm32",
+                                  f"model.separation.variants.{pruned}.units=8",
+                                  f"model.separation.variants.{pruned}.bidirectional=false",
+                                  f"model.separation.variants.{pruned}.embedding_dim=4",
+                                  "model.separation.prune_epochs=2"])
+    variant = tsep.variants(cfg)[pruned]
+    scfg = STFTConfig.from_config(cfg, "separation")
+    result = tsep.train_variant(cfg, tsep.source_spectra(easy_mixtures(12, 100), scfg),
+                                tsep.source_spectra(easy_mixtures(4, 900), scfg), variant,
+                                verbose=0)
+    embedding, _, _, info = tsep.load_trained(cfg, pruned)
+    assert info["pruned_from"] == "lstm32" and len(result.history["loss"]) == 2
+    # the saved (best) weights: half of every weight matrix exactly zero
+    for w in embedding.get_weights():
+        if w.ndim == 2:
+            assert abs(np.mean(w == 0) - 0.5) < 0.01, w.shape
+    assert abs(tsep.sparsity_of(embedding) - 0.5) < 0.01
+    # the fine-tune recovers from the cut (or the cut cost nothing): no worse than just pruned
+    assert min(result.history["val_loss"]) <= info["val_loss_pruned_before_fine_tune"] + 1e-6
+
+
+def test_a_pruned_variant_must_name_an_unpruned_parent_of_its_size():
+    from device.config import load_config
+    from train import separation as tsep
+    cfg = load_config("default", ["model.separation.variants.blstm128_p50.units=64"])
+    with pytest.raises(ValueError, match="prune_from"):
+        tsep.variants(cfg)
