@@ -196,3 +196,15 @@ def test_the_other_class_comes_from_the_other_esc50_classes_and_the_corpus(tmp_p
     again, _ = load_clips(cfg, "cnn", esc50_folder)                # seeded
     assert all(np.array_equal(a.frames, b.frames) for a, b in zip(other,
                                                                     [c for c in again if c.label == OTHER]))
+
+
+def test_make_train_goes_on_without_the_sound_data(tmp_path, capsys):
+    """`make train` trains the deployed classifier; a real profile whose ESC-50 is not here must
+    not stop the main job (the stage then runs without sound events), while asking for one model
+    by name still fails."""
+    from train.classifiers import main
+    sets = ["--profile", "real", "--set", f"project.build_dir={tmp_path}",
+            "--set", f"data.real.esc50={tmp_path / 'no_esc50'}"]
+    assert main(["deployed", "--quiet", *sets]) == 0
+    assert "no sound classifier trained" in capsys.readouterr().err
+    assert main(["resnet", "--quiet", *sets]) == 2
