@@ -162,28 +162,9 @@ def pipeline_beats(cfg, folder: str | Path | None, model_path: str | Path) -> di
 
 def plot_confusion(metrics: dict, path: Path, title: str) -> Path:
     """The confusion matrix of ``metrics`` (`train.esn.frame_metrics`) as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    conf = np.asarray(metrics["confusion"], float)
-    labels = metrics["labels"]
-    share = conf / np.maximum(conf.sum(1, keepdims=True), 1)
-    fig, ax = plt.subplots(figsize=(4.6, 4.2))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(labels)), labels, rotation=45, ha="right")
-    ax.set_yticks(range(len(labels)), labels)
-    for (i, j), v in np.ndenumerate(conf):
-        if v:
-            ax.text(j, i, int(v), ha="center", va="center", fontsize=8,
-                    color="white" if share[i, j] > 0.5 else "black")
-    ax.set_xlabel("predicted frame class")
-    ax.set_ylabel("true frame class")
-    ax.set_title(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
+    from train.plots import save_confusion_matrix
+    return save_confusion_matrix(metrics["labels"], metrics["confusion"], path, f"{title}: frames",
+                                 xlabel="predicted frame class", ylabel="true frame class")
 
 
 def plot_recording(cfg, model_path: str | Path, audio_path: str | Path, out: Path) -> Path:

@@ -344,32 +344,10 @@ def write_cv_summary(cfg: Config, model: str, variant: str | None, reports: Sequ
 
 
 def plot_confusion(labels: Sequence[str], confusion, path: Path, title: str) -> Path:
-    """A confusion matrix (rows: truth, shaded by share of the row; counts written when there
-    are at most 12 classes) as a PNG."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    cm = np.asarray(confusion, np.float64)
-    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
-    n = len(labels)
-    size = max(5.0, 0.22 * n + 3)
-    fig, ax = plt.subplots(figsize=(size, size))
-    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(n), labels, rotation=90, fontsize=7 if n > 12 else 9)
-    ax.set_yticks(range(n), labels, fontsize=7 if n > 12 else 9)
-    if n <= 12:
-        for i in range(n):
-            for j in range(n):
-                if cm[i, j]:
-                    ax.text(j, i, int(cm[i, j]), ha="center", va="center", fontsize=8)
-    ax.set_xlabel("predicted (probability vote)")
-    ax.set_ylabel("true")
-    ax.set_title(f"{title}: {int(cm.sum())} clips, accuracy "
-                 f"{100 * np.trace(cm) / max(cm.sum(), 1):.1f} %", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    """A clip confusion matrix (probability vote) as a PNG (`train.plots.save_confusion_matrix`)."""
+    from .plots import save_confusion_matrix
+    return save_confusion_matrix(labels, confusion, path, f"{title}: clips",
+                                 xlabel="predicted (probability vote)")
 
 
 def _segments(clips: Sequence[SoundClip], spec: SegmentSpec, index: dict[str, int]):

@@ -1,4 +1,5 @@
-"""Spectrogram grids: a quick look at whether the classes of a corpus really differ."""
+"""Figures a person would rather look at than read: spectrogram grids (do the classes of a corpus
+really differ?) and confusion matrices (which classes does a model mix up?)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +9,7 @@ import numpy as np
 
 from device.frontend import LogMelConfig, log_mel
 
-__all__ = ["save_spectrogram_grid"]
+__all__ = ["save_spectrogram_grid", "save_confusion_matrix"]
 
 
 def save_spectrogram_grid(clips_by_class: Mapping[str, Sequence[np.ndarray]],
@@ -69,5 +70,48 @@ def save_spectrogram_grid(clips_by_class: Mapping[str, Sequence[np.ndarray]],
                      f"{frontend_cfg.fmin_hz:g}-{frontend_cfg.fmax_hz:g} Hz)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=80)
+    plt.close(fig)
+    return path
+
+
+def save_confusion_matrix(labels: Sequence[str], confusion, path, title: str,
+                          xlabel: str = "predicted", ylabel: str = "true",
+                          max_counts: int = 12) -> Path:
+    """Save a confusion matrix as a PNG: rows are the truth, shaded by their share of the row
+    (so a rare class is as readable as a common one), counts written in the cells when there are
+    at most ``max_counts`` classes. The title gets the total and the accuracy appended.
+
+    Returns
+    -------
+    Path
+        Where the PNG went (folders are created).
+    """
+    import matplotlib
+    matplotlib.use("Agg")  # no display on the Pi or in CI
+    import matplotlib.pyplot as plt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    cm = np.asarray(confusion, np.float64)
+    share = cm / np.maximum(cm.sum(1, keepdims=True), 1)
+    n = len(labels)
+    size = max(4.6, 0.22 * n + 3)
+    small = n > max_counts
+    fig, ax = plt.subplots(figsize=(size, size))
+    ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+    ax.set_xticks(range(n), labels, rotation=90 if small else 45, ha="center" if small else "right",
+                  fontsize=7 if small else 9)
+    ax.set_yticks(range(n), labels, fontsize=7 if small else 9)
+    if not small:
+        for (i, j), v in np.ndenumerate(cm):
+            if v:
+                ax.text(j, i, int(v), ha="center", va="center", fontsize=8,
+                        color="white" if share[i, j] > 0.5 else "black")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(f"{title}: {int(cm.sum())}\naccuracy {100 * np.trace(cm) / max(cm.sum(), 1):.1f} %",
+                 fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
