@@ -182,6 +182,7 @@ class MqttSink(Sink):
         # entry nobody claims must not outlive paho's mid counter (it wraps at 65535), or a
         # later row that gets the same mid would be deleted without the broker's ack.
         self._early: dict[int, float] = {}
+        self._undeleted: set[int] = set()   # acked rows the queue could not delete yet (disk full)
         self._own: set[int] = set()   # mids of the sink's own presence messages (no queue row)
         self._state = "starting"      # what was last logged: "connected" or "down: <reason>"
         # When the disk queue cannot grow (state directory full, SD card failing), events wait
@@ -285,15 +286,40 @@ class MqttSink(Sink):
         self._ack(rowid)
 
     def _ack(self, rowid: int) -> None:
-        self.queue.delete(rowid)
+        """The broker has the row: delete it from the queue. Runs on paho's network thread, so a
+        failing delete (a full state disk refuses even that) must not raise there, which would
+        end the network loop: the row is remembered and the worker deletes it later (the cursor
+        is past it, so it is not sent again)."""
         self.acked += 1
+        try:
+            self.queue.delete(rowid)
+        except sqlite3.OperationalError as exc:
+            with self._lock:
+                first = not self._undeleted
+                self._undeleted.add(rowid)
+            if first:
+                log.warning("mqtt: cannot delete delivered events from the queue (%s); retrying "
+                            "as the state disk frees up", exc)
         self._wake.set()
+
+    def _retry_deletes(self) -> None:
+        with self._lock:
+            rows, self._undeleted = self._undeleted, set()
+        for i, rowid in enumerate(sorted(rows)):
+            try:
+                self.queue.delete(rowid)
+            except sqlite3.OperationalError:
+                with self._lock:
+                    self._undeleted.update(sorted(rows)[i:])
+                return
 
     # ------------------------------------------------------------------ worker
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(0.2)
             self._wake.clear()
+            if self._undeleted:
+                self._retry_deletes()
             if self._memory:
                 self._drain_memory()
             if not self._connected.is_set():
