@@ -147,7 +147,8 @@ def test_state_lives_in_the_model_and_resets_to_silence(exported):
 
 
 class _Tap:
-    """Built lazily (device.stages imports the registry): records ``posteriors.keyword``."""
+    """Built lazily (device.stages imports the registry): records ``posteriors.keyword`` and,
+    with it, the feature window the model stage read on that hop."""
 
     @staticmethod
     def make(cfg, pipe):
@@ -158,13 +159,15 @@ class _Tap:
 
             def __init__(self):
                 super().__init__("tap", {}, cfg, pipe.rate, pipe.hop_s)
-                self.consumes = ("posteriors.keyword",)
+                self.consumes = ("posteriors.keyword", "features.keyword")
                 self.records = []
+                self.windows = []
 
             def process(self, ctx):
                 if "posteriors.keyword" in ctx.fresh:
                     t, p = ctx.data["posteriors.keyword"]
                     self.records.append((t, np.array(p, np.float32)))
+                    self.windows.append(np.array(ctx.data["features.keyword"], np.float32))
         return Tap()
 
 
@@ -220,30 +223,49 @@ def test_block_processing_gives_the_same_events_at_the_same_times(exported, shar
                                np.stack([p for _, p in hop_tap.records]), atol=1e-6)
 
 
+def _replay(model, windows, rebuild_at=(0,)):
+    """A fresh streaming model's keyword outputs over the windows the stage read: the state
+    rebuilt from the window (`run_window`: silence, then its frames) at the calls in
+    ``rebuild_at``, else carried on with the newest stride of frames."""
+    out = []
+    for i, window in enumerate(windows):
+        if i in rebuild_at:
+            out.append(model.run_window(window[-96:])["keyword"])
+        else:
+            out.append(model.run(window[-model.frames:])["keyword"])
+    return out
+
+
 def test_a_gap_or_skipped_calls_rebuild_the_state_from_the_window(exported):
     cfg, _, path, _ = exported
     pipe, tap = _pipeline(cfg, path)
     stage = next(s for s in pipe.stages if s.name == "multitask")
-    frontend = next(s for s in pipe.stages if s.name == "frontend")
-    rng = np.random.default_rng(4)
-    pipe.push((0.1 * rng.standard_normal(16000 * 2)).astype(np.float32))
-    # What a rebuilt state answers: silence, then the window's frames (`run_window`).
-    def rebuilt_after(push):
-        pipe.push(push)
-        window = frontend.window.copy()
-        return tap.records[-1][1], window
-    stage.on_gap()
-    got, window = rebuilt_after((0.1 * rng.standard_normal(640)).astype(np.float32))
     fresh = TFLiteModel(path, frontend=cfg.section("frontend.keyword"))
-    expected = fresh.run_window(window[-96:])["keyword"]
-    np.testing.assert_array_equal(got, expected)
-    # Without the gap the state would carry on: a different answer (so the check can fail).
-    pipe.push((0.1 * rng.standard_normal(640)).astype(np.float32))
-    carried, window = tap.records[-1][1], frontend.window.copy()
-    assert not np.array_equal(carried, fresh.run_window(window[-96:])["keyword"])
-    # A stage shed for a while (calls skipped) resyncs the same way.
+    rng = np.random.default_rng(4)
+
+    def noise(scale, n):
+        return (scale * rng.standard_normal(n)).astype(np.float32)
+
+    def outputs(start):
+        return [p for _, p in tap.records[start:]]
+
+    # Loud, then an overrun gap, then quiet: the state carried from the loud audio differs from
+    # one rebuilt from the window, so a stage that ignored the gap would answer otherwise.
+    pipe.push(noise(0.5, 16000 * 2))
+    before = len(tap.records)
+    np.testing.assert_array_equal(outputs(0), _replay(fresh, tap.windows))   # the replay is exact
+    stage.on_gap()
+    pipe.push(noise(0.003, 16000))
+    rebuilt = _replay(fresh, tap.windows, rebuild_at=(0, before))
+    carried = _replay(fresh, tap.windows)
+    np.testing.assert_array_equal(outputs(before), rebuilt[before:])
+    assert any(not np.array_equal(a, b) for a, b in zip(rebuilt[before:], carried[before:])), \
+        "a carried state answers as a rebuilt one here: the check above could not fail"
+    # A stage shed for a while (calls skipped) resyncs the same way on its next call.
     pipe.budget.shed.add("multitask")
-    pipe.push((0.1 * rng.standard_normal(1600)).astype(np.float32))
+    pipe.push(noise(0.5, 1600))
     pipe.budget.shed.discard("multitask")
-    got, window = rebuilt_after((0.1 * rng.standard_normal(640)).astype(np.float32))
-    np.testing.assert_array_equal(got, fresh.run_window(window[-96:])["keyword"])
+    resumed = len(tap.records)
+    pipe.push(noise(0.003, 3200))
+    replay = _replay(fresh, tap.windows, rebuild_at=(0, before, resumed))
+    np.testing.assert_array_equal(outputs(resumed), replay[resumed:])
