@@ -88,12 +88,12 @@ train: corpus
 
 export: setup
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
+	$(PY) -m export.streaming --warn-on-failure --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.classifiers --if-trained --profile $(PROFILE) $(SETARGS)
 
-# The streaming keyword model (issue #16): a profile switch, not the default, so not in `make export`:
-# its int8 conversion can fail on a trained model ("tfl.concatenation ... same scale constraint",
-# seen on the 2026-12-03 default build), which must not stop the main job.
+# The streaming keyword model alone (issue #16), failing loudly: `make export` runs it with
+# --warn-on-failure (one warning line, the reference stays), so the main job never stops on it.
 export-streaming: setup
 	$(PY) -m export.streaming --profile $(PROFILE) $(SETARGS)
 

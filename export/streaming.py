@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,8 @@ from export.convert import int8_manifest_fields  # noqa: E402
 log = logging.getLogger("export.streaming")
 
 __all__ = ["LayerPlan", "plan_layer", "FoldedTrunk", "fold_trunk", "StreamingTrunk",
-           "convert_streaming_int8", "stream_features", "export_streaming", "warmup_calls"]
+           "convert_streaming_int8", "stream_features", "export_streaming", "warmup_calls",
+           "check_agreement"]
 
 # The trunk's time decimation: stem stride 2, first block stride 2.
 TIME_DECIMATION = 4
@@ -482,6 +484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_profile_arguments(parser)
     parser.add_argument("--variant", default=None, choices=mt.VARIANT_NAMES,
                         help="the variant (default: the deployed one)")
+    parser.add_argument("--warn-on-failure", action="store_true",
+                        help="a failed conversion or check is one warning line and exit 0 (what "
+                             "`make export` runs: the reference model is already exported and "
+                             "the main job must not stop); a stale streaming model is removed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     configure_threads()
@@ -490,10 +496,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.variant or mt.deployed_variant(cfg)
     frames_per_hop = 1  # the keyword frontend's hop is the pipeline's (checked by the stage)
     new_frames = int(cfg["model.multitask_stream.stride_hops"]) * frames_per_hop
-    summary = export_streaming(cfg, name, paths.deployed_model(f"{mt.MODEL}_stream"),
-                               paths.deployed_model(mt.MODEL), new_frames)
+    path = paths.deployed_model(f"{mt.MODEL}_stream")
+    try:
+        summary = export_streaming(cfg, name, path, paths.deployed_model(mt.MODEL), new_frames)
+        check_agreement(summary, float(cfg["model.multitask_stream.min_agreement"]))
+    except Exception as exc:  # noqa: BLE001 - any failure: the reference stays, say it in one line
+        if not args.warn_on_failure:
+            raise
+        # A streaming model left from an earlier training is another network: never keep it
+        # beside a newly exported reference.
+        for stale in (path, path.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        print(f"export.streaming: WARNING: no streaming model ({type(exc).__name__}: {reason}); "
+              f"the profile's fallback, the reference {paths.deployed_model(mt.MODEL).name}, runs "
+              f"instead; `python -m export.streaming --profile {profile_tag(cfg)}` shows the whole "
+              f"error", file=sys.stderr)
+        return 0
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def check_agreement(summary: dict, min_agreement: float) -> None:
+    """Refuse a streaming model whose int8 keyword argmax agrees with the reference's on fewer
+    than ``min_agreement`` of the calibration streams' calls (`export_streaming`'s check)."""
+    check = summary.get("vs_reference")
+    if check is None:
+        return
+    got = float(check["keyword"]["argmax_agreement"])
+    if got < min_agreement:
+        raise ValueError(f"the streaming model's keyword argmax agrees with the reference's on "
+                         f"{100 * got:.1f} % of calls, below model.multitask_stream.min_agreement "
+                         f"= {100 * min_agreement:.0f} %")
 
 
 if __name__ == "__main__":
