@@ -187,7 +187,8 @@ def measure_pipeline(cfg, seconds: float, model: str | Path | None = None) -> di
             "stage_list": [s.name for s in pipe.stages],
             "stage_info": [{"name": s.name, "type": s.type_name,
                             "kind": "model" if s in models else "stage",
-                            "stride_hops": s.stride_hops} for s in pipe.stages],
+                            "stride_hops": s.stride_hops,
+                            "left_out": s.name in pipe.left_out} for s in pipe.stages],
             "models": [model_info(s) for s in models],
         }
     finally:
@@ -461,7 +462,8 @@ def build_report(cfg, model: str | Path | None = None, command: str | None = Non
     for info in run["stage_info"]:
         st = run["stages"][info["name"]]
         stages.append(_row(info["name"], info["kind"], st, st["n"] / audio_s, hop_ms,
-                           type=info["type"], stride_hops=info["stride_hops"]))
+                           type=info["type"], stride_hops=info["stride_hops"],
+                           **({"left_out": True} if info.get("left_out") else {})))
     stages.append(_row("whole hop", "hop", run["hop"], run["hop"]["n"] / audio_s, hop_ms,
                        type="pipeline", stride_hops=1))
     # How often each sink is called: the events the run emitted (the serial link takes only
@@ -538,6 +540,10 @@ def markdown(report: Mapping) -> str:
         "| load (share of every hop) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["stages"]:
+        if r.get("left_out"):
+            lines.append(f"| {r['name']} | {r['type']} | left out of the hop loop: its model is "
+                         f"missing, or no running stage reads what it computes |||||||")
+            continue
         lines.append(f"| {r['name']} | {r['type']} | {r['runs']} | {r['invocations_per_s']:g} | "
                      f"{r['p50_ms']:.4f} | {r['p99_ms']:.4f} | {_pct(r['share_p50'])} | "
                      f"{_pct(r['share_p99'])} | {_pct(r['load'])} |")
@@ -606,7 +612,8 @@ def plot(report: Mapping, path: Path) -> bool:
         return False
     matplotlib.use("Agg")
     plt = importlib.import_module("matplotlib.pyplot")
-    rows = [r for r in (*report["stages"], *report["per_event"]) if "skipped" not in r]
+    rows = [r for r in (*report["stages"], *report["per_event"])
+            if "skipped" not in r and not r.get("left_out")]
     names = [r["name"] for r in rows][::-1]
     p50 = np.array([r["share_p50"] for r in rows][::-1]) * 100
     p99 = np.array([r["share_p99"] for r in rows][::-1]) * 100

@@ -125,6 +125,10 @@ class ClassifierStage(Stage):
         self.model_runs += len(segs)
         return total / len(segs)
 
+    def idle(self) -> bool:
+        """No model (``if_missing = "warn"``): nothing to do, nor for its frontend."""
+        return self.model is None
+
     def process(self, ctx: HopContext) -> None:
         if self.model is None:
             return

@@ -63,6 +63,8 @@ class TFLiteModelStage(Stage):
         Permit the ``tensorflow.lite`` interpreter fallback (host experiments only, never the Pi).
     """
 
+    raises_events = False
+
     PARAMS = {**Stage.PARAMS,
               "stride_hops": Param("run every n-th hop; must equal the manifest's stride_hops "
                                    "(default: it)", None),

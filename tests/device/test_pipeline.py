@@ -109,6 +109,45 @@ def test_run_in_blocks_gives_the_events_and_timings_of_hop_by_hop(tone_model, re
 
 
 @pytest.mark.timeout(60)
+def test_the_hop_loop_leaves_out_what_has_nothing_to_do(tone_model, recording, tmp_path):
+    """The default stages with no ESN and no sound classifier built: they and the classifiers'
+    log-mel (read by nothing else) stay out of the hop loop; the decisions run on the model's
+    hops only. The events are those of decisions run every hop with every stage in the loop."""
+    default_stages = ('pipeline.stages=["frontend", "multitask", "keywords", "scenes", "esn", '
+                      '"sound_frontend", "sounds"]')
+    nothing = [f"stages.esn.model={tmp_path / 'no_esn.npz'}",
+               f"stages.sounds.model={tmp_path / 'no_classifier.tflite'}"]
+
+    def replay(*sets):
+        pipe = Pipeline.from_config(make_cfg(tone_model, default_stages, *nothing, *sets),
+                                    keep_events=True, shedding=False)
+        status = pipe.run(FileSource(recording, rate=16000, realtime=False))
+        return pipe, status, [(e["type"], e["label"], e["confidence"], e["t_audio_s"])
+                              for e in pipe.events if e["type"] != "status"]
+
+    lean, lean_status, lean_events = replay()
+    every, every_status, every_events = replay("stages.keywords.stride_hops=1",
+                                               "stages.scenes.stride_hops=1")
+    assert len(lean_events) >= 6 and lean_events == every_events
+    assert set(lean.left_out) == {"esn", "sound_frontend", "sounds"}
+    assert lean_status["stages"]["sound_frontend"]["n"] == 0
+    model_calls = lean_status["stages"]["multitask"]["n"]
+    assert lean_status["stages"]["keywords"]["n"] == model_calls == lean.hops // 10
+    assert every_status["stages"]["keywords"]["n"] == every.hops
+    # A stage that reads the classifiers' features keeps their log-mel in the loop.
+    from device.stages import Stage
+
+    class Reader(Stage):
+        consumes = ("features.classifier",)
+
+        def process(self, ctx):
+            pass
+    reader = Reader("reader", {}, lean.stages[0].cfg, lean.rate, lean.hop_s)
+    kept = Pipeline([*lean.stages, reader], lean.settings)
+    assert set(kept.left_out) == {"esn", "sounds"}
+
+
+@pytest.mark.timeout(60)
 def test_detect_cli_prints_events_as_json_lines(tone_model, recording):
     out = subprocess.run([PY, "-m", "device", "detect", str(recording), "--model", str(tone_model),
                           *sum((["--set", o] for o in FAST), [])],
