@@ -430,11 +430,13 @@ def check_models(cfg, model: str | Path | None = None) -> None:
     """Every model the pipeline will load exists, or a `FileNotFoundError` that says to build
     it (before anything is measured)."""
     from .stages import stage_class
-    from .stages.model import TFLiteModelStage
+    from .stages.model import TFLiteModelStage, model_path
     for name in cfg["pipeline.stages"]:
         if not issubclass(stage_class(cfg, name), TFLiteModelStage):
             continue
-        path = resolve_build_path(cfg, model or (cfg.get(f"stages.{name}", {}) or {}).get("model", ""))
+        section = cfg.get(f"stages.{name}", {}) or {}
+        path = (resolve_build_path(cfg, model) if model else
+                model_path(cfg, section.get("model", ""), section.get("fallback"), name))
         if not path.is_file():
             raise FileNotFoundError(f"no model at {path} for stage {name!r}: run `make train "
                                     f"export` first (or pass --model PATH)")

@@ -146,12 +146,18 @@ class HopwiseEngine(Engine):
         self.default_setting = self.own_threshold
 
     def describe(self) -> dict:
-        from device.paths import BuildPaths
         d = super().describe()
         d.update(profile=str(self.cfg.name), wake_word=self.wake_word,
-                 model=str(self.model or BuildPaths(self.cfg).deployed_model("multitask")),
+                 model=str(self.model or self.profile_model()),
                  smoothing_ms=self.smoothing_ms, profile_threshold=self.own_threshold)
         return d
+
+    def profile_model(self):
+        """The model the profile's pipeline runs (``stages.multitask``: its model, or its
+        fallback when that is missing), when no model was given."""
+        from device.stages.model import model_path
+        section = self.cfg.section("stages.multitask")
+        return model_path(self.cfg, section["model"], section.get("fallback"))
 
     def run(self, stream: Stream) -> EngineRun:
         from device.audio_source import ArraySource

@@ -15,7 +15,7 @@ import pytest
 from device.audio_source import FileSource, SyntheticSource, Tone
 from device.manifest import ManifestError
 from device.pipeline import Pipeline
-from device.config import ConfigError
+from device.config import ConfigError, load_config
 from device.stages import STAGE_TYPES, Param, Stage, build_stage, register_stage
 from helpers import PY, REPO, SCRIPT, SCRIPT_S, WORD_S, WAKE_HZ, device_env, make_cfg
 
@@ -227,6 +227,37 @@ class SlowStage(Stage):
         self.calls += 1
         if self.slow:
             time.sleep(self.delay_s)
+
+
+def test_a_missing_model_runs_its_fallback_with_a_warning(tone_model, tmp_path, caplog):
+    """The default profile runs the streaming model with the reference as its fallback: when
+    `make export` could not build the streaming one, the reference runs, and the log says so."""
+    build = tmp_path / "build"
+    (build / "export").mkdir(parents=True)
+    for suffix in (".tflite", ".json"):   # the reference, where the profile's fallback names it
+        (build / "export" / tone_model.with_suffix(suffix).name).write_bytes(
+            tone_model.with_suffix(suffix).read_bytes())
+    profile = tmp_path / "streaming.toml"   # model and fallback side by side, as in default.toml
+    profile.write_text(f"""extends = "default"
+[project]
+build_dir = "{build}"
+[pipeline]
+stages = ["frontend", "multitask", "keywords", "scenes"]
+[stages.multitask]
+model = "export/not_exported_stream_int8.tflite"
+fallback = "export/{tone_model.name}"
+""")
+    cfg = load_config(profile)
+    with caplog.at_level("WARNING", logger="hopwise.stages.model"):
+        pipe = Pipeline.from_config(cfg)
+    stage = next(s for s in pipe.stages if s.name == "multitask")
+    assert stage.model.path == build / "export" / tone_model.name
+    assert any("no model at" in r.message and "fallback" in r.message for r in caplog.records)
+    # A model the user names is never swapped for the fallback: a typo is an error.
+    with pytest.raises(ManifestError, match="is missing"):
+        Pipeline.from_config(cfg.with_overrides([f"stages.multitask.model={tmp_path / 'typo.tflite'}"]))
+    with pytest.raises(ManifestError, match="is missing"):
+        Pipeline.from_config(cfg, model=tmp_path / "typo.tflite")
 
 
 def test_unknown_stage_type_names_the_known_ones(tone_model):
