@@ -68,7 +68,11 @@ class Engine:
         from device.pipeline import Pipeline
         cfg = self.cfg.with_overrides(self.sets)
         pipe = Pipeline.from_config(cfg, shedding=False)
-        source = FileSource(path, rate=RATE) if self.from_file else ArraySource(samples, RATE)
+        # Handed over as a capture ring buffer is read when the pipeline is behind it (what
+        # `SoundDeviceSource.read_hops` takes): pipeline.block_hops hops per read.
+        block_ms = float(cfg["pipeline.hop_ms"]) * int(cfg["pipeline.block_hops"])
+        source = (FileSource(path, rate=RATE) if self.from_file
+                  else ArraySource(samples, RATE, block_ms=block_ms))
         c0 = time.process_time()
         pipe.run(source)
         cpu = time.process_time() - c0
@@ -89,8 +93,11 @@ def _porcupine_cpu(samples: np.ndarray, keyword: str) -> float:
         handle.delete()
 
 
-def hopwise_engines(cfg, models: Sequence[str], from_file: bool = False) -> list[Engine]:
-    """For each model: the whole profile pipeline and the keyword path alone."""
+def hopwise_engines(cfg, models: Sequence[str], from_file: bool = False,
+                    hop_by_hop: bool = False) -> list[Engine]:
+    """For each model: the whole profile pipeline and the keyword path alone; with
+    ``hop_by_hop`` both again one hop per read (``pipeline.block_hops=1``: a real-time device
+    whose capture hands over every 10 ms block as it comes, so no block ever forms)."""
     keyword_path = "pipeline.stages=[" + ", ".join(f'"{s}"' for s in KEYWORD_PATH) + "]"
     out = []
     for model in models:
@@ -98,6 +105,10 @@ def hopwise_engines(cfg, models: Sequence[str], from_file: bool = False) -> list
         base = [f"stages.multitask.model={model}"]
         out.append(Engine(f"whole pipeline, {tag}", base, cfg))
         out.append(Engine(f"keyword path, {tag}", [*base, keyword_path], cfg))
+        if hop_by_hop:
+            one = "pipeline.block_hops=1"
+            out.append(Engine(f"whole pipeline, {tag}, hop by hop", [*base, one], cfg))
+            out.append(Engine(f"keyword path, {tag}, hop by hop", [*base, keyword_path, one], cfg))
         if from_file:
             out.append(Engine(f"whole pipeline, {tag}, from the file", base, cfg, from_file=True))
     return out
@@ -145,8 +156,9 @@ def markdown(report: dict) -> str:
         lines.append(f"| {r['name']} | {c['median']:.5f} ({c['min']:.5f}) | {rt} |")
     lines += ["", "Whole pipeline: the profile's `pipeline.stages`; keyword path: "
               + " → ".join(KEYWORD_PATH) + ". hopwise runs `Pipeline.run` over an `ArraySource` "
-              "(the `detect` path without the file reader), no shedding; Porcupine 1.9.5 "
-              "`process` on 512-sample frames, sensitivity 0.5.", ""]
+              "(the `detect` path without the file reader) read `pipeline.block_hops` hops at a "
+              "time (hop by hop: one), no shedding; Porcupine 1.9.5 `process` on 512-sample "
+              "frames, sensitivity 0.5.", ""]
     return "\n".join(lines)
 
 
@@ -183,6 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--no-porcupine", action="store_true", help="hopwise engines only")
     parser.add_argument("--from-file", action="store_true",
                         help="also run each whole pipeline from the file (decoding included)")
+    parser.add_argument("--hop-by-hop", action="store_true",
+                        help="also run each pipeline one hop per read (pipeline.block_hops=1), "
+                             "as a real-time device with 10 ms capture blocks does")
     parser.add_argument("--out", type=Path, default=None,
                         help="report path stem (default build/reports/<profile>/cpu_vs_porcupine)")
     args = parser.parse_args(argv)
@@ -204,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "export/multitask_stream_int8.tflite")
                             if (paths.root / m).exists()]
     engines = [] if args.no_porcupine else [Engine("Porcupine 1.9.5", None, cfg)]
-    engines += hopwise_engines(cfg, models, args.from_file)
+    engines += hopwise_engines(cfg, models, args.from_file, args.hop_by_hop)
     report = {"format": "hopwise-cpu", "profile": profile_tag(cfg),
               "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "stream": str(stream), "offset_s": args.offset_s, "models": models,

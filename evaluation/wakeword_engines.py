@@ -165,7 +165,10 @@ class HopwiseEngine(Engine):
         built = Pipeline.from_config(self.cfg, model=self.model, shedding=False)
         tap = _PosteriorTap(self.cfg, built.rate, built.hop_s)
         pipe = Pipeline(built.stages + [tap], built.settings, keep_events=True)
-        source = ArraySource(load_int16(stream.path), rate=pipe.rate)   # decoded, as the peers
+        # Decoded beforehand, as the peers get it, and read pipeline.block_hops hops at a time
+        # (what `detect` reads from a file; `evaluation.cpu` reads the same way).
+        source = ArraySource(load_int16(stream.path), rate=pipe.rate,
+                             block_ms=pipe.settings.hop_ms * pipe.block_hops)
         c0, w0 = time.process_time(), time.perf_counter()
         status = pipe.run(source)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0
