@@ -46,7 +46,8 @@ def test_every_engine_is_timed_each_round_and_compared_in_its_round(tone_model, 
     rows = {r["name"]: r for r in report["engines"]}
     name = tone_model.name
     assert {f"whole pipeline, {name}", f"keyword path, {name}",
-            f"whole pipeline, {name}, from the file", f"keyword path, {name}, hop by hop"} <= set(rows)
+            f"whole pipeline, {name}, from the file",
+            f"keyword path, {name}, hop by hop"} <= set(rows)
     assert report["audio_s"] == pytest.approx(4.0)
     for r in rows.values():
         c = r["cpu_per_audio_s"]
@@ -75,7 +76,8 @@ def test_the_pipeline_hears_the_same_from_memory_as_from_the_file(tone_model, st
     def events(source):
         pipe = Pipeline.from_config(cfg, keep_events=True, shedding=False)
         pipe.run(source)
-        return [(e["type"], e["label"], e["t_audio_s"]) for e in pipe.events if e["type"] != "status"]
+        return [(e["type"], e["label"], e["t_audio_s"]) for e in pipe.events
+                if e["type"] != "status"]
 
     from_file = events(FileSource(stream, rate=16000))
     assert ("wake", "computer") in [(t, l) for t, l, _ in from_file]
