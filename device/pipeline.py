@@ -193,7 +193,7 @@ class Pipeline:
             running = [s for s in running if s not in unread]
         self.left_out = [s.name for s in self.stages if s not in running]
         if self.left_out:
-            log.info("stages with nothing to do, left out of the hop loop: %s",
+            log.debug("stages with nothing to do, left out of the hop loop: %s",
                      ", ".join(self.left_out))
         producers = {stream: s for s in running for stream in s.emits}
         for stage in running:
