@@ -176,18 +176,23 @@ class Pipeline:
         loop's own Python, per stage and hop, was as much as the stages' work).
 
         * Left out: an idle stage (`Stage.idle`: its model is missing), and a stage that raises
-          no events and whose streams no remaining stage reads (the sound classifiers' log-mel
-          when no classifier is built). They stay in ``self.stages`` (status, `on_gap`, `close`).
+          no events and whose every reader is left out (the sound classifiers' log-mel when no
+          classifier is built). They stay in ``self.stages`` (status, `on_gap`, `close`).
         * A stage that works only on hops where its input is fresh (`Stage.follows_input`: the
           decisions) runs on its producer's hops (stride and phase) instead of every hop: the
           same calls that did anything, without the ones that returned at once (unless its
           section sets ``stride_hops`` itself).
         * ``self._due[h % period]``: the (stage, timings) pairs due on hop ``h``, computed once.
         """
+        # Only a producer whose every reader is out goes out with them: one that no stage reads
+        # at all stays (a program may read its stream from `Pipeline.data`).
+        readers = {s.name: [r for r in self.stages
+                            if set(r.consumes + r.reads_when_loaded) & set(s.emits)]
+                   for s in self.stages}
         running = [s for s in self.stages if not s.idle()]
         while True:
-            read = {stream for s in running for stream in s.consumes}
-            unread = [s for s in running if not s.raises_events and not read & set(s.emits)]
+            unread = [s for s in running if not s.raises_events and readers[s.name]
+                      and not any(r in running for r in readers[s.name])]
             if not unread:
                 break
             running = [s for s in running if s not in unread]

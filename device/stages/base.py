@@ -135,6 +135,9 @@ class Stage:
     # True for a stage that does work only on hops where its one input stream is fresh (the
     # decisions): the pipeline runs it on its producer's hops instead of every hop.
     follows_input = False
+    # The streams an idle stage (see `idle`) would read once loaded, when it then declares no
+    # `consumes` (so the wiring check does not ask for them): their producers go out with it.
+    reads_when_loaded: tuple[str, ...] = ()
     PARAMS: dict[str, Param] = {
         "type": Param("the stage type, a name in device.stages.STAGE_TYPES (default: the "
                       "section's name)", None),

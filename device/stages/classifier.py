@@ -80,6 +80,7 @@ class ClassifierStage(Stage):
                         "`make train-classifiers export-classifiers` or remove %r from "
                         "pipeline.stages", name, self.path, name)
             self.consumes = ()        # nothing to read: the stage needs no feature stream
+            self.reads_when_loaded = (self.input_key,)
             return
         from ..interpreter import TFLiteModel  # the interpreter backends load only when needed
         manifest = load_manifest(self.path)

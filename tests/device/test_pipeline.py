@@ -145,6 +145,10 @@ def test_the_hop_loop_leaves_out_what_has_nothing_to_do(tone_model, recording, t
     reader = Reader("reader", {}, lean.stages[0].cfg, lean.rate, lean.hop_s)
     kept = Pipeline([*lean.stages, reader], lean.settings)
     assert set(kept.left_out) == {"esn", "sounds"}
+    # A producer no stage reads at all stays: a program reads its stream from Pipeline.data.
+    alone = Pipeline.from_config(make_cfg(tone_model, 'pipeline.stages=["frontend"]'))
+    alone.push(np.zeros(1600, np.float32))
+    assert alone.left_out == [] and alone.data["features.keyword"].shape == (98, 40)
 
 
 @pytest.mark.timeout(60)
