@@ -191,7 +191,8 @@ def measure_pipeline(cfg, seconds: float, model: str | Path | None = None) -> di
             "stage_list": [s.name for s in pipe.stages],
             "stage_info": [{"name": s.name, "type": s.type_name,
                             "kind": "model" if s in models else "stage",
-                            "stride_hops": s.stride_hops} for s in pipe.stages],
+                            "stride_hops": s.stride_hops,
+                            "left_out": s.name in pipe.left_out} for s in pipe.stages],
             "models": [model_info(s) for s in models],
         }
     finally:
@@ -433,11 +434,13 @@ def check_models(cfg, model: str | Path | None = None) -> None:
     """Every model the pipeline will load exists, or a `FileNotFoundError` that says to build
     it (before anything is measured)."""
     from .stages import stage_class
-    from .stages.model import TFLiteModelStage
+    from .stages.model import TFLiteModelStage, model_path
     for name in cfg["pipeline.stages"]:
         if not issubclass(stage_class(cfg, name), TFLiteModelStage):
             continue
-        path = resolve_build_path(cfg, model or (cfg.get(f"stages.{name}", {}) or {}).get("model", ""))
+        section = cfg.get(f"stages.{name}", {}) or {}
+        path = (resolve_build_path(cfg, model) if model else
+                model_path(cfg, section.get("model", ""), section.get("fallback"), name))
         if not path.is_file():
             raise FileNotFoundError(f"no model at {path} for stage {name!r}: run `make train "
                                     f"export` first (or pass --model PATH)")
@@ -465,7 +468,8 @@ def build_report(cfg, model: str | Path | None = None, command: str | None = Non
     for info in run["stage_info"]:
         st = run["stages"][info["name"]]
         stages.append(_row(info["name"], info["kind"], st, st["n"] / audio_s, hop_ms,
-                           type=info["type"], stride_hops=info["stride_hops"]))
+                           type=info["type"], stride_hops=info["stride_hops"],
+                           **({"left_out": True} if info.get("left_out") else {})))
     stages.append(_row("whole hop", "hop", run["hop"], run["hop"]["n"] / audio_s, hop_ms,
                        type="pipeline", stride_hops=1))
     # How often each sink is called: the events the run emitted (the serial link takes only
@@ -544,6 +548,10 @@ def markdown(report: Mapping) -> str:
         "| load (share of every hop) |",
         "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["stages"]:
+        if r.get("left_out"):
+            lines.append(f"| {r['name']} | {r['type']} | left out of the hop loop: its model is "
+                         f"missing, or no running stage reads what it computes |||||||")
+            continue
         lines.append(f"| {r['name']} | {r['type']} | {r['runs']} | {r['invocations_per_s']:g} | "
                      f"{r['p50_ms']:.4f} | {r['p99_ms']:.4f} | {_pct(r['share_p50'])} | "
                      f"{_pct(r['share_p99'])} | {_pct(r['load'])} |")
@@ -612,7 +620,8 @@ def plot(report: Mapping, path: Path) -> bool:
         return False
     matplotlib.use("Agg")
     plt = importlib.import_module("matplotlib.pyplot")
-    rows = [r for r in (*report["stages"], *report["per_event"]) if "skipped" not in r]
+    rows = [r for r in (*report["stages"], *report["per_event"])
+            if "skipped" not in r and not r.get("left_out")]
     names = [r["name"] for r in rows][::-1]
     p50 = np.array([r["share_p50"] for r in rows][::-1]) * 100
     p99 = np.array([r["share_p99"] for r in rows][::-1]) * 100

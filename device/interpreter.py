@@ -137,6 +137,11 @@ class TFLiteModel:
         if self.input_dtype in (np.dtype(np.int8), np.dtype(np.uint8)):
             info = np.iinfo(self.input_dtype)
             self._limits = (float(info.min), float(info.max))
+            # Normalisation and quantisation folded into one multiply-add per value:
+            # q = x * a + b with a = 1 / (std * scale), b = zero - mean * a.
+            a = 1.0 / (self.norm_std.astype(np.float64) * self.in_scale)
+            self._qa = a.astype(np.float32)
+            self._qb = (self.in_zero - self.norm_mean.astype(np.float64) * a).astype(np.float32)
         self._out_plan = [(name, o["tensor"], o["dtype"] in (np.dtype(np.int8), np.dtype(np.uint8)),
                            o["zero_point"], o["scale"], o["shape"]) for name, o in self.outputs.items()]
         self.frames = self.input_shape[1] if len(self.input_shape) >= 3 else self.input_shape[-1]
@@ -193,17 +198,23 @@ class TFLiteModel:
 
     def quantize(self, features: np.ndarray) -> np.ndarray:
         """Float log-mel frames -> the model's input tensor (normalised, quantised, shaped)."""
-        # The same arithmetic, in the same order, as (x - mean) / std / scale, round, + zero,
-        # clip; with the integer limits looked up once and np.minimum/maximum for np.clip
-        # (whose argument checks cost more than the sums on a 4-frame input).
-        x = (np.asarray(features, dtype=np.float32) - self.norm_mean) / self.norm_std
+        x = np.asarray(features, dtype=np.float32)
         limits = self._limits
-        if limits is not None:
-            x = np.round(x / self.in_scale)
-            x += self.in_zero
-            np.minimum(x, limits[1], out=x)
-            np.maximum(x, limits[0], out=x)
-        return x.astype(self.input_dtype).reshape(self.input_shape)
+        if limits is None:
+            return ((x - self.norm_mean) / self.norm_std).astype(self.input_dtype).reshape(
+                self.input_shape)
+        # One multiply-add, round half to even, clip: five array operations where the
+        # normalise-then-quantise sequence took nine (12 us of a streaming call's 32 us on
+        # this host); np.minimum/maximum in place of np.clip, whose argument checks cost more
+        # than the sums on a 4-frame input. The folded constants can move a value that sits
+        # on a rounding boundary by one step; every user of the model (export checks,
+        # evaluation, the device) runs this same function.
+        y = x * self._qa
+        y += self._qb
+        np.rint(y, out=y)
+        np.minimum(y, limits[1], out=y)
+        np.maximum(y, limits[0], out=y)
+        return y.astype(self.input_dtype).reshape(self.input_shape)
 
     def run(self, features: np.ndarray) -> dict[str, np.ndarray]:
         """One invocation on ``(frames, n_mels)`` float features; float outputs by name: a

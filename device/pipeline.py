@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import math
 import threading
 import time
 from typing import Iterable, Sequence
@@ -172,10 +173,60 @@ class Pipeline:
         self.faults = StageFaults(settings.stage_failure_limit,
                                   lambda label, **kw: self._raised.append(self.emit_status(label, **kw)))
         self.block_hops = max(1, int(settings.block_hops))
+        self._schedule()
+
+    def _schedule(self) -> None:
+        """Which stages the hop loop runs, and on which hops (cProfile of a long ``detect``: the
+        loop's own Python, per stage and hop, was as much as the stages' work).
+
+        * Left out: an idle stage (`Stage.idle`: its model is missing), and a stage that raises
+          no events and whose every reader is left out (the sound classifiers' log-mel when no
+          classifier is built). They stay in ``self.stages`` (status, `on_gap`, `close`).
+        * A stage that works only on hops where its input is fresh (`Stage.follows_input`: the
+          decisions) runs on its producer's hops (stride and phase) instead of every hop: the
+          same calls that did anything, without the ones that returned at once (unless its
+          section sets ``stride_hops`` itself).
+        * ``self._due[h % period]``: the (stage, timings) pairs due on hop ``h``, computed once.
+        """
+        # Only a producer whose every reader is out goes out with them: one that no stage reads
+        # at all stays (a program may read its stream from `Pipeline.data`).
+        readers = {s.name: [r for r in self.stages
+                            if set(r.consumes + r.reads_when_loaded) & set(s.emits)]
+                   for s in self.stages}
+        running = [s for s in self.stages if not s.idle()]
+        while True:
+            unread = [s for s in running if not s.raises_events and readers[s.name]
+                      and not any(r in running for r in readers[s.name])]
+            if not unread:
+                break
+            running = [s for s in running if s not in unread]
+        self.left_out = [s.name for s in self.stages if s not in running]
+        if self.left_out:
+            log.debug("stages with nothing to do, left out of the hop loop: %s",
+                     ", ".join(self.left_out))
+        producers = {stream: s for s in running for stream in s.emits}
+        for stage in running:
+            if stage.follows_input and "stride_hops" not in stage.given and \
+                    len(stage.consumes) == 1:
+                producer = producers.get(stage.consumes[0])
+                if producer is not None and producer.stride_hops > 1:
+                    stage.set_schedule(producer.stride_hops, producer.phase)
+        period = 1
+        for stage in running:
+            period = math.lcm(period, stage.stride_hops)
+        if period > 10_000:   # unusual strides: a table that long is not worth it
+            period = 0
+        stats = self.budget.stage_stats
+        pairs = [(s, stats[s.name]) for s in running]
+        self._running = pairs
+        self._period = period
+        self._due = [tuple(p for p in pairs if h % p[0].stride_hops == p[0].phase)
+                     for h in range(period)]
         # Stages that take a block of hops at once (a `prepare_block` method, e.g. a logmel
         # on the raw audio); the others run hop by hop inside the block as before.
-        self._block_stages = [s for s in self.stages
+        self._block_stages = [s for s, _ in pairs
                               if callable(getattr(s, "prepare_block", None)) and s.block_capable()]
+        self._ctx = HopContext(0, 0.0, np.zeros(0, np.float32), self.data)
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -286,32 +337,38 @@ class Pipeline:
                              f"push() takes any length")
         self.samples_in += len(samples)
         hops = self.hops
-        ctx = HopContext(hops, self.t_audio_s, samples, self.data)
+        # One context, reset each hop (its `data` is the pipeline's own streams anyway).
+        ctx = self._ctx
+        ctx.hop_index, ctx.t_audio_s, ctx.audio = hops, self.t_audio_s, samples
+        ctx.fresh.clear()
+        ctx.events.clear()
         total = 0.0
         faults = self.faults
         shed = self.budget.shed
-        stats = self.budget.stage_stats
-        for stage in self.stages:
-            # stage.due, budget.runs and faults.runs inlined: three calls per stage per hop
-            # were a tenth of the pipeline's own time (cProfile of a long detect)
-            if hops % stage.stride_hops != stage.phase or stage.name in shed or \
-                    stage.name in faults.disabled:
+        disabled = faults.disabled
+        streak = faults.streak
+        period = self._period
+        due = self._due[hops % period] if period else \
+            [p for p in self._running if hops % p[0].stride_hops == p[0].phase]
+        perf_counter = time.perf_counter
+        for stage, stats in due:
+            if (shed and stage.name in shed) or (disabled and stage.name in disabled):
                 continue
-            t0 = time.perf_counter()
+            t0 = perf_counter()
             try:
                 stage.process(ctx)
             except Exception as exc:  # reported once, counted, acted on (device.faults)
                 self._count(f"error.{stage.name}")
                 faults.failed(stage, exc, self.hops, ctx.t_audio_s)
             else:
-                if faults.streak.get(stage.name):
+                if streak and streak.get(stage.name):
                     faults.succeeded(stage, ctx.t_audio_s)
-            dt = time.perf_counter() - t0 + stage.block_cost_s
-            stats[stage.name].add(dt)    # budget.record, without the call
+            dt = perf_counter() - t0 + stage.block_cost_s
+            stats.add(dt)    # budget.record, without the call
             total += dt
         self.budget.end_hop(total)
         self.hops += 1
-        out = [self.emit(ev) for ev in ctx.events]
+        out = [self.emit(ev) for ev in ctx.events] if ctx.events else []
         if self._raised:
             out.extend(self._raised)
             self._raised = []

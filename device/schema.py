@@ -71,6 +71,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.*.learning_rate", "(0, 10]"),
     ("model.*.dropout", "[0, 1)"),
     ("model.*.stride_hops", "[1, inf)"),
+    ("model.multitask_stream.min_agreement", "[0, 1]"),   # a share of calls
     ("model.*.label_smoothing", "[0, 1)"),
     ("model.*.keyword_share", "(0, 1)"),        # a share of the mixture's energy
     ("eval.keyword_share", "(0, 1)"),

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from device.config import add_profile_arguments, config_from_args
+from device.paths import BuildPaths
 from device.manifest import load_manifest
 
 
@@ -136,7 +137,10 @@ def compare(cfg, qdq: bool = False, repeats: int = 3) -> dict:
     """The measurement described in the module docstring, as a dict."""
     from device.selfcheck import compare_events
     from export.deploy import render_selfcheck_signal
-    tflite = cfg.build_dir / cfg["stages.multitask.model"]
+    # The non-streaming model: its float twin is the ONNX export beside it (the streaming
+    # model has none), and the pipeline runs it for this comparison whatever the profile runs.
+    tflite = BuildPaths(cfg).deployed_model("multitask")
+    cfg = cfg.with_overrides([f"stages.multitask.model={tflite}"])
     float_onnx = tflite.with_name(load_manifest(tflite)["name"] + ".onnx")   # export's name
     if not float_onnx.exists():
         raise SystemExit(f"no ONNX beside {tflite}: run `make export`")

@@ -64,14 +64,15 @@ def hopwise_engine(spec: str, base: Config, overrides: Sequence[str]) -> Hopwise
     profile, _, model = rest.lstrip(":").partition("=") if rest.startswith(":") else ("", "", rest[1:])
     cfg = base if not profile else load_config(profile, list(overrides))
     model_path = model or None
-    if model_path is None and not BuildPaths(cfg).deployed_model("multitask").exists():
+    engine_name = f"hopwise {Path(str(cfg.name)).stem}" + (f" {Path(model).stem}" if model else "")
+    engine = HopwiseEngine(cfg, model_path, name=engine_name, thresholds=THRESHOLDS,
+                           smoothing_ms=cfg["bench.wakeword.sweep_smoothing_ms"])
+    if model_path is None and not engine.profile_model().exists():
         raise FileNotFoundError(f"no exported model for profile {cfg.name}: "
-                                f"{BuildPaths(cfg).deployed_model('multitask')}; run "
+                                f"{engine.profile_model()}; run "
                                 f"`make train export PROFILE={cfg.name}` first, or give "
                                 f"--engine hopwise:{cfg.name}=MODEL.tflite")
-    b = cfg["bench.wakeword.sweep_smoothing_ms"]
-    return HopwiseEngine(cfg, model_path, name=f"hopwise {Path(str(cfg.name)).stem}",
-                         thresholds=THRESHOLDS, smoothing_ms=b)
+    return engine
 
 
 def _kind(spec: str) -> str:

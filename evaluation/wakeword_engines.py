@@ -1,8 +1,9 @@
 """The engines a wake-word benchmark compares, each behind one interface.
 
 * `HopwiseEngine`: hopwise's own pipeline, built and run exactly as ``python -m device detect``
-  builds and runs it (`device.pipeline.Pipeline.from_config` over a `device.audio_source.FileSource`,
-  no shedding). One extra stage at the end records the keyword posteriors the decision stage
+  builds and runs it (`device.pipeline.Pipeline.from_config`, `Pipeline.run`, no shedding), over
+  the stream's samples decoded beforehand (`device.audio_source.ArraySource`), as the peers get
+  them. One extra stage at the end records the keyword posteriors the decision stage
   saw, so the sensitivity sweep replays the device's own decision classes
   (`device.decisions.PosteriorSmoother` + `WakeWordTrigger`, as `KeywordDecisions` composes
   them) over those posteriors instead of running the whole pipeline once per threshold. The
@@ -18,8 +19,9 @@
 
 Peers are an optional extra of the benchmark (``make peers``), never a dependency of the product.
 Every engine is timed by process CPU time over its whole run (features, model, decisions), on
-int16 audio at 16 kHz that is already in memory (hopwise's includes reading the FLAC, as
-``detect`` does).
+int16 audio at 16 kHz that is already in memory: decoding the stream's FLAC is no engine's work
+(hopwise's figure included it until 2026-12-03; `python -m evaluation.cpu --from-file`
+shows what it adds).
 """
 from __future__ import annotations
 
@@ -144,20 +146,29 @@ class HopwiseEngine(Engine):
         self.default_setting = self.own_threshold
 
     def describe(self) -> dict:
-        from device.paths import BuildPaths
         d = super().describe()
         d.update(profile=str(self.cfg.name), wake_word=self.wake_word,
-                 model=str(self.model or BuildPaths(self.cfg).deployed_model("multitask")),
+                 model=str(self.model or self.profile_model()),
                  smoothing_ms=self.smoothing_ms, profile_threshold=self.own_threshold)
         return d
 
+    def profile_model(self):
+        """The model the profile's pipeline runs (``stages.multitask``: its model, or its
+        fallback when that is missing), when no model was given."""
+        from device.stages.model import model_path
+        section = self.cfg.section("stages.multitask")
+        return model_path(self.cfg, section["model"], section.get("fallback"))
+
     def run(self, stream: Stream) -> EngineRun:
-        from device.audio_source import FileSource
+        from device.audio_source import ArraySource
         from device.pipeline import Pipeline
         built = Pipeline.from_config(self.cfg, model=self.model, shedding=False)
         tap = _PosteriorTap(self.cfg, built.rate, built.hop_s)
         pipe = Pipeline(built.stages + [tap], built.settings, keep_events=True)
-        source = FileSource(stream.path, rate=pipe.rate)
+        # Decoded beforehand, as the peers get it, and read pipeline.block_hops hops at a time
+        # (what `detect` reads from a file; `evaluation.cpu` reads the same way).
+        source = ArraySource(load_int16(stream.path), rate=pipe.rate,
+                             block_ms=pipe.settings.hop_ms * pipe.block_hops)
         c0, w0 = time.process_time(), time.perf_counter()
         status = pipe.run(source)
         cpu, wall = time.process_time() - c0, time.perf_counter() - w0

@@ -39,6 +39,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,7 +58,8 @@ from export.convert import int8_manifest_fields  # noqa: E402
 log = logging.getLogger("export.streaming")
 
 __all__ = ["LayerPlan", "plan_layer", "FoldedTrunk", "fold_trunk", "StreamingTrunk",
-           "convert_streaming_int8", "stream_features", "export_streaming", "warmup_calls"]
+           "convert_streaming_int8", "stream_features", "export_streaming", "warmup_calls",
+           "check_agreement"]
 
 # The trunk's time decimation: stem stride 2, first block stride 2.
 TIME_DECIMATION = 4
@@ -202,14 +204,16 @@ class StreamingTrunk:
             self._vars[name] = v
             return v
 
-        p = self.plans
-        module.stem_state = var("stem_state", p["stem"].state_rows, mels[0], 1)
+        # One ring buffer per stream (the stem's input, each block's input, the pooled rows),
+        # holding the most final rows any reader of that stream needs: the block's depthwise
+        # convolution and, for a residual block, its skip connection.
+        self.keep = self.kept_rows()
+        module.stem_state = var("stem_state", self.keep["stem"], mels[0], 1)
         for i, _ in enumerate(trunk.blocks):
-            setattr(module, f"b{i}_state", var(f"b{i}_state", p[f"b{i}"].state_rows, mels[i + 1], width))
-            setattr(module, f"b{i}_delay", var(f"b{i}_delay", p[f"b{i}_delay"], mels[i + 2], width))
-        last = p[f"b{len(trunk.blocks) - 1}"]
+            setattr(module, f"b{i}_state", var(f"b{i}_state", self.keep[f"b{i}"], mels[i + 1], width))
+        last = self.plans[f"b{len(trunk.blocks) - 1}"]
         self.pool_rows = last.n_out
-        self.pool_keep = last.n_out - last.prov_out - last.new_out
+        self.pool_keep = self.keep["pool"]
         module.pool_state = var("pool_state", self.pool_keep, 1, width)
         spec = tf.TensorSpec([1, self.new_frames, trunk.n_mels, 1], tf.float32, name="log_mel")
         module.step = tf.function(self._step, input_signature=[spec])
@@ -231,20 +235,48 @@ class StreamingTrunk:
             out[f"b{i}_delay"] = pl.prov_out - prev.prov_out if b["dw"][2][0] == 1 else 0
         return out
 
-    def _conv_rows(self, state, new, prov, plan: LayerPlan, weights, depthwise: bool):
+    def kept_rows(self) -> dict:
+        """Final rows kept per stream (``stem``, ``b<i>``: a layer's input; ``pool``: the last
+        block's per-row means): the most any reader of the stream needs from earlier calls."""
+        p = self.plans
+        keep = {"stem": p["stem"].state_rows}
+        for i, _ in enumerate(self.trunk.blocks):
+            keep[f"b{i}"] = max(p[f"b{i}"].state_rows, p[f"b{i}_delay"])
+        last = p[f"b{len(self.trunk.blocks) - 1}"]
+        keep["pool"] = last.n_out - last.prov_out - last.new_out
+        return keep
+
+    @staticmethod
+    def _buffer(state, rows, n_final: int, keep: int):
+        """A stream's window this call: its kept final rows, then this call's ``rows`` (``n_final``
+        final rows, then provisional ones) — **one** concatenation, which every reader of the
+        stream slices and from which the state is written back.
+
+        Why one: an int8 CONCATENATION has a single scale for all its inputs and its output,
+        and TFLite's quantiser gives each tensor one scale. A tensor that enters two
+        concatenations (the state read and the new rows entering both the convolution's
+        window and the state update, or both a convolution and a residual) ties their two
+        calibrated ranges together, and conversion fails ("same scale constraint") whenever
+        the trained weights make those ranges differ. With one concatenation per stream, the
+        state variable, the rows and every slice of them share the concatenation's scale by
+        construction, whatever the weights.
+        """
+        import tensorflow as tf
+
+        if state is None:
+            return rows
+        buf = tf.concat([state.read_value(), rows], axis=1)
+        state.assign(buf[:, n_final:n_final + keep])   # the last `keep` final rows
+        return buf
+
+    def _conv_rows(self, buf, keep: int, plan: LayerPlan, weights, depthwise: bool):
+        """One layer's rows this call from its input stream's buffer (`_buffer`): ``y`` with
+        ``plan.new_out`` final rows, then ``plan.prov_out`` provisional ones."""
         import tensorflow as tf
 
         kernel, bias, (_, s_mel) = weights
-        parts = []
-        if state is not None:
-            parts.append(state.read_value())
-        parts.append(new[:, plan.skip_new:] if plan.skip_new else new)
-        if prov is not None:
-            parts.append(prov)
-        x = tf.concat(parts, axis=1) if len(parts) > 1 else parts[0]
-        if state is not None:
-            hist = tf.concat([parts[0], new], axis=1)
-            state.assign(hist[:, -plan.state_rows:])
+        first = keep - plan.state_rows + plan.skip_new     # the oldest row this call reads
+        x = buf[:, first:] if first else buf
         cols = int(x.shape[2])
         _, m_before, m_after = same_padding(cols, kernel.shape[1], s_mel)
         x = tf.pad(x, [[0, 0], [0, plan.zero_rows], [m_before, m_after], [0, 0]])
@@ -253,56 +285,29 @@ class StreamingTrunk:
             y = tf.nn.depthwise_conv2d(x, kernel, strides, "VALID")
         else:
             y = tf.nn.conv2d(x, kernel, strides, "VALID")
-        y = tf.nn.relu(y + bias)
-        n_new = plan.new_out
-        return y[:, :n_new], (y[:, n_new:] if plan.prov_out else None)
-
-    def _pointwise(self, x, weights):
-        import tensorflow as tf
-
-        if x is None:
-            return None
-        kernel, bias = weights
-        return tf.nn.relu(tf.nn.conv2d(x, kernel, [1, 1, 1, 1], "VALID") + bias)
+        return tf.nn.relu(y + bias)
 
     def _step(self, frames):
         import tensorflow as tf
 
-        m, t, p = self.module, self.trunk, self.plans
-        new, prov = self._conv_rows(m.stem_state, frames, None, p["stem"], t.stem, False)
+        m, t, p, keep = self.module, self.trunk, self.plans, self.keep
+        buf = self._buffer(m.stem_state, frames, self.new_frames, keep["stem"])
+        rows = self._conv_rows(buf, keep["stem"], p["stem"], t.stem, False)
+        n_final = p["stem"].new_out
         for i, b in enumerate(t.blocks):
-            plan = p[f"b{i}"]
-            y_new, y_prov = self._conv_rows(getattr(m, f"b{i}_state"), new, prov, plan, b["dw"], True)
-            y_new, y_prov = self._pointwise(y_new, b["pw"]), self._pointwise(y_prov, b["pw"])
-            if b["dw"][2][0] == 1:        # residual: the input rows of the same times
-                delay = getattr(m, f"b{i}_delay")
-                x_all = [new] + ([prov] if prov is not None else [])
-                if delay is not None:
-                    x_all = [delay.read_value()] + x_all
-                x_cat = tf.concat(x_all, axis=1) if len(x_all) > 1 else x_all[0]
-                if delay is not None:
-                    hist = tf.concat([x_all[0], new], axis=1)
-                    delay.assign(hist[:, -p[f"b{i}_delay"]:])
-                n_new = plan.new_out
-                n_tail = n_new + plan.prov_out
-                x_cat = x_cat[:, -n_tail:]
-                y_new = y_new + x_cat[:, :n_new]
-                if y_prov is not None:
-                    y_prov = y_prov + x_cat[:, n_new:]
-            new, prov = y_new, y_prov
-        # The global average pool: the final rows' per-row means kept in a ring, and the
-        # provisional rows; a weighted sum of the two means rather than one concatenation, so
-        # that the converter need not give the ring and the new rows one int8 scale.
-        final_rows = tf.reduce_mean(new, axis=2, keepdims=True)
-        if m.pool_state is not None:
-            kept = m.pool_state.read_value()
-            final_rows = tf.concat([kept, final_rows], axis=1)
-            m.pool_state.assign(final_rows[:, -self.pool_keep:])
-        n_final = int(final_rows.shape[1])
-        pooled = tf.reduce_mean(final_rows, axis=[1, 2]) * (n_final / self.pool_rows)
-        if prov is not None:
-            n_prov = int(prov.shape[1])
-            pooled = pooled + tf.reduce_mean(prov, axis=[1, 2]) * (n_prov / self.pool_rows)
+            plan, k = p[f"b{i}"], keep[f"b{i}"]
+            buf = self._buffer(getattr(m, f"b{i}_state"), rows, n_final, k)
+            y = self._conv_rows(buf, k, plan, b["dw"], True)
+            kernel, bias = b["pw"]
+            y = tf.nn.relu(tf.nn.conv2d(y, kernel, [1, 1, 1, 1], "VALID") + bias)
+            if b["dw"][2][0] == 1:   # residual: the input rows of the same times, from the buffer
+                y = y + buf[:, -(plan.new_out + plan.prov_out):]
+            rows, n_final = y, plan.new_out
+        # The global average pool: each row's mean, the final ones kept in a ring; the window's
+        # rows are exactly the ring, this call's final rows and the provisional ones.
+        means = tf.reduce_mean(rows, axis=2, keepdims=True)
+        buf = self._buffer(m.pool_state, means, n_final, self.pool_keep)
+        pooled = tf.reduce_mean(buf, axis=[1, 2])
         return {name: tf.nn.softmax(tf.matmul(pooled, w) + bias)
                 for name, (w, bias) in t.heads.items()}
 
@@ -320,7 +325,7 @@ class StreamingTrunk:
         total = rows                           # in frames
         for i, _ in enumerate(self.trunk.blocks):
             pl = p[f"b{i}"]
-            total += (pl.state_rows + p[f"b{i}_delay"]) * decim
+            total += self.keep[f"b{i}"] * decim
             decim *= pl.stride
         total += self.pool_keep * decim
         return int(total) + self.trunk.frames
@@ -479,6 +484,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_profile_arguments(parser)
     parser.add_argument("--variant", default=None, choices=mt.VARIANT_NAMES,
                         help="the variant (default: the deployed one)")
+    parser.add_argument("--warn-on-failure", action="store_true",
+                        help="a failed conversion or check is one warning line and exit 0 (what "
+                             "`make export` runs: the reference model is already exported and "
+                             "the main job must not stop); a stale streaming model is removed")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     configure_threads()
@@ -487,10 +496,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = args.variant or mt.deployed_variant(cfg)
     frames_per_hop = 1  # the keyword frontend's hop is the pipeline's (checked by the stage)
     new_frames = int(cfg["model.multitask_stream.stride_hops"]) * frames_per_hop
-    summary = export_streaming(cfg, name, paths.deployed_model(f"{mt.MODEL}_stream"),
-                               paths.deployed_model(mt.MODEL), new_frames)
+    path = paths.deployed_model(f"{mt.MODEL}_stream")
+    try:
+        summary = export_streaming(cfg, name, path, paths.deployed_model(mt.MODEL), new_frames)
+        check_agreement(summary, float(cfg["model.multitask_stream.min_agreement"]))
+    except Exception as exc:  # noqa: BLE001 - any failure: the reference stays, say it in one line
+        if not args.warn_on_failure:
+            raise
+        # A streaming model left from an earlier training is another network: never keep it
+        # beside a newly exported reference.
+        for stale in (path, path.with_suffix(".json")):
+            stale.unlink(missing_ok=True)
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:160]
+        print(f"export.streaming: WARNING: no streaming model ({type(exc).__name__}: {reason}); "
+              f"the profile's fallback, the reference {paths.deployed_model(mt.MODEL).name}, runs "
+              f"instead; `python -m export.streaming --profile {profile_tag(cfg)}` shows the whole "
+              f"error", file=sys.stderr)
+        return 0
     print(json.dumps(summary, indent=1))
     return 0
+
+
+def check_agreement(summary: dict, min_agreement: float) -> None:
+    """Refuse a streaming model whose int8 keyword argmax agrees with the reference's on fewer
+    than ``min_agreement`` of the calibration streams' calls (`export_streaming`'s check)."""
+    check = summary.get("vs_reference")
+    if check is None:
+        return
+    got = float(check["keyword"]["argmax_agreement"])
+    if got < min_agreement:
+        raise ValueError(f"the streaming model's keyword argmax agrees with the reference's on "
+                         f"{100 * got:.1f} % of calls, below model.multitask_stream.min_agreement "
+                         f"= {100 * min_agreement:.0f} %")
 
 
 if __name__ == "__main__":

@@ -129,6 +129,15 @@ class Stage:
     block_cost_s = 0.0   # this hop's share of a block's `prepare_block` (timings only)
     consumes: tuple[str, ...] = ()
     emits: tuple[str, ...] = ()
+    # False for a stage that only computes streams for others (features, posteriors) and raises
+    # no events: the pipeline leaves it out of the hop loop when no running stage reads them.
+    raises_events = True
+    # True for a stage that does work only on hops where its one input stream is fresh (the
+    # decisions): the pipeline runs it on its producer's hops instead of every hop.
+    follows_input = False
+    # The streams an idle stage (see `idle`) would read once loaded, when it then declares no
+    # `consumes` (so the wiring check does not ask for them): their producers go out with it.
+    reads_when_loaded: tuple[str, ...] = ()
     PARAMS: dict[str, Param] = {
         "type": Param("the stage type, a name in device.stages.STAGE_TYPES (default: the "
                       "section's name)", None),
@@ -205,6 +214,12 @@ class Stage:
     def end_block(self) -> None:
         """The block `prepare_block` was given has been processed: drop what is left of it."""
         self.block_cost_s = 0.0
+
+    def idle(self) -> bool:
+        """True when the stage can do nothing for the rest of the run (its model is missing and
+        its section says ``if_missing = "warn"``): the pipeline leaves it out of the hop loop,
+        and with it the stages that only compute what it alone would read."""
+        return False
 
     def on_gap(self) -> None:
         """Audio was lost (overrun): forget state that assumed continuous samples."""

@@ -80,6 +80,7 @@ class ClassifierStage(Stage):
                         "`make train export` (it trains the one this stage runs) or remove %r "
                         "from pipeline.stages", name, self.path, name)
             self.consumes = ()        # nothing to read: the stage needs no feature stream
+            self.reads_when_loaded = (self.input_key,)
             return
         from ..interpreter import TFLiteModel  # the interpreter backends load only when needed
         manifest = load_manifest(self.path)
@@ -124,6 +125,10 @@ class ClassifierStage(Stage):
             total += self.model.run(s)[self.head]
         self.model_runs += len(segs)
         return total / len(segs)
+
+    def idle(self) -> bool:
+        """No model (``if_missing = "warn"``): nothing to do, nor for its frontend."""
+        return self.model is None
 
     def process(self, ctx: HopContext) -> None:
         if self.model is None:

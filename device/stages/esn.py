@@ -216,6 +216,11 @@ class EsnStage(Stage):
             log.warning("stage %s: the changed %s is refused, keeping the loaded model: %s",
                         self.name, self.path.name, exc)
 
+    def idle(self) -> bool:
+        """No ESN built (``if_missing = "warn"``): nothing to do, nor for an ``esn_frontend``;
+        a model that appears later needs a restart, as its reload checks run only once loaded."""
+        return self.runner is None
+
     def process(self, ctx: HopContext) -> None:
         if self.runner is None:
             return

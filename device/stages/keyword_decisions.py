@@ -26,6 +26,8 @@ class KeywordDecisionStage(Stage):
         labels (default ``posteriors.keyword``).
     """
 
+    follows_input = True
+
     PARAMS = {**Stage.PARAMS, "input": Param("the posteriors stream", "posteriors.keyword")}
 
     def __init__(self, name, params, cfg, pipeline_rate, hop_s):

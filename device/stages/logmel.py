@@ -38,6 +38,8 @@ class LogMelStage(Stage):
         frontend.
     """
 
+    raises_events = False
+
     PARAMS = {**Stage.PARAMS,
               "frontend": Param("the [frontend.X] section that defines the features"),
               "window_frames": Param("feature frames kept for the consumers"),

@@ -9,7 +9,7 @@ from ..manifest import ManifestError, load_manifest
 from ..paths import resolve_build_path
 from .base import HopContext, Param, Stage, register_stage
 
-__all__ = ["TFLiteModelStage"]
+__all__ = ["TFLiteModelStage", "model_path"]
 
 log = logging.getLogger("hopwise.stages.model")
 
@@ -61,7 +61,16 @@ class TFLiteModelStage(Stage):
         capture and sinks; more lowers one call's latency, not the total CPU.
     allow_tensorflow : bool
         Permit the ``tensorflow.lite`` interpreter fallback (host experiments only, never the Pi).
+    fallback : str
+        The model run instead, with a warning at start-up, when ``model`` does not exist (the
+        default profile: the streaming model, falling back on the non-streaming reference when
+        `make export` could not build the streaming one and said so). Only for the model the
+        profile file names beside it: a model given by ``--model`` or ``--set`` is run or
+        refused, never swapped. A fallback that is missing too is the usual missing-model
+        error.
     """
+
+    raises_events = False
 
     PARAMS = {**Stage.PARAMS,
               "stride_hops": Param("run every n-th hop; must equal the manifest's stride_hops "
@@ -69,12 +78,19 @@ class TFLiteModelStage(Stage):
               "model": Param("the .tflite file, its .json manifest beside it"),
               "input": Param("the feature stream (default: features.<manifest frontend>)", None),
               "num_threads": Param("interpreter threads (default: runtime.num_threads)", None),
-              "allow_tensorflow": Param("allow the tensorflow.lite fallback (host only)", False)}
+              "allow_tensorflow": Param("allow the tensorflow.lite fallback (host only)", False),
+              "fallback": Param("the model run, with a warning, when `model` does not exist",
+                                None)}
 
     def __init__(self, name, params, cfg, pipeline_rate, hop_s):
         super().__init__(name, params, cfg, pipeline_rate, hop_s)
         from ..interpreter import TFLiteModel  # the interpreter backends load only when needed
-        path = resolve_build_path(cfg, self.params["model"])
+        fallback = self.params["fallback"]
+        key = f"stages.{name}"
+        if fallback and (self.params["model"] != cfg.get(f"{key}.model")
+                         or cfg.origin(f"{key}.model") != cfg.origin(f"{key}.fallback")):
+            fallback = None    # a model named by --model or --set is run or refused, never swapped
+        path = model_path(cfg, self.params["model"], fallback, name)
         manifest = load_manifest(path)   # heads, frontend and stride, before the interpreter
         frontend = manifest["frontend"].get("name")
         if not frontend:
@@ -185,6 +201,19 @@ class TFLiteModelStage(Stage):
         d.update(model=str(self.model.path), backend=self.model.backend, frames=self.frames,
                  heads=list(self.model.outputs), streaming=self.streaming)
         return d
+
+
+def model_path(cfg, model: str, fallback: str | None, stage: str = "multitask") -> Path:
+    """The model file a ``tflite_model`` stage runs: ``model``, or ``fallback`` (with a warning)
+    when ``model`` is not there and the fallback is."""
+    path = resolve_build_path(cfg, model)
+    if fallback and not path.exists():
+        other = resolve_build_path(cfg, fallback)
+        if other.exists():
+            log.warning("stage %s: no model at %s (`make export` says why when it cannot build "
+                        "it); running its fallback %s", stage, path, other)
+            return other
+    return path
 
 
 def _note_operating_point(manifest: dict, cfg, path) -> None:

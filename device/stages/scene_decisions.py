@@ -20,6 +20,8 @@ class SceneDecisionStage(Stage):
         The posteriors stream read (default ``posteriors.scene``).
     """
 
+    follows_input = True
+
     PARAMS = {**Stage.PARAMS, "input": Param("the posteriors stream", "posteriors.scene")}
 
     def __init__(self, name, params, cfg, pipeline_rate, hop_s):

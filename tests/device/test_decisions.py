@@ -146,3 +146,18 @@ def test_settings_come_from_the_profile_and_a_missing_one_is_named():
     from device.config import Config
     with pytest.raises(ConfigError, match="'decisions.wake_min_count'"):
         KeywordDecisions.from_config(Config(data, "trimmed"))
+
+
+def test_the_running_mean_is_the_windows_mean_over_a_long_run():
+    # The smoother keeps a running sum (re-summed every RESUM_EVERY updates): over thousands of
+    # updates at the streaming model's 40 ms stride it stays the plain mean of the window.
+    rng = np.random.default_rng(0)
+    s = PosteriorSmoother(1.0)
+    window = []
+    for k in range(1, 3000):
+        t = k * 0.04
+        p = rng.dirichlet(np.ones(10))
+        window = [(u, q) for u, q in window if u > t - 1.0 + 1e-6] + [(t, p)]
+        np.testing.assert_allclose(s.update(t, p), np.mean([q for _, q in window], axis=0),
+                                   rtol=0, atol=1e-12)
+    assert len(s) == 25

@@ -15,7 +15,7 @@ import pytest
 from device.audio_source import FileSource, SyntheticSource, Tone
 from device.manifest import ManifestError
 from device.pipeline import Pipeline
-from device.config import ConfigError
+from device.config import ConfigError, load_config
 from device.stages import STAGE_TYPES, Param, Stage, build_stage, register_stage
 from helpers import PY, REPO, SCRIPT, SCRIPT_S, WORD_S, WAKE_HZ, device_env, make_cfg
 
@@ -109,6 +109,49 @@ def test_run_in_blocks_gives_the_events_and_timings_of_hop_by_hop(tone_model, re
 
 
 @pytest.mark.timeout(60)
+def test_the_hop_loop_leaves_out_what_has_nothing_to_do(tone_model, recording, tmp_path):
+    """The default stages with no ESN and no sound classifier built: they and the classifiers'
+    log-mel (read by nothing else) stay out of the hop loop; the decisions run on the model's
+    hops only. The events are those of decisions run every hop with every stage in the loop."""
+    default_stages = ('pipeline.stages=["frontend", "multitask", "keywords", "scenes", "esn", '
+                      '"sound_frontend", "sounds"]')
+    nothing = [f"stages.esn.model={tmp_path / 'no_esn.npz'}",
+               f"stages.sounds.model={tmp_path / 'no_classifier.tflite'}"]
+
+    def replay(*sets):
+        pipe = Pipeline.from_config(make_cfg(tone_model, default_stages, *nothing, *sets),
+                                    keep_events=True, shedding=False)
+        status = pipe.run(FileSource(recording, rate=16000, realtime=False))
+        return pipe, status, [(e["type"], e["label"], e["confidence"], e["t_audio_s"])
+                              for e in pipe.events if e["type"] != "status"]
+
+    lean, lean_status, lean_events = replay()
+    every, every_status, every_events = replay("stages.keywords.stride_hops=1",
+                                               "stages.scenes.stride_hops=1")
+    assert len(lean_events) >= 6 and lean_events == every_events
+    assert set(lean.left_out) == {"esn", "sound_frontend", "sounds"}
+    assert lean_status["stages"]["sound_frontend"]["n"] == 0
+    model_calls = lean_status["stages"]["multitask"]["n"]
+    assert lean_status["stages"]["keywords"]["n"] == model_calls == lean.hops // 10
+    assert every_status["stages"]["keywords"]["n"] == every.hops
+    # A stage that reads the classifiers' features keeps their log-mel in the loop.
+    from device.stages import Stage
+
+    class Reader(Stage):
+        consumes = ("features.classifier",)
+
+        def process(self, ctx):
+            pass
+    reader = Reader("reader", {}, lean.stages[0].cfg, lean.rate, lean.hop_s)
+    kept = Pipeline([*lean.stages, reader], lean.settings)
+    assert set(kept.left_out) == {"esn", "sounds"}
+    # A producer no stage reads at all stays: a program reads its stream from Pipeline.data.
+    alone = Pipeline.from_config(make_cfg(tone_model, 'pipeline.stages=["frontend"]'))
+    alone.push(np.zeros(1600, np.float32))
+    assert alone.left_out == [] and alone.data["features.keyword"].shape == (98, 40)
+
+
+@pytest.mark.timeout(60)
 def test_detect_cli_prints_events_as_json_lines(tone_model, recording):
     out = subprocess.run([PY, "-m", "device", "detect", str(recording), "--model", str(tone_model),
                           *sum((["--set", o] for o in FAST), [])],
@@ -188,6 +231,37 @@ class SlowStage(Stage):
         self.calls += 1
         if self.slow:
             time.sleep(self.delay_s)
+
+
+def test_a_missing_model_runs_its_fallback_with_a_warning(tone_model, tmp_path, caplog):
+    """The default profile runs the streaming model with the reference as its fallback: when
+    `make export` could not build the streaming one, the reference runs, and the log says so."""
+    build = tmp_path / "build"
+    (build / "export").mkdir(parents=True)
+    for suffix in (".tflite", ".json"):   # the reference, where the profile's fallback names it
+        (build / "export" / tone_model.with_suffix(suffix).name).write_bytes(
+            tone_model.with_suffix(suffix).read_bytes())
+    profile = tmp_path / "streaming.toml"   # model and fallback side by side, as in default.toml
+    profile.write_text(f"""extends = "default"
+[project]
+build_dir = "{build}"
+[pipeline]
+stages = ["frontend", "multitask", "keywords", "scenes"]
+[stages.multitask]
+model = "export/not_exported_stream_int8.tflite"
+fallback = "export/{tone_model.name}"
+""")
+    cfg = load_config(profile)
+    with caplog.at_level("WARNING", logger="hopwise.stages.model"):
+        pipe = Pipeline.from_config(cfg)
+    stage = next(s for s in pipe.stages if s.name == "multitask")
+    assert stage.model.path == build / "export" / tone_model.name
+    assert any("no model at" in r.message and "fallback" in r.message for r in caplog.records)
+    # A model the user names is never swapped for the fallback: a typo is an error.
+    with pytest.raises(ManifestError, match="is missing"):
+        Pipeline.from_config(cfg.with_overrides([f"stages.multitask.model={tmp_path / 'typo.tflite'}"]))
+    with pytest.raises(ManifestError, match="is missing"):
+        Pipeline.from_config(cfg, model=tmp_path / "typo.tflite")
 
 
 def test_unknown_stage_type_names_the_known_ones(tone_model):

@@ -18,7 +18,7 @@ from export.deploy import DeployError, SSHTarget, build_bundle, main, push_over_
 
 
 def _fake_export(folder: Path) -> Path:
-    """The non-streaming model (returned: the one the default profile runs) and the streaming one."""
+    """The non-streaming model (returned: the default profile's fallback) and the streaming one."""
     folder.mkdir(parents=True, exist_ok=True)
     for name, frames in (("multitask_stream", 4), ("multitask", 98)):  # returns the last
         model = folder / f"{name}_int8.tflite"
@@ -52,9 +52,9 @@ def test_local_bundle_has_runtime_models_and_checksums(tmp_path, cfg):
     out = subprocess.run([sys.executable, "-c", code], cwd=bundle, capture_output=True, text=True,
                          timeout=60)
     assert out.returncode == 0, out.stderr
-    # (the default profile runs the reference model; the streaming one travels with it)
-    assert Path(out.stdout.strip()) == (bundle / "build/export/multitask_int8.tflite").resolve()
-    assert "build/export/multitask_stream_int8.tflite" in listing
+    # (the default profile runs the streaming model; its fallback, the reference, travels with it)
+    assert Path(out.stdout.strip()) == (bundle / "build/export/multitask_stream_int8.tflite").resolve()
+    assert "build/export/multitask_int8.tflite" in listing
 
 
 def test_a_password_in_the_profile_never_enters_the_bundle(tmp_path, caplog):

@@ -191,7 +191,7 @@ def test_heartbeat_over_mqtt_and_an_exit_code_per_step(tmp_path, export_dir, ssh
 
     # A tampered model in a release: the self-check step, 7, current unchanged.
     bad = _copy(build_bundle(cfg, tmp_path / "out3", export_dir), tmp_path / "tampered")
-    model = bad / "build" / "export" / "multitask_int8.tflite"
+    model = bad / "build" / "export" / f"{PROFILE_MODEL}.tflite"
     model.write_bytes(model.read_bytes()[:-1] + bytes([model.read_bytes()[-1] ^ 1]))
     with pytest.raises(DeployError) as err:
         deploy_release(bad, host, _cfg(tmp_path))
@@ -201,7 +201,7 @@ def test_heartbeat_over_mqtt_and_an_exit_code_per_step(tmp_path, export_dir, ssh
     # A model that does not match its manifest on this machine: nothing sent, 2.
     bad_export = tmp_path / "bad-export"
     shutil.copytree(export_dir, bad_export)
-    (bad_export / "multitask_int8.tflite").write_bytes(b"TFL3 not the exported model")
+    (bad_export / f"{PROFILE_MODEL}.tflite").write_bytes(b"TFL3 not the exported model")
     assert main(_main_args(tmp_path, target, options, bad_export)) == EXIT_CODES["config"] == 2
     assert "re-run `make export`" in capsys.readouterr().err
 

@@ -1,0 +1,41 @@
+"""`python -m evaluation.wake_latency`: word end -> wake event, on a stream laid out as the
+wake-word benchmark lays its positives out, with the tone model (a tone that has just ended is
+the wake word) through the real pipeline."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.config import load_config
+
+
+@pytest.fixture(scope="module")
+def tone_model(tmp_path_factory):
+    pytest.importorskip("tensorflow")
+    from export.standin import build_tone_model
+    return build_tone_model(tmp_path_factory.mktemp("tone"), load_config("default"))
+
+
+def test_latency_is_measured_from_the_word_end(tone_model, tmp_path):
+    import soundfile as sf
+    from device.audio_source import Tone, render_tones
+    from evaluation.wake_latency import latencies, word_end_s
+    from export.standin import WAKE_HZ, WORD_S
+    # One "recording": 0.3 s of silence, the word, 0.5 s of silence.
+    rec = render_tones([Tone(0.3, 0.3 + WORD_S, WAKE_HZ, 0.3)], 0.8 + WORD_S, 16000, noise=0.0)
+    rec_path = tmp_path / "rec.wav"
+    sf.write(rec_path, rec, 16000)
+    assert word_end_s(rec_path) == pytest.approx(0.3 + WORD_S, abs=0.011)
+    starts = [1.0, 4.0, 7.0]
+    stream = np.zeros(10 * 16000, np.float32)
+    for s in starts:
+        stream[int(s * 16000):int(s * 16000) + len(rec)] = rec
+    path = tmp_path / "positives.flac"
+    sf.write(path, np.round(stream * 32767).astype(np.int16), 16000)
+    entry = {"path": str(path), "segments": [[s, s + len(rec) / 16000, "positive", str(rec_path)]
+                                             for s in starts]}
+    cfg = load_config("default", ["decisions.smoothing_ms=100", "decisions.refractory_ms=500"])
+    got = latencies(cfg, str(tone_model), entry)
+    assert got["hits"] == 3 and got["positives"] == 3
+    # The tone model says "word" from its first stride after the word's end (100 ms stride).
+    assert 0.0 <= got["p50_ms"] <= 200.0, got
