@@ -120,7 +120,7 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = config_from_args(args)
     from train.corpus import resolve_data_path
-    data = Path(args.data) if args.data else resolve_data_path(cfg["data.real.esc50"])
+    data = Path(args.data) if args.data else resolve_data_path(cfg["data.real.esc50"], cfg)
     files = None
     if args.files_from is not None:
         files = set(json.loads(args.files_from.read_text())["test_files"])

@@ -266,11 +266,11 @@ def main(argv=None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     cfg = config_from_args(args)
     from train.corpus import resolve_data_path
-    esc50 = Path(args.esc50) if args.esc50 else resolve_data_path(cfg["data.real.esc50"])
+    esc50 = Path(args.esc50) if args.esc50 else resolve_data_path(cfg["data.real.esc50"], cfg)
     if esc50 is not None and not (esc50 / "meta" / "esc50.csv").is_file():
         esc50 = None
     long_audio = [Path(p) for p in args.long_audio] if args.long_audio else [
-        p for p in [resolve_data_path(cfg["bench.wakeword.long_audio"])] if p and p.is_dir()]
+        p for p in [resolve_data_path(cfg["bench.wakeword.long_audio"], cfg)] if p and p.is_dir()]
     try:
         if args.cv:
             result = evaluate_cv(cfg, Path(args.cv), long_audio, args.thresholds)

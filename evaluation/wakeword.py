@@ -115,18 +115,18 @@ def streams_for(cfg: Config, wake_word: str, hopwise: Sequence[HopwiseEngine],
         excluded |= got
     # Profile folders resolve as training resolves them (repository root); --positives is a
     # command-line path (the current directory).
-    d = lambda k: resolve_data_path(cfg[f"data.real.{k}"])  # noqa: E731
+    d = lambda k: resolve_data_path(cfg[f"data.real.{k}"], cfg)  # noqa: E731
     pos_dir = Path(positives).expanduser().resolve() if positives else \
-        resolve_data_path(b("positives"))
+        resolve_data_path(b("positives"), cfg)
     pos, neg = select_recordings(
         wake_word, positives=pos_dir, wake_words=d("wake_words"),
         speech_commands=d("speech_commands"), esc50=d("esc50"),
-        long_audio=resolve_data_path(b("long_audio")),
-        extra_negatives=[resolve_data_path(p) for p in b("extra_negatives")], exclude=excluded)
+        long_audio=resolve_data_path(b("long_audio"), cfg),
+        extra_negatives=[resolve_data_path(p, cfg) for p in b("extra_negatives")], exclude=excluded)
     if not pos:
         raise FileNotFoundError(f"no recordings of {wake_word!r} to benchmark: put them in "
                                 f"{d('wake_words')}/{wake_word}/ or pass --positives DIR")
-    noise_dir = resolve_data_path(b("noise"))
+    noise_dir = resolve_data_path(b("noise"), cfg)
     noise = [str(p) for p in audio_files(noise_dir)] if noise_dir and noise_dir.is_dir() else []
     if not noise:
         raise FileNotFoundError(f"no noise recordings in {noise_dir}: set bench.wakeword.noise to "

@@ -151,7 +151,7 @@ def load_clips(cfg: Config, model: str, folder: str | Path | None = None
     if folder is not None or cfg["data.source"] == "real":
         from .corpus import resolve_data_path
         from .datasets import load_esc50
-        root = Path(folder) if folder is not None else resolve_data_path(cfg["data.real.esc50"])
+        root = Path(folder) if folder is not None else resolve_data_path(cfg["data.real.esc50"], cfg)
         rate = int(cfg[f"frontend.{FRONTEND}.sample_rate"])
         raw = load_esc50(root, rate)
         present = sorted({c.label for c in raw})
@@ -369,7 +369,7 @@ def background_power(cfg: Config) -> list[np.ndarray]:
     if cfg["data.source"] == "real":
         from .corpus import resolve_data_path
         from .datasets import load_background_noise
-        path = resolve_data_path(cfg["data.real.background_noise"])
+        path = resolve_data_path(cfg["data.real.background_noise"], cfg)
         if path is not None and Path(path).is_dir():
             audio = load_background_noise([path], rate)
     if not audio:

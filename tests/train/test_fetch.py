@@ -502,3 +502,15 @@ def test_dot_slash_member_names_land_where_they_belong(tmp_path):
     path.write_bytes(make_tar({"./yes/a.wav": b"x", "./LICENSE": b"l"}))
     assert F.safe_extract(path, "tar.gz", tmp_path / "t") == 2
     assert (tmp_path / "t" / "yes" / "a.wav").read_bytes() == b"x"
+
+
+def test_cache_paths_follow_the_profiles_cache_dir_in_the_wake_word_benchmark(tmp_path, monkeypatch):
+    """`cache:` data paths resolve into the profile's fetch.cache_dir in the evaluations as in
+    training (the wake-word benchmark once resolved them without the profile, so a
+    --set fetch.cache_dir was ignored there)."""
+    from evaluation.wakeword import streams_for
+    monkeypatch.delenv("HOPWISE_CACHE")
+    cfg = load_config("full", [f"fetch.cache_dir={tmp_path}"])
+    with pytest.raises(FileNotFoundError) as err:
+        streams_for(cfg, "computer", [])       # an empty cache: no recordings of the word
+    assert str(tmp_path.resolve() / "wake_words") in str(err.value)
