@@ -13,13 +13,6 @@ import pytest
 from device.config import load_config
 
 
-@pytest.fixture(scope="module")
-def tone_model(tmp_path_factory):
-    pytest.importorskip("tensorflow")
-    from export.standin import build_tone_model
-    return build_tone_model(tmp_path_factory.mktemp("tone"), load_config("default"))
-
-
 @pytest.fixture
 def stream(tmp_path):
     import soundfile as sf

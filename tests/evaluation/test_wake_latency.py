@@ -9,13 +9,6 @@ import pytest
 from device.config import load_config
 
 
-@pytest.fixture(scope="module")
-def tone_model(tmp_path_factory):
-    pytest.importorskip("tensorflow")
-    from export.standin import build_tone_model
-    return build_tone_model(tmp_path_factory.mktemp("tone"), load_config("default"))
-
-
 def test_latency_is_measured_from_the_word_end(tone_model, tmp_path):
     import soundfile as sf
     from device.audio_source import Tone, render_tones

@@ -21,13 +21,6 @@ from evaluation import wakeword as ww
 RATE = 16000
 
 
-@pytest.fixture(scope="module")
-def tone_model(tmp_path_factory):
-    pytest.importorskip("tensorflow")
-    from export.standin import build_tone_model
-    return build_tone_model(tmp_path_factory.mktemp("tone"), load_config("default"))
-
-
 @pytest.fixture
 def data(tmp_path):
     from export.standin import SIREN_HZ, WAKE_HZ, WORD_S, YES_HZ
