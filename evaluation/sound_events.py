@@ -37,6 +37,7 @@ import numpy as np
 
 from device.config import add_profile_arguments, config_from_args
 from device.decisions import SoundTracker
+from device.sound import OTHER
 from device.paths import BuildPaths, resolve_build_path
 
 log = logging.getLogger("evaluation.sound_events")
@@ -122,7 +123,7 @@ def evaluate(cfg, model=None, esc50: Path | None = None, long_audio: Sequence[Pa
         recorded.append((path, label, runs, audio_s))
         if (i + 1) % 25 == 0:
             log.info("recorded %d/%d files", i + 1, len(files))
-    known = set(labels) - {"_other_"}
+    known = set(labels) - {OTHER}
     positives = [r for r in recorded if r[1] in known]
     negatives = [r for r in recorded if r[1] not in known]
     neg_s = sum(r[3] for r in negatives)
@@ -139,17 +140,26 @@ def evaluate(cfg, model=None, esc50: Path | None = None, long_audio: Sequence[Pa
             for e in replay(runs, labels, cfg, th):
                 key = "long_audio" if label is None else "esc50_other_classes"
                 false_events[key] = false_events.get(key, 0) + 1
-        total_false = sum(false_events.values())
-        rows.append({"threshold_on": th, "positives": len(positives), "caught": caught,
-                     "recall": caught / len(positives) if positives else None,
-                     "confused": confused, "false_events": false_events,
-                     "false_per_hour": total_false / (neg_s / 3600.0) if neg_s else None,
-                     "long_audio_s": long_s})
+        rows.append(_row(th, len(positives), caught, confused, false_events, neg_s, long_s))
     return {"model": str(model or cfg["stages.sounds.model"]), "labels": labels,
             "negative_audio_s": round(neg_s, 1),
             "negative_files": {"long_audio": sum(1 for r in negatives if r[1] is None),
                                "esc50_other_classes": sum(1 for r in negatives if r[1] is not None)},
             "rows": rows, "profile": cfg.name}
+
+
+def _row(threshold_on: float, positives: int, caught: int, confused: int,
+         false_events: dict[str, int], negative_s: float, long_audio_s: float) -> dict:
+    """One threshold's row: counts, recall, and false events per hour of all negative audio and
+    of the long audio alone."""
+    return {"threshold_on": threshold_on, "positives": positives, "caught": caught,
+            "recall": caught / positives if positives else None, "confused": confused,
+            "false_events": false_events,
+            "false_per_hour": (sum(false_events.values()) / (negative_s / 3600.0)
+                               if negative_s else None),
+            "false_per_hour_long_audio": (false_events.get("long_audio", 0)
+                                          / (long_audio_s / 3600.0) if long_audio_s else None),
+            "long_audio_s": long_audio_s}
 
 
 def evaluate_cv(cfg, cv_summary: Path, long_audio: Sequence[Path] = (),
@@ -174,6 +184,7 @@ def evaluate_cv(cfg, cv_summary: Path, long_audio: Sequence[Path] = (),
             raise FileNotFoundError(f"{tflite} is missing: run `python -m export.classifiers "
                                     f"{model} --cv --variant {summary['variant']}` first")
         folds.append(evaluate(cfg, tflite, esc50, long_audio, thresholds, only=test))
+    neg_s = sum(f["negative_audio_s"] for f in folds)
     rows = []
     for i, th in enumerate(thresholds):
         per = [f["rows"][i] for f in folds]
@@ -181,17 +192,9 @@ def evaluate_cv(cfg, cv_summary: Path, long_audio: Sequence[Path] = (),
         for r in per:
             for k, v in r["false_events"].items():
                 fe[k] = fe.get(k, 0) + v
-        neg_s = sum(f["negative_audio_s"] for f in folds)
-        long_s = sum(r["long_audio_s"] for r in per)
-        pos = sum(r["positives"] for r in per)
-        caught = sum(r["caught"] for r in per)
-        rows.append({"threshold_on": th, "positives": pos, "caught": caught,
-                     "recall": caught / pos if pos else None,
-                     "confused": sum(r["confused"] for r in per), "false_events": fe,
-                     "false_per_hour": sum(fe.values()) / (neg_s / 3600.0) if neg_s else None,
-                     "false_per_hour_long_audio": (fe.get("long_audio", 0) / (long_s / 3600.0)
-                                                   if long_s else None),
-                     "long_audio_s": long_s})
+        rows.append(_row(th, sum(r["positives"] for r in per), sum(r["caught"] for r in per),
+                         sum(r["confused"] for r in per), fe, neg_s,
+                         sum(r["long_audio_s"] for r in per)))
     return {"model": f"{summary['model']}/{summary['variant']} ({len(folds)} folds)",
             "labels": folds[0]["labels"], "negative_audio_s": round(sum(
                 f["negative_audio_s"] for f in folds), 1),
@@ -211,11 +214,10 @@ def markdown(result: dict) -> str:
              "|---|---|---|---|---|---|"]
     for r in result["rows"]:
         fe = r["false_events"]
-        long_h = fe.get("long_audio", 0) / (r["long_audio_s"] / 3600.0) if r["long_audio_s"] else 0
         lines.append(f"| {r['threshold_on']:.2f} | {r['caught']}/{r['positives']} "
                      f"({100 * (r['recall'] or 0):.1f} %) | {r['confused']} | "
                      f"{fe.get('long_audio', 0)} / {fe.get('esc50_other_classes', 0)} | "
-                     f"{r['false_per_hour']:.0f} | {long_h:.0f} |")
+                     f"{r['false_per_hour']:.0f} | {r['false_per_hour_long_audio'] or 0:.0f} |")
     return "\n".join(lines) + "\n"
 
 
