@@ -304,13 +304,13 @@ class MqttSink(Sink):
 
     def _retry_deletes(self) -> None:
         with self._lock:
-            rows, self._undeleted = self._undeleted, set()
-        for i, rowid in enumerate(sorted(rows)):
+            rows, self._undeleted = sorted(self._undeleted), set()
+        for i, rowid in enumerate(rows):
             try:
                 self.queue.delete(rowid)
-            except sqlite3.OperationalError:
+            except sqlite3.OperationalError:   # still full: keep the rest for the next wake
                 with self._lock:
-                    self._undeleted.update(sorted(rows)[i:])
+                    self._undeleted.update(rows[i:])
                 return
 
     # ------------------------------------------------------------------ worker
