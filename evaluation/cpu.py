@@ -164,7 +164,8 @@ def markdown(report: dict) -> str:
 
 def default_stream(cfg) -> Path:
     """The wake-word benchmark's cached negative stream (speech, sounds, music, end to end)."""
-    found = sorted(BuildPaths(cfg).cache_dir.glob("wakeword-*/negatives.flac"))
+    from evaluation.wakeword_streams import cached_streams
+    found = cached_streams(BuildPaths(cfg).cache_dir, "negatives.flac")
     if not found:
         raise SystemExit("evaluation.cpu: no stream given and no wake-word benchmark stream in "
                          f"{BuildPaths(cfg).cache_dir}: pass --stream FILE (16 kHz mono) or run "

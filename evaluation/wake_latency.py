@@ -90,7 +90,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     cfg = config_from_args(args)
     paths = BuildPaths(cfg)
-    found = sorted(paths.cache_dir.glob(f"wakeword-{cfg['labels.wake_word']}-*/streams.json"))
+    from evaluation.wakeword_streams import cached_streams
+    found = cached_streams(paths.cache_dir, "streams.json", cfg["labels.wake_word"])
     if not found:
         raise SystemExit(f"evaluation.wake_latency: no wake-word benchmark streams in "
                          f"{paths.cache_dir}; run `make bench-wakeword PROFILE={profile_tag(cfg)}` "

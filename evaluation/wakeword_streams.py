@@ -31,7 +31,7 @@ from .wakeword_scoring import Window
 
 __all__ = ["Recording", "Stream", "audio_files", "active_level_db", "mix_at_snr",
            "select_recordings", "build_positive_stream", "build_negative_stream",
-           "trained_paths", "StreamSet", "build_streams", "load_int16"]
+           "trained_paths", "StreamSet", "build_streams", "load_int16", "cached_streams"]
 
 log = logging.getLogger("evaluation.wakeword")
 
@@ -255,6 +255,15 @@ def _key(parts) -> str:
     return hashlib.sha1(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:12]
 
 
+STREAMS_PREFIX = "wakeword-"   # build_streams' cache folders: wakeword-<wake word>-<key>/
+
+
+def cached_streams(cache_dir: Path, name: str, wake_word: str = "*") -> list[Path]:
+    """``name`` (``streams.json``, ``negatives.flac``, ...) in every stream set `build_streams`
+    cached under ``cache_dir`` for ``wake_word`` (``*``: any), in sorted order."""
+    return sorted(Path(cache_dir).glob(f"{STREAMS_PREFIX}{wake_word}-*/{name}"))
+
+
 def build_streams(wake_word: str, positives: list[Recording], negatives: list[Recording],
                   noise_files: Sequence[str], *, snr_db: Sequence[float], speech_dbfs: float,
                   gap_s: tuple[float, float], negative_gap_s: float, after_s: float,
@@ -274,7 +283,7 @@ def build_streams(wake_word: str, positives: list[Recording], negatives: list[Re
     sizes = lambda recs: [[r.path, r.kind, Path(r.path).stat().st_size] for r in recs]  # noqa: E731
     key = _key([wake_word, sizes(pos), sizes(neg), sorted(noise_files), list(snr_db), speech_dbfs,
                 list(gap_s), negative_gap_s, after_s, seed, 2])
-    folder = Path(cache_dir) / f"wakeword-{wake_word}-{key}"
+    folder = Path(cache_dir) / f"{STREAMS_PREFIX}{wake_word}-{key}"
     meta_path = folder / "streams.json"
     if meta_path.is_file():
         meta = json.loads(meta_path.read_text())
