@@ -114,6 +114,14 @@ class EsnStage(Stage):
         self._gap = False
         self._mtime = None
         self._next_check = 0.0
+        self._hops_in = 0           # input hops pushed since the last reset (block frame timing)
+        self._block = None          # (proba per frame, release hop per frame, first hop, next)
+        if self._resampler is not None:
+            # Output sample j of the rate change is input sample j * in/out (soxr's stream is
+            # delay-compensated: `Resampler`), so a frame's last sample maps to an input hop.
+            self._in_per_out = int(self.params["input_rate"] or pipeline_rate) / self.fcfg.sample_rate
+        else:
+            self._in_per_out = 1.0
         self.tracker = BeatTracker.from_config(cfg, self.labels, self.frame_s)
         if not self._manifest_path().exists() and self.params["if_missing"] == "warn":
             log.warning("stage %s: no ESN model at %s, so no beat events; build it with "
@@ -247,9 +255,67 @@ class EsnStage(Stage):
         if len(new):
             ctx.put("posteriors.percussion", (ctx.t_audio_s, runner.proba.copy()))
 
+    def block_capable(self) -> bool:
+        """On the source's audio (``input = "audio"``) with the model loaded: a block's samples
+        are resampled and pushed through `EsnStream` in one call each (`prepare_block`), instead
+        of one soxr call and one numba call per hop."""
+        return self.stream is not None and self.input_key == "audio"
+
+    def prepare_block(self, samples: np.ndarray, n_hops: int, first_hop: int) -> None:
+        """One rate change and one `EsnStream.push` for the whole block; `process` then runs
+        each frame's beat decision on the hop where the frame's last sample arrived (or on the
+        block's first hop when the resampler had held the frame back past it), so the frames,
+        the reservoir states and the ``beat`` events with their ``t_audio_s`` are those of hop by
+        hop (tests/device/test_esn.py); only ``posteriors.percussion`` may be put on another hop
+        of the block, since soxr hands its output out in bursts either way."""
+        audio = self._resampler(samples) if self._resampler is not None else samples
+        stream = self.stream
+        k = stream.push(audio)
+        hop_in = len(samples) // n_hops
+        before = self._hops_in
+        self._hops_in += n_hops
+        if not k:
+            self._block = (None, [], first_hop, 0)    # a block without frames: hops do nothing
+            return
+        # Frame g (since the last reset) ends with output sample g * hop + win - 1, which is
+        # input sample ceil((g * hop + win) * in/out) - 1, on input hop (that) // hop_in.
+        g = np.arange(stream.frames - k, stream.frames)
+        last_in = np.ceil((g * stream.hop + stream.win) * self._in_per_out).astype(np.int64) - 1
+        release = np.clip(last_in // hop_in - before, 0, n_hops - 1)
+        self._block = (stream.proba[:k].copy(), release.tolist(), first_hop, 0)
+
+    def end_block(self) -> None:
+        self._block = None
+        self.block_cost_s = 0.0
+
+    def _process_block_hop(self, ctx: HopContext) -> None:
+        # This hop's share of prepare_block's frames: those released on it, in frame order.
+        proba, release, first, nxt = self._block
+        j = ctx.hop_index - first
+        end = nxt
+        while end < len(release) and release[end] <= j:
+            end += 1
+        k = end - nxt
+        if self._gap:                       # as _process_audio, so both paths stamp alike
+            self._t0 = ctx.t_audio_s - k * self.frame_s
+            self._gap = False
+        if not k:
+            return
+        self._block = (proba, release, first, end)
+        tracker = self.tracker
+        for f in range(nxt, end):
+            events = tracker.update(self._t0 + self.frames * self.frame_s, proba[f])
+            self.frames += 1
+            if events:
+                ctx.events.extend(events)
+        ctx.put("posteriors.percussion", (ctx.t_audio_s, proba[end - 1].copy()))
+
     def _process_audio(self, ctx: HopContext) -> None:
         # The fused path: one EsnStream.push (one numba call) for the hop's frames, then the
         # decisions per frame, with the frames' times as in process().
+        if self._block is not None:
+            self._process_block_hop(ctx)
+            return
         if self.input_key == "audio":
             audio = ctx.audio
         elif self.input_key in ctx.fresh:
@@ -259,6 +325,7 @@ class EsnStage(Stage):
         if self._resampler is not None:
             audio = self._resampler(audio)
         stream = self.stream
+        self._hops_in += 1
         k = stream.push(audio)
         if self._gap:                       # as process(), so both inputs stamp alike
             self._t0 = ctx.t_audio_s - k * self.frame_s
@@ -276,6 +343,10 @@ class EsnStage(Stage):
     def on_gap(self) -> None:
         if self.stream is not None:
             self.stream.reset()
+        if self._resampler is not None:
+            self._resampler.reset()
+        self._hops_in = 0
+        self._block = None
         if self.runner is not None:
             self.runner.reset()
         self.tracker.reset()

@@ -274,6 +274,74 @@ def test_the_stage_gives_the_same_beats_from_audio_or_from_frames(esn_file):
     assert np.array_equal(runs["audio"][1], runs["frames"][1]) and runs["audio"][2] == runs["frames"][2]
 
 
+def _beats_by_block(model_path, x, block_hops, gap_at=None):
+    """Run ``x`` through the esn stage ``block_hops`` hops per call (as `Pipeline.run` reads
+    a source); an overrun (`on_gap`) before the block that starts at sample ``gap_at``."""
+    pipe = _pipeline(model_path, f"pipeline.block_hops={block_hops}")
+    stage = [s for s in pipe.stages if s.name == "esn"][0]
+    assert stage.block_capable() and (block_hops == 1 or pipe._block_stages == [stage])
+    step = pipe.hop * block_hops
+    events, posts = [], 0
+    whole = len(x) - len(x) % pipe.hop
+    for start in range(0, whole, step):
+        if gap_at is not None and start == gap_at:
+            pipe._lost_samples += 1600               # what Pipeline.run does on an overrun
+            for s in pipe.stages:
+                s.on_gap()
+        events += [(e["label"], e["t_audio_s"], e["confidence"])
+                   for e in pipe.process_block(x[start:min(start + step, whole)])
+                   if e["type"] == "beat"]
+    out = (events, stage.runner.x.copy(), stage.frames, pipe.hops)
+    pipe.close()
+    return out
+
+
+def _beatbox_stream(shared_data, n=16):
+    """A few real vocal-percussion recordings end to end, at the pipeline's 16 kHz."""
+    import soundfile as sf
+    from device.resample import resample
+    files = sorted((shared_data / "beatbox").rglob("*.flac"))[:n]
+    assert files, "no beatbox recordings under ../shared/data/beatbox"
+    parts = []
+    for f in files:
+        y, rate = sf.read(str(f), dtype="float32", always_2d=True)
+        parts.append(resample(y.mean(axis=1), rate, 16000))
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("block_hops", [4, 10, 7])
+def test_block_processing_gives_the_beats_states_and_times_of_hop_by_hop(esn_file, block_hops):
+    """The ESN in blocks (one resample and one fused push per block, each frame's decision on
+    its hop) against hop by hop: the same beat events at the same t_audio_s, the same frames
+    and final reservoir state; on random audio with drum hits in it, with and without an
+    overrun gap (on_gap resets the stream, the resampler and the frame clock alike)."""
+    from train.synth import clip_rng, percussion_clip
+    rng = np.random.default_rng(block_hops)
+    parts = [rng.normal(0, 0.01, 3000).astype(np.float32)]
+    for i, label in enumerate(["bass", "snare", "hi-hat", "k-snare", "bass", "snare"]):
+        audio, _ = percussion_clip(label, clip_rng(7, "blocks", label, i), 0.6, 16000)
+        parts += [audio, rng.normal(0, 0.05, int(rng.integers(1000, 5000))).astype(np.float32)]
+    x = np.concatenate(parts)
+    for gap_at in (None, 160 * block_hops * 9):
+        hop_by_hop = _beats_by_block(esn_file, x, 1, gap_at)
+        blocks = _beats_by_block(esn_file, x, block_hops, gap_at)
+        assert len(hop_by_hop[0]) >= 4
+        assert blocks[0] == hop_by_hop[0]
+        assert np.array_equal(blocks[1], hop_by_hop[1])
+        assert blocks[2:] == hop_by_hop[2:]
+
+
+def test_block_processing_on_real_beatbox_recordings(esn_file, shared_data):
+    """The same on real recordings (../shared/data/beatbox): 10-hop blocks give hop by hop's
+    beat events at the same times and the same final state."""
+    x = _beatbox_stream(shared_data)
+    hop_by_hop = _beats_by_block(esn_file, x, 1)
+    blocks = _beats_by_block(esn_file, x, 10)
+    assert len(hop_by_hop[0]) >= 3
+    assert blocks[0] == hop_by_hop[0]
+    assert np.array_equal(blocks[1], hop_by_hop[1]) and blocks[2:] == hop_by_hop[2:]
+
+
 def test_a_tampered_or_mismatched_esn_file_is_refused(esn_file, tmp_path):
     import shutil
     from device.manifest import ManifestError
