@@ -173,6 +173,8 @@ class Pipeline:
         self.faults = StageFaults(settings.stage_failure_limit,
                                   lambda label, **kw: self._raised.append(self.emit_status(label, **kw)))
         self.block_hops = max(1, int(settings.block_hops))
+        self._shedding = bool(settings.budget.shedding)   # balance() does nothing without it
+        self._realtime = False                            # set by run() from its source
         self._schedule()
 
     def _schedule(self) -> None:
@@ -305,41 +307,59 @@ class Pipeline:
         if n == 1:
             return self.process_hop(samples, backlog)
         shed, faults = self.budget.shed, self.faults
+        idle: list = [None] * n      # per hop: the block stages with nothing to do on it
         for stage in self._block_stages:
             if stage.name in shed or not faults.runs(stage):
                 continue
             t0 = time.perf_counter()
             try:
-                stage.prepare_block(samples, n, self.hops)
+                busy = stage.prepare_block(samples, n, self.hops)
             except Exception as exc:  # the stage then works hop by hop (its process pushes)
                 stage.block_cost_s = 0.0
                 self._count(f"error.{stage.name}")
                 faults.failed(stage, exc, self.hops, self.t_audio_s)
-            else:
-                stage.block_cost_s = (time.perf_counter() - t0) / n
+                continue
+            cost = time.perf_counter() - t0
+            if busy is None:
+                stage.block_cost_s = cost / n
+                continue
+            # Skipped on the hops where its process would only write empty streams (a log-mel
+            # hop that completes no frame, an ESN hop that releases none): the loop's Python per
+            # stage and hop is as much as such a call. The block's cost is spread over the rest.
+            busy = list(busy)
+            if not any(busy):
+                busy[-1] = True        # at least one timed hop carries the block's cost
+            for k, b in enumerate(busy):
+                if not b:
+                    if idle[k] is None:
+                        idle[k] = set()
+                    idle[k].add(stage)
+            stage.block_cost_s = cost / sum(busy)
         out = []
         try:
             for k in range(n):
-                out.extend(self.process_hop(samples[k * hop:(k + 1) * hop], backlog))
+                out.extend(self.process_hop(samples[k * hop:(k + 1) * hop], backlog, idle[k]))
         finally:
             for stage in self._block_stages:
                 stage.end_block()
         return out
 
-    def process_hop(self, samples: np.ndarray, backlog: int = 0) -> list[dict]:
+    def process_hop(self, samples: np.ndarray, backlog: int = 0, idle=None) -> list[dict]:
         """Run the due stages on exactly one hop; return the events raised (already sent).
 
         ``backlog``: captured samples not yet read (real-time sources), which counts as
-        falling behind for shedding.
+        falling behind for shedding. ``idle``: stages to leave out on this hop (`process_block`:
+        block stages whose `prepare_block` said they have nothing to do on it).
         """
         if len(samples) != self.hop:
             raise ValueError(f"process_hop expects {self.hop} samples, got {len(samples)}; "
                              f"push() takes any length")
         self.samples_in += len(samples)
         hops = self.hops
+        t_audio_s = (self.samples_in + self._lost_samples) / self.rate   # once, not per use
         # One context, reset each hop (its `data` is the pipeline's own streams anyway).
         ctx = self._ctx
-        ctx.hop_index, ctx.t_audio_s, ctx.audio = hops, self.t_audio_s, samples
+        ctx.hop_index, ctx.t_audio_s, ctx.audio = hops, t_audio_s, samples
         ctx.fresh.clear()
         ctx.events.clear()
         total = 0.0
@@ -352,7 +372,8 @@ class Pipeline:
             [p for p in self._running if hops % p[0].stride_hops == p[0].phase]
         perf_counter = time.perf_counter
         for stage, stats in due:
-            if (shed and stage.name in shed) or (disabled and stage.name in disabled):
+            if (shed and stage.name in shed) or (disabled and stage.name in disabled) or \
+                    (idle and stage in idle):
                 continue
             t0 = perf_counter()
             try:
@@ -372,11 +393,12 @@ class Pipeline:
         if self._raised:
             out.extend(self._raised)
             self._raised = []
-        faults.check()  # an essential stage that keeps failing ends the run (exit code 1)
-        realtime = self.source is not None and self.source.realtime
-        for change in self.budget.balance(self.t_audio_s, backlog, realtime):
-            out.append(self._report_budget_change(change))
-        if self.t_audio_s >= self._next_status:
+        if faults.fatal is not None:
+            faults.check()  # an essential stage that keeps failing ends the run (exit code 1)
+        if self._shedding:
+            for change in self.budget.balance(t_audio_s, backlog, self._realtime):
+                out.append(self._report_budget_change(change))
+        if t_audio_s >= self._next_status:
             first = self._next_status == 0.0
             interval = self.settings.status_interval_s
             # then on the period's grid (interval, 2 * interval, ...), as before
@@ -452,6 +474,7 @@ class Pipeline:
             raise ValueError(f"source delivers {source.rate} Hz but the pipeline runs at "
                              f"{self.rate} Hz; open the source at the pipeline rate")
         self.source = source
+        self._realtime = bool(source.realtime)
         self.started_monotonic = time.monotonic()
         self.emit_status("online", stages=[s.describe() for s in self.stages])
         source.start()

@@ -11,7 +11,10 @@ device adds its processing time (a fraction of a millisecond per call) and the s
 
 ``python -m evaluation.wake_latency --profile default --model export/multitask_int8.tflite
 --model export/multitask_stream_int8.tflite --set decisions.wake_threshold=0.3`` writes
-``build/reports/<profile>/wake_latency.json`` and prints a table.
+``build/reports/<profile>/wake_latency.json`` and prints a table. ``--capture-block-ms`` (default
+10 and the profile's ``capture.block_ms``) adds the latency to the event's delivery on a live
+device whose capture hands over blocks that long: a wake on the first hop of a 40 ms block waits
+for the block's other 30 ms before the pipeline reads it.
 """
 from __future__ import annotations
 
@@ -46,8 +49,21 @@ def word_end_s(path: str | Path, frame_s: float = 0.01, below_peak_db: float = 2
     return float((loud[-1] + 1) * hop / rate)
 
 
-def latencies(cfg, model: str, stream: dict, after_s: float = 1.0) -> dict:
-    """One model on one positive stream (an entry of the benchmark's ``streams.json``)."""
+def delivered_s(t_audio_s: np.ndarray, capture_block_ms: float) -> np.ndarray:
+    """When an event stamped ``t_audio_s`` (the end of its hop) can be out on a live device
+    whose capture hands over ``capture_block_ms`` at a time: the end of the capture block that
+    holds its hop (blocks from the stream's start), since the pipeline reads a block only once
+    it has all arrived. Processing time not included (a fraction of a millisecond)."""
+    block_s = float(capture_block_ms) / 1000.0
+    # round(): an event at exactly a block's end must not move to the next block
+    return np.ceil(np.round(np.asarray(t_audio_s, float) / block_s, 6)) * block_s
+
+
+def latencies(cfg, model: str, stream: dict, after_s: float = 1.0,
+              capture_blocks_ms: Sequence[float] = ()) -> dict:
+    """One model on one positive stream (an entry of the benchmark's ``streams.json``);
+    for each of ``capture_blocks_ms`` also the latency to the event's delivery on a live device
+    capturing blocks that long (`delivered_s`), under ``capture_block_ms``."""
     from device.audio_source import ArraySource
     from device.pipeline import Pipeline
     from evaluation.wakeword_streams import load_int16
@@ -56,11 +72,13 @@ def latencies(cfg, model: str, stream: dict, after_s: float = 1.0) -> dict:
     pipe.run(ArraySource(load_int16(stream["path"]), RATE))
     pipe.close()
     wakes = np.array([e["t_audio_s"] for e in pipe.events if e["type"] == "wake"])
-    lat = []
+    lat, first, ends = [], [], []
     for start, end, _kind, path in stream["segments"]:
         hit = wakes[(wakes >= start) & (wakes <= end + after_s)]
         if len(hit):
-            lat.append(float(hit[0]) - (start + word_end_s(path)))
+            ends.append(start + word_end_s(path))
+            first.append(float(hit[0]))
+            lat.append(first[-1] - ends[-1])
     lat_ms = np.asarray(lat) * 1000.0
     out = {"model": model, "positives": len(stream["segments"]), "hits": len(lat),
            "wake_events": int(len(wakes)),
@@ -69,6 +87,12 @@ def latencies(cfg, model: str, stream: dict, after_s: float = 1.0) -> dict:
     if len(lat):
         out.update({f"p{q}_ms": round(float(np.percentile(lat_ms, q)), 1) for q in (10, 50, 90)})
         out["mean_ms"] = round(float(lat_ms.mean()), 1)
+        out["capture_block_ms"] = {}
+        for block_ms in capture_blocks_ms:
+            d_ms = (delivered_s(first, block_ms) - np.asarray(ends)) * 1000.0
+            out["capture_block_ms"][f"{float(block_ms):g}"] = {
+                **{f"p{q}_ms": round(float(np.percentile(d_ms, q)), 1) for q in (10, 50, 90)},
+                "mean_ms": round(float(d_ms.mean()), 1)}
     return out
 
 
@@ -84,6 +108,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="model(s) to compare (repeat; default: the profile's)")
     parser.add_argument("--snr", type=float, default=None,
                         help="which positive stream (default: bench.wakeword.snr_db's first)")
+    parser.add_argument("--capture-block-ms", type=float, action="append", default=None,
+                        help="also the latency to delivery on a live device whose capture hands "
+                             "over blocks this long (repeat; default: 10 and the profile's "
+                             "capture.block_ms): the pipeline reads a block once it has arrived")
     parser.add_argument("--out", type=Path, default=None,
                         help="JSON path (default build/reports/<profile>/wake_latency.json)")
     args = parser.parse_args(argv)
@@ -103,19 +131,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise SystemExit(f"evaluation.wake_latency: no positive stream at {snr:g} dB; there are "
                          f"{', '.join(streams)}")
     models = args.model or [cfg["stages.multitask.model"]]
+    blocks = args.capture_block_ms or sorted({10.0, float(cfg["capture.block_ms"])})
     rows = []
     for model in models:
-        rows.append(latencies(cfg, model, streams[key], float(cfg["bench.wakeword.after_s"])))
+        rows.append(latencies(cfg, model, streams[key], float(cfg["bench.wakeword.after_s"]),
+                              blocks))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     report = {"profile": profile_tag(cfg), "snr_db": snr, "stream": streams[key]["path"],
               "models": rows}
     out = args.out or (paths.reports_dir / profile_tag(cfg) / "wake_latency.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1))
-    print("| model | hits / positives | latency p10 / median / p90 ms |\n|---|---|---|")
+    heads = " | ".join(f"delivered, {b:g} ms capture blocks" for b in blocks)
+    print(f"| model | hits / positives | latency p10 / median / p90 ms (audio time) | {heads} |\n"
+          + "|---" * (3 + len(blocks)) + "|")
     for r in rows:
         lat = (f"{r['p10_ms']} / **{r['p50_ms']}** / {r['p90_ms']}" if r["hits"] else "no hits")
-        print(f"| {Path(r['model']).name} | {r['hits']} / {r['positives']} | {lat} |")
+        per = [(lambda d: f"{d['p10_ms']} / **{d['p50_ms']}** / {d['p90_ms']}")(
+            r["capture_block_ms"][f"{b:g}"]) if r["hits"] else "–" for b in blocks]
+        print(f"| {Path(r['model']).name} | {r['hits']} / {r['positives']} | {lat} | "
+              + " | ".join(per) + " |")
     print(f"report: {out}")
     return 0
 

@@ -208,7 +208,9 @@ class Stage:
         """Whether a stage with a ``prepare_block(samples, n_hops, first_hop)`` method takes a
         block of hops at once (`device.pipeline.Pipeline.process_block`): it does the whole
         block's work there, then its `process` hands out each hop's share on that hop. Stages
-        without the method run hop by hop inside a block, as always."""
+        without the method run hop by hop inside a block, as always. ``prepare_block`` returns
+        None (call `process` on every hop) or one bool per hop: False where `process` would do
+        nothing but write empty streams, so the pipeline leaves it out on that hop."""
         return False
 
     def end_block(self) -> None:

@@ -261,13 +261,15 @@ class EsnStage(Stage):
         of one soxr call and one numba call per hop."""
         return self.stream is not None and self.input_key == "audio"
 
-    def prepare_block(self, samples: np.ndarray, n_hops: int, first_hop: int) -> None:
+    def prepare_block(self, samples: np.ndarray, n_hops: int, first_hop: int) -> list[bool]:
         """One rate change and one `EsnStream.push` for the whole block; `process` then runs
         each frame's beat decision on the hop where the frame's last sample arrived (or on the
         block's first hop when the resampler had held the frame back past it), so the frames,
         the reservoir states and the ``beat`` events with their ``t_audio_s`` are those of hop by
         hop (tests/device/test_esn.py); only ``posteriors.percussion`` may be put on another hop
-        of the block, since soxr hands its output out in bursts either way."""
+        of the block, since soxr hands its output out in bursts either way. Returns the hops
+        that release a frame (and the first after a gap, which stamps the frame clock): the
+        pipeline calls `process` only on those."""
         audio = self._resampler(samples) if self._resampler is not None else samples
         stream = self.stream
         k = stream.push(audio)
@@ -276,13 +278,18 @@ class EsnStage(Stage):
         self._hops_in += n_hops
         if not k:
             self._block = (None, [], first_hop, 0)    # a block without frames: hops do nothing
-            return
+            return [self._gap] + [False] * (n_hops - 1)
         # Frame g (since the last reset) ends with output sample g * hop + win - 1, which is
         # input sample ceil((g * hop + win) * in/out) - 1, on input hop (that) // hop_in.
         g = np.arange(stream.frames - k, stream.frames)
         last_in = np.ceil((g * stream.hop + stream.win) * self._in_per_out).astype(np.int64) - 1
         release = np.clip(last_in // hop_in - before, 0, n_hops - 1)
         self._block = (stream.proba[:k].copy(), release.tolist(), first_hop, 0)
+        busy = [False] * n_hops
+        for j in self._block[1]:
+            busy[j] = True
+        busy[0] = busy[0] or self._gap
+        return busy
 
     def end_block(self) -> None:
         self._block = None

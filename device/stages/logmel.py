@@ -73,9 +73,11 @@ class LogMelStage(Stage):
         resampler or a producer stage it runs hop by hop."""
         return self.input_key == "audio" and self._resampler is None
 
-    def prepare_block(self, samples: np.ndarray, n_hops: int, first_hop: int) -> None:
+    def prepare_block(self, samples: np.ndarray, n_hops: int, first_hop: int) -> list[bool]:
         """Every frame the block completes, in one `LogMelStream.push`; `process` then puts each
-        hop's frames into the window on that hop, exactly as pushing hop by hop would."""
+        hop's frames into the window on that hop, exactly as pushing hop by hop would. Returns
+        which hops complete a frame: on the others (a 32 ms frontend's two of every three) the
+        pipeline does not call `process`, which would only put an empty ``.new``."""
         hop = len(samples) // n_hops
         before = len(self.stream._pending)
         frames = self.stream.push(samples)
@@ -83,6 +85,7 @@ class LogMelStage(Stage):
         done = [0 if before + (j + 1) * hop < win else 1 + (before + (j + 1) * hop - win) // step
                 for j in range(n_hops)]
         self._block = (frames, [0] + done, first_hop)
+        return [done[j] > (done[j - 1] if j else 0) for j in range(n_hops)]
 
     def end_block(self) -> None:
         self._block = None

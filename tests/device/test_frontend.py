@@ -128,3 +128,17 @@ def test_bad_input_is_named():
     with pytest.raises(TypeError, match="int16"):
         as_float_audio(np.zeros(10, dtype=np.complex64))
     assert log_mel(np.zeros(100, np.float32)).shape == (0, 40)
+
+
+@pytest.mark.parametrize("section", ["keyword", "classifier"])
+def test_the_streams_cached_numpy_kernel_is_the_batch_kernel_bit_for_bit(section):
+    """LogMelStream looks its window and filterbank up once (`_numpy_kernel`): for the same
+    frames it must give `_power_frames_to_log_mel`'s numbers exactly, one frame or many."""
+    from device.config import load_config
+    from device.frontend import _numpy_kernel, _power_frames_to_log_mel, frame_signal
+    cfg = LogMelConfig.from_config(load_config("default"), section)
+    assert cfg.kernel == "numpy"
+    x = _noise(cfg.window_length * 6, 11)
+    kernel = _numpy_kernel(cfg)
+    for frames in (x[None, :cfg.window_length], frame_signal(x, cfg.window_length, cfg.hop_length)):
+        assert np.array_equal(kernel(frames), _power_frames_to_log_mel(frames, cfg))

@@ -32,3 +32,13 @@ def test_latency_is_measured_from_the_word_end(tone_model, tmp_path):
     assert got["hits"] == 3 and got["positives"] == 3
     # The tone model says "word" from its first stride after the word's end (100 ms stride).
     assert 0.0 <= got["p50_ms"] <= 200.0, got
+
+
+def test_delivery_waits_for_the_end_of_the_capture_block():
+    """A live device reads a capture block once it has all arrived: an event at the end of a
+    hop is out at the end of the block holding that hop (not before, not a block late)."""
+    from evaluation.wake_latency import delivered_s
+    t = np.array([0.01, 0.04, 0.05, 0.08, 1.23])
+    assert np.allclose(delivered_s(t, 10.0), t)
+    assert np.allclose(delivered_s(t, 40.0), [0.04, 0.04, 0.08, 0.08, 1.24])
+    assert np.allclose(delivered_s(t, 32.0), [0.032, 0.064, 0.064, 0.096, 1.248])
