@@ -2,6 +2,8 @@
 
     python -m evaluation.seed_table --profile default      # trains, exports, evaluates
     python -m evaluation.seed_table --profile real --variants mt60j --reuse
+    python -m evaluation.seed_table --exported export/multitask_int8.tflite \
+        export/multitask_stream_int8.tflite     # exported models as they are, no training
 
 For each variant (`train.multitask.VARIANTS`: ``kw``, ``scene``, ``mt50``, ``mt60``,
 ``mt60j``) it trains (`train.multitask.train_variant`; with ``--reuse`` it loads what is
@@ -229,6 +231,62 @@ def run(cfg: Config, names: Sequence[str] | None = None, reuse: bool = False,
     return table
 
 
+def evaluate_exported(cfg: Config, models: Sequence[str]) -> dict:
+    """Exported int8 models, as they are, on the seed table's test sets: no training.
+
+    Each model (a path, or relative to ``project.build_dir``: the profile's reference
+    ``export/multitask_int8.tflite`` and its streaming conversion
+    ``export/multitask_stream_int8.tflite``) is run by the device's runner
+    (`TFLiteModel.predict`; a streaming model takes each example as a window from silence) on
+    the same four test sets as the seed table (same split, mixtures and seed), so the rows sit
+    side by side. Writes ``build/reports/seed_table_exported_<profile>.{json,md}``.
+    """
+    from device.paths import resolve_build_path
+    tag = profile_tag(cfg)
+    lm_cfg = LogMelConfig.from_config(cfg, "keyword")
+    splits = mt.load_splits(cfg)
+    test_sets = mt.eval_sets(splits["test"], lm_cfg, float(cfg["eval.keyword_share"]),
+                             int(cfg["eval.seed"]), int(cfg["eval.scene_crops_per_clip"]))
+    label_sets = {h: cfg.head_labels[h] for h in mt.HEADS}
+    n_classes = {h: len(v) for h, v in label_sets.items()}
+    table = {"profile": tag, "eval_keyword_share": float(cfg["eval.keyword_share"]),
+             "eval_seed": int(cfg["eval.seed"]),
+             "test_sizes": {k: int(len(v[1])) for k, v in test_sets.items()}, "models": {}}
+    for model in models:
+        path = resolve_build_path(cfg, model)
+        int8 = TFLiteModel(path, frontend=cfg.section("frontend.keyword"))
+        heads = [h for h in mt.HEADS if h in int8.outputs]
+        t0 = time.perf_counter()
+        res = evaluate_sets(int8.predict, test_sets, heads, n_classes)
+        table["models"][str(model)] = {"file": str(path), "bytes": path.stat().st_size,
+                                       "streaming": int8.streaming is not None,
+                                       "int8": res, "seconds": round(time.perf_counter() - t0, 1)}
+        log.info("%s: %s (%.0f s)", model, {k: v["accuracy"] for k, v in res.items()},
+                 time.perf_counter() - t0)
+    paths = BuildPaths(cfg)
+    out = paths.report(f"seed_table_exported_{tag}.json")
+    out.write_text(json.dumps(table, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown_exported(table) + "\n")
+    return table
+
+
+def markdown_exported(table: Mapping) -> str:
+    """`evaluate_exported`'s table as Markdown: one row per exported int8 model."""
+    columns = [s for s in SETS + EXTRA_SETS if s in table["test_sizes"]]
+    lines = [f"## Exported int8 models on the seed table's test sets: profile `{table['profile']}`",
+             "", f"Test split: {table['test_sizes']}. Mixed columns at keyword share "
+             f"{table['eval_keyword_share']:.2f} (seed {table['eval_seed']}), as the seed table. "
+             "Top-1 accuracy in %, the device's runner (a streaming model: each example a window "
+             "from silence).", "",
+             "| model | bytes | " + " | ".join(COLUMNS[s] for s in columns) + " |",
+             "|---" * (2 + len(columns)) + "|"]
+    for name, v in table["models"].items():
+        kind = " (streaming)" if v["streaming"] else ""
+        lines.append(f"| `{name}`{kind} | {v['bytes']:,} | "
+                     + " | ".join(_cell(v["int8"], s) for s in columns) + " |")
+    return "\n".join(lines)
+
+
 def _write(cfg: Config, table: Mapping) -> None:
     json_path = seed_table_report(cfg)
     reports = json_path.parent
@@ -262,10 +320,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--report-only", action="store_true",
                         help="rewrite the Markdown from the saved JSON (and train_info.json "
                              "files); trains and evaluates nothing")
+    parser.add_argument("--exported", nargs="+", default=None, metavar="MODEL",
+                        help="evaluate these exported int8 models as they are (paths, or "
+                             "relative to project.build_dir, e.g. export/multitask_int8.tflite "
+                             "export/multitask_stream_int8.tflite) on the same test sets, side "
+                             "by side; trains nothing and leaves the seed table as it is")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     loop.configure_threads()
     cfg = config_from_args(args)
+    if args.exported:
+        print(markdown_exported(evaluate_exported(cfg, args.exported)))
+        return 0
     if args.report_only:
         table = json.loads(seed_table_report(cfg).read_text())
         for name, v in table["variants"].items():
