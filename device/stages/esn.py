@@ -116,12 +116,10 @@ class EsnStage(Stage):
         self._next_check = 0.0
         self._hops_in = 0           # input hops pushed since the last reset (block frame timing)
         self._block = None          # (proba per frame, release hop per frame, first hop, next)
-        if self._resampler is not None:
-            # Output sample j of the rate change is input sample j * in/out (soxr's stream is
-            # delay-compensated: `Resampler`), so a frame's last sample maps to an input hop.
-            self._in_per_out = int(self.params["input_rate"] or pipeline_rate) / self.fcfg.sample_rate
-        else:
-            self._in_per_out = 1.0
+        # Output sample j of the rate change is input sample j * in/out (soxr's stream is
+        # delay-compensated: `Resampler`), so a frame's last sample maps to an input hop.
+        self._rates = ((int(self.params["input_rate"] or pipeline_rate), self.fcfg.sample_rate)
+                       if self._resampler is not None else (1, 1))
         self.tracker = BeatTracker.from_config(cfg, self.labels, self.frame_s)
         if not self._manifest_path().exists() and self.params["if_missing"] == "warn":
             log.warning("stage %s: no ESN model at %s, so no beat events; build it with "
@@ -280,14 +278,19 @@ class EsnStage(Stage):
             self._block = (None, [], first_hop, 0)    # a block without frames: hops do nothing
             return [self._gap] + [False] * (n_hops - 1)
         # Frame g (since the last reset) ends with output sample g * hop + win - 1, which is
-        # input sample ceil((g * hop + win) * in/out) - 1, on input hop (that) // hop_in.
-        g = np.arange(stream.frames - k, stream.frames)
-        last_in = np.ceil((g * stream.hop + stream.win) * self._in_per_out).astype(np.int64) - 1
-        release = np.clip(last_in // hop_in - before, 0, n_hops - 1)
-        self._block = (stream.proba[:k].copy(), release.tolist(), first_hop, 0)
+        # input sample ceil((g * hop + win) * in/out) - 1, on input hop (that) // hop_in: that
+        # block hop, or the first when the resampler held the frame back past its own block.
+        # Integers (a block brings one to three frames): exact, and cheaper than NumPy here.
+        r_in, r_out = self._rates
+        fhop, win, last = stream.hop, stream.win, n_hops - 1
         busy = [False] * n_hops
-        for j in self._block[1]:
+        release = []
+        for g in range(stream.frames - k, stream.frames):
+            j = (-(-(g * fhop + win) * r_in // r_out) - 1) // hop_in - before
+            j = 0 if j < 0 else (last if j > last else j)
+            release.append(j)
             busy[j] = True
+        self._block = (stream.proba[:k].copy(), release, first_hop, 0)
         busy[0] = busy[0] or self._gap
         return busy
 
