@@ -54,3 +54,31 @@ def test_seed_table_writes_markdown_json_and_deploys_a_multitask_variant(tiny):
     assert deployed.exists() and deployed.with_suffix(".json").exists()
     assert json.loads((cfg.build_dir / "models" / "multitask" / "default" /
                        "deployed.json").read_text())["variant"] == "mt60j"
+
+
+def test_exported_models_are_evaluated_as_they_are_side_by_side(tiny, tone_model):
+    """--exported: a model file as it is (here the tone stand-in, twice from two folders) on the
+    seed table's test sets, no training: its accuracies are the device runner's own argmaxes,
+    and the seed table itself is left alone."""
+    import numpy as np
+    from device.frontend import LogMelConfig
+    from device.interpreter import TFLiteModel
+    cfg, data = tiny
+    copy = cfg.build_dir / "copy" / tone_model.name      # a manifest names its model's file
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    copy.write_bytes(tone_model.read_bytes())
+    copy.with_suffix(".json").write_text(tone_model.with_suffix(".json").read_text())
+    table = seed_table.evaluate_exported(cfg, [str(tone_model), str(copy)])
+    rows = list(table["models"].values())
+    assert len(rows) == 2 and rows[0]["int8"] == rows[1]["int8"]
+    assert set(rows[0]["int8"]) >= {"keyword_only", "mixed_keyword", "scene_only", "mixed_scene"}
+    sets = mt.eval_sets(data, LogMelConfig.from_config(cfg, "keyword"),
+                        float(cfg["eval.keyword_share"]), int(cfg["eval.seed"]),
+                        int(cfg["eval.scene_crops_per_clip"]))
+    feats, labels, head = sets["keyword_only"]
+    direct = TFLiteModel(tone_model).predict(feats)[head].argmax(1)
+    assert rows[0]["int8"]["keyword_only"]["accuracy"] == round(float(np.mean(direct == labels)), 4)
+    reports = cfg.build_dir / "reports"
+    md = (reports / "seed_table_exported_default.md").read_text()
+    assert md.count("| `") == 2 and "keyword only" in md
+    assert not (reports / "seed_table_default.json").exists()
