@@ -15,7 +15,8 @@ in the same round (the median of those ratios is the headline: a ratio measured 
   model and the two decision stages). ``--from-file`` adds each pipeline fed from the file, as
   ``detect`` is, to show what decoding costs.
 
-``python -m evaluation.cpu --profile default --seconds 300 --rounds 3`` writes
+``python -m evaluation.cpu --profile default --seconds 300 --rounds 3`` (``--capture-block``,
+``--hop-by-hop``: also at a live device's reads) writes
 ``build/reports/<profile>/cpu_vs_porcupine.{json,md}``.
 """
 from __future__ import annotations
@@ -93,18 +94,34 @@ def _porcupine_cpu(samples: np.ndarray, keyword: str) -> float:
         handle.delete()
 
 
+def capture_block_hops(cfg) -> int:
+    """Hops per read on a live device that keeps up: one capture period (``capture.block_ms``)
+    of hops, at most ``pipeline.block_hops``."""
+    per_read = max(1, int(round(float(cfg["capture.block_ms"]) / float(cfg["pipeline.hop_ms"]))))
+    return min(per_read, int(cfg["pipeline.block_hops"]))
+
+
 def hopwise_engines(cfg, models: Sequence[str], from_file: bool = False,
-                    hop_by_hop: bool = False) -> list[Engine]:
-    """For each model: the whole profile pipeline and the keyword path alone; with
-    ``hop_by_hop`` both again one hop per read (``pipeline.block_hops=1``: a real-time device
-    whose capture hands over every 10 ms block as it comes, so no block ever forms)."""
+                    hop_by_hop: bool = False, capture_block: bool = False) -> list[Engine]:
+    """For each model: the whole profile pipeline and the keyword path alone, read
+    ``pipeline.block_hops`` hops at a time (a replay, or a device that has fallen behind); with
+    ``capture_block`` both again at a live device's read, one capture period
+    (`capture_block_hops`: ``capture.block_ms`` = 40 ms is 4 hops); with ``hop_by_hop`` one hop
+    per read (``pipeline.block_hops=1``: a device whose capture hands over every 10 ms, so no
+    block ever forms)."""
     keyword_path = "pipeline.stages=[" + ", ".join(f'"{s}"' for s in KEYWORD_PATH) + "]"
     out = []
+    live = capture_block_hops(cfg)
     for model in models:
         tag = Path(model).name
         base = [f"stages.multitask.model={model}"]
         out.append(Engine(f"whole pipeline, {tag}", base, cfg))
         out.append(Engine(f"keyword path, {tag}", [*base, keyword_path], cfg))
+        if capture_block:
+            at = f"pipeline.block_hops={live}"
+            name = f"live capture blocks ({cfg['capture.block_ms']:g} ms, {live} hops)"
+            out.append(Engine(f"whole pipeline, {tag}, {name}", [*base, at], cfg))
+            out.append(Engine(f"keyword path, {tag}, {name}", [*base, keyword_path, at], cfg))
         if hop_by_hop:
             one = "pipeline.block_hops=1"
             out.append(Engine(f"whole pipeline, {tag}, hop by hop", [*base, one], cfg))
@@ -199,6 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--hop-by-hop", action="store_true",
                         help="also run each pipeline one hop per read (pipeline.block_hops=1), "
                              "as a real-time device with 10 ms capture blocks does")
+    parser.add_argument("--capture-block", action="store_true",
+                        help="also run each pipeline at a live device's read: one capture period "
+                             "(capture.block_ms, 40 ms = 4 hops) per read")
     parser.add_argument("--out", type=Path, default=None,
                         help="report path stem (default build/reports/<profile>/cpu_vs_porcupine)")
     args = parser.parse_args(argv)
@@ -220,7 +240,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                          "export/multitask_stream_int8.tflite")
                             if (paths.root / m).exists()]
     engines = [] if args.no_porcupine else [Engine("Porcupine 1.9.5", None, cfg)]
-    engines += hopwise_engines(cfg, models, args.from_file, args.hop_by_hop)
+    engines += hopwise_engines(cfg, models, args.from_file, args.hop_by_hop, args.capture_block)
     report = {"format": "hopwise-cpu", "profile": profile_tag(cfg),
               "created_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
               "stream": str(stream), "offset_s": args.offset_s, "models": models,

@@ -29,7 +29,11 @@ def test_every_engine_is_timed_each_round_and_compared_in_its_round(tone_model, 
     import soundfile as sf
     cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'"])
     samples = sf.read(str(stream), dtype="int16")[0]
-    engines = hopwise_engines(cfg, [str(tone_model)], from_file=True, hop_by_hop=True)
+    engines = hopwise_engines(cfg, [str(tone_model)], from_file=True, hop_by_hop=True,
+                              capture_block=True)
+    live = {e.name: e.sets for e in engines if "live capture blocks" in e.name}
+    # capture.block_ms = 40 at hop_ms = 10: a live read is 4 hops
+    assert len(live) == 2 and all("pipeline.block_hops=4" in sets for sets in live.values())
     try:
         import pvporcupine  # noqa: F401
         engines.insert(0, Engine("Porcupine 1.9.5", None, cfg))
@@ -40,7 +44,8 @@ def test_every_engine_is_timed_each_round_and_compared_in_its_round(tone_model, 
     name = tone_model.name
     assert {f"whole pipeline, {name}", f"keyword path, {name}",
             f"whole pipeline, {name}, from the file",
-            f"keyword path, {name}, hop by hop"} <= set(rows)
+            f"keyword path, {name}, hop by hop",
+            f"whole pipeline, {name}, live capture blocks (40 ms, 4 hops)"} <= set(rows)
     assert report["audio_s"] == pytest.approx(4.0)
     for r in rows.values():
         c = r["cpu_per_audio_s"]
