@@ -326,15 +326,18 @@ class Pipeline:
             # Skipped on the hops where its process would only write empty streams (a log-mel
             # hop that completes no frame, an ESN hop that releases none): the loop's Python per
             # stage and hop is as much as such a call. The block's cost is spread over the rest.
-            busy = list(busy)
-            if not any(busy):
-                busy[-1] = True        # at least one timed hop carries the block's cost
+            runs = 0
             for k, b in enumerate(busy):
-                if not b:
-                    if idle[k] is None:
-                        idle[k] = set()
+                if b:
+                    runs += 1
+                elif idle[k] is None:
+                    idle[k] = {stage}
+                else:
                     idle[k].add(stage)
-            stage.block_cost_s = cost / sum(busy)
+            if not runs:               # at least one timed hop carries the block's cost
+                idle[n - 1].discard(stage)
+                runs = 1
+            stage.block_cost_s = cost / runs
         out = []
         try:
             for k in range(n):

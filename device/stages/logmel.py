@@ -82,10 +82,16 @@ class LogMelStage(Stage):
         before = len(self.stream._pending)
         frames = self.stream.push(samples)
         win, step = self.stream._win, self.stream._hop
-        done = [0 if before + (j + 1) * hop < win else 1 + (before + (j + 1) * hop - win) // step
-                for j in range(n_hops)]
-        self._block = (frames, [0] + done, first_hop)
-        return [done[j] > (done[j - 1] if j else 0) for j in range(n_hops)]
+        # done[j + 1]: frames complete after hop j of the block (one loop: this runs per block)
+        done, busy, prev, have = [0], [], 0, before - win
+        for _ in range(n_hops):
+            have += hop
+            d = 0 if have < 0 else 1 + have // step
+            busy.append(d > prev)
+            done.append(d)
+            prev = d
+        self._block = (frames, done, first_hop)
+        return busy
 
     def end_block(self) -> None:
         self._block = None

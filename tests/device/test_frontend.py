@@ -142,3 +142,20 @@ def test_the_streams_cached_numpy_kernel_is_the_batch_kernel_bit_for_bit(section
     kernel = _numpy_kernel(cfg)
     for frames in (x[None, :cfg.window_length], frame_signal(x, cfg.window_length, cfg.hop_length)):
         assert np.array_equal(kernel(frames), _power_frames_to_log_mel(frames, cfg))
+
+
+@pytest.mark.parametrize("block", [160 * 4, 160 * 10, 160 * 7 + 33])
+def test_block_pushes_give_the_strided_framing_bit_for_bit(block):
+    """Pushes of a few frames gather them by a cached index instead of frame_signal's strided
+    view: the same frames, so the same log-mel bit for bit (frame_signal + kernel per push)."""
+    from device.frontend import _power_frames_to_log_mel, frame_signal
+    x = _noise(16000, 5)
+    stream = LogMelStream(KEYWORD)
+    pending = np.zeros(0, np.float32)
+    for i in range(0, len(x), block):
+        got = stream.push(x[i:i + block])
+        buf = np.concatenate([pending, x[i:i + block]])
+        n = num_frames(len(buf), 400, 160)
+        want = _power_frames_to_log_mel(frame_signal(buf, 400, 160), KEYWORD) if n else got
+        assert len(got) == n and np.array_equal(got, want)
+        pending = buf[n * 160:]
