@@ -228,6 +228,16 @@ class Pipeline:
         # on the raw audio); the others run hop by hop inside the block as before.
         self._block_stages = [s for s, _ in pairs
                               if callable(getattr(s, "prepare_block", None)) and s.block_capable()]
+        # A block stage that only feeds others (a frontend) needs its streams up to date only on
+        # the hops where one of its readers runs: on which hops of the period that is.
+        for stage in self._block_stages:
+            stage.readers_due = None
+            if stage.raises_events or not period:
+                continue
+            readers = [r for r, _ in pairs if r is not stage
+                       and set(r.consumes + r.reads_when_loaded) & set(stage.emits)]
+            stage.readers_due = tuple(any(r.stride_hops and h % r.stride_hops == r.phase
+                                          for r in readers) for h in range(period))
         self._ctx = HopContext(0, 0.0, np.zeros(0, np.float32), self.data)
 
     # ------------------------------------------------------------------ construction

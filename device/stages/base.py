@@ -127,6 +127,9 @@ class Stage:
 
     type_name = "base"
     block_cost_s = 0.0   # this hop's share of a block's `prepare_block` (timings only)
+    # Set by the pipeline for a block stage that raises no events: per hop of the schedule's
+    # period, whether a stage reading its streams runs then (None: assume every hop).
+    readers_due: tuple[bool, ...] | None = None
     consumes: tuple[str, ...] = ()
     emits: tuple[str, ...] = ()
     # False for a stage that only computes streams for others (features, posteriors) and raises

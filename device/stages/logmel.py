@@ -74,34 +74,55 @@ class LogMelStage(Stage):
         return self.input_key == "audio" and self._resampler is None
 
     def prepare_block(self, samples: np.ndarray, n_hops: int, first_hop: int) -> list[bool]:
-        """Every frame the block completes, in one `LogMelStream.push`; `process` then puts each
-        hop's frames into the window on that hop, exactly as pushing hop by hop would. Returns
-        which hops complete a frame: on the others (a 32 ms frontend's two of every three) the
-        pipeline does not call `process`, which would only put an empty ``.new``."""
+        """Every frame the block completes, in one `LogMelStream.push`; `process` then puts the
+        frames into the window on the hops where a reader of its streams runs (every hop that
+        completes a frame when it does not know: ``readers_due``), so each reader sees exactly
+        the window and frames it would see hop by hop. Returns those hops: on the others (a
+        32 ms frontend's two of every three; the keyword frontend's three of every four behind
+        a model called every 4th hop) the pipeline does not call `process`; `end_block` puts
+        what is left into the window."""
         hop = len(samples) // n_hops
         before = len(self.stream._pending)
         frames = self.stream.push(samples)
         win, step = self.stream._win, self.stream._hop
+        due = self.readers_due
+        period = len(due) if due else 0
         # done[j + 1]: frames complete after hop j of the block (one loop: this runs per block)
-        done, busy, prev, have = [0], [], 0, before - win
-        for _ in range(n_hops):
+        done, busy, last, have = [0], [], 0, before - win
+        for j in range(n_hops):
             have += hop
             d = 0 if have < 0 else 1 + have // step
-            busy.append(d > prev)
+            b = d > last and (not period or due[(first_hop + j) % period])
+            busy.append(b)
+            if b:
+                last = d
             done.append(d)
-            prev = d
-        self._block = (frames, done, first_hop)
+        self._block = [frames, done, first_hop, 0]     # the last item: frames put so far
         return busy
 
     def end_block(self) -> None:
+        block = self._block
+        if block is not None and block[3] < len(block[0]):
+            self._insert(block[0][block[3]:])   # no reader ran since: into the window only
         self._block = None
         self.block_cost_s = 0.0
 
+    def _insert(self, new: np.ndarray) -> None:
+        k = len(new)
+        if k >= self.window_frames:
+            self.window[:] = new[-self.window_frames:]
+        else:
+            self.window[:-k] = self.window[k:]
+            self.window[-k:] = new
+        self.frames_total += k
+
     def process(self, ctx: HopContext) -> None:
-        if self._block is not None:
-            frames, done, first = self._block
-            j = ctx.hop_index - first
-            new = frames[done[j]:done[j + 1]]
+        block = self._block
+        if block is not None:
+            # every frame complete by this hop that no earlier hop of the block put
+            end = block[1][ctx.hop_index - block[2] + 1]
+            new = block[0][block[3]:end]
+            block[3] = max(block[3], end)
             k = len(new)
         else:
             if self.input_key == "audio":
@@ -115,12 +136,7 @@ class LogMelStage(Stage):
             new = self.stream.push(audio)
             k = len(new)
         if k:
-            if k >= self.window_frames:
-                self.window[:] = new[-self.window_frames:]
-            else:
-                self.window[:-k] = self.window[k:]
-                self.window[-k:] = new
-            self.frames_total += k
+            self._insert(new)
             ctx.put(self.key, self.window)
         ctx.put(self.key + ".new", new)
 
