@@ -236,6 +236,8 @@ class Pipeline:
                 continue
             readers = [r for r, _ in pairs if r is not stage
                        and set(r.consumes + r.reads_when_loaded) & set(stage.emits)]
+            if not readers:     # read from outside (Pipeline.data): kept up to date every hop
+                continue
             stage.readers_due = tuple(any(r.stride_hops and h % r.stride_hops == r.phase
                                           for r in readers) for h in range(period))
         self._ctx = HopContext(0, 0.0, np.zeros(0, np.float32), self.data)

@@ -65,7 +65,8 @@ class LogMelStage(Stage):
         self.window = np.full((self.window_frames, self.fcfg.n_mels),
                               np.log(self.fcfg.log_floor), dtype=np.float32)
         self.frames_total = 0
-        self._block = None        # (frames of the block, frames done after each hop, first hop)
+        self._block = None        # [frames, frames done after each hop, first hop, frames put]
+        self._deferred: list[np.ndarray] = []   # blocks no reader needed yet, not pushed
 
     def block_capable(self) -> bool:
         """On the source's audio at its own rate: a block's frames are the frames of its hops
@@ -80,15 +81,31 @@ class LogMelStage(Stage):
         the window and frames it would see hop by hop. Returns those hops: on the others (a
         32 ms frontend's two of every three; the keyword frontend's three of every four behind
         a model called every 4th hop) the pipeline does not call `process`; `end_block` puts
-        what is left into the window."""
+        what is left into the window.
+
+        A block in which none of its readers runs is not even pushed: its samples wait and go
+        through `LogMelStream` with the block where one runs, so the sound classifiers' frontend
+        (read every 50 hops) computes its frames twice a second in one call each instead of
+        once per 4-hop block, the same frames."""
         hop = len(samples) // n_hops
-        before = len(self.stream._pending)
-        frames = self.stream.push(samples)
-        win, step = self.stream._win, self.stream._hop
         due = self.readers_due
         period = len(due) if due else 0
-        # done[j + 1]: frames complete after hop j of the block (one loop: this runs per block)
-        done, busy, last, have = [0], [], 0, before - win
+        if period and not any(due[(first_hop + j) % period] for j in range(n_hops)):
+            self._deferred.append(np.array(samples, np.float32))   # the caller may reuse it
+            self._block = [samples[:0], [0] * (n_hops + 1), first_hop, 0]   # nothing to hand out
+            return [False] * n_hops
+        before = len(self.stream._pending)
+        waited = 0
+        if self._deferred:
+            waited = sum(len(a) for a in self._deferred)
+            samples = np.concatenate([*self._deferred, samples])
+            self._deferred = []
+        frames = self.stream.push(samples)
+        win, step = self.stream._win, self.stream._hop
+        # done[j + 1]: frames complete after hop j of the block, done[0] those of the waiting
+        # blocks, which the block's first busy hop puts (one loop: this runs per block)
+        have = before + waited - win
+        done, busy, last = [0 if have < 0 else 1 + have // step], [], 0
         for j in range(n_hops):
             have += hop
             d = 0 if have < 0 else 1 + have // step
@@ -133,6 +150,9 @@ class LogMelStage(Stage):
                 return  # the producer (e.g. a separator) did not run on this hop
             if self._resampler is not None:
                 audio = self._resampler(audio)
+            if self._deferred:      # a one-hop read after deferred blocks: theirs first
+                audio = np.concatenate([*self._deferred, audio])
+                self._deferred = []
             new = self.stream.push(audio)
             k = len(new)
         if k:
@@ -142,3 +162,4 @@ class LogMelStage(Stage):
 
     def on_gap(self) -> None:
         self.stream.reset()
+        self._deferred = []
