@@ -149,9 +149,10 @@ class TFLiteModel:
         # keeps the rest as state inside the interpreter; `reset_state` gives it a long silence.
         self.streaming = self.manifest.get("streaming") or None
         if self.streaming is not None:
-            floor = float(self.manifest["frontend"].get("log_floor", 1e-6))
+            from .frontend import silence_value
             n_mels = self.input_shape[2] if len(self.input_shape) >= 3 else self.input_shape[-1]
-            self._silence = np.full((self.frames, n_mels), np.log(floor), np.float32)
+            self._silence = np.full((self.frames, n_mels), silence_value(self.manifest["frontend"]),
+                                    np.float32)
             self.window_frames = int(self.streaming.get("window_frames", self.frames))
             self.reset_state()
 

@@ -227,8 +227,10 @@ def check_against_config(manifest: Mapping, *,
                                     f"the configuration's {list(labels)}; re-train and export with "
                                     f"this profile, or use the profile the model was trained with")
     if frontend:
-        mismatched = {k: (manifest["frontend"].get(k), v) for k, v in frontend.items()
-                      if k in manifest["frontend"] and manifest["frontend"][k] != v}
+        # A manifest written before PCEN existed has no "compression": its model ate log-mel.
+        written = {"compression": "log", **manifest["frontend"]}
+        mismatched = {k: (written.get(k), v) for k, v in frontend.items()
+                      if k in written and written[k] != v}
         if mismatched:
             detail = ", ".join(f"{k}: model {a!r} vs device {b!r}" for k, (a, b) in mismatched.items())
             raise ManifestError(f"model {model.name} was trained on other features ({detail}); the "

@@ -37,6 +37,10 @@ DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.toml"
 RANGES: tuple[tuple[str, str], ...] = (
     ("frontend.*.sample_rate", "[1, inf)"),
     ("frontend.*.log_floor", "(0, 1)"),
+    ("frontend.*.pcen_time_constant_ms", "(0, inf)"),
+    ("frontend.*.pcen_alpha", "[0, 1]"),
+    ("frontend.*.pcen_delta", "(0, inf)"),      # 0 with root < 1 has an infinite slope at 0
+    ("frontend.*.pcen_root", "(0, 1]"),
     ("pipeline.rate", "[1, inf)"),
     ("pipeline.hop_ms", "(0, 1000]"),           # 0 divides by zero; < 0 never advances
     ("pipeline.block_hops", "[1, 1000]"),       # 1 = hop by hop; more only buffers more

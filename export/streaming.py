@@ -50,6 +50,7 @@ import numpy as np
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from device.config import Config, add_profile_arguments, config_from_args  # noqa: E402
+from device.frontend import LogMelConfig, silence_value  # noqa: E402
 from device.interpreter import TFLiteModel  # noqa: E402
 from device.manifest import write_manifest  # noqa: E402
 from device.paths import BuildPaths, profile_tag  # noqa: E402
@@ -421,7 +422,8 @@ def export_streaming(cfg: Config, variant_name: str, path: Path, reference_path:
     model, normalizer, info = mt.load_trained(cfg, variant_name)
     raw = np.load(mt.run_files(cfg, variant_name).calibration).astype(np.float32)
     net = StreamingTrunk(fold_trunk(model), new_frames)
-    floor_raw = np.full((1, raw.shape[2]), np.log(float(cfg["frontend.keyword.log_floor"])), np.float32)
+    floor_raw = np.full((1, raw.shape[2]), silence_value(LogMelConfig.from_config(cfg, "keyword")),
+                        np.float32)
     silence = normalizer(floor_raw)[0]
     # Streams of three calibration windows end to end: the state sees words come and go.
     per = 3

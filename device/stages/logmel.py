@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..frontend import LogMelConfig, LogMelStream
+from ..frontend import LogMelConfig, LogMelStream, silence_value
 from .base import HopContext, Param, Stage, register_stage
 
 __all__ = ["LogMelStage"]
@@ -62,8 +62,8 @@ class LogMelStage(Stage):
             from ..resample import Resampler
             self._resampler = Resampler(self.input_rate, self.rate, cfg["resample.stage_quality"])
         self.stream = LogMelStream(self.fcfg)
-        self.window = np.full((self.window_frames, self.fcfg.n_mels),
-                              np.log(self.fcfg.log_floor), dtype=np.float32)
+        self.window = np.full((self.window_frames, self.fcfg.n_mels), silence_value(self.fcfg),
+                              dtype=np.float32)
         self.frames_total = 0
         self._block = None        # [frames, frames done after each hop, first hop, frames put]
         self._deferred: list[np.ndarray] = []   # blocks no reader needed yet, not pushed

@@ -8,7 +8,8 @@ from hypothesis import given, settings, strategies as st
 
 from device.config import load_config
 from device.frontend import (LogMelConfig, LogMelStream, STFTConfig, STFTStream, as_float_audio,
-                             istft, log_magnitude, log_mel, mel_filterbank, num_frames, stft)
+                             istft, log_magnitude, log_mel, mel_filterbank, num_frames,
+                             silence_value, stft)
 
 librosa = pytest.importorskip("librosa", reason="librosa is a host dependency (make setup)")
 
@@ -159,3 +160,64 @@ def test_block_pushes_give_the_strided_framing_bit_for_bit(block):
         want = _power_frames_to_log_mel(frame_signal(buf, 400, 160), KEYWORD) if n else got
         assert len(got) == n and np.array_equal(got, want)
         pending = buf[n * 160:]
+
+
+# --------------------------------------------------------------------------- PCEN
+PCEN = LogMelConfig(compression="pcen")
+
+
+def test_pcen_matches_librosa():
+    """The same formula as ``librosa.pcen`` fed the same mel energies, its smoother started at
+    the first frame (librosa's default start is an energy of 1)."""
+    x = _noise(16000, 5)
+    x[4000:9000] += 0.5 * np.sin(2 * np.pi * 700.0 * np.arange(5000) / 16000)
+    energies = np.exp(log_mel(x, KEYWORD).astype(np.float64)) - KEYWORD.log_floor
+    ref = librosa.pcen(energies.T, sr=16000, hop_length=160, gain=PCEN.pcen_alpha,
+                       bias=PCEN.pcen_delta, power=PCEN.pcen_root, b=PCEN.pcen_smoothing,
+                       eps=PCEN.log_floor,
+                       zi=(1 - PCEN.pcen_smoothing) * energies[:1].T).T
+    np.testing.assert_allclose(log_mel(x, PCEN), ref, atol=2e-4)
+
+
+@settings(max_examples=15, deadline=None)
+@given(n_samples=st.integers(0, 8000), seed=st.integers(0, 2**16),
+       cut_points=st.lists(st.integers(0, 8000), max_size=12))
+def test_pcen_streaming_equals_batch_for_random_chunkings(n_samples, seed, cut_points):
+    """PCEN's running mean is state: a stream cut anywhere carries it across pushes."""
+    x = _noise(n_samples, seed) * np.linspace(0.1, 3.0, n_samples, dtype=np.float32)
+    cuts = sorted({c for c in cut_points if c <= n_samples})
+    stream = LogMelStream(PCEN)
+    parts = [stream.push(chunk) for chunk in np.split(x, cuts)]
+    streamed = np.concatenate(parts) if parts else np.zeros((0, 40), np.float32)
+    np.testing.assert_allclose(streamed, log_mel(x, PCEN), atol=1e-5)
+
+
+def test_pcen_reset_starts_the_running_mean_again():
+    x, y = _noise(4000, 1), _noise(4000, 2) * 5
+    stream = LogMelStream(PCEN)
+    stream.push(x)
+    stream.reset()
+    np.testing.assert_allclose(stream.push(y), log_mel(y, PCEN), atol=1e-6)
+
+
+def test_pcen_removes_a_steady_gain_that_moves_log_mel():
+    """What PCEN is for: a louder microphone (x10, +20 dB) shifts every log-mel value by
+    log(100) = 4.6 but barely moves PCEN's."""
+    x = _noise(16000, 9)
+    x[6000:10000] += 0.4 * np.sin(2 * np.pi * 300.0 * np.arange(4000) / 16000)
+    assert np.abs(log_mel(10 * x, KEYWORD) - log_mel(x, KEYWORD)).mean() > 4.0
+    assert np.abs(log_mel(10 * x, PCEN) - log_mel(x, PCEN)).mean() < 0.1
+
+
+def test_silence_value_is_what_digital_silence_gives():
+    for cfg in (KEYWORD, PCEN):
+        frames = log_mel(np.zeros(4000, np.float32), cfg)
+        np.testing.assert_allclose(frames, silence_value(cfg), atol=1e-6)
+    assert silence_value({"compression": "pcen"}) == 0.0
+
+
+def test_bad_compression_is_named_with_the_fix():
+    with pytest.raises(ValueError, match="use \"log\" or \"pcen\""):
+        LogMelConfig(compression="mfcc")
+    with pytest.raises(ValueError, match="numpy"):
+        LogMelConfig(compression="pcen", kernel="numba")

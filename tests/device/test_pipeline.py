@@ -112,6 +112,13 @@ def test_run_in_blocks_gives_the_events_and_timings_of_hop_by_hop(tone_model, re
     check_script_events(block_pipe.events, 0.2)
 
 
+def test_a_log_mel_model_is_refused_by_a_pcen_frontend(tone_model):
+    """The tone model's manifest predates PCEN (no "compression" key): it ate log-mel, so a
+    profile that computes PCEN must not feed it."""
+    with pytest.raises(ManifestError, match="compression: model 'log' vs device 'pcen'"):
+        Pipeline.from_config(make_cfg(tone_model, "frontend.keyword.compression=pcen"))
+
+
 @pytest.mark.timeout(60)
 def test_the_hop_loop_leaves_out_what_has_nothing_to_do(tone_model, recording, tmp_path):
     """The default stages with no ESN and no sound classifier built: they and the classifiers'
