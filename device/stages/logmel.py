@@ -161,5 +161,9 @@ class LogMelStage(Stage):
         ctx.put(self.key + ".new", new)
 
     def on_gap(self) -> None:
+        # The resampler's filter history belongs to the audio before the gap, as the stream's
+        # samples and PCEN's running mean do: after a gap the features start as from a new file.
         self.stream.reset()
+        if self._resampler is not None:
+            self._resampler.reset()
         self._deferred = []

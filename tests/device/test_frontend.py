@@ -221,3 +221,27 @@ def test_bad_compression_is_named_with_the_fix():
         LogMelConfig(compression="mfcc")
     with pytest.raises(ValueError, match="numpy"):
         LogMelConfig(compression="pcen", kernel="numba")
+
+
+def test_a_resampling_logmel_stage_starts_afresh_after_a_gap():
+    """After an overrun gap a logmel stage behind a resampler (16 -> 8 kHz: the profile's
+    esn_frontend) gives the frames of a fresh stage: no filter history from before the gap."""
+    from device.stages import build_stage
+    from device.stages.base import HopContext
+    cfg = load_config("default")
+
+    def frames(stage, audio):
+        out = []
+        for i in range(0, len(audio), 160):
+            ctx = HopContext(i // 160, (i + 160) / 16000.0, audio[i:i + 160])
+            stage.process(ctx)
+            out.append(ctx.data["features.esn.new"])
+        return np.concatenate(out)
+
+    x, y = _noise(8000, 21), _noise(8000, 22)
+    used = build_stage("esn_frontend", cfg, 16000, 0.01)
+    assert used._resampler is not None
+    frames(used, x)
+    used.on_gap()
+    fresh = build_stage("esn_frontend", cfg, 16000, 0.01)
+    np.testing.assert_array_equal(frames(used, y), frames(fresh, y))
