@@ -638,9 +638,9 @@ def offline_line(cfg: Config, reason: str) -> str:
     """The one line the main job prints when it trains without real recordings."""
     return (f"hopwise: no real recordings ({reason}): training on the built-in synthetic corpus "
             f"only; on real voices expect about half of Speech Commands clips right and few "
-            f"real \"{cfg['labels.wake_word']}\"s heard (default build, 2026-12-03: 48-54 %; "
-            f"2-14 % of real \"computer\"s woke at under 1 false alarm/h). Fix: `make data` "
-            f"on a machine with network (then `make train PROFILE=full`), or point "
+            f"real \"{cfg['labels.wake_word']}\"s heard (default build, 2026-12-03: 48-56 %; "
+            f"2-24 % of real \"computer\"s woke at under 1 false alarm/h, by training seed). "
+            f"Fix: `make data` on a machine with network (then `make train PROFILE=full`), or point "
             f"data.real.* at recordings you have")
 
 
