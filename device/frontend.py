@@ -314,11 +314,7 @@ def _power_frames_to_log_mel(frames: np.ndarray, cfg: LogMelConfig) -> np.ndarra
                              f"\"numba\"")
         from .logmel_numba import log_mel_frames
         return log_mel_frames(frames, cfg)
-    window = _periodic_hann(cfg.window_length, cfg.n_fft)[: cfg.window_length]
-    spectrum = np.fft.rfft(frames * window, n=cfg.n_fft, axis=-1)
-    power = (spectrum.real ** 2 + spectrum.imag ** 2).astype(np.float32)
-    fb = mel_filterbank(cfg.sample_rate, cfg.n_fft, cfg.n_mels, cfg.fmin_hz, cfg.fmax_hz)
-    return np.log(power @ fb.T + np.float32(cfg.log_floor)).astype(np.float32)
+    return np.log(_mel_energies(frames, cfg) + np.float32(cfg.log_floor)).astype(np.float32)
 
 
 def _numpy_kernel(cfg: LogMelConfig):
@@ -382,7 +378,13 @@ class LogMelStream:
         self._win, self._hop = cfg.window_length, cfg.hop_length
         self._index: dict[int, np.ndarray] = {}   # frames per push -> gather index (push)
         self._kernel = lambda frames: _power_frames_to_log_mel(frames, cfg)
-        if cfg.kernel == "numpy":
+        self._pcen_state = None
+        if cfg.compression == "pcen":      # LogMelConfig allows it on the numpy kernel only
+            def kernel(frames):
+                out, self._pcen_state = pcen(_mel_energies(frames, cfg), cfg, self._pcen_state)
+                return out
+            self._kernel = kernel
+        elif cfg.kernel == "numpy":
             self._kernel = _numpy_kernel(cfg)
         else:
             # Compile (or load from numba's cache) now, not inside the first live hop, where
@@ -393,12 +395,6 @@ class LogMelStream:
                 # an import) is a fifth of a 16 ms ESN frame's cost.
                 from .logmel_numba import log_mel_frames
                 self._kernel = lambda frames: log_mel_frames(frames, cfg)
-        self._pcen_state = None
-        if cfg.compression == "pcen":
-            def kernel(frames):
-                out, self._pcen_state = pcen(_mel_energies(frames, cfg), cfg, self._pcen_state)
-                return out
-            self._kernel = kernel
 
     def reset(self) -> None:
         """Forget buffered audio and PCEN's running mean (e.g. after a capture gap)."""

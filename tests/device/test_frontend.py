@@ -228,7 +228,7 @@ def test_a_resampling_logmel_stage_starts_afresh_after_a_gap():
     esn_frontend) gives the frames of a fresh stage: no filter history from before the gap."""
     from device.stages import build_stage
     from device.stages.base import HopContext
-    cfg = load_config("default")
+    cfg = PROFILE
 
     def frames(stage, audio):
         out = []
