@@ -94,7 +94,7 @@ class LogMelStage(Stage):
             self._deferred.append(np.array(samples, np.float32))   # the caller may reuse it
             self._block = [samples[:0], [0] * (n_hops + 1), first_hop, 0]   # nothing to hand out
             return [False] * n_hops
-        before = len(self.stream._pending)
+        before = self.stream.pending_samples
         waited = 0
         if self._deferred:
             waited = sum(len(a) for a in self._deferred)

@@ -25,11 +25,36 @@ def test_numba_kernel_equals_the_numpy_kernel(cfg):
     np.testing.assert_allclose(fast, ref, atol=2e-5)
 
 
-def test_streaming_equals_batch_exactly_with_the_numba_kernel():
-    x = (np.random.default_rng(1).standard_normal(9000) * 0.2).astype(np.float32)
-    stream = LogMelStream(ESN)
-    parts = [stream.push(c) for c in np.split(x, [1, 127, 128, 500, 4001, 4002])]
-    assert np.array_equal(np.concatenate(parts), log_mel(x, ESN))
+KEYWORD = replace(LogMelConfig.from_config(load_config("default"), "keyword"), kernel="numba")
+# A hop longer than the window: the samples between two frames belong to none (skipped).
+SPARSE = replace(ESN, window_ms=8.0, hop_ms=20.0)
+
+
+@pytest.mark.parametrize("cfg", [ESN, KEYWORD, SPARSE], ids=["esn", "keyword", "hop>window"])
+def test_streaming_equals_batch_exactly_with_the_numba_kernel(cfg):
+    """The fused push (`logmel_numba.FrameStream`: buffering and frames in one call) returns the
+    batch kernel's frames bit for bit, whatever the chunking; its buffer count is the NumPy
+    stream's after every push."""
+    x = (np.random.default_rng(1).standard_normal(2 * cfg.sample_rate) * 0.2).astype(np.float32)
+    cuts = [1, 127, 128, 500, 4001, 4002, 4002, 4642, 5282, 9000]
+    stream, ref = LogMelStream(cfg), LogMelStream(replace(cfg, kernel="numpy"))
+    assert stream._fused is not None
+    parts = []
+    for chunk in np.split(x, cuts):
+        parts.append(stream.push(chunk))
+        assert len(ref.push(chunk)) == len(parts[-1])
+        assert stream.pending_samples == ref.pending_samples
+    assert np.array_equal(np.concatenate(parts), log_mel(x, cfg))
+    assert stream.frames_emitted == len(log_mel(x, cfg))
+
+
+def test_a_reset_fused_stream_starts_as_a_new_one():
+    x = (np.random.default_rng(2).standard_normal(3000) * 0.2).astype(np.float32)
+    used = LogMelStream(KEYWORD)
+    used.push(x[:1234])                     # a partial frame buffered, then a gap
+    used.reset()
+    assert used.pending_samples == 0
+    assert np.array_equal(used.push(x), LogMelStream(KEYWORD).push(x))
 
 
 def test_an_unknown_kernel_is_named():
