@@ -31,6 +31,31 @@ def test_model_quantises_with_the_manifest_normalisation(tone_model):
     assert model.labels["scene"][int(np.argmax(out["scene"]))] == "street_music"
 
 
+def test_run_equals_the_quantize_invoke_dequantize_definition(tone_model):
+    """`run`'s compiled quantiser and its output tables give exactly the integers and floats of
+    `quantize`, the interpreter and ``(q - zero) * scale``, including values on a rounding
+    boundary and beyond the int8 range."""
+    model = TFLiteModel(tone_model)
+    assert model._fast is not None                     # numba installed: the path under test
+    interp, rng = model.interpreter, np.random.default_rng(0)
+    norm = model.manifest["input"]["normalization"]
+    mean, std = np.asarray(norm["mean"], np.float32), np.asarray(norm["std"], np.float32)
+    ties = (mean + std * np.float32(model.in_scale) * np.float32(0.5)).astype(np.float32)
+    for x in [(rng.standard_normal((98, 40)) * 4 - 6).astype(np.float32),
+              (rng.standard_normal((98, 40)) * 60).astype(np.float32),       # clipped both ways
+              np.broadcast_to(ties, (98, 40)).astype(np.float32)]:
+        interp.set_tensor(model._in_index, model.quantize(x))
+        interp.invoke()
+        want = {}
+        for name, o in model.outputs.items():
+            raw = interp.get_tensor(o["tensor"]).reshape(o["shape"])
+            want[name] = (raw.astype(np.float32) - o["zero_point"]) * o["scale"]
+        got = model.run(x)
+        assert np.array_equal(model._fast[1], model.quantize(x))
+        for name in want:
+            assert got[name].dtype == np.float32 and np.array_equal(got[name], want[name])
+
+
 def test_file_source_downmixes_and_resamples(recording):
     src = FileSource(recording, rate=16000)
     assert src.file_rate == 48000
