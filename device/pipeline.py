@@ -351,9 +351,18 @@ class Pipeline:
                 runs = 1
             stage.block_cost_s = cost / runs
         out = []
+        period, due_table = self._period, self._due
         try:
             for k in range(n):
-                out.extend(self.process_hop(samples[k * hop:(k + 1) * hop], backlog, idle[k]))
+                skip = idle[k]
+                # A hop on which every due stage is a block stage with nothing to do (two of a
+                # 40 ms block's four hops by default) only advances the clocks: what
+                # process_hop would do with its stage loop empty, without setting it up.
+                if skip is not None and period and \
+                        all(stage in skip for stage, _ in due_table[self.hops % period]):
+                    out.extend(self._quiet_hop(backlog))
+                else:
+                    out.extend(self.process_hop(samples[k * hop:(k + 1) * hop], backlog, skip))
         finally:
             for stage in self._block_stages:
                 stage.end_block()
@@ -404,7 +413,22 @@ class Pipeline:
             total += dt
         self.budget.end_hop(total)
         self.hops += 1
-        out = [self.emit(ev) for ev in ctx.events] if ctx.events else []
+        return self._after_hop([self.emit(ev) for ev in ctx.events] if ctx.events else [],
+                               t_audio_s, backlog)
+
+    def _quiet_hop(self, backlog: int) -> list[dict]:
+        """`process_hop` for a hop with no stage to run: the stream clock, the hop's (zero)
+        time in the budget, and what follows every hop (`_after_hop`)."""
+        self.samples_in += self.hop
+        t_audio_s = (self.samples_in + self._lost_samples) / self.rate
+        self.budget.end_hop(0.0)
+        self.hops += 1
+        return self._after_hop([], t_audio_s, backlog)
+
+    def _after_hop(self, out: list, t_audio_s: float, backlog: int) -> list[dict]:
+        """Every hop's end: status events raised inside it, the fault check, shedding and the
+        heartbeat, appended to ``out`` (the hop's events, already sent)."""
+        faults = self.faults
         if self._raised:
             out.extend(self._raised)
             self._raised = []

@@ -116,7 +116,8 @@ def test_a_log_mel_model_is_refused_by_a_pcen_frontend(tone_model):
     """The tone model's manifest predates PCEN (no "compression" key): it ate log-mel, so a
     profile that computes PCEN must not feed it."""
     with pytest.raises(ManifestError, match="compression: model 'log' vs device 'pcen'"):
-        Pipeline.from_config(make_cfg(tone_model, "frontend.keyword.compression=pcen"))
+        Pipeline.from_config(make_cfg(tone_model, "frontend.keyword.compression=pcen",
+                                      "frontend.keyword.kernel=numpy"))   # PCEN's kernel
 
 
 @pytest.mark.timeout(60)
