@@ -320,6 +320,7 @@ class Pipeline:
             return self.process_hop(samples, backlog)
         shed, faults = self.budget.shed, self.faults
         idle: list = [None] * n      # per hop: the block stages with nothing to do on it
+        stats_of, carried_s = self.budget.stage_stats, 0.0
         for stage in self._block_stages:
             if stage.name in shed or not faults.runs(stage):
                 continue
@@ -346,9 +347,15 @@ class Pipeline:
                     idle[k] = {stage}
                 else:
                     idle[k].add(stage)
-            if not runs:               # at least one timed hop carries the block's cost
-                idle[n - 1].discard(stage)
-                runs = 1
+            if not runs:
+                # Nothing to hand out on any hop (a frontend whose reader runs later, an ESN
+                # block that completes no frame): its time goes into its timings and the
+                # block's last hop now, without a call that would only put empty streams
+                # (and keep that hop from being quiet).
+                stats_of[stage.name].add(cost)
+                carried_s += cost
+                stage.block_cost_s = 0.0
+                continue
             stage.block_cost_s = cost / runs
         out = []
         period, due_table = self._period, self._due
@@ -358,22 +365,27 @@ class Pipeline:
                 # A hop on which every due stage is a block stage with nothing to do (two of a
                 # 40 ms block's four hops by default) only advances the clocks: what
                 # process_hop would do with its stage loop empty, without setting it up.
+                extra_s = carried_s if k == n - 1 else 0.0
                 if skip is not None and period and \
                         all(stage in skip for stage, _ in due_table[self.hops % period]):
-                    out.extend(self._quiet_hop(backlog))
+                    out.extend(self._quiet_hop(backlog, extra_s))
                 else:
-                    out.extend(self.process_hop(samples[k * hop:(k + 1) * hop], backlog, skip))
+                    out.extend(self.process_hop(samples[k * hop:(k + 1) * hop], backlog, skip,
+                                                extra_s))
         finally:
             for stage in self._block_stages:
                 stage.end_block()
         return out
 
-    def process_hop(self, samples: np.ndarray, backlog: int = 0, idle=None) -> list[dict]:
+    def process_hop(self, samples: np.ndarray, backlog: int = 0, idle=None,
+                    extra_s: float = 0.0) -> list[dict]:
         """Run the due stages on exactly one hop; return the events raised (already sent).
 
         ``backlog``: captured samples not yet read (real-time sources), which counts as
         falling behind for shedding. ``idle``: stages to leave out on this hop (`process_block`:
-        block stages whose `prepare_block` said they have nothing to do on it).
+        block stages whose `prepare_block` said they have nothing to do on it). ``extra_s``:
+        stage time spent for this hop outside its loop (`process_block`: the block work of
+        stages with nothing to hand out), counted into the hop's time.
         """
         if len(samples) != self.hop:
             raise ValueError(f"process_hop expects {self.hop} samples, got {len(samples)}; "
@@ -386,7 +398,7 @@ class Pipeline:
         ctx.hop_index, ctx.t_audio_s, ctx.audio = hops, t_audio_s, samples
         ctx.fresh.clear()
         ctx.events.clear()
-        total = 0.0
+        total = extra_s
         faults = self.faults
         shed = self.budget.shed
         disabled = faults.disabled
@@ -416,12 +428,12 @@ class Pipeline:
         return self._after_hop([self.emit(ev) for ev in ctx.events] if ctx.events else [],
                                t_audio_s, backlog)
 
-    def _quiet_hop(self, backlog: int) -> list[dict]:
-        """`process_hop` for a hop with no stage to run: the stream clock, the hop's (zero)
-        time in the budget, and what follows every hop (`_after_hop`)."""
+    def _quiet_hop(self, backlog: int, extra_s: float = 0.0) -> list[dict]:
+        """`process_hop` for a hop with no stage to run: the stream clock, the hop's time in the
+        budget (``extra_s``, as `process_hop`), and what follows every hop (`_after_hop`)."""
         self.samples_in += self.hop
         t_audio_s = (self.samples_in + self._lost_samples) / self.rate
-        self.budget.end_hop(0.0)
+        self.budget.end_hop(extra_s)
         self.hops += 1
         return self._after_hop([], t_audio_s, backlog)
 

@@ -109,6 +109,12 @@ def test_run_in_blocks_gives_the_events_and_timings_of_hop_by_hop(tone_model, re
         assert block_status["stages"][name]["n"] == hop_status["stages"][name]["n"]
     assert hop_status["stages"]["frontend"]["n"] == hop_pipe.hops
     assert block_status["stages"]["frontend"]["n"] == block_status["stages"]["multitask"]["n"]
+    # the hops with no stage to run (nine of every ten here) still count, and the heartbeats
+    # leave at the same stream times
+    assert block_status["hop"]["n"] == hop_status["hop"]["n"] == hop_pipe.hops
+    beats = [[e["t_audio_s"] for e in p.events if e.get("label") == "heartbeat"]
+             for p in (hop_pipe, block_pipe)]
+    assert beats[0] and beats[0] == beats[1]
     check_script_events(block_pipe.events, 0.2)
 
 
