@@ -224,6 +224,7 @@ class Pipeline:
         self._period = period
         self._due = [tuple(p for p in pairs if h % p[0].stride_hops == p[0].phase)
                      for h in range(period)]
+        self._due_sets = [frozenset(s for s, _ in due) for due in self._due]
         # Stages that take a block of hops at once (a `prepare_block` method, e.g. a logmel
         # on the raw audio); the others run hop by hop inside the block as before.
         self._block_stages = [s for s, _ in pairs
@@ -358,7 +359,7 @@ class Pipeline:
                 continue
             stage.block_cost_s = cost / runs
         out = []
-        period, due_table = self._period, self._due
+        period, due_sets = self._period, self._due_sets
         try:
             for k in range(n):
                 skip = idle[k]
@@ -366,8 +367,7 @@ class Pipeline:
                 # 40 ms block's four hops by default) only advances the clocks: what
                 # process_hop would do with its stage loop empty, without setting it up.
                 extra_s = carried_s if k == n - 1 else 0.0
-                if skip is not None and period and \
-                        all(stage in skip for stage, _ in due_table[self.hops % period]):
+                if skip is not None and period and due_sets[self.hops % period] <= skip:
                     out.extend(self._quiet_hop(backlog, extra_s))
                 else:
                     out.extend(self.process_hop(samples[k * hop:(k + 1) * hop], backlog, skip,

@@ -67,6 +67,8 @@ class LogMelStage(Stage):
         self.frames_total = 0
         self._block = None        # [frames, frames done after each hop, first hop, frames put]
         self._deferred: list[np.ndarray] = []   # blocks no reader needed yet, not pushed
+        self._read_in_block: dict[tuple[int, int], bool] = {}   # (first hop % period, hops)
+        self._read_for = None                   # the readers_due it was worked out for
 
     def block_capable(self) -> bool:
         """On the source's audio at its own rate: a block's frames are the frames of its hops
@@ -90,7 +92,15 @@ class LogMelStage(Stage):
         hop = len(samples) // n_hops
         due = self.readers_due
         period = len(due) if due else 0
-        if period and not any(due[(first_hop + j) % period] for j in range(n_hops)):
+        if period:
+            if self._read_for is not due:         # a new schedule: what was known is not
+                self._read_in_block, self._read_for = {}, due
+            key = (first_hop % period, n_hops)
+            read = self._read_in_block.get(key)
+            if read is None:     # whether a reader runs in a block starting there, once each
+                read = self._read_in_block[key] = any(due[(first_hop + j) % period]
+                                                      for j in range(n_hops))
+        if period and not read:
             self._deferred.append(np.array(samples, np.float32))   # the caller may reuse it
             self._block = [samples[:0], [0] * (n_hops + 1), first_hop, 0]   # nothing to hand out
             return [False] * n_hops
