@@ -126,11 +126,16 @@ def segment(frames: np.ndarray, spec: SegmentSpec, keep_one: bool = True
             return np.zeros((0, spec.segment_frames, 0), np.float32), np.zeros(0, np.int64)
         frames = np.concatenate([frames, np.repeat(fill[None], spec.segment_frames - len(frames), 0)])
     starts = segment_starts(len(frames), spec)
-    if len(starts) == 1:        # the device's usual case (2 s of features, 1.6 s segments):
-        first = int(starts[0])  # a view here; the segments returned are copies either way
-        segs = frames[None, first:first + spec.segment_frames]
-    else:
-        segs = np.stack([frames[s:s + spec.segment_frames] for s in starts])
+    if len(starts) == 1:
+        # The device's case on every run (2 s of features, one 1.6 s segment): the same
+        # result in fewer NumPy calls (each costs microseconds on a cache the other stages
+        # have emptied), a copy of the segment unless it is dropped.
+        first = int(starts[0])
+        one = frames[None, first:first + spec.segment_frames]
+        if keep_one or segment_level_db(one)[0] >= spec.silence_db:
+            return one.copy(), starts
+        return one[:0].copy(), starts[:0]
+    segs = np.stack([frames[s:s + spec.segment_frames] for s in starts])
     level = segment_level_db(segs)
     keep = level >= spec.silence_db
     if not keep.any():
