@@ -300,7 +300,7 @@ class EsnStage(Stage):
         if not k:
             # A block without frames (soxr holds its output back every third block or so):
             # nothing to hand out, except the frame clock after a gap. (Not None: a process()
-            # call on this block, which the pipeline makes when no hop is busy, must not push.)
+            # call on one of its hops, should the pipeline make one, must not push the hop.)
             self._block = [first_hop, None, None, None, None]
             return [gap] + [False] * (n_hops - 1)
         # Frame g (since the last reset) ends with output sample g * hop + win - 1, which is
