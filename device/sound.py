@@ -131,10 +131,11 @@ def segment(frames: np.ndarray, spec: SegmentSpec, keep_one: bool = True
         # result in fewer NumPy calls (each costs microseconds on a cache the other stages
         # have emptied), a copy of the segment unless it is dropped.
         first = int(starts[0])
-        one = frames[None, first:first + spec.segment_frames]
-        if keep_one or segment_level_db(one)[0] >= spec.silence_db:
-            return one.copy(), starts
-        return one[:0].copy(), starts[:0]
+        one = frames[first:first + spec.segment_frames]
+        # its level from the 2-D view: a float, not a one-element array, through the same sums
+        if keep_one or segment_level_db(one) >= spec.silence_db:
+            return one[None].copy(), starts
+        return one[None][:0].copy(), starts[:0]
     segs = np.stack([frames[s:s + spec.segment_frames] for s in starts])
     level = segment_level_db(segs)
     keep = level >= spec.silence_db
