@@ -118,13 +118,17 @@ class ClassifierStage(Stage):
     def classify(self, frames: np.ndarray) -> np.ndarray | None:
         """Mean posterior of the non-silent segments of ``frames`` (None: all near-silent)."""
         segs, _ = segment(frames, self.spec, keep_one=False)
-        if not len(segs):
+        n = len(segs)
+        if not n:
             return None
+        self.model_runs += n
+        if n == 1:
+            # float64 of the one posterior, as zeros + p and / 1 give it, in one call
+            return np.add(self.model.run(segs[0])[self.head], 0.0, dtype=np.float64)
         total = np.zeros(len(self.labels))
         for s in segs:
             total += self.model.run(s)[self.head]
-        self.model_runs += len(segs)
-        return total / len(segs)
+        return total / n
 
     def idle(self) -> bool:
         """No model (``if_missing = "warn"``): nothing to do, nor for its frontend."""

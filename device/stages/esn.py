@@ -113,9 +113,12 @@ class EsnStage(Stage):
         self._t0 = 0.0              # stream time of frame 0 (moves on after a gap)
         self._gap = False
         self._mtime = None
-        self._next_check = 0.0
+        # Stream time of the next check for a new readout (never with reload_check_s <= 0).
+        self._next_check = 0.0 if float(self.params["reload_check_s"]) > 0 else float("inf")
         self._hops_in = 0           # input hops pushed since the last reset (block frame timing)
-        self._block = None          # (proba per frame, release hop per frame, first hop, next)
+        # prepare_block's block: [first hop, posteriors per frame, release hop per frame, last
+        # frame per hop, events per hop] (None: no block, process pushes the hop itself)
+        self._block = None
         # Output sample j of the rate change is input sample j * in/out (soxr's stream is
         # delay-compensated: `Resampler`), so a frame's last sample maps to an input hop.
         self._rates = ((int(self.params["input_rate"] or pipeline_rate), self.fcfg.sample_rate)
@@ -204,7 +207,7 @@ class EsnStage(Stage):
         return min(timings, key=timings.get), timings
 
     def _maybe_reload(self, t: float) -> None:
-        if self.params["reload_check_s"] <= 0 or t < self._next_check:
+        if t < self._next_check:
             return
         self._next_check = t + float(self.params["reload_check_s"])
         try:
@@ -230,7 +233,22 @@ class EsnStage(Stage):
     def process(self, ctx: HopContext) -> None:
         if self.runner is None:
             return
-        self._maybe_reload(ctx.t_audio_s)
+        if ctx.t_audio_s >= self._next_check:
+            self._maybe_reload(ctx.t_audio_s)
+        block = self._block
+        if block is not None:
+            # A hop of a prepared block (prepare_block): hand out its share, nothing else.
+            if self._gap:
+                self._stamp_after_gap(ctx, block)
+            j = ctx.hop_index - block[0]
+            last_frame = block[3]
+            if last_frame is None or last_frame[j] is None:
+                return
+            events = block[4]
+            if events is not None and j in events:
+                ctx.events.extend(events[j])
+            ctx.put("posteriors.percussion", (ctx.t_audio_s, block[1][last_frame[j]]))
+            return
         if self.stream is not None:
             self._process_audio(ctx)
             return
@@ -260,72 +278,88 @@ class EsnStage(Stage):
         return self.stream is not None and self.input_key == "audio"
 
     def prepare_block(self, samples: np.ndarray, n_hops: int, first_hop: int) -> list[bool]:
-        """One rate change and one `EsnStream.push` for the whole block; `process` then runs
-        each frame's beat decision on the hop where the frame's last sample arrived (or on the
-        block's first hop when the resampler had held the frame back past it), so the frames,
-        the reservoir states and the ``beat`` events with their ``t_audio_s`` are those of hop by
-        hop (tests/device/test_esn.py); only ``posteriors.percussion`` may be put on another hop
-        of the block, since soxr hands its output out in bursts either way. Returns the hops
-        that release a frame (and the first after a gap, which stamps the frame clock): the
-        pipeline calls `process` only on those."""
+        """One rate change and one `EsnStream.push` for the whole block, and the beat decisions
+        of its frames; `process` then hands each hop its share: the ``beat`` events of the frames
+        whose last sample arrived on it (or on the block's first hop when the resampler had held
+        the frame back past it) and the posteriors of its last such frame. The frames, the
+        reservoir states, the ``beat`` events with their ``t_audio_s`` and the hops they are
+        raised on are those of deciding each frame on its hop (tests/device/test_esn.py); only
+        ``posteriors.percussion`` may be put on another hop of the block than hop by hop's,
+        since soxr hands its output out in bursts either way. Returns the hops that release a
+        frame (and the first after a gap, which stamps the frame clock): the pipeline calls
+        `process` only on those.
+
+        After a gap the frame clock starts from the first hop's ``t_audio_s``, which only
+        `process` sees: the block's decisions then wait for that hop's call."""
         audio = self._resampler(samples) if self._resampler is not None else samples
         stream = self.stream
         k = stream.push(audio)
-        hop_in = len(samples) // n_hops
         before = self._hops_in
-        self._hops_in += n_hops
+        self._hops_in = before + n_hops
+        gap = self._gap
         if not k:
-            self._block = (None, [], first_hop, 0)    # a block without frames: hops do nothing
-            return [self._gap] + [False] * (n_hops - 1)
+            # A block without frames (soxr holds its output back every third block or so):
+            # nothing to hand out, except the frame clock after a gap. (Not None: a process()
+            # call on one of its hops, should the pipeline make one, must not push the hop.)
+            self._block = [first_hop, None, None, None, None]
+            return [gap] + [False] * (n_hops - 1)
         # Frame g (since the last reset) ends with output sample g * hop + win - 1, which is
         # input sample ceil((g * hop + win) * in/out) - 1, on input hop (that) // hop_in: that
         # block hop, or the first when the resampler held the frame back past its own block.
-        # Integers (a block brings one to three frames): exact, and cheaper than NumPy here.
+        # Integers (a block brings one to four frames): exact, and cheaper than NumPy here.
         r_in, r_out = self._rates
+        hop_in = len(samples) // n_hops
         fhop, win, last = stream.hop, stream.win, n_hops - 1
         busy = [False] * n_hops
+        # last_frame[j]: the last frame released on block hop j (its posteriors go out there)
+        last_frame: list = [None] * n_hops
         release = []
-        for g in range(stream.frames - k, stream.frames):
+        for f, g in enumerate(range(stream.frames - k, stream.frames)):
             j = (-(-(g * fhop + win) * r_in // r_out) - 1) // hop_in - before
             j = 0 if j < 0 else (last if j > last else j)
             release.append(j)
             busy[j] = True
-        self._block = (stream.proba[:k].copy(), release, first_hop, 0)
-        busy[0] = busy[0] or self._gap
+            last_frame[j] = f
+        block = [first_hop, stream.proba[:k].copy(), release, last_frame, None]
+        self._block = block
+        if gap:
+            busy[0] = True          # process() stamps the clock there, then decides
+        else:
+            block[4] = self._decide(block)
         return busy
+
+    def _decide(self, block: list) -> dict | None:
+        # The block's frames through the beat tracker, at the times frame by frame gives them
+        # (t0 + n * frame_s, the same float operations); their events by block hop.
+        proba, release = block[1], block[2]
+        k = len(release)
+        t0, n0, fs, update = self._t0, self.frames, self.frame_s, self.tracker.update
+        self.frames = n0 + k
+        events = None
+        for f in range(k):
+            evs = update(t0 + (n0 + f) * fs, proba[f])
+            if evs:
+                if events is None:
+                    events = {}
+                events.setdefault(release[f], []).extend(evs)
+        return events
 
     def end_block(self) -> None:
         self._block = None
         self.block_cost_s = 0.0
 
-    def _process_block_hop(self, ctx: HopContext) -> None:
-        # This hop's share of prepare_block's frames: those released on it, in frame order.
-        proba, release, first, nxt = self._block
-        j = ctx.hop_index - first
-        end = nxt
-        while end < len(release) and release[end] <= j:
-            end += 1
-        k = end - nxt
-        if self._gap:                       # as _process_audio, so both paths stamp alike
-            self._t0 = ctx.t_audio_s - k * self.frame_s
-            self._gap = False
-        if not k:
-            return
-        self._block = (proba, release, first, end)
-        tracker = self.tracker
-        for f in range(nxt, end):
-            events = tracker.update(self._t0 + self.frames * self.frame_s, proba[f])
-            self.frames += 1
-            if events:
-                ctx.events.extend(events)
-        ctx.put("posteriors.percussion", (ctx.t_audio_s, proba[end - 1].copy()))
+    def _stamp_after_gap(self, ctx: HopContext, block: list) -> None:
+        # The first hop after a gap (prepare_block made it busy): frame 0 of the restarted
+        # stream ends with this hop's audio, as in _process_audio; then the block's decisions.
+        release = block[2] or ()
+        self._t0 = ctx.t_audio_s - sum(1 for r in release if r == 0) * self.frame_s
+        self._gap = False
+        if release:
+            block[4] = self._decide(block)
 
     def _process_audio(self, ctx: HopContext) -> None:
-        # The fused path: one EsnStream.push (one numba call) for the hop's frames, then the
-        # decisions per frame, with the frames' times as in process().
-        if self._block is not None:
-            self._process_block_hop(ctx)
-            return
+        # The fused path hop by hop: one EsnStream.push (one numba call) for the hop's frames,
+        # then the decisions per frame, with the frames' times as in process().
         if self.input_key == "audio":
             audio = ctx.audio
         elif self.input_key in ctx.fresh:

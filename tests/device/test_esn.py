@@ -331,6 +331,52 @@ def test_block_processing_gives_the_beats_states_and_times_of_hop_by_hop(esn_fil
         assert blocks[2:] == hop_by_hop[2:]
 
 
+def test_block_processing_raises_each_beat_on_the_hop_its_frame_ended(esn_file):
+    """In blocks the stage decides all of a block's frames in prepare_block but hands each
+    event out on the hop where the last sample of the frame that raised it
+    arrived (the block's first hop when the resampler held the frame back past it): per frame
+    decisions on a fresh tracker, frame g ending at input sample 2 * (g * hop + win) - 1 at
+    16 -> 8 kHz, give the same events on the same hops."""
+    from device.decisions import BeatTracker
+    from train.synth import clip_rng, percussion_clip
+    rng = np.random.default_rng(3)
+    parts = [rng.normal(0, 0.01, 2000).astype(np.float32)]
+    for i, label in enumerate(["bass", "snare", "hi-hat", "k-snare", "bass"]):
+        audio, _ = percussion_clip(label, clip_rng(8, "hops", label, i), 0.6, 16000)
+        parts += [audio, rng.normal(0, 0.05, int(rng.integers(1000, 4000))).astype(np.float32)]
+    block_hops = 4
+    x = np.concatenate(parts)
+    x = x[:len(x) - len(x) % (160 * block_hops)]    # whole blocks (a 1-hop block runs hop by hop)
+    pipe = _pipeline(esn_file, f"pipeline.block_hops={block_hops}")
+    stage = [s for s in pipe.stages if s.name == "esn"][0]
+    seen = []                                   # (t, posteriors, first hop of its block)
+    decide = stage.tracker.update
+
+    def spy(t, p):
+        seen.append((t, p.copy(), pipe.hops))
+        return decide(t, p)
+    stage.tracker.update = spy
+    emitted = []
+    emit = pipe.emit
+
+    def record(ev):             # emitted after the hop's count went up
+        if ev["type"] == "beat":
+            emitted.append((pipe.hops - 1, ev["label"], ev["t_audio_s"], ev["confidence"]))
+        return emit(ev)
+    pipe.emit = record
+    pipe.push(x)
+    pipe.close()
+    ref = BeatTracker.from_config(_profile(), stage.labels, stage.frame_s)
+    hop, win = stage.stream.hop, stage.stream.win
+    want = []
+    for g, (t, p, first) in enumerate(seen):
+        ended = (2 * (g * hop + win) - 1) // pipe.hop
+        on = min(max(ended, first), first + block_hops - 1)
+        want += [(on, e["label"], e["t_audio_s"], e["confidence"]) for e in ref.update(t, p)]
+    assert len(want) >= 4 and len(seen) == stage.frames
+    assert emitted == want
+
+
 def test_block_processing_on_real_beatbox_recordings(esn_file, shared_data):
     """The same on real recordings (../shared/data/beatbox): 10-hop blocks give hop by hop's
     beat events at the same times and the same final state."""

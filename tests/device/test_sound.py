@@ -60,6 +60,44 @@ def test_a_clip_shorter_than_a_segment_is_padded_with_its_quietest_frame():
     assert np.all(segs[0, 6:] == FLOOR)
 
 
+@pytest.mark.parametrize("n_frames", [62, 50, 130, 20])
+def test_segments_and_levels_are_those_of_the_plain_formulas_bit_for_bit(n_frames):
+    """segment_level_db (exp in place, np.mean's sum and division) and segment (one segment: a
+    view, copied on return) give exactly the numbers of exp(x).sum(-1).mean(-1) and of stacking
+    every segment, on real-looking log-mel and on windows just under and just over silence_db;
+    the segments returned are copies."""
+    rng = np.random.default_rng(n_frames)
+    frames = rng.normal(-6.0, 3.0, (n_frames, 60)).astype(np.float32)
+    frames[: n_frames // 3] = FLOOR + rng.normal(0, 0.1, (n_frames // 3, 60))   # some quiet
+    spec = SegmentSpec(50, 25, -30.0)
+    for db in (-30.4, -29.6):             # a window just under or just over silence_db
+        near = np.full((n_frames, 60), np.log(10 ** (db / 10) / 60), np.float32)
+        near += rng.normal(0, 0.01, near.shape).astype(np.float32)
+        _check_segments(near, spec)
+    _check_segments(frames, spec)
+
+
+def _check_segments(frames, spec):
+    n_frames = len(frames)
+    for f in (frames, frames.astype(np.float64)):
+        for stack in (f[None, :50], f.reshape(2, -1, 60) if len(f) % 2 == 0 else f[None]):
+            plain = 10.0 * np.log10(np.exp(np.asarray(stack, np.float64)).sum(-1).mean(-1) + 1e-20)
+            assert np.array_equal(segment_level_db(stack), plain)
+    padded = frames if n_frames >= 50 else np.concatenate(
+        [frames, np.repeat(frames[np.argmin(frames.sum(1))][None], 50 - n_frames, 0)])
+    starts = segment_starts(len(padded), spec)
+    stacked = np.stack([padded[s:s + 50] for s in starts])
+    plain = 10.0 * np.log10(np.exp(stacked.astype(np.float64)).sum(-1).mean(-1) + 1e-20)
+    for keep_one in (True, False):
+        segs, kept = segment(frames, spec, keep_one=keep_one)
+        want = plain >= spec.silence_db
+        if not want.any() and keep_one:
+            want[int(np.argmax(plain))] = True
+        assert kept.tolist() == starts[want].tolist()
+        assert segs.dtype == np.float32 and np.array_equal(segs, stacked[want])
+        assert not np.shares_memory(segs, frames)
+
+
 def test_probability_and_majority_votes_differ_on_a_confident_minority():
     # Two segments lean weakly to class 0, one is sure of class 1: majority says 0, the summed
     # probabilities say 1 (0.55 + 0.55 + 0.0 = 1.1 < 0.45 + 0.45 + 1.0 = 1.9).
@@ -124,6 +162,34 @@ def _pipe(*overrides):
     from device.pipeline import Pipeline
     cfg = load_config("default", ['pipeline.stages=["sound_frontend", "sounds"]', *overrides])
     return Pipeline.from_config(cfg, keep_events=True)
+
+
+def test_a_run_votes_the_plain_mean_of_its_segments_posteriors(sound_model):
+    """ClassifierStage.classify (one segment: the posterior as float64 in one call) gives
+    exactly sum(zeros + run(segment)) / count of the non-silent segments, for the device's
+    one-segment window and for longer ones; an all-quiet window runs no model."""
+    from device.frontend import LogMelConfig, log_mel
+    from export.standin import SOUND_TONES_HZ
+    pipe = _pipe(f"stages.sounds.model={sound_model}", 'stages.sounds.if_missing="error"')
+    stage = pipe.stages[1]
+    fcfg = LogMelConfig.from_config(load_config("default"), "classifier")
+    audio = render_tones([Tone(0.5, 3.0, SOUND_TONES_HZ["dog"], 0.3)], 5.0, 16000)
+    frames = log_mel(audio, fcfg)
+    for n in (stage.frames, 2 * stage.spec.segment_frames + 7, stage.spec.segment_frames):
+        window = frames[:n]
+        segs, _ = segment(window, stage.spec, keep_one=False)
+        assert len(segs)
+        total = np.zeros(len(stage.labels))
+        for seg in segs:
+            total += stage.model.run(seg)[stage.head]
+        runs = stage.model_runs
+        got = stage.classify(window)
+        assert got.dtype == np.float64 and np.array_equal(got, total / len(segs))
+        assert stage.model_runs == runs + len(segs)
+    quiet = np.full((stage.frames, fcfg.n_mels), FLOOR, np.float32)
+    runs = stage.model_runs
+    assert stage.classify(quiet) is None and stage.model_runs == runs
+    pipe.close()
 
 
 def test_one_sustained_sound_is_one_sound_event_through_the_pipeline(sound_model):
