@@ -30,7 +30,11 @@ KEYWORD = replace(LogMelConfig.from_config(load_config("default"), "keyword"), k
 SPARSE = replace(ESN, window_ms=8.0, hop_ms=20.0)
 
 
-@pytest.mark.parametrize("cfg", [ESN, KEYWORD, SPARSE], ids=["esn", "keyword", "hop>window"])
+CLASSIFIER = replace(LogMelConfig.from_config(load_config("default"), "classifier"), kernel="numba")
+
+
+@pytest.mark.parametrize("cfg", [ESN, KEYWORD, CLASSIFIER, SPARSE],
+                         ids=["esn", "keyword", "classifier", "hop>window"])
 def test_streaming_equals_batch_exactly_with_the_numba_kernel(cfg):
     """The fused push (`logmel_numba.FrameStream`: buffering and frames in one call) returns the
     batch kernel's frames bit for bit, whatever the chunking; its buffer count is the NumPy
