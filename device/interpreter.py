@@ -191,6 +191,8 @@ class TFLiteModel:
                           np.ascontiguousarray(np.broadcast_to(self._qa, (n_mels,))),
                           np.ascontiguousarray(np.broadcast_to(self._qb, (n_mels,))),
                           np.float32(self._limits[0]), np.float32(self._limits[1]))
+            # compiled (or loaded from numba's cache) now, not inside the first live hop
+            _quantize_into(np.zeros(self._fast[0], np.float32), *self._fast[3:], self._fast[2])
         # A streaming model (export.streaming) takes only the new frames of each stride and
         # keeps the rest as state inside the interpreter; `reset_state` gives it a long silence.
         self.streaming = self.manifest.get("streaming") or None

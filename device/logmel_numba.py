@@ -243,6 +243,10 @@ class FrameStream:
         self._buf = np.zeros(win, np.float32)
         self._scratch = np.empty(3 * half + 1)
         self._state = fe_i[3]          # [samples in the buffer, samples to skip, ...] (a view)
+        # Compile (or load from numba's cache) now, with the types of every later call: not in
+        # the first live hop, where the fraction of a second would look like overload.
+        _stream(np.zeros(0, np.float32), self._buf, fe_f, fe_i, band_w, self._scratch,
+                np.empty((1, self.n_mels), np.float32))
 
     @property
     def pending_samples(self) -> int:
