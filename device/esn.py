@@ -373,7 +373,7 @@ def _frame(w, w_in_t, w_shift, in_shift, leak_q15, lut, x, x_new, log_mel, mean,
 
 
 if _numba is not None:
-    from .logmel_numba import frame_into as _log_mel_frame_into
+    from .logmel_numba import packed_frame_into as _log_mel_frame_into
 
     @_jit
     def _hop(samples, buf, pos, fe_f, fe_i, fe_band_w, fe_scratch, w, w_in_t, lut, xs, norm, q,
@@ -383,22 +383,11 @@ if _numba is not None:
         # so the features are training's bit for bit), the reservoir step, the int8 readout
         # and the posteriors go into row k of the outputs; then the buffer moves on by a hop.
         # Packed (EsnStream._bind): pos = [samples in buf, samples still to skip (hop >
-        # window), hop, w_shift, in_shift, leak_q15, half, n_bands]; fe_f rows = window,
-        # twiddle cos/sin, split cos/sin, [log_floor]; fe_i rows = bit reversal, band starts,
-        # band lengths; xs = [state, scratch state]; norm = [mean, 1/std]; sb = [scale, bias];
-        # sp_out[k] = [scores, posteriors].
+        # window), hop, w_shift, in_shift, leak_q15]; fe_* the frontend's tables
+        # (`device.logmel_numba.packed_tables`); xs = [state, scratch state]; norm = [mean,
+        # 1/std]; sb = [scale, bias]; sp_out[k] = [scores, posteriors].
         win = buf.shape[0]
         hop, w_shift, in_shift, leak_q15 = pos[2], pos[3], pos[4], pos[5]
-        half, n_bands = pos[6], pos[7]
-        window = fe_f[0, :win]
-        tw_re, tw_im = fe_f[1, :half], fe_f[2, :half]
-        sp_re, sp_im = fe_f[3, :half + 1], fe_f[4, :half + 1]
-        floor = np.float32(fe_f[5, 0])
-        bitrev = fe_i[0, :half]
-        band_start, band_len = fe_i[1, :n_bands], fe_i[2, :n_bands]
-        zr = fe_scratch[:half]
-        zi = fe_scratch[half:2 * half]
-        power = fe_scratch[2 * half:3 * half + 1]
         x, x_new = xs[0], xs[1]
         mean, inv_std = norm[0], norm[1]
         scale, bias = sb[0], sb[1]
@@ -412,8 +401,7 @@ if _numba is not None:
             fill += 1
             if fill < win:
                 continue
-            _log_mel_frame_into(buf, window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start,
-                                band_len, fe_band_w, floor, zr, zi, power, mel_out[k])
+            _log_mel_frame_into(buf, fe_f, fe_i, fe_band_w, fe_scratch, mel_out[k])
             _frame(w, w_in_t, w_shift, in_shift, leak_q15, lut, x, x_new, mel_out[k], mean,
                    inv_std, feat_out[k], q, scale, bias, sp_out[k, 0], sp_out[k, 1])
             if hop < win:
@@ -851,23 +839,12 @@ class EsnStream:
         self.cfg = cfg
         self.win, self.hop = cfg.window_length, cfg.hop_length
         self._buf = np.zeros(self.win, np.float32)
-        self._pos = np.zeros(8, np.int64)       # see _hop: fill, to skip, hop, shifts, ...
+        self._pos = np.zeros(6, np.int64)       # see _hop: fill, to skip, hop, shifts, leak
         self._unfused = LogMelStream(cfg)
         self._tables = None
         if kernels() is not None and cfg.kernel == "numba":
-            from .logmel_numba import tables
-            (window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start, band_len, band_w,
-             floor) = tables(cfg)
-            half, n_bands = len(bitrev), len(band_start)
-            fe_f = np.zeros((6, max(len(window), half + 1)), np.float64)
-            for row, v in enumerate((window, tw_re, tw_im, sp_re, sp_im, [floor])):
-                fe_f[row, :len(v)] = v
-            fe_i = np.zeros((3, max(half, n_bands)), np.int64)
-            for row, v in enumerate((bitrev, band_start, band_len)):
-                fe_i[row, :len(v)] = v
-            self._tables = (fe_f, fe_i, np.ascontiguousarray(band_w, np.float64),
-                            np.zeros(3 * half + 1, np.float64))
-            self._sizes = (half, n_bands)
+            from .logmel_numba import packed_tables
+            self._tables = packed_tables(cfg)
         self.frames = 0
         self._cap = 0
         self.rebind(runner)
@@ -893,7 +870,7 @@ class EsnStream:
         if self._tables is None:
             return
         res = r.model.reservoir
-        self._pos[2:] = (self.hop, r.shifts[0], r.shifts[1], res.leak_q15, *self._sizes)
+        self._pos[2:6] = (self.hop, r.shifts[0], r.shifts[1], res.leak_q15)
         # Bound once: the call then costs one tuple unpacking, not ~20 attribute look-ups.
         self._args = (self._buf, self._pos, *self._tables, res.w, res.w_in_t, _TANH_LUT32, r._xs,
                       r._norm, r.q, r._sb, self.log_mel, self.feat, self._sp)

@@ -21,7 +21,8 @@ from functools import lru_cache
 
 import numpy as np
 
-__all__ = ["log_mel_frames", "tables", "frame_into", "FrameStream"]
+__all__ = ["log_mel_frames", "tables", "packed_tables", "frame_into", "packed_frame_into",
+           "FrameStream"]
 
 try:
     import numba as _numba
@@ -108,27 +109,28 @@ if _numba is not None:
 
 
     @_jit
-    def _stream(samples, buf, fe_f, fe_i, band_w, scratch, out):
-        # A push of any length in one call (`Stream.push`): the samples go into the
+    def packed_frame_into(frame, fe_f, fe_i, band_w, scratch, out):
+        """`frame_into` on the tables `packed_tables` made, for the fused per-push kernels (this
+        module's `_stream`, the ESN's `device.esn._hop`): fe_f rows = window, twiddle cos/sin,
+        split cos/sin, [log_floor]; fe_i rows = bit reversal, band starts, band lengths,
+        [n_fft / 2, n_bands]; scratch: ``3 * n_fft / 2 + 1`` float64."""
+        win = frame.shape[0]
+        half, n_bands = fe_i[3, 0], fe_i[3, 1]
+        frame_into(frame, fe_f[0, :win], fe_i[0, :half], fe_f[1, :half], fe_f[2, :half],
+                   fe_f[3, :half + 1], fe_f[4, :half + 1], fe_i[1, :n_bands],
+                   fe_i[2, :n_bands], band_w, np.float32(fe_f[5, 0]), scratch[:half],
+                   scratch[half:2 * half], scratch[2 * half:3 * half + 1], out)
+
+    @_jit
+    def _stream(samples, buf, state, fe_f, fe_i, band_w, scratch, out):
+        # A push of any length in one call (`FrameStream.push`): the samples go into the
         # one-window buffer ``buf``; each time it is full, its frame goes through `frame_into`
         # (the batch kernel's own per-frame function, so a stream's frames are the batch's bit
         # for bit) into the next row of ``out``, and the buffer moves on by a hop. Returns the
-        # frames made. Packed (`Stream`; numba unboxes each argument on every call, a
-        # fraction of a microsecond apiece): fe_f rows = window, twiddle cos/sin, split
-        # cos/sin, [log_floor]; fe_i rows = bit reversal, band starts, band lengths,
-        # [samples in buf, samples still to skip (hop > window), hop, half, n_bands].
+        # frames made. state = [samples in buf, samples still to skip (hop > window), hop];
+        # the tables packed (numba unboxes each argument on every call).
         win = buf.shape[0]
-        half, n_bands = fe_i[3, 3], fe_i[3, 4]
-        window = fe_f[0, :win]
-        tw_re, tw_im = fe_f[1, :half], fe_f[2, :half]
-        sp_re, sp_im = fe_f[3, :half + 1], fe_f[4, :half + 1]
-        floor = np.float32(fe_f[5, 0])
-        bitrev = fe_i[0, :half]
-        band_start, band_len = fe_i[1, :n_bands], fe_i[2, :n_bands]
-        zr = scratch[:half]
-        zi = scratch[half:2 * half]
-        power = scratch[2 * half:3 * half + 1]
-        fill, skip, hop = fe_i[3, 0], fe_i[3, 1], fe_i[3, 2]
+        fill, skip, hop = state[0], state[1], state[2]
         k = 0
         s = 0
         n = samples.shape[0]
@@ -145,8 +147,7 @@ if _numba is not None:
             s += take
             if fill < win:
                 continue
-            frame_into(buf, window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start, band_len,
-                       band_w, floor, zr, zi, power, out[k])
+            packed_frame_into(buf, fe_f, fe_i, band_w, scratch, out[k])
             k += 1
             if hop < win:
                 for j in range(win - hop):      # forward: no element is read after its write
@@ -155,8 +156,8 @@ if _numba is not None:
             else:
                 fill = 0
                 skip = hop - win
-        fe_i[3, 0] = fill
-        fe_i[3, 1] = skip
+        state[0] = fill
+        state[1] = skip
         return k
 
 
@@ -188,6 +189,21 @@ def tables(cfg):
     return (window, bitrev, np.cos(ang), np.sin(ang), np.cos(split), np.sin(split),
             np.array(starts, np.int64), np.array(lens, np.int64), band_w,
             np.float32(cfg.log_floor))
+
+
+def packed_tables(cfg):
+    """`tables` packed for `packed_frame_into`: ``(fe_f, fe_i, band_w, scratch)``, new arrays
+    (the scratch is the caller's own)."""
+    (window, bitrev, tw_re, tw_im, sp_re, sp_im, band_start, band_len, band_w,
+     floor) = tables(cfg)
+    half, n_bands = len(bitrev), len(band_start)
+    fe_f = np.zeros((6, max(len(window), half + 1)), np.float64)
+    for row, v in enumerate((window, tw_re, tw_im, sp_re, sp_im, [floor])):
+        fe_f[row, :len(v)] = v
+    fe_i = np.zeros((4, max(half, n_bands, 2)), np.int64)
+    for row, v in enumerate((bitrev, band_start, band_len, [half, n_bands])):
+        fe_i[row, :len(v)] = v
+    return fe_f, fe_i, np.ascontiguousarray(band_w, np.float64), np.zeros(3 * half + 1)
 
 
 _BY_ID: dict = {}
@@ -228,24 +244,14 @@ class FrameStream:
 
     def __init__(self, cfg):
         _require_numba()
-        window, bitrev, tw_re, tw_im, sp_re, sp_im, starts, lens, band_w, floor = tables(cfg)
-        half, n_bands, win = len(bitrev), len(starts), cfg.window_length
-        self.window_length, self.hop_length, self.n_mels = win, cfg.hop_length, cfg.n_mels
-        fe_f = np.zeros((6, max(win, half + 1)))
-        fe_f[0, :win] = window
-        fe_f[1, :half], fe_f[2, :half] = tw_re, tw_im
-        fe_f[3, :half + 1], fe_f[4, :half + 1] = sp_re, sp_im
-        fe_f[5, 0] = floor
-        fe_i = np.zeros((4, max(half, n_bands, 5)), np.int64)
-        fe_i[0, :half], fe_i[1, :n_bands], fe_i[2, :n_bands] = bitrev, starts, lens
-        fe_i[3, 2:5] = cfg.hop_length, half, n_bands
-        self._fe_f, self._fe_i, self._band_w = fe_f, fe_i, band_w
-        self._buf = np.zeros(win, np.float32)
-        self._scratch = np.empty(3 * half + 1)
-        self._state = fe_i[3]          # [samples in the buffer, samples to skip, ...] (a view)
+        self.window_length, self.hop_length, self.n_mels = (cfg.window_length, cfg.hop_length,
+                                                            cfg.n_mels)
+        self._tables = packed_tables(cfg)
+        self._buf = np.zeros(cfg.window_length, np.float32)
+        self._state = np.array([0, 0, cfg.hop_length], np.int64)   # [in buf, to skip, hop]
         # Compile (or load from numba's cache) now, with the types of every later call: not in
         # the first live hop, where the fraction of a second would look like overload.
-        _stream(np.zeros(0, np.float32), self._buf, fe_f, fe_i, band_w, self._scratch,
+        _stream(np.zeros(0, np.float32), self._buf, self._state, *self._tables,
                 np.empty((1, self.n_mels), np.float32))
 
     @property
@@ -262,5 +268,5 @@ class FrameStream:
         x = samples if samples.dtype == np.float32 and samples.flags.c_contiguous \
             else np.ascontiguousarray(samples, np.float32)
         out = np.empty((len(x) // self.hop_length + 1, self.n_mels), np.float32)
-        k = _stream(x, self._buf, self._fe_f, self._fe_i, self._band_w, self._scratch, out)
+        k = _stream(x, self._buf, self._state, *self._tables, out)
         return out[:k]
