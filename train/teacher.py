@@ -319,3 +319,37 @@ def distill_targets(cfg: Config, train, validation,
     temperature = float(cfg["model.multitask.distill_temperature"])
     info = dict(fit.info, weight=weight, temperature=temperature)
     return distill_target(train.keyword_labels, fit.train_probs, weight, temperature), info
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+
+    from device.config import add_profile_arguments, config_from_args
+    from device.paths import profile_tag
+
+    parser = argparse.ArgumentParser(
+        prog="python -m train.teacher",
+        description="Fit the distillation teacher of a profile (openWakeWord's speech embedding + "
+                    "logistic regression, cross-fitted by speaker over the training split) and "
+                    "report its accuracy: out of fold on the training split, and on the "
+                    "validation split (never fit on). Embeddings are cached under "
+                    "build/cache/teacher-*; the report goes to build/reports/teacher_<profile>.json.",
+        epilog="Example: python -m train.teacher --profile real "
+               "--set model.multitask.distill_teacher_c=0.1")
+    add_profile_arguments(parser)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = config_from_args(args)
+    from train.multitask import load_splits
+
+    splits = load_splits(cfg)
+    fit = fit_teacher(cfg, splits["train"], splits["validation"])
+    out = BuildPaths(cfg).report(f"teacher_{profile_tag(cfg)}.json")
+    out.write_text(json.dumps(fit.info, indent=1))
+    print(json.dumps(fit.info, indent=1))
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
