@@ -492,6 +492,11 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
     keyword-only baseline (trunk, keyword head and normaliser): keywords are learnt far
     faster on clean clips than on mixtures, and on two CPU cores that is the difference
     between a useful model and a chance-level keyword head within the epoch budget.
+
+    With ``model.multitask.distill_weight`` > 0 the keyword head also learns from a frozen
+    speech-embedding teacher (`train.teacher`, host only): its target becomes
+    ``(1 - w) * one_hot + w * teacher`` (out-of-fold probabilities, softened by
+    ``distill_temperature``) unless ``train.keyword_targets`` already holds targets.
     """
     import keras
 
