@@ -73,6 +73,11 @@ class BuildPaths:
         """The cached corpus keyed by ``key`` (a digest of the settings it depends on)."""
         return self.cache_dir / f"corpus-{key}"
 
+    def teacher_cache(self, key: str) -> Path:
+        """The distillation teacher's embeddings of a corpus (`train.teacher`), keyed by the
+        corpus cache's key and the embedding settings."""
+        return self.cache_dir / f"teacher-{key}"
+
     # ------------------------------------------------------------------ training
     def models_dir(self, model: str) -> Path:
         """All variants of one model family for this profile."""

@@ -77,6 +77,11 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.*.stride_hops", "[1, inf)"),
     ("model.multitask_stream.min_agreement", "[0, 1]"),   # a share of calls
     ("model.*.label_smoothing", "[0, 1)"),
+    ("model.multitask.distill_weight", "[0, 1]"),       # share of the teacher in the target
+    ("model.multitask.distill_temperature", "(0, 100]"),
+    ("model.multitask.distill_folds", "[2, 50]"),       # cross-fitting needs at least 2 folds
+    ("model.multitask.distill_teacher_c", "(0, inf)"),
+    ("model.multitask.distill_context_ms", "[0, 5000]"),
     ("model.*.keyword_share", "(0, 1)"),        # a share of the mixture's energy
     ("eval.keyword_share", "(0, 1)"),
     ("model.*.augment.*_prob", "[0, 1]"),

@@ -290,6 +290,10 @@ class TaskData:
     noise: list = field(default_factory=list)
     silence_index: int = 0
     keyword_recorded: np.ndarray | None = None  # bool per keyword clip: recorded, not synthetic
+    keyword_groups: np.ndarray | None = None    # str per keyword clip: its speaker/voice (Clip.group)
+    # Distillation (`train.teacher`): per keyword clip, the keyword head's soft target
+    # ``(n, classes)``, rows summing to 1; None trains on the hard labels.
+    keyword_targets: np.ndarray | None = None
 
     @classmethod
     def from_corpus(cls, corpus, cfg: Config) -> "TaskData":
@@ -306,7 +310,8 @@ class TaskData:
                    SceneCrops(corpus.scenes, cfg.head_labels["scene"], n, rate),
                    list(getattr(corpus, "noise", None) or []),
                    kw_index["_silence_"],
-                   np.array([not (c.meta or {}).get("synthetic") for c in corpus.keywords], bool))
+                   np.array([not (c.meta or {}).get("synthetic") for c in corpus.keywords], bool),
+                   np.array([str(c.group) for c in corpus.keywords], dtype=object))
 
 
 def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Generator,
@@ -316,6 +321,10 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
     Multitask: each keyword clip (a shuffled pass over the keyword set) is mixed with a random
     scene crop at a jittered share; head weights are ``2 * share`` and ``2 * (1 - share)`` so
     a 50:50 mixture weighs each head 1. Single-task: clean clips of the one task.
+
+    With ``data.keyword_targets`` (distillation) the keyword labels are those soft rows of the
+    drawn clips, ``(n, classes)``, taken by the same index as the audio (the target belongs to
+    the clip, whatever scene it is mixed over); else class indices ``(n,)``.
     """
     kw_idx = rng.permutation(np.resize(rng.permutation(len(data.keyword_audio)), n))[:n]
     shift = int(round((aug.shift_ms if aug else 0.0) * lm_cfg.sample_rate / 1000.0))
@@ -329,11 +338,14 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
             kw = wf.speed_perturb(kw, aug.speed, rng, sample_rate_hz=lm_cfg.sample_rate)
             kw = wf.time_shift(kw, shift, rng)
         labels["keyword"] = data.keyword_labels[kw_idx]
+        silent = labels["keyword"] == data.silence_index
+        if data.keyword_targets is not None:
+            labels["keyword"] = data.keyword_targets[kw_idx]
         if variant.multitask:
             scene, labels["scene"] = data.scenes.random(n, rng)
             share = np.clip(variant.keyword_share
                             + rng.uniform(-variant.share_jitter, variant.share_jitter, n), 0.05, 0.95)
-            audio = wf.mix_at_share(kw, scene, share, labels["keyword"] == data.silence_index)
+            audio = wf.mix_at_share(kw, scene, share, silent)
             weights["keyword"] = (2.0 * share).astype(np.float32)
             weights["scene"] = (2.0 * (1.0 - share)).astype(np.float32)
             if aug and aug.clean_keywords > 0:
@@ -480,6 +492,11 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
     keyword-only baseline (trunk, keyword head and normaliser): keywords are learnt far
     faster on clean clips than on mixtures, and on two CPU cores that is the difference
     between a useful model and a chance-level keyword head within the epoch budget.
+
+    With ``model.multitask.distill_weight`` > 0 the keyword head also learns from a frozen
+    speech-embedding teacher (`train.teacher`, host only): its target becomes
+    ``(1 - w) * one_hot + w * teacher`` (out-of-fold probabilities, softened by
+    ``distill_temperature``) unless ``train.keyword_targets`` already holds targets.
     """
     import keras
 
@@ -494,6 +511,15 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
     steps = max(int(cfg["model.multitask.min_steps_per_epoch"]),
                 int(np.ceil(n_train * float(cfg["model.multitask.examples_per_clip"]) / batch)))
     aug = Augment.from_config(cfg)
+    distill = float(cfg["model.multitask.distill_weight"]) > 0 and "keyword" in variant.tasks
+    teacher_info = None
+    if distill and train.keyword_targets is None:
+        # Host-only teacher (train.teacher): out-of-fold soft targets for the training clips;
+        # validation keeps the hard labels, so early stopping watches the real task.
+        from train.teacher import distill_targets
+
+        targets, teacher_info = distill_targets(cfg, train, validation, progress=verbose > 0)
+        train = replace(train, keyword_targets=targets)
 
     rng = np.random.default_rng(seed + 1)
     norm_feats, _, _ = draw_examples(train, variant, min(NORMALIZER_EXAMPLES, steps * batch), rng,
@@ -515,6 +541,9 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
     n_val = len(validation.keyword_audio) if "keyword" in variant.tasks else 3 * len(validation.scenes)
     vx, vy, vw = draw_examples(validation, variant, max(n_val, 1), np.random.default_rng(seed + 2),
                                lm_cfg, None)
+    if distill and vy["keyword"].ndim == 1:
+        # The keyword head's loss is categorical when distilling: hard labels as one-hot rows.
+        vy["keyword"] = np.eye(len(cfg.head_labels["keyword"]), dtype=np.float32)[vy["keyword"]]
     seq = loop.epoch_sequence(lambda n, r: draw_examples(train, variant, n, r, lm_cfg, aug),
                               steps, batch, normalizer, seed + 3, batch_transform=aug.spec_augment)
 
@@ -531,10 +560,16 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
         # 0 in the profile means "the same as the cold start".
         epochs = int(cfg["model.multitask.warm_start_epochs"]) or epochs
         lr = float(cfg["model.multitask.warm_start_learning_rate"]) or lr
-    loss = loop.smoothed_sparse_crossentropy(float(cfg["model.multitask.label_smoothing"]))
-    model.compile(optimizer=loop.cosine_adam(lr, steps * epochs),
-                  loss={h: loss for h in variant.tasks},
-                  metrics={h: ["accuracy"] for h in variant.tasks})
+    smoothing = float(cfg["model.multitask.label_smoothing"])
+    losses = {h: loop.smoothed_sparse_crossentropy(smoothing) for h in variant.tasks}
+    metrics = {h: ["accuracy"] for h in variant.tasks}
+    if distill:
+        # Soft rows: categorical cross-entropy, whose label_smoothing is the same uniform blend
+        # as the sparse loss's; accuracy against the rows' argmax (the hard label while
+        # distill_weight <= 0.5).
+        losses["keyword"] = keras.losses.CategoricalCrossentropy(label_smoothing=smoothing)
+        metrics["keyword"] = [keras.metrics.CategoricalAccuracy(name="accuracy")]
+    model.compile(optimizer=loop.cosine_adam(lr, steps * epochs), loss=losses, metrics=metrics)
     tag = profile_tag(cfg)
     log.info("training %s (%s) on %s: %d params, %d epochs x %d steps x %d, %d validation "
              "examples -> %s", variant.name, variant.description, tag,
@@ -551,6 +586,10 @@ def train_variant(cfg: Config, train: TaskData, validation: TaskData, variant: V
             "train_scene_clips": int(len(train.scenes)),
             "init_from": str(init.folder) if init is not None else None,
             "labels": {h: cfg.head_labels[h] for h in HEADS}}
+    if distill:
+        info["distill"] = teacher_info or {"weight": float(cfg["model.multitask.distill_weight"]),
+                                           "temperature": float(cfg["model.multitask.distill_temperature"]),
+                                           "targets": "given by the caller"}
     loop.save_run(files, history, info)
     curves = BuildPaths(cfg).report(f"{MODEL}_{tag}_{variant.name}_curves.png")
     loop.plot_history(history, curves, f"{variant.name}: {variant.description} ({tag})")
