@@ -373,48 +373,38 @@ def _frame(w, w_in_t, w_shift, in_shift, leak_q15, lut, x, x_new, log_mel, mean,
 
 
 if _numba is not None:
+    from .logmel_numba import fill_window as _fill_window
     from .logmel_numba import packed_frame_into as _log_mel_frame_into
+    from .logmel_numba import slide_window as _slide_window
 
     @_jit
     def _hop(samples, buf, pos, fe_f, fe_i, fe_band_w, fe_scratch, w, w_in_t, lut, xs, norm, q,
              sb, mel_out, feat_out, sp_out):
-        # A hop of audio in one call (`EsnStream.push`): the samples go into the window buffer;
-        # each time it is full, the frame's log-mel (the frontend's own per-frame function,
-        # so the features are training's bit for bit), the reservoir step, the int8 readout
-        # and the posteriors go into row k of the outputs; then the buffer moves on by a hop.
+        # A hop of audio in one call (`EsnStream.push`): the samples go into the window buffer
+        # (`device.logmel_numba.fill_window`); each time it is full, the frame's log-mel (the
+        # frontend's own per-frame function, so the features are training's bit for bit), the
+        # reservoir step, the int8 readout and the posteriors go into row k of the outputs;
+        # then the buffer moves on by a hop (`slide_window`).
         # Packed (EsnStream._bind): pos = [samples in buf, samples still to skip (hop >
         # window), hop, w_shift, in_shift, leak_q15]; fe_* the frontend's tables
         # (`device.logmel_numba.packed_tables`); xs = [state, scratch state]; norm = [mean,
         # 1/std]; sb = [scale, bias]; sp_out[k] = [scores, posteriors].
         win = buf.shape[0]
-        hop, w_shift, in_shift, leak_q15 = pos[2], pos[3], pos[4], pos[5]
+        w_shift, in_shift, leak_q15 = pos[3], pos[4], pos[5]
         x, x_new = xs[0], xs[1]
         mean, inv_std = norm[0], norm[1]
         scale, bias = sb[0], sb[1]
-        fill, skip = pos[0], pos[1]
         k = 0
-        for s in range(samples.shape[0]):
-            if skip > 0:
-                skip -= 1
-                continue
-            buf[fill] = samples[s]
-            fill += 1
-            if fill < win:
-                continue
+        s = 0
+        while True:
+            s = _fill_window(samples, s, buf, pos)
+            if pos[0] < win:
+                return k
             _log_mel_frame_into(buf, fe_f, fe_i, fe_band_w, fe_scratch, mel_out[k])
             _frame(w, w_in_t, w_shift, in_shift, leak_q15, lut, x, x_new, mel_out[k], mean,
                    inv_std, feat_out[k], q, scale, bias, sp_out[k, 0], sp_out[k, 1])
-            if hop < win:
-                for j in range(win - hop):
-                    buf[j] = buf[j + hop]
-                fill = win - hop
-            else:
-                fill = 0
-                skip = hop - win
             k += 1
-        pos[0] = fill
-        pos[1] = skip
-        return k
+            _slide_window(buf, pos)
 
 
 def kernels():

@@ -22,7 +22,7 @@ from functools import lru_cache
 import numpy as np
 
 __all__ = ["log_mel_frames", "tables", "packed_tables", "frame_into", "packed_frame_into",
-           "FrameStream"]
+           "fill_window", "slide_window", "FrameStream"]
 
 try:
     import numba as _numba
@@ -122,43 +122,56 @@ if _numba is not None:
                    scratch[half:2 * half], scratch[2 * half:3 * half + 1], out)
 
     @_jit
+    def fill_window(samples, s, buf, state):
+        """Samples from index ``s`` on into the one-window buffer ``buf`` until it is full or
+        they run out (first dropping the samples a hop longer than the window skips); returns
+        the next index. ``state`` = [samples in buf, samples still to skip, hop, ...], updated.
+        With `slide_window`, the buffering both fused kernels share (`_stream` here, the ESN's
+        `device.esn._hop`): the frames of a stream are those of the batch however it is cut."""
+        n = samples.shape[0]
+        if state[1] > 0:
+            take = min(state[1], n - s)
+            state[1] -= take
+            s += take
+            if state[1] > 0:
+                return s
+        fill = state[0]
+        take = min(buf.shape[0] - fill, n - s)
+        for j in range(take):
+            buf[fill + j] = samples[s + j]
+        state[0] = fill + take
+        return s + take
+
+    @_jit
+    def slide_window(buf, state):
+        """After a full window's frame: keep its last ``window - hop`` samples, or, for a hop
+        longer than the window, none and skip the ``hop - window`` after it."""
+        win, hop = buf.shape[0], state[2]
+        if hop < win:
+            for j in range(win - hop):      # forward: no element is read after its write
+                buf[j] = buf[j + hop]
+            state[0] = win - hop
+        else:
+            state[0] = 0
+            state[1] = hop - win
+
+    @_jit
     def _stream(samples, buf, state, fe_f, fe_i, band_w, scratch, out):
-        # A push of any length in one call (`FrameStream.push`): the samples go into the
-        # one-window buffer ``buf``; each time it is full, its frame goes through `frame_into`
-        # (the batch kernel's own per-frame function, so a stream's frames are the batch's bit
-        # for bit) into the next row of ``out``, and the buffer moves on by a hop. Returns the
-        # frames made. state = [samples in buf, samples still to skip (hop > window), hop];
-        # the tables packed (numba unboxes each argument on every call).
+        # A push of any length in one call (`FrameStream.push`): each time the buffer is full,
+        # its frame goes through `frame_into` (the batch kernel's own per-frame function, so
+        # a stream's frames are the batch's bit for bit) into the next row of ``out``. Returns
+        # the frames made. state = [samples in buf, samples still to skip, hop]; the tables
+        # packed (numba unboxes each argument on every call).
         win = buf.shape[0]
-        fill, skip, hop = state[0], state[1], state[2]
         k = 0
         s = 0
-        n = samples.shape[0]
-        while s < n:
-            if skip > 0:
-                take = min(skip, n - s)
-                skip -= take
-                s += take
-                continue
-            take = min(win - fill, n - s)
-            for j in range(take):
-                buf[fill + j] = samples[s + j]
-            fill += take
-            s += take
-            if fill < win:
-                continue
+        while True:
+            s = fill_window(samples, s, buf, state)
+            if state[0] < win:
+                return k
             packed_frame_into(buf, fe_f, fe_i, band_w, scratch, out[k])
             k += 1
-            if hop < win:
-                for j in range(win - hop):      # forward: no element is read after its write
-                    buf[j] = buf[j + hop]
-                fill = win - hop
-            else:
-                fill = 0
-                skip = hop - win
-        state[0] = fill
-        state[1] = skip
-        return k
+            slide_window(buf, state)
 
 
 @lru_cache(maxsize=16)
@@ -234,7 +247,7 @@ class FrameStream:
     of a long ``detect``). Here the window buffer, the frame count and the skip live in
     preallocated arrays that one compiled call updates in place; each frame goes through
     `frame_into`, the batch kernel's own per-frame function, so what a stream returns equals
-    `log_mel_frames` of the concatenated input bit for bit (tests/device/test_frontend.py).
+    `log_mel_frames` of the concatenated input bit for bit (tests/device/test_logmel_numba.py).
 
     Parameters
     ----------
