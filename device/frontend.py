@@ -111,6 +111,9 @@ class LogMelConfig(_FramingMixin):
     pcen_root: float = 0.5
 
     def __post_init__(self):
+        if self.kernel not in ("numpy", "numba"):
+            raise ValueError(f"frontend kernel {self.kernel!r} is unknown; use \"numpy\" or "
+                             f"\"numba\"")
         if self.compression not in ("log", "pcen"):
             raise ValueError(f"frontend compression {self.compression!r} is unknown; use "
                              f"\"log\" or \"pcen\"")
@@ -310,10 +313,7 @@ def _power_frames_to_log_mel(frames: np.ndarray, cfg: LogMelConfig) -> np.ndarra
     PCEN's running state (`pcen`)."""
     if cfg.compression == "pcen":
         return _mel_energies(frames, cfg)
-    if cfg.kernel != "numpy":
-        if cfg.kernel != "numba":
-            raise ValueError(f"frontend kernel {cfg.kernel!r} is unknown; use \"numpy\" or "
-                             f"\"numba\"")
+    if cfg.kernel == "numba":              # LogMelConfig allows "numpy" and "numba" only
         from .logmel_numba import log_mel_frames
         return log_mel_frames(frames, cfg)
     return np.log(_mel_energies(frames, cfg) + np.float32(cfg.log_floor)).astype(np.float32)
@@ -379,7 +379,7 @@ class LogMelStream:
         # every hop (the ESN's whole frame costs a few microseconds).
         self._win, self._hop = cfg.window_length, cfg.hop_length
         self._index: dict[int, np.ndarray] = {}   # frames per push -> gather index (push)
-        self._kernel = lambda frames: _power_frames_to_log_mel(frames, cfg)
+        self._kernel = None      # frames -> features on the NumPy paths (set below)
         self._pcen_state = None
         self._fused = None       # the numba kernel's whole push (logmel_numba.FrameStream)
         if cfg.compression == "pcen":      # LogMelConfig allows it on the numpy kernel only
@@ -390,14 +390,11 @@ class LogMelStream:
         elif cfg.kernel == "numpy":
             self._kernel = _numpy_kernel(cfg)
         else:
-            # Compile (or load from numba's cache) now, not inside the first live hop, where
-            # the half second it takes would look like overload and shed stages.
-            _power_frames_to_log_mel(np.zeros((1, self._win), np.float32), cfg)
-            if cfg.kernel == "numba":
-                # Buffering and frames in one compiled call (`FrameStream`): the same frames,
-                # bit for bit, for a third of the NumPy stream's cost on a 40 ms block.
-                from .logmel_numba import FrameStream
-                self._fused = FrameStream(cfg)
+            # Buffering and frames in one compiled call (`FrameStream`, compiled or loaded from
+            # numba's cache as it is built, not inside the first live hop): the same frames,
+            # bit for bit, for a third of the NumPy stream's cost on a 40 ms block.
+            from .logmel_numba import FrameStream
+            self._fused = FrameStream(cfg)
 
     def reset(self) -> None:
         """Forget buffered audio and PCEN's running mean (e.g. after a capture gap)."""
