@@ -185,14 +185,14 @@ class TFLiteModel:
         # call into a buffer kept for it (the per-mel constants broadcast once).
         self._fast = None
         if _quantize_into is not None and self._limits is not None and len(self.input_shape) >= 3:
-            n_mels = self.input_shape[2]
+            rows = (self.frames, self.input_shape[2])
             buf = np.zeros(self.input_shape, self.input_dtype)
-            self._fast = ((self.frames, n_mels), buf, buf.reshape(self.frames, n_mels),
-                          np.ascontiguousarray(np.broadcast_to(self._qa, (n_mels,))),
-                          np.ascontiguousarray(np.broadcast_to(self._qb, (n_mels,))),
-                          np.float32(self._limits[0]), np.float32(self._limits[1]))
+            consts = (np.ascontiguousarray(np.broadcast_to(self._qa, rows[1:])),
+                      np.ascontiguousarray(np.broadcast_to(self._qb, rows[1:])),
+                      np.float32(self._limits[0]), np.float32(self._limits[1]))
             # compiled (or loaded from numba's cache) now, not inside the first live hop
-            _quantize_into(np.zeros(self._fast[0], np.float32), *self._fast[3:], self._fast[2])
+            _quantize_into(np.zeros(rows, np.float32), *consts, buf.reshape(rows))
+            self._fast = (rows, buf, buf.reshape(rows), *consts)
         # A streaming model (export.streaming) takes only the new frames of each stride and
         # keeps the rest as state inside the interpreter; `reset_state` gives it a long silence.
         self.streaming = self.manifest.get("streaming") or None
