@@ -325,14 +325,13 @@ class EsnStage(Stage):
         if gap:
             busy[0] = True          # process() stamps the clock there, then decides
         else:
-            block[4] = self._decide(block)
+            block[4] = self._decide(block[1], len(block[2]), block[2])
         return busy
 
-    def _decide(self, block: list) -> dict | None:
-        # The block's frames through the beat tracker, at the times frame by frame gives them
-        # (t0 + n * frame_s, the same float operations); their events by block hop.
-        proba, release = block[1], block[2]
-        k = len(release)
+    def _decide(self, proba, k: int, release=None) -> dict | None:
+        # The next k frames through the beat tracker, at their stream times (t0 + n * frame_s,
+        # frame n since the last reset), both paths alike; their events by the block hop each
+        # frame is released on (``release[f]``; all on 0 without one), None when there are none.
         t0, n0, fs, update = self._t0, self.frames, self.frame_s, self.tracker.update
         self.frames = n0 + k
         events = None
@@ -341,7 +340,7 @@ class EsnStage(Stage):
             if evs:
                 if events is None:
                     events = {}
-                events.setdefault(release[f], []).extend(evs)
+                events.setdefault(release[f] if release is not None else 0, []).extend(evs)
         return events
 
     def end_block(self) -> None:
@@ -355,7 +354,7 @@ class EsnStage(Stage):
         self._t0 = ctx.t_audio_s - sum(1 for r in release if r == 0) * self.frame_s
         self._gap = False
         if release:
-            block[4] = self._decide(block)
+            block[4] = self._decide(block[1], len(block[2]), block[2])
 
     def _process_audio(self, ctx: HopContext) -> None:
         # The fused path hop by hop: one EsnStream.push (one numba call) for the hop's frames,
@@ -376,13 +375,10 @@ class EsnStage(Stage):
             self._gap = False
         if not k:
             return
-        proba, tracker = stream.proba, self.tracker
-        for f in range(k):
-            events = tracker.update(self._t0 + self.frames * self.frame_s, proba[f])
-            self.frames += 1
-            if events:
-                ctx.events.extend(events)
-        ctx.put("posteriors.percussion", (ctx.t_audio_s, proba[k - 1].copy()))
+        events = self._decide(stream.proba, k)
+        if events is not None:
+            ctx.events.extend(events[0])
+        ctx.put("posteriors.percussion", (ctx.t_audio_s, stream.proba[k - 1].copy()))
 
     def on_gap(self) -> None:
         if self.stream is not None:
