@@ -363,10 +363,10 @@ class Pipeline:
         try:
             for k in range(n):
                 skip = idle[k]
+                extra_s = carried_s if k == n - 1 else 0.0
                 # A hop on which every due stage is a block stage with nothing to do (two of a
                 # 40 ms block's four hops by default) only advances the clocks: what
                 # process_hop would do with its stage loop empty, without setting it up.
-                extra_s = carried_s if k == n - 1 else 0.0
                 if skip is not None and period and due_sets[self.hops % period] <= skip:
                     out.extend(self._quiet_hop(backlog, extra_s))
                 else:
