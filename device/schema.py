@@ -87,6 +87,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.*.augment.*_prob", "[0, 1]"),
     ("model.*.augment.clean_keywords", "[0, 1]"),
     ("model.*.augment.speed", "[0, 0.5]"),
+    ("model.*.augment.junctions", "[0, 1]"),
     ("export.calibration_examples", "[1, inf)"),
     ("model.separation.chunk_frames", "[1, 10000]"),
     ("model.separation.silence_db", "(0, inf)"),

@@ -250,6 +250,13 @@ class Augment:
         scene; the scene head's loss weight is 0 there). Mixtures alone teach the trunk to
         hear words *through* scenes and it forgets quiet rooms; measured on the real profile,
         clean-keyword accuracy fell 2-3 points from the warm start without these.
+    junctions : float
+        The fraction of keyword examples replaced by a window across the junction of two
+        ``_unknown_`` clips (the last part of one, then the first part of another, cut at a
+        uniform 20-80 % of the window), labelled ``_unknown_``. A streaming device mostly sees
+        such windows (the end of one word and the start of the next) while a clip corpus holds
+        only centred words; its false wake-ups in continuous speech come from them. 0 turns it
+        off and draws exactly as before.
     """
 
     shift_ms: float
@@ -262,6 +269,7 @@ class Augment:
     freq_mask_bands: int
     speed: float
     clean_keywords: float
+    junctions: float
 
     @classmethod
     def from_config(cls, cfg: Config) -> "Augment":
@@ -294,6 +302,7 @@ class TaskData:
     # Distillation (`train.teacher`): per keyword clip, the keyword head's soft target
     # ``(n, classes)``, rows summing to 1; None trains on the hard labels.
     keyword_targets: np.ndarray | None = None
+    unknown_index: int | None = None            # the `_unknown_` class, which junctions take
 
     @classmethod
     def from_corpus(cls, corpus, cfg: Config) -> "TaskData":
@@ -311,7 +320,8 @@ class TaskData:
                    list(getattr(corpus, "noise", None) or []),
                    kw_index["_silence_"],
                    np.array([not (c.meta or {}).get("synthetic") for c in corpus.keywords], bool),
-                   np.array([str(c.group) for c in corpus.keywords], dtype=object))
+                   np.array([str(c.group) for c in corpus.keywords], dtype=object),
+                   unknown_index=kw_index.get("_unknown_"))
 
 
 def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Generator,
@@ -341,6 +351,8 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
         silent = labels["keyword"] == data.silence_index
         if data.keyword_targets is not None:
             labels["keyword"] = data.keyword_targets[kw_idx]
+        if aug and aug.junctions > 0:
+            silent = junction_negatives(data, kw, labels["keyword"], silent, aug.junctions, rng)
         if variant.multitask:
             scene, labels["scene"] = data.scenes.random(n, rng)
             share = np.clip(variant.keyword_share
@@ -362,6 +374,38 @@ def draw_examples(data: TaskData, variant: Variant, n: int, rng: np.random.Gener
         audio = wf.add_background_noise(audio, data.noise, aug.noise_prob, aug.noise_snr_db, rng)
         audio = wf.random_gain(audio, aug.gain_db, rng)
     return log_mel_batch(audio.astype(np.float32), lm_cfg), labels, weights
+
+
+def junction_negatives(data: TaskData, kw: np.ndarray, labels: np.ndarray, silent: np.ndarray,
+                       fraction: float, rng: np.random.Generator) -> np.ndarray:
+    """Replace ``fraction`` of the drawn keyword examples by junctions of two unknown clips.
+
+    In place on ``kw`` (the examples' audio) and ``labels`` (class indices, or soft rows under
+    distillation, which become the one-hot ``_unknown_`` row): each chosen example becomes the
+    last ``c`` samples of one random ``_unknown_`` clip followed by the first ``n - c`` of
+    another, ``c`` uniform in 20-80 % of the window. Returns the silence mask with those
+    examples marked not silent. See `Augment.junctions`.
+    """
+    pool = (np.flatnonzero(data.keyword_labels == data.unknown_index)
+            if data.unknown_index is not None else np.zeros(0, np.int64))
+    if len(pool) < 2:
+        raise ValueError("model.multitask.augment.junctions needs `_unknown_` clips in the "
+                         "training corpus (labels.keywords with an `_unknown_` class); set it to 0")
+    chosen = np.flatnonzero(rng.random(len(kw)) < fraction)
+    n = kw.shape[1]
+    first, second = rng.choice(pool, len(chosen)), rng.choice(pool, len(chosen))
+    cuts = rng.integers(int(0.2 * n), int(0.8 * n) + 1, len(chosen))
+    for i, a, b, c in zip(chosen, first, second, cuts):
+        kw[i, :c] = data.keyword_audio[a, n - c:]
+        kw[i, c:] = data.keyword_audio[b, :n - c]
+    if labels.ndim == 2:
+        labels[chosen] = 0.0
+        labels[chosen, data.unknown_index] = 1.0
+    else:
+        labels[chosen] = data.unknown_index
+    silent = silent.copy()
+    silent[chosen] = False
+    return silent
 
 
 def eval_sets(data: TaskData, lm_cfg: LogMelConfig, keyword_share: float, seed: int,

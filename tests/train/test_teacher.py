@@ -1,4 +1,5 @@
-"""Distillation from the frozen speech-embedding teacher (`train.teacher`, issue #13).
+"""Distillation from the frozen speech-embedding teacher (`train.teacher`, issue #13), and the
+junction negatives of `train.multitask.junction_negatives` (the other keyword-target lever).
 
 The targets' arithmetic and the cross-fitting run on made-up embeddings (no model needed);
 the embedding itself and a tiny distilled training run use openWakeWord's real models and
@@ -168,3 +169,65 @@ def test_distilled_training_records_the_teacher(cfg):
     assert len(cached) == 1
     with np.load(cached[0]) as z:
         assert z["x"].shape == (len(data.keyword_labels), 192)
+
+
+# --------------------------------------------------------------------------- junction negatives
+def _coded(cfg):
+    """The fake corpus with each `_unknown_` clip's samples replaced by ``clip * 100000 + sample``
+    (exact in float32), so any stretch of a window names the clip and the position it came from."""
+    data = mt.TaskData.from_corpus(fake_corpus(cfg), cfg)
+    audio = data.keyword_audio.copy()
+    pool = np.flatnonzero(data.keyword_labels == data.unknown_index)
+    n = audio.shape[1]
+    for k in pool:
+        audio[k] = k * 100000 + np.arange(n)
+    return replace(data, keyword_audio=audio), pool
+
+
+def test_junctions_are_the_end_of_one_unknown_clip_then_the_start_of_another(cfg):
+    data, pool = _coded(cfg)
+    n = data.keyword_audio.shape[1]
+    idx = np.random.default_rng(3).integers(0, len(data.keyword_labels), 60)
+    kw, labels = data.keyword_audio[idx].copy(), data.keyword_labels[idx].copy()
+    silent = labels == data.silence_index
+    out = mt.junction_negatives(data, kw, labels, silent, 1.0, np.random.default_rng(8))
+    assert (labels == data.unknown_index).all() and not out.any()
+    cuts = []
+    for row in kw:
+        first, start = divmod(int(row[0]), 100000)
+        second, end = divmod(int(row[-1]), 100000)
+        assert first in pool and second in pool
+        c = n - start                               # samples taken from the first clip's end
+        np.testing.assert_array_equal(row[:c], first * 100000 + np.arange(start, n))
+        np.testing.assert_array_equal(row[c:], second * 100000 + np.arange(0, end + 1))
+        assert end + 1 == n - c
+        cuts.append(c)
+    assert 0.2 * n <= min(cuts) and max(cuts) <= 0.8 * n and len(set(cuts)) > 50
+
+
+def test_junction_fraction_labels_and_soft_targets(cfg):
+    """About ``fraction`` of a draw becomes junctions; the rest is left exactly as drawn; under
+    distillation a junction's target is the one-hot `_unknown_` row; no unknown clips is an error
+    that names the setting."""
+    data, _ = _coded(cfg)
+    n_classes = len(cfg.keyword_labels)
+    idx = np.random.default_rng(4).integers(0, len(data.keyword_labels), 2000)
+    kw = data.keyword_audio[idx].copy()
+    targets = np.random.default_rng(5).dirichlet(np.ones(n_classes), size=len(idx))
+    soft = targets.copy()
+    mt.junction_negatives(data, kw, soft, idx == -1, 0.3, np.random.default_rng(6))
+    changed = (kw != data.keyword_audio[idx]).any(axis=1)
+    assert 0.26 < changed.mean() < 0.34
+    np.testing.assert_array_equal(soft[~changed], targets[~changed])
+    np.testing.assert_array_equal(soft[changed], np.eye(n_classes)[[data.unknown_index] * changed.sum()])
+    # through draw_examples: half the draw becomes junctions, on top of the unknowns drawn as such
+    lm = LogMelConfig.from_config(cfg, "keyword")
+    variant = mt.variants(cfg)["kw"]
+    _, labels, _ = mt.draw_examples(data, variant, 400, np.random.default_rng(7), lm,
+                                    replace(_quiet(cfg), junctions=0.5))
+    share = (labels["keyword"] == data.unknown_index).mean()
+    base = (data.keyword_labels == data.unknown_index).mean()
+    assert abs(share - (0.5 + 0.5 * base)) < 0.08
+    no_unknown = replace(data, unknown_index=None)
+    with pytest.raises(ValueError, match="augment.junctions"):
+        mt.junction_negatives(no_unknown, kw, soft, idx == -1, 0.3, np.random.default_rng(6))
