@@ -9,7 +9,8 @@ their types from it rather than repeating them. What a TOML file cannot say — 
   (``decisions.wake_treshold`` -> ``decisions.wake_threshold``);
 * a value of the wrong type is an error that names the key, the value, where it came from and
   an example of a good value (``decisions.wake_threshold = 'abc'`` -> "a number, e.g. 0.6");
-* a value outside its range is an error that says the range.
+* a value outside its range is an error that says the range;
+* a string outside its `CHOICES` is an error that lists them.
 
 Three tables are open, since a user adds entries to them by name:
 
@@ -28,7 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["RANGES", "check", "reference", "SchemaError"]
+__all__ = ["RANGES", "CHOICES", "check", "reference", "SchemaError"]
 
 DEFAULT_PROFILE = Path(__file__).resolve().parent / "profiles" / "default.toml"
 
@@ -79,6 +80,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.*.label_smoothing", "[0, 1)"),
     ("model.multitask.distill_weight", "[0, 1]"),       # share of the teacher in the target
     ("model.multitask.distill_temperature", "(0, 100]"),
+    ("model.multitask.bc_scale", "(0, 16]"),            # channels x scale: 16 is ~2.5 M params
     ("model.multitask.distill_folds", "[2, 50]"),       # cross-fitting needs at least 2 folds
     ("model.multitask.distill_teacher_c", "(0, inf)"),
     ("model.multitask.distill_context_ms", "[0, 5000]"),
@@ -147,6 +149,12 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("sinks.*.max_queue", "[1, inf)"),
     ("sinks.*.queue_size", "[1, inf)"),
 )
+
+# String settings that take one of a fixed set of values (the code that reads each says what
+# each value means).
+CHOICES: dict[str, tuple[str, ...]] = {
+    "model.multitask.architecture": ("dscnn", "bcresnet"),   # train/multitask.py
+}
 
 # Keys whose value may be one of several types (the default shows only one of them).
 ALTERNATIVE_TYPES = {
@@ -301,6 +309,9 @@ def check(data: Mapping, origin=lambda key: "the profile") -> None:
             if not _fits(value, example, key):
                 raise SchemaError(f"{key} must be {_type_name(example, key)}, got {value!r} from "
                                   f"{origin(key)}; e.g. {key} = {_example(example)}")
+            if key in CHOICES and value not in CHOICES[key]:
+                raise SchemaError(f"{key} = {value!r} (from {origin(key)}) is unknown: use one of "
+                                  f"{', '.join(CHOICES[key])}")
             if isinstance(value, (int, float)) and not isinstance(value, bool):
                 for pattern, interval in RANGES:
                     if fnmatch.fnmatchcase(key, pattern) and not _in_range(value, interval):

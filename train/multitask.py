@@ -1,7 +1,10 @@
 """Keyword + scene multitask network: its variants, mixture data, network and training.
 
-One small depthwise-separable CNN trunk (DS-CNN with residual blocks) reads 1 s of log-mel
-(98 frames x 40 bands, `device.frontend.log_mel`) and feeds two softmax heads:
+One small trunk reads 1 s of log-mel (98 frames x 40 bands, `device.frontend.log_mel`) and
+feeds two softmax heads. The trunk is the profile's ``model.multitask.architecture``: a
+depthwise-separable CNN with residual blocks (``"dscnn"``, `build_model`, the default and the
+one that streams) or a broadcasted-residual network (``"bcresnet"``, `build_bc_resnet`).
+The heads:
 
 * ``keyword``: ``cfg.head_labels["keyword"]`` (``_silence_``, ``_unknown_``, the wake word,
   the commands);
@@ -505,17 +508,97 @@ def build_model(n_keyword: int | None, n_scene: int | None, *, width: int, block
     return keras.Model(inp, outputs, name="hopwise_multitask")
 
 
+def build_bc_resnet(n_keyword: int | None, n_scene: int | None, *, scale: float,
+                    input_frames: int, n_mels: int, dropout: float,
+                    batch_size: int | None = None):
+    """Broadcasted-residual trunk (BC-ResNet, Kim et al. 2021) with one softmax head per task.
+
+    Each block convolves along frequency on the whole map (depthwise 1x3), averages frequency
+    away, convolves along time on that one row (depthwise 3x1, dilated) plus a pointwise 1x1,
+    and broadcasts the row back onto the map. The pointwise work runs on ``time x 1`` instead
+    of ``time x mel`` positions, so channels are cheap: more of them at the MACs of a DS-CNN.
+
+    Layout (time x mel, the stem strides 2 in both): Conv 5x5 (16 s) -> stages of 2, 2, 4, 4
+    blocks with 8 s, 12 s, 16 s, 20 s channels (the first block of a stage with more channels is
+    a transition: pointwise to the new width first, no identity shortcut), the second and third
+    stages halving frequency, time dilation 1, 2, 4, 8 -> depthwise 5x5 over the remaining
+    frequencies -> pointwise 32 s -> global average -> dropout -> Dense+softmax per head.
+    Departures from the paper, for int8 on a small CPU: BatchNorm instead of sub-spectral
+    norm and ReLU instead of swish (both fold or fuse at conversion), and the stem's time
+    stride 2 (49 rows of 20 ms instead of 98 of 10 ms: half the MACs).
+
+    Parameters
+    ----------
+    scale : float
+        The paper's tau: channels of every layer scale with it, params ~ scale**2
+        (1: ~8 k params, 2: ~27 k, 3: ~55 k).
+    Others as `build_model`.
+    """
+    import keras
+    from keras import layers
+
+    def ch(c):
+        return max(1, int(round(c * scale)))
+
+    def bn(x, name):
+        return layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
+
+    inp = keras.Input((input_frames, n_mels, 1), batch_size=batch_size, name="log_mel")
+    x = layers.Conv2D(ch(16), (5, 5), strides=(2, 2), padding="same", use_bias=False,
+                      name="stem")(inp)
+    x = layers.ReLU(name="stem_relu")(bn(x, "stem"))
+    channels = ch(16)
+    for s, (width, n_blocks, f_stride, dilation) in enumerate(
+            [(ch(8), 2, 1, 1), (ch(12), 2, 2, 2), (ch(16), 4, 2, 4), (ch(20), 4, 1, 8)]):
+        for b in range(n_blocks):
+            name = f"s{s}b{b}"
+            transition = b == 0 and width != channels
+            if transition:
+                x = layers.Conv2D(width, 1, use_bias=False, name=f"{name}_in")(x)
+                x = layers.ReLU(name=f"{name}_in_relu")(bn(x, f"{name}_in"))
+                channels = width
+            stride = (1, f_stride) if b == 0 else (1, 1)
+            f2 = bn(layers.DepthwiseConv2D((1, 3), strides=stride, padding="same",
+                                           use_bias=False, name=f"{name}_freq")(x), f"{name}_freq")
+            mels = int(f2.shape[2])
+            f1 = layers.AveragePooling2D((1, mels), name=f"{name}_avg")(f2)
+            f1 = layers.DepthwiseConv2D((3, 1), dilation_rate=(dilation, 1), padding="same",
+                                        use_bias=False, name=f"{name}_time")(f1)
+            f1 = layers.ReLU(name=f"{name}_time_relu")(bn(f1, f"{name}_time"))
+            f1 = layers.Conv2D(width, 1, use_bias=False, name=f"{name}_pw")(f1)
+            f1 = layers.SpatialDropout2D(dropout, name=f"{name}_drop")(f1)
+            parts = [f2, f1] if transition or stride != (1, 1) else [x, f2, f1]
+            x = layers.ReLU(name=f"{name}_relu")(layers.Add(name=f"{name}_add")(parts))
+    x = layers.DepthwiseConv2D((5, int(x.shape[2])), padding="valid", use_bias=False,
+                               name="head_dw")(x)
+    x = layers.Conv2D(ch(32), 1, use_bias=False, name="head_pw")(bn(x, "head_dw"))
+    x = layers.ReLU(name="head_relu")(bn(x, "head_pw"))
+    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = {}
+    if n_keyword:
+        outputs["keyword"] = layers.Dense(n_keyword, activation="softmax", name="keyword")(x)
+    if n_scene:
+        outputs["scene"] = layers.Dense(n_scene, activation="softmax", name="scene")(x)
+    if not outputs:
+        raise ValueError("a model needs at least one head: give n_keyword and/or n_scene")
+    return keras.Model(inp, outputs, name="hopwise_multitask")
+
+
 def build_for_variant(cfg: Config, variant: Variant, batch_size: int | None = None):
-    """`build_model` sized by the profile (``[model.multitask]``, ``[frontend.keyword]``)."""
+    """The profile's trunk (``model.multitask.architecture``) sized by ``[model.multitask]`` and
+    ``[frontend.keyword]``: `build_model` for ``"dscnn"``, `build_bc_resnet` for ``"bcresnet"``."""
     lm = LogMelConfig.from_config(cfg, "keyword")
     frames = num_frames(clip_samples(cfg), lm.window_length, lm.hop_length)
     labels = cfg.head_labels
-    return build_model(len(labels["keyword"]) if "keyword" in variant.tasks else None,
-                       len(labels["scene"]) if "scene" in variant.tasks else None,
-                       width=int(cfg["model.multitask.width"]),
-                       blocks=int(cfg["model.multitask.blocks"]),
-                       input_frames=frames, n_mels=lm.n_mels,
-                       dropout=float(cfg["model.multitask.dropout"]), batch_size=batch_size)
+    heads = (len(labels["keyword"]) if "keyword" in variant.tasks else None,
+             len(labels["scene"]) if "scene" in variant.tasks else None)
+    shape = dict(input_frames=frames, n_mels=lm.n_mels,
+                 dropout=float(cfg["model.multitask.dropout"]), batch_size=batch_size)
+    if cfg["model.multitask.architecture"] == "bcresnet":  # the schema allows these two only
+        return build_bc_resnet(*heads, scale=float(cfg["model.multitask.bc_scale"]), **shape)
+    return build_model(*heads, width=int(cfg["model.multitask.width"]),
+                       blocks=int(cfg["model.multitask.blocks"]), **shape)
 
 
 def predict(model, feats: np.ndarray, normalizer: Normalizer, batch_size: int = 256) -> dict:

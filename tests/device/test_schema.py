@@ -27,6 +27,9 @@ from device.config import ConfigError, load_config
     ("runtime.restore_below=0.95", r"restore_below .* must be below runtime.shed_above"),
     ("decisions=1", r"decisions is a section"),
     ("stages.frontend=3", r"stages.frontend must be a section"),
+    ("model.multitask.architecture=resnet", r"architecture = 'resnet' .* unknown: use one of "
+                                            r"dscnn, bcresnet"),
+    ("model.multitask.bc_scale=0", r"bc_scale = 0 .* out of range"),
 ])
 def test_bad_overrides_are_refused_with_the_fix(override, match):
     with pytest.raises(ConfigError, match=match):
@@ -42,6 +45,7 @@ def test_bad_overrides_are_refused_with_the_fix(override, match):
     "frontend.custom.sample_rate=8000",      # a new frontend takes the built-in frontends' keys
     "stages.extra.type=logmel",              # stage parameters are the stage type's business
     "model.multitask.augment.noise_snr_db=[10, 30]",
+    "model.multitask.architecture=bcresnet",
 ])
 def test_good_overrides_pass(override):
     extra = {"frontend.custom": ["frontend.custom.hop_ms=10.0", "frontend.custom.window_ms=25.0"],

@@ -116,3 +116,26 @@ def test_export_command_line_offers_the_variants_and_exports_the_deployed_one(ex
     # same model, same bytes: only the manifest's time stamp may differ
     after = json.loads(path.with_suffix(".json").read_text())
     assert after["sha256"] == json.loads(before)["sha256"]
+
+
+def test_the_bc_resnet_trunk_exports_int8_and_onnx_but_does_not_stream(tmp_path):
+    """``model.multitask.architecture = "bcresnet"``: the same export (full int8 with a manifest,
+    ONNX beside it) runs through the device's runner and tracks the float model; the streaming
+    export, which folds the DS-CNN's layers, refuses it by name (`make export` then deploys the
+    non-streaming model, the profile's fallback)."""
+    from export.streaming import fold_trunk
+
+    cfg, data, path, summary = train_and_export(
+        tmp_path, "model.multitask.architecture=bcresnet", "model.multitask.bc_scale=0.5",
+        "model.multitask.epochs=2", "model.multitask.learning_rate=0.01")
+    assert summary["size_bytes"] < 100_000 and summary["onnx_max_abs_diff"] < 1e-4
+    model, normalizer, _ = mt.load_trained(cfg, "mt60j")
+    feats, _, _ = mt.draw_examples(data, mt.variants(cfg)["mt60j"], 64, np.random.default_rng(5),
+                                   LogMelConfig.from_config(cfg, "keyword"), None)
+    f = mt.predict(model, feats, normalizer)
+    q = TFLiteModel(path, expected_labels={"keyword": cfg.keyword_labels,
+                                           "scene": cfg["labels.scenes"]}).predict(feats)
+    for head in ("keyword", "scene"):
+        assert float(np.abs(f[head] - q[head]).mean()) <= 0.03, head
+    with pytest.raises(ValueError, match=r"DS-CNN trunk only .*architecture = \"dscnn\""):
+        fold_trunk(model)

@@ -115,6 +115,42 @@ def test_tiny_training_runs_end_to_end(cfg):
     np.testing.assert_allclose(probs["keyword"].sum(1), 1.0, rtol=1e-4)
 
 
+def test_bc_resnet_broadcasts_one_row_per_block_and_trains_warm_started(cfg):
+    """The broadcasted-residual trunk: each block's pointwise work runs on a frequency-averaged
+    row (time x 1), which is what makes its channels cheap; it trains, loads back, and a
+    multitask variant warm-starts from it like the DS-CNN's."""
+    full = load_config("default", ["model.multitask.architecture=bcresnet",
+                                   "model.multitask.bc_scale=1"])
+    model = mt.build_for_variant(full, mt.variants(full)["mt60j"])
+    dscnn = mt.build_for_variant(load_config("default"), mt.variants(full)["mt60j"])
+    assert model.count_params() < dscnn.count_params()
+    rows = [layer for layer in model.layers if layer.name.endswith("_pw") and layer.name[0] == "s"]
+    assert len(rows) == 12 and all(layer.output.shape[2] == 1 for layer in rows)
+    assert [model.get_layer(f"s{s}b0_freq").output.shape[2] for s in range(4)] == [20, 10, 5, 5]
+    out = model(np.zeros((2, 98, 40, 1), np.float32))
+    assert out["keyword"].shape == (2, 13) and out["scene"].shape == (2, 10)
+
+    tiny = load_config("default", [f"project.build_dir='{cfg.build_dir}'",
+                                   "model.multitask.epochs=1", "model.multitask.batch_size=16",
+                                   "model.multitask.min_steps_per_epoch=1",
+                                   "model.multitask.architecture=bcresnet",
+                                   "model.multitask.bc_scale=0.5"])
+    data = mt.TaskData.from_corpus(fake_corpus(tiny, 4, 3), tiny)
+    variants = mt.variants(tiny)
+    mt.train_variant(tiny, data, data, variants["kw"], verbose=0)
+    kw, normalizer, info = mt.load_trained(tiny, "kw")
+    assert info["params"] == kw.count_params() < 5_000
+    probs = mt.predict(kw, np.full((2, 98, 40), -8, np.float32), normalizer)
+    np.testing.assert_allclose(probs["keyword"].sum(1), 1.0, rtol=1e-4)
+    # a multitask variant warm-starts from it: every trunk layer and the keyword head carry
+    # over, only the scene head is new
+    multi = mt.build_for_variant(tiny, variants["mt60j"])
+    with_weights = [layer for layer in multi.layers if layer.weights]
+    assert loop.copy_matching_weights(kw, multi) == len(with_weights) - 1
+    np.testing.assert_array_equal(multi.get_layer("s3b3_pw").get_weights()[0],
+                                  kw.get_layer("s3b3_pw").get_weights()[0])
+
+
 def test_warm_start_copies_trunk_and_keyword_head(cfg):
     full = load_config("default")
     kw = mt.build_for_variant(full, mt.variants(full)["kw"])
