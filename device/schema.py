@@ -81,6 +81,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("model.multitask.distill_weight", "[0, 1]"),       # share of the teacher in the target
     ("model.multitask.distill_temperature", "(0, 100]"),
     ("model.multitask.bc_scale", "(0, 16]"),            # channels x scale: 16 is ~2.5 M params
+    ("model.multitask.bc_time_stride", "[1, 4]"),
     ("model.multitask.distill_folds", "[2, 50]"),       # cross-fitting needs at least 2 folds
     ("model.multitask.distill_teacher_c", "(0, inf)"),
     ("model.multitask.distill_context_ms", "[0, 5000]"),

@@ -509,7 +509,7 @@ def build_model(n_keyword: int | None, n_scene: int | None, *, width: int, block
 
 
 def build_bc_resnet(n_keyword: int | None, n_scene: int | None, *, scale: float,
-                    input_frames: int, n_mels: int, dropout: float,
+                    input_frames: int, n_mels: int, dropout: float, time_stride: int = 2,
                     batch_size: int | None = None):
     """Broadcasted-residual trunk (BC-ResNet, Kim et al. 2021) with one softmax head per task.
 
@@ -518,20 +518,22 @@ def build_bc_resnet(n_keyword: int | None, n_scene: int | None, *, scale: float,
     and broadcasts the row back onto the map. The pointwise work runs on ``time x 1`` instead
     of ``time x mel`` positions, so channels are cheap: more of them at the MACs of a DS-CNN.
 
-    Layout (time x mel, the stem strides 2 in both): Conv 5x5 (16 s) -> stages of 2, 2, 4, 4
+    Layout (time x mel, the stem strides 2 in frequency, ``time_stride`` in time): Conv 5x5 (16 s) -> stages of 2, 2, 4, 4
     blocks with 8 s, 12 s, 16 s, 20 s channels (the first block of a stage with more channels is
     a transition: pointwise to the new width first, no identity shortcut), the second and third
     stages halving frequency, time dilation 1, 2, 4, 8 -> depthwise 5x5 over the remaining
     frequencies -> pointwise 32 s -> global average -> dropout -> Dense+softmax per head.
     Departures from the paper, for int8 on a small CPU: BatchNorm instead of sub-spectral
-    norm and ReLU instead of swish (both fold or fuse at conversion), and the stem's time
-    stride 2 (49 rows of 20 ms instead of 98 of 10 ms: half the MACs).
+    norm and ReLU instead of swish (both fold or fuse at conversion).
 
     Parameters
     ----------
     scale : float
         The paper's tau: channels of every layer scale with it, params ~ scale**2
-        (1: ~8 k params, 2: ~27 k, 3: ~55 k).
+        (1: ~9 k params, 2: ~27 k, 3: ~53 k).
+    time_stride : int
+        The stem's stride in time: 1 keeps the paper's 10 ms rows (the dilations then span
+        about 1 s), 2 halves the MACs with 20 ms rows.
     Others as `build_model`.
     """
     import keras
@@ -544,7 +546,7 @@ def build_bc_resnet(n_keyword: int | None, n_scene: int | None, *, scale: float,
         return layers.BatchNormalization(momentum=0.9, name=f"{name}_bn")(x)
 
     inp = keras.Input((input_frames, n_mels, 1), batch_size=batch_size, name="log_mel")
-    x = layers.Conv2D(ch(16), (5, 5), strides=(2, 2), padding="same", use_bias=False,
+    x = layers.Conv2D(ch(16), (5, 5), strides=(time_stride, 2), padding="same", use_bias=False,
                       name="stem")(inp)
     x = layers.ReLU(name="stem_relu")(bn(x, "stem"))
     channels = ch(16)
@@ -596,7 +598,8 @@ def build_for_variant(cfg: Config, variant: Variant, batch_size: int | None = No
     shape = dict(input_frames=frames, n_mels=lm.n_mels,
                  dropout=float(cfg["model.multitask.dropout"]), batch_size=batch_size)
     if cfg["model.multitask.architecture"] == "bcresnet":  # the schema allows these two only
-        return build_bc_resnet(*heads, scale=float(cfg["model.multitask.bc_scale"]), **shape)
+        return build_bc_resnet(*heads, scale=float(cfg["model.multitask.bc_scale"]),
+                               time_stride=int(cfg["model.multitask.bc_time_stride"]), **shape)
     return build_model(*heads, width=int(cfg["model.multitask.width"]),
                        blocks=int(cfg["model.multitask.blocks"]), **shape)
 

@@ -129,6 +129,14 @@ def test_bc_resnet_broadcasts_one_row_per_block_and_trains_warm_started(cfg):
     assert [model.get_layer(f"s{s}b0_freq").output.shape[2] for s in range(4)] == [20, 10, 5, 5]
     out = model(np.zeros((2, 98, 40, 1), np.float32))
     assert out["keyword"].shape == (2, 13) and out["scene"].shape == (2, 10)
+    assert model.get_layer("stem").output.shape[1] == 49  # 20 ms rows by default
+    fine = mt.build_for_variant(load_config("default", ["model.multitask.architecture=bcresnet",
+                                                        "model.multitask.bc_time_stride=1"]),
+                                mt.variants(full)["kw"])
+    assert fine.get_layer("stem").output.shape[1:3] == (98, 20)
+    assert fine.count_params() == mt.build_for_variant(
+        load_config("default", ["model.multitask.architecture=bcresnet"]),
+        mt.variants(full)["kw"]).count_params()  # the stride costs MACs, not parameters
 
     tiny = load_config("default", [f"project.build_dir='{cfg.build_dir}'",
                                    "model.multitask.epochs=1", "model.multitask.batch_size=16",
