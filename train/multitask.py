@@ -445,6 +445,23 @@ def eval_sets(data: TaskData, lm_cfg: LogMelConfig, keyword_share: float, seed: 
 
 
 # --------------------------------------------------------------------------- model
+def _with_heads(inp, trunk, n_keyword: int | None, n_scene: int | None, dropout: float):
+    """Global average pool -> dropout -> one Dense+softmax per head: the end of every trunk."""
+    import keras
+    from keras import layers
+
+    x = layers.GlobalAveragePooling2D(name="pool")(trunk)
+    x = layers.Dropout(dropout, name="dropout")(x)
+    outputs = {}
+    if n_keyword:
+        outputs["keyword"] = layers.Dense(n_keyword, activation="softmax", name="keyword")(x)
+    if n_scene:
+        outputs["scene"] = layers.Dense(n_scene, activation="softmax", name="scene")(x)
+    if not outputs:
+        raise ValueError("a model needs at least one head: give n_keyword and/or n_scene")
+    return keras.Model(inp, outputs, name="hopwise_multitask")
+
+
 def build_model(n_keyword: int | None, n_scene: int | None, *, width: int, blocks: int,
                 input_frames: int, n_mels: int, dropout: float, batch_size: int | None = None):
     """DS-CNN trunk with residual depthwise-separable blocks and one softmax head per task.
@@ -496,16 +513,7 @@ def build_model(n_keyword: int | None, n_scene: int | None, *, width: int, block
         y = layers.Conv2D(width, 1, use_bias=False, name=f"b{i}_pw")(y)
         y = bn_relu(y, f"b{i}_pw")
         x = y if stride != (1, 1) else layers.Add(name=f"b{i}_add")([x, y])
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = {}
-    if n_keyword:
-        outputs["keyword"] = layers.Dense(n_keyword, activation="softmax", name="keyword")(x)
-    if n_scene:
-        outputs["scene"] = layers.Dense(n_scene, activation="softmax", name="scene")(x)
-    if not outputs:
-        raise ValueError("a model needs at least one head: give n_keyword and/or n_scene")
-    return keras.Model(inp, outputs, name="hopwise_multitask")
+    return _with_heads(inp, x, n_keyword, n_scene, dropout)
 
 
 def build_bc_resnet(n_keyword: int | None, n_scene: int | None, *, scale: float,
@@ -575,16 +583,7 @@ def build_bc_resnet(n_keyword: int | None, n_scene: int | None, *, scale: float,
                                name="head_dw")(x)
     x = layers.Conv2D(ch(32), 1, use_bias=False, name="head_pw")(bn(x, "head_dw"))
     x = layers.ReLU(name="head_relu")(bn(x, "head_pw"))
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
-    x = layers.Dropout(dropout, name="dropout")(x)
-    outputs = {}
-    if n_keyword:
-        outputs["keyword"] = layers.Dense(n_keyword, activation="softmax", name="keyword")(x)
-    if n_scene:
-        outputs["scene"] = layers.Dense(n_scene, activation="softmax", name="scene")(x)
-    if not outputs:
-        raise ValueError("a model needs at least one head: give n_keyword and/or n_scene")
-    return keras.Model(inp, outputs, name="hopwise_multitask")
+    return _with_heads(inp, x, n_keyword, n_scene, dropout)
 
 
 def build_for_variant(cfg: Config, variant: Variant, batch_size: int | None = None):
