@@ -517,7 +517,7 @@ def build_model(n_keyword: int | None, n_scene: int | None, *, width: int, block
 
 
 def build_bc_resnet(n_keyword: int | None, n_scene: int | None, *, scale: float,
-                    input_frames: int, n_mels: int, dropout: float, time_stride: int = 2,
+                    time_stride: int, input_frames: int, n_mels: int, dropout: float,
                     batch_size: int | None = None):
     """Broadcasted-residual trunk (BC-ResNet, Kim et al. 2021) with one softmax head per task.
 
@@ -526,11 +526,12 @@ def build_bc_resnet(n_keyword: int | None, n_scene: int | None, *, scale: float,
     and broadcasts the row back onto the map. The pointwise work runs on ``time x 1`` instead
     of ``time x mel`` positions, so channels are cheap: more of them at the MACs of a DS-CNN.
 
-    Layout (time x mel, the stem strides 2 in frequency, ``time_stride`` in time): Conv 5x5 (16 s) -> stages of 2, 2, 4, 4
-    blocks with 8 s, 12 s, 16 s, 20 s channels (the first block of a stage with more channels is
-    a transition: pointwise to the new width first, no identity shortcut), the second and third
-    stages halving frequency, time dilation 1, 2, 4, 8 -> depthwise 5x5 over the remaining
-    frequencies -> pointwise 32 s -> global average -> dropout -> Dense+softmax per head.
+    Layout (time x mel; the stem strides 2 in frequency, ``time_stride`` in time): Conv 5x5
+    (16 s) -> stages of 2, 2, 4, 4 blocks with 8 s, 12 s, 16 s, 20 s channels (the first block
+    of a stage whose width differs from its input's is a transition: pointwise to the new width
+    first, no identity shortcut), the second and third stages halving frequency, time dilation
+    1, 2, 4, 8 -> depthwise 5 x remaining bands -> pointwise 32 s -> global average -> dropout
+    -> Dense+softmax per head.
     Departures from the paper, for int8 on a small CPU: BatchNorm instead of sub-spectral
     norm and ReLU instead of swish (both fold or fuse at conversion).
 
