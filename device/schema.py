@@ -66,7 +66,11 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("capture.channels", "[1, 64]"),
     ("capture.block_ms", "(0, 1000]"),
     ("capture.buffer_s", "(0, 600]"),
-    ("split.*", "[0, 1]"),
+    ("split.train", "[0, 1]"),
+    ("split.validation", "[0, 1]"),
+    ("split.test", "[0, 1]"),
+    ("split.folds", "[0, 100]"),                # 0 = no cross-validation; 1 is refused on use
+    ("split.test_fold", "[0, 100]"),
     ("data.clip_s", "(0, inf)"),
     ("data.synthetic.*_s", "(0, inf)"),
     ("fetch.*timeout_s", "(0, 600]"),     # 0 never connects; more than 10 min is a hang

@@ -161,13 +161,19 @@ def select_recordings(wake_word: str, *, positives: Path | None, wake_words: Pat
 def trained_paths(cfg) -> set[str]:
     """Resolved paths of the recordings a profile's models trained on (the train part of its
     split, `train.corpus.split_corpus`); empty for a synthetic profile. Builds (or reads the
-    cached) corpus of the profile, exactly as training did."""
+    cached) corpus of the profile, exactly as training did.
+
+    Under cross-validation (``split.folds`` > 0) the validation part counts as trained on too,
+    so that a fold's benchmark holds its test fold alone and pooling the folds
+    (`evaluation.wakeword_cv`) judges every recording once."""
     if cfg["data.source"] != "real":
         return set()
     from train.corpus import build_corpus, split_corpus
     corpus = build_corpus(cfg, progress=False)
-    train = split_corpus(corpus, cfg)["train"]
-    clips = list(train.keywords) + list(train.scenes) + list(train.percussion)
+    parts = split_corpus(corpus, cfg)
+    seen = ["train", "validation"] if cfg["split.folds"] else ["train"]
+    clips = [c for name in seen for part in (parts[name],)
+             for c in (*part.keywords, *part.scenes, *part.percussion)]
     return {str(Path(c.path).resolve()) for c in clips if getattr(c, "path", None)}
 
 

@@ -36,7 +36,7 @@ from device.resample import resample
 from .datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, load_background_noise,
                        load_esc50, load_speech_commands, load_urbansound8k,
                        load_vocal_percussion, load_wake_words)
-from .splits import check_fractions, speech_commands_split, split_by_group
+from .splits import check_fractions, fold_split, speech_commands_split, split_by_group
 from .synth import (SCENE_GENERATORS, SpeechSynthError, augment_keyword, clip_rng,
                     generate_scene, noise_recording, percussion_clip, plan_take, render_take,
                     silence_clip)
@@ -569,14 +569,18 @@ def split_corpus(corpus: Corpus, cfg: Config) -> dict[str, Corpus]:
     """Split into ``{"train", "validation", "test"}`` with ``[split]`` fractions, by group.
 
     Keywords are speaker/voice-disjoint (Speech Commands' own lists when its folder has
-    them), scenes source-disjoint, mixtures disjoint by the speech source's voice. The noise
+    them; with ``split.folds`` set, fold ``split.test_fold`` of a cross-validation over all
+    keyword speakers is the test part, `train.splits.fold_split`), scenes source-disjoint, mixtures disjoint by the speech source's voice. The noise
     recordings are augmentation material and go to every part.
     """
     fractions = check_fractions((cfg["split.train"], cfg["split.validation"], cfg["split.test"]))
     seed = cfg["project.seed"]
     sc_root = (resolve_data_path(cfg["data.real.speech_commands"], cfg)
                if corpus.source == "real" else None)
-    if sc_root is not None and (sc_root / "validation_list.txt").is_file():
+    if cfg["split.folds"]:
+        kw = fold_split(corpus.keywords, cfg["split.folds"], cfg["split.test_fold"], fractions,
+                        seed)
+    elif sc_root is not None and (sc_root / "validation_list.txt").is_file():
         from_sc = [c for c in corpus.keywords if c.path and str(c.path).startswith(str(sc_root))]
         others = [c for c in corpus.keywords if not (c.path and str(c.path).startswith(str(sc_root)))]
         kw = [a + b for a, b in zip(speech_commands_split(from_sc, sc_root, fractions, seed),

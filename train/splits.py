@@ -14,8 +14,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["group_order_key", "split_by_group", "group_folds", "speech_commands_split",
-           "esc50_split", "check_fractions"]
+__all__ = ["group_order_key", "split_by_group", "group_folds", "fold_split",
+           "speech_commands_split", "esc50_split", "check_fractions"]
 
 
 def check_fractions(fractions: Sequence[float]) -> tuple[float, float, float]:
@@ -131,6 +131,50 @@ def group_folds(clips: Sequence, n_folds: int = 5, seed: int = 0) -> dict[str, i
             per_class[fold] += sizes[group]
             total[fold] += sizes[group]
     return fold_of
+
+
+def fold_split(clips: Sequence, n_folds: int, test_fold: int,
+               fractions: Sequence[float] = (0.8, 0.1, 0.1),
+               seed: int = 0) -> tuple[list, list, list]:
+    """Split with fold ``test_fold`` of `group_folds` as test and the rest into train and
+    validation: one part of a cross-validation over groups.
+
+    Run once per fold (1..``n_folds``), every group is tested exactly once, by a model that
+    never heard it: the way to judge a lever on all of a small set (the 247 "computer"
+    recordings) instead of the tenth that one split holds out.
+
+    Parameters
+    ----------
+    clips : sequence of Clip
+        Anything with ``group`` and ``label`` attributes.
+    n_folds : int
+        Number of folds, at least 2.
+    test_fold : int
+        The fold held out as test, 1..``n_folds``.
+    fractions : (float, float, float)
+        Only the ratio of train to validation is used: the groups outside the test fold are
+        split in it (`split_by_group`); the test fraction is ``1 / n_folds`` by construction.
+    seed : int
+        Changes which groups land together (and the train/validation split of the rest).
+
+    Returns
+    -------
+    (list, list, list)
+        Train, validation and test, each in the input order.
+    """
+    if not 1 <= int(test_fold) <= int(n_folds):
+        raise ValueError(f"test fold {test_fold} is not one of the {n_folds} folds (1..{n_folds}); "
+                         f"set split.test_fold between 1 and split.folds")
+    train_f, val_f, _ = check_fractions(fractions)
+    if train_f + val_f <= 0:
+        raise ValueError("split.train and split.validation are both 0: nothing to train on "
+                         "outside the test fold; fix [split] in the profile")
+    fold_of = group_folds(clips, n_folds, seed)
+    test = [c for c in clips if fold_of[c.group] == int(test_fold)]
+    rest = [c for c in clips if fold_of[c.group] != int(test_fold)]
+    total = train_f + val_f
+    train, validation, _ = split_by_group(rest, (train_f / total, val_f / total, 0.0), seed)
+    return train, validation, test
 
 
 def _read_list(path: Path) -> set[str]:

@@ -105,6 +105,23 @@ def test_split_is_group_disjoint_and_complete(tiny_cfg):
     assert all(len(p.noise) == len(c.noise) for p in parts.values())
 
 
+def test_folds_make_the_keyword_test_part_one_fold_and_leave_the_rest_alone(tiny_cfg):
+    base = ("data.synthetic.keyword_takes_per_word=6", "data.synthetic.silence_clips=10")
+    cfg = tiny_cfg(*base)
+    c = build_corpus(cfg, progress=False)
+    plain = split_corpus(c, cfg)
+    tested = []
+    for k in (1, 2):
+        parts = split_corpus(c, tiny_cfg(*base, "split.folds=2", f"split.test_fold={k}"))
+        assert sum(len(parts[p].keywords) for p in parts) == len(c.keywords)
+        tested += [x.group for x in parts["test"].keywords]
+        # Scenes, drums and mixtures keep the profile's split.
+        assert [x.group for x in parts["test"].scenes] == [x.group for x in plain["test"].scenes]
+    assert sorted(set(tested)) == sorted({x.group for x in c.keywords})
+    with pytest.raises(ValueError, match="split.test_fold"):
+        split_corpus(c, tiny_cfg(*base, "split.folds=2"))
+
+
 def test_unknown_source_is_a_clear_error(tiny_cfg):
     with pytest.raises(ValueError, match="data.source"):
         build_corpus(tiny_cfg("data.source=kaggle"), progress=False)

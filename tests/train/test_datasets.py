@@ -10,7 +10,8 @@ import soundfile as sf
 from train.datasets import (ESC50_MAJOR_GROUPS, Clip, class_counts, crop_to_loudest,
                             load_background_noise, load_esc50, load_speech_commands,
                             load_urbansound8k, load_vocal_percussion, load_wake_words)
-from train.splits import esc50_split, group_folds, speech_commands_split, split_by_group
+from train.splits import (esc50_split, fold_split, group_folds, speech_commands_split,
+                          split_by_group)
 
 CORRUPT_ALEXA = ("126", "229", "272", "273")
 
@@ -182,6 +183,31 @@ def test_group_folds_test_every_group_once_and_spread_each_class():
     assert max(sizes) - min(sizes) <= 3 and sum(sizes) == len(clips)
     with pytest.raises(ValueError, match="at least 2 folds"):
         group_folds(clips, 1)
+
+
+def test_fold_split_tests_every_group_once_over_the_folds():
+    clips = [Clip(np.zeros(4, np.float32), 16000, label, f"{label}{g}")
+             for label, n in (("computer", 12), ("yes", 9), ("_unknown_", 30)) for g in range(n)
+             for _ in range(1 + g % 2)]
+    tested: list[str] = []
+    for k in (1, 2, 3):
+        train, val, test = fold_split(clips, 3, k, (0.8, 0.1, 0.1), seed=4)
+        groups = [{c.group for c in part} for part in (train, val, test)]
+        assert not (groups[0] & groups[1] or groups[0] & groups[2] or groups[1] & groups[2])
+        assert len(train) + len(val) + len(test) == len(clips)
+        assert len(train) > 4 * len(val) > 0                       # 0.8 : 0.1 of the rest
+        assert {c.label for c in test} == {"computer", "yes", "_unknown_"}
+        tested += sorted(groups[2])
+    assert sorted(tested) == sorted({c.group for c in clips})      # each group tested once
+    names = lambda parts: [[c.group for c in part] for part in parts]  # noqa: E731
+    assert names(fold_split(clips, 3, 2, seed=4)) == names(fold_split(list(clips), 3, 2, seed=4))
+    assert names(fold_split(clips, 3, 2, seed=4)) != names(fold_split(clips, 3, 2, seed=5))
+    with pytest.raises(ValueError, match="split.test_fold between 1 and split.folds"):
+        fold_split(clips, 3, 0)
+    with pytest.raises(ValueError, match="split.test_fold"):
+        fold_split(clips, 3, 4)
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        fold_split(clips, 1, 1)
 
 
 def test_corrupt_file_in_a_generated_tree_is_named_and_skipped(tmp_path):
