@@ -5,6 +5,7 @@
 #   TARGET=pi@raspberrypi.local:/opt/hopwise     where `make deploy` installs a release (default: build/deploy),
 #                                                and where `make bench` measures (default: here)
 #   ENGINES="hopwise hopwise:default porcupine"  engines of `make bench-wakeword` (default: hopwise + installed peers)
+#   VARIANT=name FOLDS=3                         `make wakeword-cv`: the run's name, how many speaker folds
 
 PYTHON   ?= python3
 VENV     := .venv
@@ -15,6 +16,8 @@ TARGET   ?=
 SETARGS  := $(foreach s,$(SET),--set $(s))
 ENGINES  ?=
 ENGINEARGS := $(foreach e,$(ENGINES),--engine $(e))
+VARIANT  ?= $(PROFILE)
+FOLDS    ?= 3
 STAMP    := $(VENV)/.hopwise-installed
 # Debian packages: a broker for MQTT tests, PortAudio/ALSA for capture, sshd for deploy tests,
 # espeak-ng/sox as a fallback speech synthesiser and for inspecting audio, gcc for the C codec,
@@ -26,7 +29,7 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages data train corpus teacher export deploy rollback seed-table bench bench-wakeword peers test test-slow demo clean help train-classifiers export-classifiers export-streaming separation separation-variants separation-eval
+.PHONY: setup system-packages data train corpus teacher export deploy rollback seed-table wakeword-cv bench bench-wakeword peers test test-slow demo clean help train-classifiers export-classifiers export-streaming separation separation-variants separation-eval
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
@@ -52,6 +55,8 @@ help:
 	@echo "                      fetch it into build/reports/<profile>/<host>/"
 	@echo "make peers            install Porcupine 1.9.5 + openWakeWord into .venv (only for the wake-word benchmark)"
 	@echo "make bench-wakeword   misses vs false alarms/h on long audio: hopwise (PROFILE) vs the installed peers"
+	@echo "make wakeword-cv      the wake word cross-validated over speakers: FOLDS trainings of PROFILE, each"
+	@echo "                      benchmarked on its own held-out speakers, pooled (build/cv/VARIANT.md; SET=... for a lever)"
 	@echo "make demo             run the trained pipeline on a synthetic recording and print events"
 	@echo "make clean            remove build/ (everything generated)"
 
@@ -131,6 +136,12 @@ separation-variants: corpus
 
 separation-eval: setup
 	$(PY) -m evaluation.separation --profile $(PROFILE) $(SETARGS) --kmeans full
+
+# The wake word cross-validated over speakers (evaluation/wakeword_cv.py): FOLDS trainings of the
+# profile, each judged on its own held-out speakers, pooled into one table and DET plot under
+# build/cv/ (about FOLDS x 40 min for PROFILE=real on one core; a finished fold is not redone).
+wakeword-cv: corpus
+	$(PY) -m evaluation.wakeword_cv run $(VARIANT) --folds $(FOLDS) --profile $(PROFILE) $(SETARGS)
 
 seed-table: corpus
 	$(PY) -m evaluation.seed_table --profile $(PROFILE) $(SETARGS)

@@ -140,3 +140,12 @@ def test_run_resumes_past_finished_folds_and_names_a_failing_step(tmp_path, caps
     assert "use one of dscnn, bcresnet" in (tmp_path / "v-fold2" / "cv.log").read_text()
     assert cv.main(["run", "v", "--folds", "1"]) == 2
     assert "at least 2 folds" in capsys.readouterr().err
+
+
+def test_wilson_interval_brackets_the_rate_and_narrows_with_more_recordings():
+    lo, hi = cv.wilson_interval(62, 247)
+    assert lo < 62 / 247 < hi and 0.05 < hi - lo < 0.13
+    lo74, hi74 = cv.wilson_interval(19, 74)
+    assert hi74 - lo74 > hi - lo
+    assert cv.wilson_interval(0, 10)[0] == 0.0 and cv.wilson_interval(10, 10)[1] == 1.0
+    assert cv.wilson_interval(0, 0) == (0.0, 1.0)
