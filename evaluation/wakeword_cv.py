@@ -68,6 +68,11 @@ class FoldCounts:
         return self.false_alarms / self.negative_h if self.negative_h else float("inf")
 
 
+def _first(counts: dict[float, dict[float, FoldCounts]]) -> FoldCounts:
+    """Any one setting's counts: positives and hours are the same at every setting."""
+    return next(iter(next(iter(counts.values())).values()))
+
+
 def _engine(report: dict, name: str | None) -> dict:
     hopwise = [e for e in report["engines"] if e["describe"].get("kind") == "hopwise"]
     chosen = [e for e in hopwise if name is None or e["name"] == name]
@@ -135,8 +140,7 @@ def pool(reports: Sequence[dict], engine: str | None = None) -> dict:
         overlap = len(flat) - len(set(flat))
     entry = [_engine(r, engine) for r in reports]
     folds = [{"engine": e["name"], "model": e["describe"].get("model"),
-              "positives": next(iter(next(iter(c.values())).values())).positives,
-              "negative_h": round(next(iter(next(iter(c.values())).values())).negative_h, 4)}
+              "positives": _first(c).positives, "negative_h": round(_first(c).negative_h, 4)}
              for e, c in zip(entry, per_fold)]
     return {"counts": counts, "folds": folds, "overlap": overlap,
             "wake_word": reports[0]["wake_word"], "snr_db": reports[0]["headline_snr_db"],
@@ -198,7 +202,7 @@ def summarise(pooled: dict, limits: Sequence[float] = DEFAULT_LIMITS) -> dict:
     """The figures of one variant: miss with no false alarm, within each limit, and at the
     profile's own threshold and smoothing."""
     counts = pooled["counts"]
-    any_c = next(iter(next(iter(counts.values())).values()))
+    any_c = _first(counts)
     out = {"folds": len(pooled["folds"]), "positives": any_c.positives,
            "negative_h": round(any_c.negative_h, 3), "overlap": pooled["overlap"], "within": {}}
     for limit in (None, *limits):
@@ -284,7 +288,7 @@ def plot_det(pooled: dict[str, dict], path: Path) -> Path | None:
     for name, p in pooled.items():
         pts = sorted(((c.per_hour, c.miss_rate) for by_t in p["counts"].values()
                       for c in by_t.values()))
-        hours = next(iter(next(iter(p["counts"].values())).values())).negative_h
+        hours = _first(p["counts"]).negative_h
         floor = 0.5 / max(hours, 1e-9) if floor is None else min(floor, 0.5 / max(hours, 1e-9))
         xs, ys, best = [], [], 1.0
         for x, y in pts:           # the envelope: the fewest misses at or below each rate
