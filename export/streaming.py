@@ -158,8 +158,7 @@ def fold_trunk(model) -> FoldedTrunk:
     by = {layer.name: layer for layer in model.layers}
     if "b0_dw" not in by:  # e.g. build_bc_resnet's: its frequency averages are not planned here
         raise ValueError("the streaming export folds the DS-CNN trunk only (model.multitask."
-                         "architecture = \"dscnn\"); this network is another, so its "
-                         "non-streaming int8 model is the one to deploy")
+                         "architecture = \"dscnn\"); deploy this network's non-streaming model")
     frames, n_mels = int(model.inputs[0].shape[1]), int(model.inputs[0].shape[2])
     stem = (*_fold(by["stem"], by["stem_bn"]), tuple(by["stem"].strides))
     blocks, i = [], 0
