@@ -172,8 +172,8 @@ def trained_paths(cfg) -> set[str]:
     corpus = build_corpus(cfg, progress=False)
     parts = split_corpus(corpus, cfg)
     seen = ["train", "validation"] if cfg["split.folds"] else ["train"]
-    clips = [c for name in seen for part in (parts[name],)
-             for c in (*part.keywords, *part.scenes, *part.percussion)]
+    clips = [c for name in seen
+             for c in (*parts[name].keywords, *parts[name].scenes, *parts[name].percussion)]
     return {str(Path(c.path).resolve()) for c in clips if getattr(c, "path", None)}
 
 

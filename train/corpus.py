@@ -570,8 +570,9 @@ def split_corpus(corpus: Corpus, cfg: Config) -> dict[str, Corpus]:
 
     Keywords are speaker/voice-disjoint (Speech Commands' own lists when its folder has
     them; with ``split.folds`` set, fold ``split.test_fold`` of a cross-validation over all
-    keyword speakers is the test part, `train.splits.fold_split`), scenes source-disjoint, mixtures disjoint by the speech source's voice. The noise
-    recordings are augmentation material and go to every part.
+    keyword speakers is the test part, `train.splits.fold_split`), scenes source-disjoint,
+    mixtures disjoint by the speech source's voice. The noise recordings are augmentation
+    material and go to every part.
     """
     fractions = check_fractions((cfg["split.train"], cfg["split.validation"], cfg["split.test"]))
     seed = cfg["project.seed"]
