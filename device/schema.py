@@ -73,6 +73,7 @@ RANGES: tuple[tuple[str, str], ...] = (
     ("split.test_fold", "[0, 100]"),
     ("data.clip_s", "(0, inf)"),
     ("data.synthetic.*_s", "(0, inf)"),
+    ("data.*running_speech_clips", "[0, 1000000]"),
     ("fetch.*timeout_s", "(0, 600]"),     # 0 never connects; more than 10 min is a hang
     ("model.*.epochs", "[1, inf)"),
     ("model.*.patience", "[1, inf)"),

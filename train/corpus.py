@@ -40,7 +40,8 @@ from .splits import check_fractions, fold_split, speech_commands_split, split_by
 from .synth import (SCENE_GENERATORS, SpeechSynthError, augment_keyword, clip_rng,
                     generate_scene, noise_recording, percussion_clip, plan_take, render_take,
                     silence_clip)
-from .synth.keywords import speaker_of, take_meta
+from .synth.keywords import running_window, speaker_of, take_meta
+from .synth.sentences import sentence
 from .synth.speech import VOICES
 from .synth.voices import EngineReport, find_engines
 from .synth.augment import random_segment
@@ -244,6 +245,38 @@ def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bo
     return clips, clean
 
 
+def _running_speech(cfg: Config, count: int, noise_pool, progress: bool) -> list[Clip]:
+    """``count`` 1 s windows of synthetic running speech, labelled ``_unknown_``.
+
+    Each is a random sentence (`train.synth.sentences`, none of the profile's keywords in it)
+    read by a drawn voice, then cut at a random offset (`running_window`): what the device
+    hears in the middle of somebody talking, where its false wake-ups come from. A clip's
+    group is its speaker (voice x warp bucket), so splits keep voices apart as for the words.
+    """
+    if count <= 0:
+        return []
+    seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
+    n_samples = int(round(cfg["data.clip_s"] * rate))
+    engines = speech_engines(cfg)
+    if not engines.voices:
+        raise SpeechSynthError("no speech synthesiser found: " + "; ".join(engines.lines()))
+    weights = dict(zip(cfg["data.synthetic.speech_engines"],
+                       cfg["data.synthetic.speech_engine_weights"]))
+    warp = tuple(cfg["data.synthetic.voice_warp"])
+    exclude = [w for w in cfg.keyword_labels if not w.startswith("_")]
+    clips = []
+    for i in _progress(range(count), progress, "running speech"):
+        rng = clip_rng(seed, "running", "sentence", i)
+        take = plan_take(sentence(rng, exclude), rng, engines.voices, warp=warp,
+                         engine_weights=weights)
+        speech = render_take(take, rate, cfg["data.synthetic.speech_backend"])
+        audio = running_window(speech, rng, n_samples, rate, noise_pool,
+                               channel_probability=cfg["data.synthetic.channel_probability"])
+        meta = dict(take_meta(take), word="(running speech)", synthetic=True)
+        clips.append(Clip(audio, rate, "_unknown_", speaker_of(take, warp), None, meta=meta))
+    return clips
+
+
 def _silence(cfg: Config, count: int, noise_pool, progress: bool) -> list[Clip]:
     seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
     n_samples = int(round(cfg["data.clip_s"] * rate))
@@ -359,6 +392,7 @@ def build_synthetic(cfg: Config, progress: bool = True) -> Corpus:
                                      cfg["data.synthetic.confusable_takes_per_phrase"]))
     keywords, clean = _speech_takes(cfg, phrases, progress, noise)
     keywords += _silence(cfg, cfg["data.synthetic.silence_clips"], noise, progress)
+    keywords += _running_speech(cfg, cfg["data.synthetic.running_speech_clips"], noise, progress)
     fetched = fetched_folders(cfg)
     info = {}
     if fetched:
@@ -453,6 +487,8 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     phrases.update(_negative_phrases(cfg, extra, extra))
     synthetic, clean = _speech_takes(cfg, phrases, progress, noise, kind="kw-real")
     keywords += synthetic
+    keywords += _running_speech(cfg, cfg["data.real.synthetic_running_speech_clips"], noise,
+                                progress)
 
     scene_labels = list(cfg["labels.scenes"])
     scenes: list[Clip] = []

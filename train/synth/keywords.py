@@ -17,7 +17,7 @@ from .speech import VOICES, Take, synthesize, trim_silence
 from device.resample import resample
 
 __all__ = ["clip_rng", "plan_take", "speaker_of", "fit_into", "augment_keyword", "silence_clip",
-           "noise_recording", "render_take", "take_meta"]
+           "noise_recording", "render_take", "take_meta", "running_window", "hear_window"]
 
 
 def clip_rng(seed: int, kind: str, name: str, index: int) -> np.random.Generator:
@@ -123,6 +123,38 @@ def augment_keyword(speech: np.ndarray, rng: np.random.Generator, n_samples: int
     """
     x = fit_into(np.asarray(speech, dtype=np.float32), n_samples)
     x = place_in_window(x, n_samples, int(rng.integers(0, n_samples - len(x) + 1)))
+    return hear_window(x, rng, sample_rate, noise_pool, room_probability, noise_probability,
+                       snr_db, level_db, channel_probability)
+
+
+def running_window(speech: np.ndarray, rng: np.random.Generator, n_samples: int,
+                   sample_rate: int = 16000, noise_pool=(), channel_probability: float = 0.0,
+                   **hearing) -> np.ndarray:
+    """One ``n_samples`` window cut at a random offset from a take longer than the window.
+
+    What a streaming device hears in the middle of someone's sentence: parts of words, not
+    a centred one. A take shorter than the window is placed at random, as `augment_keyword`
+    does. Then the same room, microphone, level and noise (``hearing``: the keyword arguments
+    of `augment_keyword`).
+    """
+    x = np.asarray(speech, dtype=np.float32)
+    if len(x) > n_samples:
+        start = int(rng.integers(0, len(x) - n_samples + 1))
+        x = x[start:start + n_samples]
+    else:
+        x = place_in_window(x, n_samples, int(rng.integers(0, n_samples - len(x) + 1)))
+    return hear_window(x, rng, sample_rate, noise_pool, channel_probability=channel_probability,
+                       **hearing)
+
+
+def hear_window(x: np.ndarray, rng: np.random.Generator, sample_rate: int = 16000,
+                noise_pool=(), room_probability: float = 0.5, noise_probability: float = 0.85,
+                snr_db: tuple[float, float] = (5.0, 30.0),
+                level_db: tuple[float, float] = (-32.0, -14.0),
+                channel_probability: float = 0.0) -> np.ndarray:
+    """Room, microphone, level and noise on one window of clean speech (`augment_keyword`'s
+    parameters); the draws are those `augment_keyword` always made, in the same order."""
+    n_samples = len(x)
     if rng.random() < room_probability:
         x = apply_room(x, room_impulse_response(rng, sample_rate, rt60_s=rng.uniform(0.1, 0.6),
                                                 direct_to_reverb_db=rng.uniform(0.0, 10.0)))
