@@ -149,3 +149,38 @@ def test_wilson_interval_brackets_the_rate_and_narrows_with_more_recordings():
     assert hi74 - lo74 > hi - lo
     assert cv.wilson_interval(0, 10)[0] == 0.0 and cv.wilson_interval(10, 10)[1] == 1.0
     assert cv.wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def _fold(rows: dict) -> dict:
+    """``{threshold: (misses, false_alarms)}`` at one smoothing, 10 positives, 1 h."""
+    return {300.0: {t: cv.FoldCounts(m, 10, fa, 1.0) for t, (m, fa) in rows.items()}}
+
+
+def test_out_of_fold_choice_is_made_on_the_other_folds_and_judged_on_its_own():
+    # Fold 1 alone would pick 0.5 for "no false alarm" (0 misses, 0 FA); the other two folds
+    # raise false alarms at 0.5, so fold 1 gets 0.9 chosen for it, and pays its 6 misses.
+    folds = [_fold({0.5: (0, 0), 0.9: (6, 0)}),
+             _fold({0.5: (1, 2), 0.9: (4, 0)}),
+             _fold({0.5: (2, 1), 0.9: (5, 0)})]
+    got = cv.out_of_fold(folds, None)
+    # Fold 1: chosen on folds 2+3 -> 0.9 (6 misses). Fold 2: folds 1+3 -> 0.9 (fold 3's
+    # false alarm rules 0.5 out; 4 misses). Fold 3: folds 1+2 -> 0.9 (5 misses).
+    assert got["choices"] == [[0.9, 300.0]] * 3
+    assert got["miss_rate"] == pytest.approx(15 / 30) and got["false_alarms"] == 0
+    lo, hi = got["miss_ci95"]
+    assert lo < 0.5 < hi
+    # Within 2 FA/h the other folds allow 0.5 everywhere: its out-of-fold false alarms count.
+    loose = cv.out_of_fold(folds, 2.0)
+    assert loose["choices"] == [[0.5, 300.0]] * 3
+    assert loose["false_alarms"] == 3 and loose["per_hour"] == pytest.approx(1.0)
+    assert loose["miss_rate"] == pytest.approx(3 / 30)
+    # In sample, the pooled best within no false alarm is 0.9 too, but a limit no other fold
+    # reaches gives no choice at all, and one fold is not a cross-validation.
+    strict = [_fold({0.9: (1, 1)}), _fold({0.9: (1, 0)})]
+    assert cv.out_of_fold(strict, None) is None
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        cv.out_of_fold(folds[:1], None)
+    s = cv.summarise({"counts": folds[0], "per_fold": folds, "folds": [{}] * 3, "overlap": 0,
+                      "profile_threshold": 0.9, "profile_smoothing_ms": 300.0}, limits=(2.0,))
+    assert s["out_of_fold"]["2"]["choices"] == [[0.5, 300.0]] * 3
+    assert "chosen for <= 2 FA/h" in cv.markdown({"v": s}, limits=(2.0,))
