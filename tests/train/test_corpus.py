@@ -149,7 +149,8 @@ def test_real_corpus_on_the_shared_recordings(dataset_dir, tiny_cfg):
     cfg = tiny_cfg("data.source=real", "labels.scenes=['animals','natural','human','domestic','urban']",
                    "data.real.synthetic_wake_word_takes=2",
                    "data.real.synthetic_unknown_takes_per_phrase=1",
-                   "data.real.synthetic_command_takes=1")
+                   "data.real.synthetic_command_takes=1",
+                   "data.real.synthetic_running_speech_clips=3")
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         c = build_corpus(cfg, progress=False)
@@ -163,7 +164,10 @@ def test_real_corpus_on_the_shared_recordings(dataset_dir, tiny_cfg):
     assert counts["yes"] == 282 + 1
     # alexa (190 decodable) and snowboy (401) become same-channel _unknown_ negatives.
     n_synth_unknown = len(cfg["labels.unknown_words"]) + len(cfg["data.synthetic.wake_word_confusables"])
-    assert counts["_unknown_"] == 292 + 190 + 401 + n_synth_unknown
+    # + 3 windows of synthetic running speech
+    assert counts["_unknown_"] == 292 + 190 + 401 + n_synth_unknown + 3
+    running = [x for x in c.keywords if x.meta.get("word") == "(running speech)"]
+    assert len(running) == 3 and all(x.meta["synthetic"] and x.label == "_unknown_" for x in running)
     assert all(len(x.audio) == 16000 for x in c.keywords)
     assert sum("alexa/" in str(w.message) for w in caught) == 4
     assert set(c.counts()["scenes"]) == {"animals", "natural", "human", "domestic", "urban"}
@@ -203,3 +207,29 @@ def test_a_confusable_that_is_now_the_wake_word_is_dropped(tiny_cfg):
         c = build_corpus(cfg, progress=False)
     assert {x.meta["word"] for x in c.keywords if x.label == "compute"} == {"compute"}
     assert "compute" not in {x.meta.get("word") for x in c.keywords if x.label == "_unknown_"}
+
+
+def test_running_speech_windows_are_unknown_keyword_free_and_seeded(tiny_cfg, tmp_path):
+    base = tiny_cfg(build_dir=tmp_path / "a")
+    cfg = tiny_cfg("data.synthetic.running_speech_clips=4", build_dir=tmp_path / "b")
+    assert corpus_cache_dir(cfg).name != corpus_cache_dir(base).name
+    c = build_corpus(cfg, progress=False)
+    running = [x for x in c.keywords if x.meta.get("word") == "(running speech)"]
+    assert len(running) == 4
+    assert c.counts()["keywords"]["_unknown_"] == build_corpus(base, progress=False) \
+        .counts()["keywords"]["_unknown_"] + 4
+    keywords = {w for w in cfg.keyword_labels if not w.startswith("_")}
+    for x in running:
+        assert x.label == "_unknown_" and x.audio.shape == (16000,)
+        assert not set(x.meta["text"].split()) & keywords
+        assert x.group.startswith(x.meta["voice"] + "~w")   # split by speaker like the words
+        # A window of a sentence, not a word in silence: sound in both halves (a short take
+        # placed at random is the exception, so look at the loudest tenth of each half).
+        halves = np.abs(x.audio).reshape(2, -1)
+        assert (np.sort(halves, axis=1)[:, -800:].mean(axis=1) > 1e-3).all()
+    again = build_corpus(tiny_cfg("data.synthetic.running_speech_clips=4",
+                                  build_dir=tmp_path / "c"), progress=False)
+    assert [x.meta["text"] for x in again.keywords if x.meta.get("word") == "(running speech)"] \
+        == [x.meta["text"] for x in running]
+    with pytest.raises(Exception, match="running_speech_clips"):
+        tiny_cfg("data.synthetic.running_speech_clips=-1")

@@ -152,3 +152,33 @@ def test_augment_keyword_keeps_the_word_inside_the_window():
         assert clip.shape == (16000,)
         loud = np.flatnonzero(np.abs(clip) > 1e-6)
         assert np.ptp(loud) + 1 >= 8900  # the whole word fits, shifted but not cut
+
+
+def test_sentences_are_seeded_and_never_say_an_excluded_word():
+    from train.synth.sentences import sentence
+    exclude = ["computer", "yes", "no", "up", "down", "left", "right", "on", "off", "stop", "go"]
+    said = [sentence(np.random.default_rng(i), exclude) for i in range(300)]
+    assert said[:5] == [sentence(np.random.default_rng(i), exclude) for i in range(5)]
+    assert len(set(said)) > 250                                # varied
+    words = {w for s in said for w in s.split()}
+    assert not words & set(exclude) and "computer" not in " ".join(said)
+    assert "computer" in {w for s in (sentence(np.random.default_rng(i)) for i in range(2000))
+                          for w in s.split()}                   # excluded, not missing
+    from train.synth.sentences import VOCABULARY
+    with pytest.raises(ValueError, match="excluded"):
+        sentence(np.random.default_rng(0), VOCABULARY["det"] + VOCABULARY["pron"]
+                 + VOCABULARY["adv"] + VOCABULARY["noun"])
+
+
+def test_running_window_cuts_a_long_take_and_places_a_short_one():
+    from train.synth.keywords import running_window
+    take = np.sin(np.linspace(0, 3000, 48000)).astype(np.float32) * np.linspace(0.1, 1, 48000)
+    a = running_window(take, np.random.default_rng(3), 16000, noise_probability=0.0,
+                       room_probability=0.0)
+    b = running_window(take, np.random.default_rng(3), 16000, noise_probability=0.0,
+                       room_probability=0.0)
+    assert a.shape == (16000,) and np.array_equal(a, b)
+    assert (np.abs(a[:1000]) > 0).any() and (np.abs(a[-1000:]) > 0).any()   # no silent padding
+    short = running_window(take[:4000], np.random.default_rng(3), 16000, noise_probability=0.0,
+                           room_probability=0.0)
+    assert short.shape == (16000,) and (short == 0).sum() >= 12000
