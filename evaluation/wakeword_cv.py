@@ -143,7 +143,16 @@ def pool(reports: Sequence[dict], engine: str | None = None) -> dict:
     folds = [{"engine": e["name"], "model": e["describe"].get("model"),
               "positives": _first(c).positives, "negative_h": round(_first(c).negative_h, 4)}
              for e, c in zip(entry, per_fold)]
+    by_kind: dict[str, list[float]] = {}      # kind -> [false alarms, seconds] at the profile's point
+    for r, e in zip(reports, entry):
+        at = (e.get("scores") or {}).get("at_setting") or {}
+        seconds = r["streams"].get("info", {}).get("negative_s_by_kind") or {}
+        for kind, sec in seconds.items():
+            k = by_kind.setdefault(kind, [0, 0.0])
+            k[0] += int((at.get("by_kind") or {}).get(kind, 0))
+            k[1] += float(sec)
     return {"counts": counts, "per_fold": per_fold, "folds": folds, "overlap": overlap,
+            "false_alarms_by_kind": by_kind,
             "wake_word": reports[0]["wake_word"], "snr_db": reports[0]["headline_snr_db"],
             "profile_threshold": entry[0]["describe"].get("profile_threshold"),
             "profile_smoothing_ms": (entry[0]["describe"].get("smoothing_ms") or [None])[0]}
@@ -254,7 +263,11 @@ def summarise(pooled: dict, limits: Sequence[float] = DEFAULT_LIMITS) -> dict:
     at = counts.get(s, {}).get(t) if t is not None and s is not None else None
     out["at_profile"] = None if at is None else {
         "threshold": t, "smoothing_ms": s, "miss_rate": round(at.miss_rate, 4),
-        "false_alarms": at.false_alarms, "per_hour": round(at.per_hour, 3)}
+        "false_alarms": at.false_alarms, "per_hour": round(at.per_hour, 3),
+        # Where they came from: continuous speech is where a device spends its day.
+        "by_kind": {kind: {"false_alarms": fa, "hours": round(sec / 3600, 3),
+                           "per_hour": round(fa / (sec / 3600), 2) if sec else None}
+                    for kind, (fa, sec) in sorted(pooled.get("false_alarms_by_kind", {}).items())}}
     return out
 
 
@@ -288,6 +301,16 @@ def markdown(summaries: dict[str, dict], limits: Sequence[float] = DEFAULT_LIMIT
                      f"{_cell(s['within']['0'])} | "
                      + " | ".join(_cell(s["within"][f"{x:g}"]) for x in limits)
                      + f" | {at_text} |")
+    kinds = {n: s["at_profile"]["by_kind"] for n, s in summaries.items()
+             if s.get("at_profile") and s["at_profile"].get("by_kind")}
+    if kinds:
+        lines += ["", "False alarms at the profile's threshold / smoothing by kind of negative "
+                  "audio (count, per hour of that kind):", ""]
+        for n, by in kinds.items():
+            lines.append(f"- {n}: " + "; ".join(
+                f"{k} {v['false_alarms']} in {v['hours']:.2f} h"
+                + ("" if v["per_hour"] is None else f" ({v['per_hour']:g}/h)")
+                for k, v in by.items()))
     oof = {n: s["out_of_fold"] for n, s in summaries.items() if s.get("out_of_fold")}
     if oof:
         keys = ["0", *[f"{x:g}" for x in limits]]

@@ -52,6 +52,11 @@ def test_folds_pool_into_one_curve_counting_every_recording_once(tone_model, dat
     assert at.misses == 0 and at.false_alarms == 2         # the planted tone, once per fold
     s = cv.summarise(pooled, limits=(1e6,))
     assert s["positives"] == 6 and s["within"]["1e+06"]["miss_rate"] == 0.0
+    # The profile's point names where its false alarms came from, with each kind's hours.
+    at_p = s["at_profile"]
+    assert at_p is not None and at_p["false_alarms"] == 2
+    assert sum(v["false_alarms"] for v in at_p["by_kind"].values()) == 2
+    assert sum(v["hours"] for v in at_p["by_kind"].values()) <= s["negative_h"]
     # Every setting that wakes also hears the planted tone: none is free of false alarms.
     assert s["within"]["0"] is None or s["within"]["0"]["miss_rate"] == 1.0
     assert cv.main(["pool", "--variant", "tones", *map(str, paths), "--limits", "1e6",
