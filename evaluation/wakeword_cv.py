@@ -22,7 +22,9 @@ Usage::
 
 ``pool`` prints a Markdown table (one row per variant: the folds, the pooled positives and
 hours, the miss rate with no false alarm and at each ``--limits`` false alarms per hour, best
-over the swept smoothing windows, and at the profile's own threshold and smoothing) and writes
+over the swept smoothing windows, and at the profile's own threshold and smoothing, with the
+false alarms there by kind of negative audio), then the same limits with each fold's setting
+chosen on the other folds (`out_of_fold`: what a threshold fixed in advance delivers), and writes
 it with the pooled figures (``.json``) and a DET plot (``_det.png``). A fold costs one training
 of the profile (about 30-40 min for the real one on one core here).
 """
