@@ -212,6 +212,17 @@ def load_cached_corpus(folder: Path) -> Corpus | None:
 
 
 # --------------------------------------------------------------------------- synthetic parts
+def _voice_draw(cfg: Config) -> tuple[EngineReport, dict, tuple]:
+    """What `plan_take` draws voices from: the engines found, their weights and the warp range;
+    a SpeechSynthError naming the fixes when no synthesiser is found."""
+    engines = speech_engines(cfg)
+    if not engines.voices:
+        raise SpeechSynthError("no speech synthesiser found: " + "; ".join(engines.lines()))
+    weights = dict(zip(cfg["data.synthetic.speech_engines"],
+                       cfg["data.synthetic.speech_engine_weights"]))
+    return engines, weights, tuple(cfg["data.synthetic.voice_warp"])
+
+
 def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bool,
                   noise_pool, kind: str = "kw") -> tuple[list[Clip], list[tuple]]:
     """Synthesise and augment takes; ``phrases`` maps text -> (label, takes).
@@ -223,14 +234,9 @@ def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bo
     n_samples = int(round(cfg["data.clip_s"] * rate))
     backend = cfg["data.synthetic.speech_backend"]
     jobs = [(text, label, i) for text, (label, takes) in phrases.items() for i in range(takes)]
-    engines = speech_engines(cfg)
+    engines, weights, warp = _voice_draw(cfg)
     for line in engines.lines():
         log.info("speech synthesis: %s", line)
-    if not engines.voices:
-        raise SpeechSynthError("no speech synthesiser found: " + "; ".join(engines.lines()))
-    weights = dict(zip(cfg["data.synthetic.speech_engines"],
-                       cfg["data.synthetic.speech_engine_weights"]))
-    warp = tuple(cfg["data.synthetic.voice_warp"])
     clips, clean = [], []
     for text, label, i in _progress(jobs, progress, "synthetic speech"):
         rng = clip_rng(seed, kind, text, i)
@@ -257,12 +263,7 @@ def _running_speech(cfg: Config, count: int, noise_pool, progress: bool) -> list
         return []
     seed, rate = cfg["project.seed"], cfg["frontend.keyword.sample_rate"]
     n_samples = int(round(cfg["data.clip_s"] * rate))
-    engines = speech_engines(cfg)
-    if not engines.voices:
-        raise SpeechSynthError("no speech synthesiser found: " + "; ".join(engines.lines()))
-    weights = dict(zip(cfg["data.synthetic.speech_engines"],
-                       cfg["data.synthetic.speech_engine_weights"]))
-    warp = tuple(cfg["data.synthetic.voice_warp"])
+    engines, weights, warp = _voice_draw(cfg)
     exclude = [w for w in cfg.keyword_labels if not w.startswith("_")]
     clips = []
     for i in _progress(range(count), progress, "running speech"):
