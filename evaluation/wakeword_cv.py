@@ -105,6 +105,13 @@ def fold_counts(report: dict, engine: str | None = None) -> dict[float, dict[flo
     return out
 
 
+def _add_up(folds: Sequence[dict[float, dict[float, FoldCounts]]]
+            ) -> dict[float, dict[float, FoldCounts]]:
+    """The folds' counts added setting by setting (the folds share their settings)."""
+    return {s: {t: sum((f[s][t] for f in folds[1:]), folds[0][s][t]) for t in by_t}
+            for s, by_t in folds[0].items()}
+
+
 def _positive_files(report: dict) -> list[str] | None:
     """The positive recordings of a fold, from the stream's file list when it still exists."""
     path = report["streams"]["info"].get("file_list")
@@ -134,8 +141,7 @@ def pool(reports: Sequence[dict], engine: str | None = None) -> dict:
     if any(shape(f) != shape(per_fold[0]) for f in per_fold[1:]):
         raise ValueError("folds were swept over different thresholds or smoothing windows "
                          "(bench.wakeword.sweep_smoothing_ms): run them with one profile")
-    counts = {s: {t: sum((f[s][t] for f in per_fold[1:]), per_fold[0][s][t])
-                  for t in per_fold[0][s]} for s in per_fold[0]}
+    counts = _add_up(per_fold)
     files = [_positive_files(r) for r in reports]
     overlap = None
     if all(f is not None for f in files):
@@ -229,10 +235,8 @@ def out_of_fold(per_fold: Sequence[dict[float, dict[float, FoldCounts]]],
         raise ValueError("an out-of-fold choice needs at least 2 folds")
     total, choices = None, []
     for k, fold in enumerate(per_fold):
-        others = [f for j, f in enumerate(per_fold) if j != k]
-        pooled = {s: {t: sum((o[s][t] for o in others[1:]), others[0][s][t]) for t in by_t}
-                  for s, by_t in others[0].items()}
-        best = _best_within(pooled, limit_per_hour)
+        best = _best_within(_add_up([f for j, f in enumerate(per_fold) if j != k]),
+                            limit_per_hour)
         if best is None:
             return None
         smoothing, threshold, _ = best
