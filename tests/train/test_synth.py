@@ -164,6 +164,9 @@ def test_sentences_are_seeded_and_never_say_an_excluded_word():
     assert not words & set(exclude) and "computer" not in " ".join(said)
     assert "computer" in {w for s in (sentence(np.random.default_rng(i)) for i in range(2000))
                           for w in s.split()}                   # excluded, not missing
+    # A template's literal words count too: "is" and "was" are never said once excluded.
+    no_is = {w for i in range(300) for w in sentence(np.random.default_rng(i), ["is", "was"]).split()}
+    assert not no_is & {"is", "was"}
     from train.synth.sentences import VOCABULARY
     with pytest.raises(ValueError, match="excluded"):
         sentence(np.random.default_rng(0), VOCABULARY["det"] + VOCABULARY["pron"]

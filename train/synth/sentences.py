@@ -84,7 +84,13 @@ def sentence(rng: np.random.Generator, exclude=()) -> str:
         phrase excludes each of its words.
     """
     banned = {w for phrase in exclude for w in str(phrase).lower().split()}
-    template = TEMPLATES[int(rng.integers(len(TEMPLATES)))]
+    # A template's literal words are excluded too, by leaving out the templates that say one
+    # (with no literal banned the list, and so the draws, are the same as without the filter).
+    templates = [t for t in TEMPLATES
+                 if not any(p.startswith("=") and p[1:] in banned for p in t)]
+    if not templates:
+        raise ValueError("every sentence template says an excluded word")
+    template = templates[int(rng.integers(len(templates)))]
     words = []
     for part in template:
         if part.startswith("="):
