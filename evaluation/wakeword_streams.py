@@ -188,13 +188,20 @@ def _noise_bed(noise: Sequence[np.ndarray], n: int, rng: np.random.Generator) ->
     normalised to the same RMS (so the SNR holds whichever recording plays)."""
     if not noise:
         raise ValueError("no noise recordings: set bench.wakeword.noise to a folder of noise")
+    shortest = RATE // 10  # a piece shorter than 0.1 s has no RMS worth normalising to
+    if all(len(rec) < shortest for rec in noise):
+        raise ValueError(f"every noise recording is shorter than {shortest / RATE:g} s: set "
+                         f"bench.wakeword.noise to a folder of longer noise")
     out = np.empty(n, np.float64)
     pos = 0
     while pos < n:
         rec = noise[int(rng.integers(len(noise)))]
         start = int(rng.integers(max(1, len(rec) - RATE)))
         piece = np.asarray(rec[start:start + min(n - pos, 10 * RATE)], np.float64)
-        if len(piece) < RATE // 10:
+        # The bed's last piece may be as short as what is left to fill; only a piece cut short
+        # by its recording is drawn again (it used to be whatever the remainder, which looped
+        # for ever when less than 0.1 s was left).
+        if len(piece) < min(shortest, n - pos):
             continue
         piece = piece / (np.sqrt(np.mean(piece ** 2)) + 1e-12)
         out[pos:pos + len(piece)] = piece

@@ -179,3 +179,29 @@ def test_replayed_decisions_follow_the_device_trigger():
         [pytest.approx(t[6])]
     assert trigger_replay(t, smoothed(t, s, 0.05), threshold=0.6, min_count=1,
                           refractory_s=1.5) == [pytest.approx(t[5]), pytest.approx(t[20])]
+
+
+def test_the_noise_bed_fills_any_length_even_when_less_than_a_tenth_of_a_second_is_left():
+    """The bed's last piece may be shorter than 0.1 s; drawing it again for ever hung the
+    benchmark (seen on a real split: 38 positives whose gaps left a few hundred samples)."""
+    import signal
+
+    from evaluation.wakeword_streams import _noise_bed
+    rng = np.random.default_rng(0)
+    noise = [rng.standard_normal(3 * RATE), rng.standard_normal(RATE // 2)]
+
+    def hung(*_):
+        raise TimeoutError("_noise_bed did not finish")
+
+    old = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(20)
+    try:
+        for n in (1, 100, RATE // 10 - 1, RATE // 10, 3 * RATE + 7, 10 * RATE + 1599,
+                  *rng.integers(1, 25 * RATE, 40)):
+            bed = _noise_bed(noise, int(n), np.random.default_rng(int(n)))
+            assert bed.shape == (int(n),) and np.isfinite(bed).all()
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, old)
+    with pytest.raises(ValueError, match="shorter than 0.1 s"):
+        _noise_bed([np.ones(RATE // 20)], RATE, rng)
