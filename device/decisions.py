@@ -186,6 +186,11 @@ class CommandWindow:
         self._accepted = 0
         self._counts[:] = 0
 
+    def close(self) -> None:
+        """Stop listening (the wake word that opened the window was withdrawn)."""
+        self._open_until = -np.inf
+        self._counts[:] = 0
+
     def update(self, t: float, smoothed: np.ndarray) -> tuple[str, float] | None:
         if t > self._open_until or self._accepted >= self.max_commands:
             self._open_until = -np.inf if t > self._open_until else self._open_until

@@ -77,7 +77,7 @@ def interpreter_backend(allow_tensorflow: bool = False) -> str:
 
 
 def load_interpreter(path: str | Path, num_threads: int = 1, allow_tensorflow: bool = False,
-                     content: bytes | None = None):
+                     content: bytes | None = None, input_shape: Sequence[int] | None = None):
     """An allocated TFLite interpreter for ``path`` (or for ``content``, the model's bytes already
     read and checked; ``path`` then only names it in messages).
 
@@ -88,6 +88,9 @@ def load_interpreter(path: str | Path, num_threads: int = 1, allow_tensorflow: b
         more lowers one call's latency but not the pipeline's total CPU.
     allow_tensorflow : bool
         Permit the ``tensorflow.lite`` fallback (host only; never on the device).
+    input_shape : sequence of int, optional
+        Resize the first input to this before allocating: a model with dynamic dimensions
+        cannot be allocated at its placeholder shape (LiteRT's XNNPACK refuses it).
     """
     _, cls = _interpreter_class(allow_tensorflow)
     source = {"model_path": str(path)} if content is None else {"model_content": content}
@@ -96,6 +99,9 @@ def load_interpreter(path: str | Path, num_threads: int = 1, allow_tensorflow: b
             interp = cls(**source, num_threads=int(num_threads))
         except TypeError:  # very old interpreters have no num_threads
             interp = cls(**source)
+        if input_shape is not None:
+            interp.resize_tensor_input(interp.get_input_details()[0]["index"],
+                                       [int(v) for v in input_shape], strict=True)
         interp.allocate_tensors()
     except (ValueError, RuntimeError) as exc:
         # One line of LiteRT's text: it can be long, and the fix is the same whatever it says.

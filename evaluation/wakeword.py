@@ -238,7 +238,11 @@ def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
                                             "miss_rate": op["miss_rate"], "snr_db": float(headline),
                                             "false_alarms": op["false_alarms"], "rule": op["rule"],
                                             "meets_target": op["meets_target"],
-                                            "target_false_alarms_per_hour": target}
+                                            "target_false_alarms_per_hour": target,
+                                            "setting": engine.setting_name}
+                if getattr(engine, "verifier", None) is not None:
+                    # wake_threshold is then the keyword model's trigger before the verifier.
+                    entry["operating_point"]["wake_verifier_threshold"] = engine.verifier_threshold
         else:
             entry["scores"] = score_engine(engine, runs, streams, target, None,
                                            engine.default_setting)
@@ -318,8 +322,12 @@ def markdown(report: dict) -> str:
         op = r.get("operating_point")
         if op:
             lines.append(f"- **{r['name']}** operating point"
-                         f"{'' if op['meets_target'] else ' (target NOT met)'}: wake_threshold "
-                         f"{op['wake_threshold']:g}, smoothing_ms {op['smoothing_ms']:g}: miss "
+                         f"{'' if op['meets_target'] else ' (target NOT met)'}: "
+                         f"{op.get('setting', 'decisions.wake_threshold').split('.')[-1]} "
+                         f"{op['wake_threshold']:g}"
+                         + (f" (verifier at {op['wake_verifier_threshold']:g})"
+                            if "wake_verifier_threshold" in op else "")
+                         + f", smoothing_ms {op['smoothing_ms']:g}: miss "
                          f"{_pct(op['miss_rate'])} at {op['snr_db']:g} dB ({op['rule']}).")
         elif r["describe"]["kind"] == "hopwise":
             lines.append(f"- **{r['name']}**: no setting both wakes and raises no false alarm "

@@ -403,7 +403,8 @@ def fold_commands(variant: str, folds: int, fold: int, profile: str, overrides: 
     with ``split.folds`` and ``split.test_fold`` after the caller's ``--set`` values so they
     cannot be overridden by accident: training, export, the seed table of the deployed variant
     (its keyword and scene accuracies on the fold's test part, int8 and float) and the
-    wake-word benchmark, whose report ``<folder>/wakeword.json`` marks the fold done.
+    wake-word benchmark, whose report ``<folder>/wakeword.json`` marks the fold done. A profile
+    with a wake verifier fits it on the fold's training part before the benchmark.
     """
     folder = Path(root) / f"{variant}-fold{fold}"
     sets = [*overrides, f"project.build_dir={folder}", f"split.folds={folds}",
@@ -413,6 +414,8 @@ def fold_commands(variant: str, folds: int, fold: int, profile: str, overrides: 
     return folder, [
         [python, "-m", "train.multitask", *common, "--quiet"],
         [python, "-m", "export.multitask", *common],
+        # The wake verifier, fit on the fold's training part (nothing for a profile without one).
+        [python, "-m", "train.verifier", *common, "--export", "--quiet"],
         # The keyword and scene accuracies of the same model on the fold's test part.
         [python, "-m", "evaluation.seed_table", *common, "--variants", DEFAULT_VARIANT,
          "--reuse", "--quiet"],

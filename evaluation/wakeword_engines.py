@@ -142,14 +142,39 @@ class HopwiseEngine(Engine):
         self.smoothing_ms = [own] + [float(s) for s in smoothing_ms if float(s) != own]
         self.min_count = int(cfg["decisions.wake_min_count"])
         self.refractory_s = cfg["decisions.refractory_ms"] / 1000.0
-        self.own_threshold = float(cfg["decisions.wake_threshold"])
+        self.verifier = self._verifier()
+        if self.verifier is not None:
+            # The sweep moves the keyword model's trigger; the verifier keeps its threshold.
+            self.setting_name = "decisions.verified_wake_threshold"
+            self.own_threshold = float(cfg["decisions.verified_wake_threshold"])
+            self.verifier_threshold = float(cfg["decisions.wake_verifier_threshold"])
+        else:
+            self.own_threshold = float(cfg["decisions.wake_threshold"])
         self.default_setting = self.own_threshold
+
+    def _verifier(self):
+        """The wake verifier the profile's keyword stage would load (None when it has none or it
+        cannot load: the stage then decides alone, and so does the replay)."""
+        from device.paths import resolve_build_path
+        path = self.cfg.section("stages.keywords").get("verifier")
+        if not path:
+            return None
+        from device.verifier import WakeVerifier
+        try:
+            return WakeVerifier.load(resolve_build_path(self.cfg, path))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: no wake verifier (%s); benchmarking the keyword model alone",
+                        self.name, exc)
+            return None
 
     def describe(self) -> dict:
         d = super().describe()
         d.update(profile=str(self.cfg.name), wake_word=self.wake_word,
                  model=str(self.model or self.profile_model()),
                  smoothing_ms=self.smoothing_ms, profile_threshold=self.own_threshold)
+        if self.verifier is not None:
+            d["verifier"] = {"threshold": self.verifier_threshold,
+                             "delay_ms": round(1000 * self.verifier.delay_s)}
         return d
 
     def profile_model(self):
@@ -184,6 +209,8 @@ class HopwiseEngine(Engine):
         run = EngineRun(stream.name, status["audio_s"], cpu, times, post[:, idx],
                         extra={"pipeline_wakes": wakes, "wall_s": wall, "stage_s": stage_s,
                                "smoothed": {}})
+        if self.verifier is not None:
+            run.extra.update(path=stream.path, verifier_scores={})
         self._check_replay(run)
         return run
 
@@ -205,8 +232,31 @@ class HopwiseEngine(Engine):
         cache = run.extra.setdefault("smoothed", {})
         if s_ms not in cache:
             cache[s_ms] = smoothed(run.times_s, run.scores, s_ms / 1000.0)
-        return trigger_replay(run.times_s, cache[s_ms], threshold=float(setting),
-                              min_count=self.min_count, refractory_s=self.refractory_s)
+        wakes = trigger_replay(run.times_s, cache[s_ms], threshold=float(setting),
+                               min_count=self.min_count, refractory_s=self.refractory_s)
+        if self.verifier is None:
+            return wakes
+        return [t for t in wakes if (v := self.verifier_score(run, t)) is not None
+                and v >= self.verifier_threshold]
+
+    def verifier_score(self, run: EngineRun, t: float) -> float | None:
+        """The verifier's score of a trigger at ``t`` s of the run's stream, as the keyword
+        stage computes it (the same audio: int16 scaled as capture scales it, zeros before the
+        stream); None where the stream ends before the verifier's delay (no verdict, no event)."""
+        scores = run.extra["verifier_scores"]
+        if t not in scores:
+            v = self.verifier
+            if "audio" not in run.extra:
+                run.extra["audio"] = load_int16(run.extra["path"])
+            audio = run.extra["audio"]
+            at = int(round(t * RATE))
+            if at + int(round(v.delay_s * RATE)) > len(audio):
+                scores[t] = None
+            else:
+                lo = max(0, at - int(np.ceil(v.history_s * RATE)))
+                part = audio[lo:at + int(round(v.delay_s * RATE))]
+                scores[t] = v.score(part.astype(np.float32) * np.float32(1.0 / 32768.0), at - lo)
+        return scores[t]
 
 
 # ------------------------------------------------------------------ peers

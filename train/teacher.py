@@ -57,9 +57,12 @@ INSTALL_HINT = (f"{NEEDS}: run `make peers` "
 
 
 def teacher_missing(cfg: Config) -> bool:
-    """True when the profile distils (``model.multitask.distill_weight > 0``) and openWakeWord,
-    whose models the teacher embeds with, is not installed on this host."""
-    if float(cfg["model.multitask.distill_weight"]) <= 0:
+    """True when the profile distils (``model.multitask.distill_weight > 0``) or runs a wake
+    verifier (``stages.keywords.verifier``, `train.verifier`: the same embedding models) and
+    openWakeWord, whose wheel carries those models, is not installed on this host."""
+    distils = float(cfg["model.multitask.distill_weight"]) > 0
+    verifies = bool(cfg.section("stages.keywords").get("verifier"))
+    if not (distils or verifies):
         return False
     return importlib.util.find_spec("openwakeword") is None
 
@@ -357,8 +360,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.missing:
         if teacher_missing(cfg):
             print(f"profile {profile_tag(cfg)} distils (model.multitask.distill_weight = "
-                  f"{cfg['model.multitask.distill_weight']}) and {NEEDS}: "
-                  "not installed")
+                  f"{cfg['model.multitask.distill_weight']}) or runs a wake verifier "
+                  f"(stages.keywords.verifier = {cfg.section('stages.keywords').get('verifier')!r}), "
+                  f"and {NEEDS}: not installed")
             return 1
         return 0
     from train.multitask import load_splits

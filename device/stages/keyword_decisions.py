@@ -1,8 +1,13 @@
 """``keyword_decisions``: wake word, then a command (micro_speech's "recognize commands")."""
 from __future__ import annotations
 
+import logging
+
 from ..decisions import KeywordDecisions
+from ..paths import resolve_build_path
 from .base import HopContext, Param, Stage, register_stage
+
+log = logging.getLogger("device.stages")
 
 __all__ = ["KeywordDecisionStage"]
 
@@ -19,16 +24,30 @@ class KeywordDecisionStage(Stage):
     events. Mark it ``essential`` in the profile: a device that drops wake words when busy is
     broken, one that reports scenes late is not.
 
+    With a ``verifier`` (`device.verifier.WakeVerifier`), a trigger of the keyword model (at
+    ``decisions.verified_wake_threshold``) becomes a wake event only when the verifier, run on
+    the audio around it once its delay has passed, gives at least
+    ``decisions.wake_verifier_threshold``; the event keeps the trigger's time and carries the
+    verifier's score. A withdrawn trigger closes the command window it opened, and commands
+    raised before the verdict wait for it. The stage then reads ``audio`` on every hop (it keeps
+    the last second or two). A verifier that cannot be loaded is reported once and the stage
+    decides alone at ``decisions.wake_threshold``: the device stays awake, with the keyword
+    model's own false-alarm rate.
+
     Parameters (``[stages.<name>]``, besides those of `Stage`)
     ----------
     input : str
         The posteriors stream read: ``(t_audio_s, probabilities)`` over the profile's keyword
         labels (default ``posteriors.keyword``).
+    verifier : str
+        The exported wake verifier (``export/wake_verifier.tflite``), or "" for none: fewer
+        false wake-ups for one embedding per trigger and ``delay`` more wake latency.
     """
 
     follows_input = True
 
-    PARAMS = {**Stage.PARAMS, "input": Param("the posteriors stream", "posteriors.keyword")}
+    PARAMS = {**Stage.PARAMS, "input": Param("the posteriors stream", "posteriors.keyword"),
+              "verifier": Param("the exported wake verifier model (\"\": none)", "")}
 
     def __init__(self, name, params, cfg, pipeline_rate, hop_s):
         super().__init__(name, params, cfg, pipeline_rate, hop_s)
@@ -36,9 +55,84 @@ class KeywordDecisionStage(Stage):
         self.decider = KeywordDecisions.from_config(cfg)
         self.consumes = (self.input_key,)
         self.emits = ("event.wake", "event.command")
+        self.verifier = None
+        self.verifier_threshold = float(cfg["decisions.wake_verifier_threshold"])
+        self.rejected = 0
+        self._pending = None     # (wake event, trigger sample) awaiting the verifier
+        self._held: list[dict] = []
+        if self.params["verifier"]:
+            self._load_verifier(resolve_build_path(cfg, self.params["verifier"]))
+
+    def _load_verifier(self, path) -> None:
+        from ..verifier import RATE_HZ, AudioHistory, WakeVerifier
+        if self.pipeline_rate != RATE_HZ:
+            log.warning("stage %s: the wake verifier reads %d Hz audio and the pipeline runs at "
+                        "%d Hz; deciding without it (wake threshold %g). Set pipeline.rate = %d "
+                        "or stages.%s.verifier = \"\"", self.name, RATE_HZ, self.pipeline_rate,
+                        self.decider.wake.threshold, RATE_HZ, self.name)
+            return
+        try:
+            self.verifier = WakeVerifier.load(path)
+        except (OSError, ValueError) as exc:  # ManifestError is a ValueError
+            log.warning("stage %s: no wake verifier (%s); deciding without it at wake threshold "
+                        "%g. `make train export` builds it", self.name, exc,
+                        self.decider.wake.threshold)
+            return
+        self.decider.wake.threshold = float(self.cfg["decisions.verified_wake_threshold"])
+        self.history = AudioHistory(self.verifier.history_s + self.verifier.delay_s + 0.25)
+        self.delay_samples = int(round(self.verifier.delay_s * RATE_HZ))
+        self.consumes = (self.input_key, "audio")
+        self.follows_input = False   # it keeps the audio of every hop
+        log.info("stage %s: wake verifier %s (trigger at %g, verifier at %g, %.0f ms delay)",
+                 self.name, path.name, self.decider.wake.threshold, self.verifier_threshold,
+                 1000 * self.verifier.delay_s)
 
     def process(self, ctx: HopContext) -> None:
-        if self.input_key not in ctx.fresh:
+        if self.verifier is None:
+            if self.input_key in ctx.fresh:
+                t, probs = ctx.data[self.input_key]
+                ctx.events.extend(self.decider.update(t, probs))
             return
-        t, probs = ctx.data[self.input_key]
-        ctx.events.extend(self.decider.update(t, probs))
+        self.history.write(ctx.audio)
+        if self.input_key in ctx.fresh:
+            t, probs = ctx.data[self.input_key]
+            for event in self.decider.update(t, probs):
+                if event["type"] == "wake":
+                    # The posteriors are this hop's (the model stage runs before): the trigger
+                    # is the last sample written.
+                    self._pending, self._held = (event, self.history.end), []
+                elif self._pending is not None:
+                    self._held.append(event)
+                else:
+                    ctx.events.append(event)
+        if self._pending is not None and self.history.end >= self._pending[1] + self.delay_samples:
+            self._verdict(ctx)
+
+    def _verdict(self, ctx: HopContext) -> None:
+        event, trigger = self._pending
+        view = self.history.view()
+        score = self.verifier.score(view, trigger - (self.history.end - len(view)))
+        self._pending = None
+        if score >= self.verifier_threshold:
+            event["verifier"] = round(score, 4)
+            ctx.events.append(event)
+            ctx.events.extend(self._held)
+        else:
+            self.rejected += 1
+            self.decider.commands.close()
+            log.debug("stage %s: wake trigger at %.2f s withdrawn (verifier %.3f < %g)",
+                      self.name, event["t_audio_s"], score, self.verifier_threshold)
+        self._held = []
+
+    def on_gap(self) -> None:
+        # Audio was lost: the history no longer holds what the trigger heard.
+        if self.verifier is not None:
+            self._pending, self._held = None, []
+
+    def describe(self) -> dict:
+        d = super().describe()
+        if self.verifier is not None:
+            d["verifier"] = {"threshold": self.verifier_threshold,
+                             "trigger_threshold": self.decider.wake.threshold,
+                             "delay_ms": round(1000 * self.verifier.delay_s), "rejected": self.rejected}
+        return d

@@ -223,7 +223,11 @@ def _note_operating_point(manifest: dict, cfg, path) -> None:
     op = manifest.get("operating_point")
     if not isinstance(op, dict) or "wake_threshold" not in op:
         return
-    used = (float(cfg["decisions.wake_threshold"]), float(cfg["decisions.smoothing_ms"]))
+    # With a wake verifier the benchmark swept the trigger before it (its "setting").
+    setting = str(op.get("setting", "decisions.wake_threshold"))
+    if setting not in ("decisions.wake_threshold", "decisions.verified_wake_threshold"):
+        return
+    used = (float(cfg[setting]), float(cfg["decisions.smoothing_ms"]))
     chosen = (float(op["wake_threshold"]), float(op.get("smoothing_ms", used[1])))
     figures = (f"miss rate {100 * float(op.get('miss_rate', float('nan'))):.1f} % at "
                f"{op.get('snr_db', '?')} dB SNR with no false alarm on the benchmark's streams")

@@ -118,3 +118,33 @@ def test_the_device_says_when_the_profile_leaves_the_benchmarked_operating_point
     model_records = [r for r in caplog.records if r.name == "hopwise.stages.model"]
     assert any("at the benchmarked operating point" in r.getMessage() for r in model_records)
     assert not [r for r in model_records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("intercept, hears", [(4.0, True), (-4.0, False)])
+def test_a_wake_verifier_filters_the_triggers_and_the_replay_is_the_pipeline(
+        tone_model, data, tmp_path, intercept, hears):
+    """With a verifier (real embedding models, a hand-set readout that accepts or refuses every
+    trigger) the benchmark sweeps the trigger before it, and its replay of the verdicts is what
+    the device's keyword stage raised on every stream."""
+    pytest.importorskip("openwakeword", reason="openWakeWord's wheel (make test installs it)")
+    from tests.device.test_wake_verifier import _export
+    model = tmp_path / "m" / tone_model.name
+    model.parent.mkdir()
+    shutil.copy(tone_model, model)
+    shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
+    sets = ["stages.keywords.verifier=export/wake_verifier.tflite",
+            "model.wake_verifier.window_ends_ms=[0.0, 200.0]"]
+    _export(load_config("default", [f"project.build_dir={tmp_path / 'build'}", *sets]), intercept)
+    extra = [a for s in sets for a in ("--set", s)]
+    with pytest.warns(UserWarning):
+        assert ww.main(_args(data, tmp_path, model, *extra, "--out", str(tmp_path / "ww"))) == 0
+    (engine,) = json.loads((tmp_path / "ww.json").read_text())["engines"]
+    assert engine["describe"]["verifier"] == {"threshold": 0.15, "delay_ms": 200}
+    assert engine["describe"]["setting"] == "decisions.verified_wake_threshold"
+    assert all("identical" in v for v in engine["replay_check"].values())
+    at = engine["scores"]["at_setting"]
+    own = {p["setting"]: p for p in engine["scores"]["per_snr"]["20"]["det"]}[0.6]
+    if hears:   # the same as the keyword model alone: every tone, and the planted one
+        assert own["miss_rate"] == 0.0 and at["negative_false_alarms"] == 1
+    else:
+        assert own["miss_rate"] == 1.0 and at["negative_false_alarms"] == 0

@@ -1,0 +1,232 @@
+"""A second opinion on every wake trigger: a frozen speech embedding and a linear readout.
+
+The keyword model runs on every stride and decides alone whether the wake word was said; most of
+its false wake-ups come from running speech, where some stretch sounds enough like the word. The
+verifier runs only when that trigger fires (a few times an hour on other speech, so its cost
+averages to nothing) and asks a model that has heard far more speech: Google's
+``speech_embedding`` (https://tfhub.dev/google/speech_embedding/1, Apache 2.0), in the TFLite
+conversion that openWakeWord's wheel ships (``melspectrogram.tflite`` and
+``embedding_model.tflite``; the wheel is Apache 2.0, its bundled wake-word models, which are not
+used, CC BY-NC-SA 4.0). Each 1 s window around the trigger becomes embedding frames (96 values
+every 80 ms), pooled (mean and max over frames), and a logistic regression fit on the training
+split (`train.verifier`) says how likely the window holds the wake word. The wake event goes out
+only when the best window reaches ``decisions.wake_verifier_threshold``.
+
+Usage::
+
+    v = WakeVerifier.load("build/export/wake_verifier.tflite")   # checks both models' sha256
+    p = v.score(history, end_index)   # history: float audio at 16 kHz; end_index: the sample of
+                                      # the trigger; needs v.delay_s of audio after it
+
+Training and the device use this same code (`train.verifier` embeds its clips with `embed`), so
+the readout is fit on the numbers the device computes.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .interpreter import load_interpreter
+from .manifest import ManifestError, read_verified
+
+log = logging.getLogger("device.verifier")
+
+__all__ = ["RATE_HZ", "SpeechEmbedding", "WakeVerifier", "AudioHistory", "pooled"]
+
+RATE_HZ = 16000          # the embedding's input rate
+MEL_BANDS = 32
+WINDOW_FRAMES = 76       # mel frames (10 ms) per embedding frame: 0.76 s
+STEP_FRAMES = 8          # 80 ms between embedding frames
+EMBEDDING_DIM = 96
+
+
+def pooled(frames: np.ndarray) -> np.ndarray:
+    """``(frames, dim)`` -> ``(2 * dim,)``: mean then max over frames (where a word is and how
+    strongly)."""
+    frames = np.asarray(frames, dtype=np.float32)
+    return np.concatenate([frames.mean(axis=0), frames.max(axis=0)])
+
+
+class SpeechEmbedding:
+    """The mel-spectrogram and embedding models, one TFLite interpreter each (one thread).
+
+    ``embed(clips)`` turns float clips ``(n, samples)`` at 16 kHz in [-1, 1] into pooled
+    embeddings ``(n, 192)``. Each clip gets ``context_ms`` of silence on both sides first: the
+    embedding's window is 0.76 s and moves in 80 ms steps, so a bare 1 s clip gives only three
+    frames and a word at its edge none of its own.
+
+    Parameters
+    ----------
+    mel_model, embedding_model : bytes
+        The two models' bytes (already checked against their manifests).
+    context_ms : float
+        Silence around each clip: more frames per clip (cost grows with it), the same word.
+    """
+
+    def __init__(self, mel_model: bytes, embedding_model: bytes, context_ms: float = 250.0,
+                 names: tuple[str, str] = ("mel", "embedding")):
+        self.context = int(round(float(context_ms) * RATE_HZ / 1000.0))
+        # Both models have dynamic dimensions: allocated at a real shape, resized per call.
+        self._mel_len = RATE_HZ + 2 * self.context
+        self._emb_batch = 1
+        self.mel = load_interpreter(names[0], content=mel_model, input_shape=[1, self._mel_len])
+        self.emb = load_interpreter(names[1], content=embedding_model,
+                                    input_shape=[1, WINDOW_FRAMES, MEL_BANDS, 1])
+
+    def _mel(self, pcm: np.ndarray) -> np.ndarray:
+        """``(samples,)`` int16-scaled float -> ``(frames, 32)``, scaled as the embedding expects."""
+        inp = self.mel.get_input_details()[0]
+        if self._mel_len != len(pcm):
+            self.mel.resize_tensor_input(inp["index"], [1, len(pcm)], strict=True)
+            self.mel.allocate_tensors()
+            self._mel_len = len(pcm)
+        self.mel.set_tensor(inp["index"], pcm[None, :].astype(np.float32))
+        self.mel.invoke()
+        out = self.mel.get_tensor(self.mel.get_output_details()[0]["index"])
+        # openWakeWord's scaling of this model's output (its AudioFeatures._get_melspectrogram).
+        return np.squeeze(out).reshape(-1, MEL_BANDS) / 10.0 + 2.0
+
+    def frames(self, clip: np.ndarray) -> np.ndarray:
+        """Embedding frames ``(k, 96)`` of one float clip in [-1, 1] (with the context added)."""
+        x = np.clip(np.asarray(clip, np.float32) * 32767.0, -32768, 32767)
+        x = np.rint(x)  # the int16 PCM a microphone would give
+        x = np.pad(x, (self.context, self.context))
+        mel = self._mel(x)
+        if len(mel) < WINDOW_FRAMES:
+            mel = np.pad(mel, ((WINDOW_FRAMES - len(mel), 0), (0, 0)))
+        starts = range(0, len(mel) - WINDOW_FRAMES + 1, STEP_FRAMES)
+        batch = np.stack([mel[s:s + WINDOW_FRAMES] for s in starts])[..., None].astype(np.float32)
+        inp = self.emb.get_input_details()[0]
+        if self._emb_batch != len(batch):
+            self.emb.resize_tensor_input(inp["index"], list(batch.shape), strict=True)
+            self.emb.allocate_tensors()
+            self._emb_batch = len(batch)
+        self.emb.set_tensor(inp["index"], batch)
+        self.emb.invoke()
+        return self.emb.get_tensor(self.emb.get_output_details()[0]["index"]).reshape(
+            len(batch), EMBEDDING_DIM)
+
+    def embed(self, clips: np.ndarray, progress: bool = False) -> np.ndarray:
+        """Pooled embeddings ``(n, 192)`` of float clips ``(n, samples)``."""
+        clips = np.asarray(clips, dtype=np.float32)
+        if clips.ndim != 2:
+            raise ValueError(f"embed takes clips as (n, samples), got shape {clips.shape}")
+        rows = range(len(clips))
+        if progress:
+            from tqdm import tqdm
+            rows = tqdm(rows, desc="verifier embeddings", unit="clip", mininterval=5.0)
+        out = np.zeros((len(clips), 2 * EMBEDDING_DIM), np.float32)
+        for i in rows:
+            out[i] = pooled(self.frames(clips[i]))
+        return out
+
+
+class WakeVerifier:
+    """The speech embedding and its readout: a probability that audio around a trigger holds
+    the wake word.
+
+    Parameters
+    ----------
+    embedding : SpeechEmbedding
+    readout : dict
+        ``mean``, ``scale`` (standardisation, 192 each), ``coef`` (192), ``intercept``: the
+        logistic regression `train.verifier` fit.
+    window_ends_ms : sequence of float
+        Where each 1 s window ends, in ms after the trigger (negative: before). The score is the
+        best window's: the trigger fires at a varying point of the word, the readout was fit on
+        whole words. The largest end is the verifier's delay: the wake event waits for that
+        much audio after the trigger.
+    clip_ms : float
+        The windows' length (the training clips').
+    """
+
+    def __init__(self, embedding: SpeechEmbedding, readout: dict,
+                 window_ends_ms: Sequence[float] = (0.0,), clip_ms: float = 1000.0):
+        self.embedding = embedding
+        self.mean = np.asarray(readout["mean"], np.float64)
+        self.scale = np.asarray(readout["scale"], np.float64)
+        self.coef = np.asarray(readout["coef"], np.float64).reshape(-1)
+        self.intercept = float(readout["intercept"])
+        n = 2 * EMBEDDING_DIM
+        if not (self.mean.shape == self.scale.shape == self.coef.shape == (n,)):
+            raise ManifestError(f"wake verifier readout must have {n} values in mean, scale and "
+                                f"coef; re-run `make train export`")
+        if not np.all(self.scale > 0):
+            raise ManifestError("wake verifier readout has a zero scale; re-run `make train export`")
+        self.window_ends = np.asarray(sorted(float(e) for e in window_ends_ms)) / 1000.0
+        self.clip = int(round(float(clip_ms) * RATE_HZ / 1000.0))
+        self.delay_s = max(0.0, float(self.window_ends[-1]))
+        # Samples before the trigger the earliest window needs.
+        self.history_s = float(clip_ms) / 1000.0 - float(self.window_ends[0])
+
+    @classmethod
+    def load(cls, path: str | Path) -> "WakeVerifier":
+        """The verifier exported as ``wake_verifier.tflite`` (the embedding model) with its
+        manifest, which holds the readout and names the mel model beside it; both models are
+        checked against their sha256 before they run."""
+        path = Path(path)
+        manifest, emb_bytes = read_verified(path)
+        v = manifest.get("verifier")
+        if not isinstance(v, dict) or "readout" not in v or "mel_model" not in v:
+            raise ManifestError(f"{path}: its manifest has no verifier section; re-run "
+                                f"`make train export`")
+        mel_path = path.parent / str(v["mel_model"])
+        mel_manifest, mel_bytes = read_verified(mel_path)
+        if mel_manifest["sha256"] != v.get("mel_sha256"):
+            raise ManifestError(f"{mel_path} is not the mel model {path.name} was fit with; "
+                                f"re-run `make train export` and deploy both")
+        emb = SpeechEmbedding(mel_bytes, emb_bytes, float(v.get("context_ms", 250.0)),
+                              names=(str(mel_path), str(path)))
+        return cls(emb, v["readout"], v.get("window_ends_ms", [0.0]), float(v.get("clip_ms", 1000.0)))
+
+    def probabilities(self, x: np.ndarray) -> np.ndarray:
+        """The readout over pooled embeddings ``(n, 192)`` -> ``(n,)``."""
+        z = ((np.asarray(x, np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
+        return 1.0 / (1.0 + np.exp(-z))
+
+    def windows(self, audio: np.ndarray, trigger_index: int) -> np.ndarray:
+        """The 1 s windows ``(len(window_ends), clip)`` around the sample ``trigger_index`` of
+        ``audio`` (zeros where they reach outside it)."""
+        out = np.zeros((len(self.window_ends), self.clip), np.float32)
+        for i, end_s in enumerate(self.window_ends):
+            e = int(trigger_index) + int(round(end_s * RATE_HZ))
+            b = e - self.clip
+            lo, hi = max(b, 0), min(e, len(audio))
+            if hi > lo:
+                out[i, lo - b:hi - b] = audio[lo:hi]
+        return out
+
+    def score(self, audio: np.ndarray, trigger_index: int) -> float:
+        """The best window's probability around sample ``trigger_index`` of ``audio``."""
+        return float(self.probabilities(self.embedding.embed(
+            self.windows(audio, trigger_index))).max())
+
+
+class AudioHistory:
+    """The last ``seconds`` of a stream, for looking back at a trigger.
+
+    ``write(hop)`` every hop; ``view()`` gives the history oldest first, ending at the newest
+    sample; ``end`` counts every sample written (the stream position of the view's end).
+    """
+
+    def __init__(self, seconds: float, rate: int = RATE_HZ):
+        self.capacity = int(np.ceil(seconds * rate))
+        self._buf = np.zeros(2 * self.capacity, np.float32)
+        self._n = 0          # valid samples in _buf[:_n]
+        self.end = 0
+
+    def write(self, samples: np.ndarray) -> None:
+        x = np.asarray(samples, np.float32).reshape(-1)[-self.capacity:]
+        if self._n + len(x) > len(self._buf):
+            keep = self.capacity - len(x)
+            self._buf[:keep] = self._buf[self._n - keep:self._n]
+            self._n = keep
+        self._buf[self._n:self._n + len(x)] = x
+        self._n += len(x)
+        self.end += len(np.asarray(samples).reshape(-1))
+
+    def view(self) -> np.ndarray:
+        return self._buf[max(0, self._n - self.capacity):self._n]
