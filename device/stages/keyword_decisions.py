@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import logging
 
+import numpy as np
+
 from ..decisions import KeywordDecisions
 from ..paths import resolve_build_path
 from .base import HopContext, Param, Stage, register_stage
@@ -78,6 +80,9 @@ class KeywordDecisionStage(Stage):
                         "%g. `make train export` builds it", self.name, exc,
                         self.decider.wake.threshold)
             return
+        # One verdict now: the interpreters' first calls (resizing, allocating) cost several
+        # times a verdict, and a first wake word should not wait for them.
+        self.verifier.score(np.zeros(2 * RATE_HZ, np.float32), RATE_HZ)
         self.decider.wake.threshold = float(self.cfg["decisions.verified_wake_threshold"])
         self.history = AudioHistory(self.verifier.history_s + self.verifier.delay_s + 0.25)
         self.delay_samples = int(round(self.verifier.delay_s * RATE_HZ))
