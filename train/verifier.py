@@ -36,7 +36,7 @@ import numpy as np
 from device.config import Config, add_profile_arguments, config_from_args
 from device.manifest import sha256_file, write_manifest
 from device.paths import BuildPaths, profile_tag
-from device.verifier import RATE_HZ, SpeechEmbedding
+from device.verifier import RATE_HZ, SpeechEmbedding, WakeVerifier
 
 log = logging.getLogger("train.verifier")
 
@@ -90,9 +90,8 @@ def fit_readout(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> dict:
 
 
 def _probabilities(readout: dict, x: np.ndarray) -> np.ndarray:
-    z = ((x - np.asarray(readout["mean"])) / np.asarray(readout["scale"])) @ \
-        np.asarray(readout["coef"]) + readout["intercept"]
-    return 1.0 / (1.0 + np.exp(-z))
+    """The device's arithmetic (`WakeVerifier.probabilities`) over pooled embeddings."""
+    return WakeVerifier(None, readout).probabilities(x)
 
 
 def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = True) -> dict:
