@@ -128,7 +128,17 @@ def check_models(cfg, model=None) -> tuple[Check, object]:
                 loaded.append((Path(m.path).name, m.manifest["sha256"], m.backend))
             elif getattr(s, "runner", None) is not None and getattr(s, "manifest", None):
                 loaded.append((Path(s.path).name, s.manifest["sha256"], "numba"))
+            v = getattr(s, "verifier", None)    # the keyword stage's wake verifier
+            if v is not None and getattr(v, "path", None):
+                from .interpreter import interpreter_backend
+                loaded.append((Path(v.path).name, v.sha256, interpreter_backend()))
         names = ", ".join(f"{n} (sha256 {h[:12]}, {b})" for n, h, b in loaded)
+        missing = [f"stage {s.name} runs without its wake verifier ({s.verifier_problem}): more "
+                   f"false wake-ups; `make train export` builds it"
+                   for s in pipe.stages if getattr(s, "verifier_problem", None)]
+        if missing:
+            return Check("models", "warn", "; ".join(missing) + (f"; {len(loaded)} loaded: {names}"
+                                                                 if loaded else "")), None
         return Check("models", "ok", f"{len(loaded)} loaded: {names}" if loaded
                      else "the pipeline has no model stage"), None
     finally:

@@ -156,6 +156,7 @@ class WakeVerifier:
                                 f"coef; re-run `make train export`")
         if not np.all(self.scale > 0):
             raise ManifestError("wake verifier readout has a zero scale; re-run `make train export`")
+        self.path, self.sha256 = None, None    # set by `load`
         self.window_ends = np.asarray(sorted(float(e) for e in window_ends_ms)) / 1000.0
         self.clip = int(round(float(clip_ms) * RATE_HZ / 1000.0))
         self.delay_s = max(0.0, float(self.window_ends[-1]))
@@ -180,7 +181,9 @@ class WakeVerifier:
                                 f"re-run `make train export` and deploy both")
         emb = SpeechEmbedding(mel_bytes, emb_bytes, float(v.get("context_ms", 250.0)),
                               names=(str(mel_path), str(path)))
-        return cls(emb, v["readout"], v.get("window_ends_ms", [0.0]), float(v.get("clip_ms", 1000.0)))
+        out = cls(emb, v["readout"], v.get("window_ends_ms", [0.0]), float(v.get("clip_ms", 1000.0)))
+        out.path, out.sha256 = path, str(manifest["sha256"])   # what the self-check lists
+        return out
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """The readout over pooled embeddings ``(n, 192)`` -> ``(n,)``."""

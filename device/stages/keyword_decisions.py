@@ -58,6 +58,7 @@ class KeywordDecisionStage(Stage):
         self.consumes = (self.input_key,)
         self.emits = ("event.wake", "event.command")
         self.verifier = None
+        self.verifier_problem = None   # why a configured verifier is not running (the self-check says it)
         self.verifier_threshold = float(cfg["decisions.wake_verifier_threshold"])
         self.rejected = 0
         self._pending = None     # (wake event, trigger sample) awaiting the verifier
@@ -68,6 +69,8 @@ class KeywordDecisionStage(Stage):
     def _load_verifier(self, path) -> None:
         from ..verifier import RATE_HZ, AudioHistory, WakeVerifier
         if self.pipeline_rate != RATE_HZ:
+            self.verifier_problem = (f"it reads {RATE_HZ} Hz audio and the pipeline runs at "
+                                     f"{self.pipeline_rate} Hz")
             log.warning("stage %s: the wake verifier reads %d Hz audio and the pipeline runs at "
                         "%d Hz; deciding without it (wake threshold %g). Set pipeline.rate = %d "
                         "or stages.%s.verifier = \"\"", self.name, RATE_HZ, self.pipeline_rate,
@@ -76,6 +79,7 @@ class KeywordDecisionStage(Stage):
         try:
             self.verifier = WakeVerifier.load(path)
         except (OSError, ValueError) as exc:  # ManifestError is a ValueError
+            self.verifier_problem = str(exc)
             log.warning("stage %s: no wake verifier (%s); deciding without it at wake threshold "
                         "%g. `make train export` builds it", self.name, exc,
                         self.decider.wake.threshold)

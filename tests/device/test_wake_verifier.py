@@ -197,3 +197,16 @@ def test_the_readout_fit_separates_what_it_was_shown():
         (x - x.mean(axis=0)) / x.std(axis=0), y)
     np.testing.assert_allclose(reg.predict_proba((x - x.mean(axis=0)) / x.std(axis=0))[:, 1], p,
                                rtol=1e-6)
+
+
+def test_the_self_check_lists_the_verifier_or_warns_without_it(models, tmp_path):
+    pytest.importorskip("tensorflow")
+    from device.selfcheck import check_models
+    from export.standin import build_tone_model
+    cfg = _cfg(tmp_path)
+    model = str(build_tone_model(tmp_path / "tone", load_config("default")))
+    row, _ = check_models(cfg, model)
+    assert row.status == "warn" and "without its wake verifier" in row.detail, row
+    _export(cfg, intercept=0.0)
+    row, _ = check_models(cfg, model)
+    assert row.status == "ok" and "wake_verifier.tflite (sha256" in row.detail, row
