@@ -3,7 +3,8 @@
 On the wake-word benchmark's positive stream at one SNR (`evaluation.wakeword`: every recording
 of the wake word over a noise bed; its cache must exist, ``make bench-wakeword`` builds it),
 each model given runs through the device pipeline (keyword frontend, the model, the keyword
-decisions; `Pipeline.run` over the decoded samples, no shedding). A recording's word end is the
+decisions with the profile's wake verifier, whose verdict the event waits for; `Pipeline.run`
+over the decoded samples, no shedding). A recording's word end is the
 end of its last 10 ms frame within 20 dB of its loudest one; the latency of a hit is the first
 ``wake`` event's ``t_audio_s`` from the recording's start to 1 s after its end (the benchmark's
 hit window), minus that word end. Audio time, so the figures hold on any machine; a real-time
@@ -71,7 +72,9 @@ def latencies(cfg, model: str, stream: dict, after_s: float = 1.0,
     pipe = Pipeline.from_config(run_cfg, stage_names=STAGES, keep_events=True, shedding=False)
     pipe.run(ArraySource(load_int16(stream["path"]), RATE))
     pipe.close()
-    wakes = np.array([e["t_audio_s"] for e in pipe.events if e["type"] == "wake"])
+    # A verified wake goes out at its verdict (`t_verdict_s`), after the trigger it is about.
+    wakes = np.array([e.get("t_verdict_s", e["t_audio_s"]) for e in pipe.events
+                      if e["type"] == "wake"])
     lat, first, ends = [], [], []
     for start, end, _kind, path in stream["segments"]:
         hit = wakes[(wakes >= start) & (wakes <= end + after_s)]

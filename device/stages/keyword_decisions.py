@@ -123,7 +123,10 @@ class KeywordDecisionStage(Stage):
         score = self.verifier.score(view, trigger - (self.history.end - len(view)))
         self._pending = None
         if score >= self.verifier_threshold:
+            # t_audio_s stays the trigger's (what the event is about); the verdict's audio
+            # time is when it can go out (evaluation.wake_latency reads it).
             event["verifier"] = round(score, 4)
+            event["t_verdict_s"] = round(float(ctx.t_audio_s), 4)
             ctx.events.append(event)
             ctx.events.extend(self._held)
         else:

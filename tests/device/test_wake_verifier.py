@@ -157,6 +157,7 @@ def test_a_trigger_waits_for_the_verifier_and_keeps_its_time(models, tmp_path):
     (i_wake, e_wake), (i_cmd, e_cmd) = ev
     assert e_wake["type"] == "wake" and e_wake["t_audio_s"] == pytest.approx(10 * HOP / RATE_HZ)
     assert i_wake == 9 + 20                        # 200 ms (20 hops) after the trigger
+    assert e_wake["t_verdict_s"] == pytest.approx(30 * HOP / RATE_HZ)
     assert e_wake["verifier"] == pytest.approx(1 / (1 + np.exp(-4.0)), abs=1e-3)
     assert e_cmd["type"] == "command" and e_cmd["label"] == cfg["labels.commands"][0]
 
