@@ -34,7 +34,8 @@ class KeywordDecisionStage(Stage):
     raised before the verdict wait for it. The stage then reads ``audio`` on every hop (it keeps
     the last second or two). A verifier that cannot be loaded is reported once and the stage
     decides alone at ``decisions.wake_threshold``: the device stays awake, with the keyword
-    model's own false-alarm rate.
+    model's own false-alarm rate. One that fails at run time is reported once, and each of its
+    triggers is then a wake event when it clears ``decisions.wake_threshold``.
 
     Parameters (``[stages.<name>]``, besides those of `Stage`)
     ----------
@@ -61,6 +62,8 @@ class KeywordDecisionStage(Stage):
         self.verifier_problem = None   # why a configured verifier is not running (the self-check says it)
         self.verifier_threshold = float(cfg["decisions.wake_verifier_threshold"])
         self.rejected = 0
+        self.verifier_failures = 0
+        self.alone_threshold = float(cfg["decisions.wake_threshold"])
         self._pending = None     # (wake event, trigger sample) awaiting the verifier
         self._held: list[dict] = []
         if self.params["verifier"]:
@@ -119,9 +122,24 @@ class KeywordDecisionStage(Stage):
 
     def _verdict(self, ctx: HopContext) -> None:
         event, trigger = self._pending
-        view = self.history.view()
-        score = self.verifier.score(view, trigger - (self.history.end - len(view)))
         self._pending = None
+        view = self.history.view()
+        try:
+            score = self.verifier.score(view, trigger - (self.history.end - len(view)))
+        except Exception as exc:  # noqa: BLE001 - a failing verifier must not leave the device deaf
+            # Decide as the keyword model alone would, and say so (once per kind of failure).
+            self.verifier_failures += 1
+            if self.verifier_failures == 1:
+                log.error("stage %s: the wake verifier failed (%s: %s); its triggers are decided "
+                          "by the keyword model alone at wake threshold %g until it recovers",
+                          self.name, type(exc).__name__, exc, self.alone_threshold)
+            if event["confidence"] >= self.alone_threshold:
+                ctx.events.append(event)
+                ctx.events.extend(self._held)
+            else:
+                self.decider.commands.close()
+            self._held = []
+            return
         if score >= self.verifier_threshold:
             # t_audio_s stays the trigger's (what the event is about); the verdict's audio
             # time is when it can go out (evaluation.wake_latency reads it).
@@ -146,5 +164,6 @@ class KeywordDecisionStage(Stage):
         if self.verifier is not None:
             d["verifier"] = {"threshold": self.verifier_threshold,
                              "trigger_threshold": self.decider.wake.threshold,
-                             "delay_ms": round(1000 * self.verifier.delay_s), "rejected": self.rejected}
+                             "delay_ms": round(1000 * self.verifier.delay_s), "rejected": self.rejected,
+                             "failures": self.verifier_failures}
         return d

@@ -211,3 +211,19 @@ def test_the_self_check_lists_the_verifier_or_warns_without_it(models, tmp_path)
     _export(cfg, intercept=0.0)
     row, _ = check_models(cfg, model)
     assert row.status == "ok" and "wake_verifier.tflite (sha256" in row.detail, row
+
+
+def test_a_failing_verifier_leaves_the_trigger_to_the_keyword_model(models, tmp_path, caplog):
+    cfg = _cfg(tmp_path)
+    _export(cfg, intercept=-4.0)                    # would refuse anything
+    stage = KeywordDecisionStage("keywords", cfg.section("stages.keywords"), cfg, RATE_HZ, 0.01)
+
+    def broken(*_a, **_k):
+        raise RuntimeError("interpreter gone")
+    stage.verifier.score = broken
+    wake = _posteriors(cfg, cfg["labels.wake_word"])
+    with caplog.at_level(logging.ERROR):
+        (i, e), = _drive(stage, {9: wake, 19: wake}, 40)
+    # Confidence 1.0 clears the keyword model's own threshold: the wake word still gets through.
+    assert e["type"] == "wake" and "verifier" not in e and i == 29
+    assert stage.verifier_failures == 1 and "wake verifier failed" in caplog.text
