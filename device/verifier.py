@@ -23,7 +23,6 @@ the readout is fit on the numbers the device computes.
 """
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 from typing import Sequence
 
@@ -31,8 +30,6 @@ import numpy as np
 
 from .interpreter import load_interpreter
 from .manifest import ManifestError, read_verified
-
-log = logging.getLogger("device.verifier")
 
 __all__ = ["RATE_HZ", "SpeechEmbedding", "WakeVerifier", "AudioHistory", "pooled"]
 
@@ -44,10 +41,10 @@ EMBEDDING_DIM = 96
 
 
 def pooled(frames: np.ndarray) -> np.ndarray:
-    """``(frames, dim)`` -> ``(2 * dim,)``: mean then max over frames (where a word is and how
-    strongly)."""
+    """``(..., frames, dim)`` -> ``(..., 2 * dim)``: mean then max over frames (where a word is
+    and how strongly); one clip ``(frames, dim)`` or a batch ``(n, frames, dim)``."""
     frames = np.asarray(frames, dtype=np.float32)
-    return np.concatenate([frames.mean(axis=0), frames.max(axis=0)])
+    return np.concatenate([frames.mean(axis=-2), frames.max(axis=-2)], axis=-1)
 
 
 class SpeechEmbedding:

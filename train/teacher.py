@@ -41,6 +41,7 @@ import numpy as np
 
 from device.config import Config
 from device.paths import BuildPaths
+from device.verifier import pooled
 
 log = logging.getLogger("train.teacher")
 
@@ -60,9 +61,8 @@ def teacher_missing(cfg: Config) -> bool:
     """True when the profile distils (``model.multitask.distill_weight > 0``) or runs a wake
     verifier (``stages.keywords.verifier``, `train.verifier`: the same embedding models) and
     openWakeWord, whose wheel carries those models, is not installed on this host."""
-    distils = float(cfg["model.multitask.distill_weight"]) > 0
-    verifies = bool(cfg.section("stages.keywords").get("verifier"))
-    if not (distils or verifies):
+    from train.verifier import enabled
+    if not (float(cfg["model.multitask.distill_weight"]) > 0 or enabled(cfg)):
         return False
     return importlib.util.find_spec("openwakeword") is None
 
@@ -131,11 +131,9 @@ class SpeechEmbedder:
         return np.concatenate(out) if out else np.zeros((0, 192), np.float32)
 
 
-def pooled_embeddings(frames: np.ndarray) -> np.ndarray:
-    """``(n, frames, dim)`` -> ``(n, 2 * dim)``: mean then max over frames (where a word is
-    and how strongly)."""
-    frames = np.asarray(frames, dtype=np.float32)
-    return np.concatenate([frames.mean(axis=1), frames.max(axis=1)], axis=1)
+# ``(n, frames, dim)`` -> ``(n, 2 * dim)``: the wake verifier's pooling (mean then max over
+# frames), one definition for both users of the embedding.
+pooled_embeddings = pooled
 
 
 # --------------------------------------------------------------------------- the regression

@@ -127,31 +127,29 @@ class KeywordDecisionStage(Stage):
         try:
             score = self.verifier.score(view, trigger - (self.history.end - len(view)))
         except Exception as exc:  # noqa: BLE001 - a failing verifier must not leave the device deaf
-            # Decide as the keyword model alone would, and say so (once per kind of failure).
+            # Decide as the keyword model alone would, and say so (once).
             self.verifier_failures += 1
             if self.verifier_failures == 1:
                 log.error("stage %s: the wake verifier failed (%s: %s); its triggers are decided "
                           "by the keyword model alone at wake threshold %g until it recovers",
                           self.name, type(exc).__name__, exc, self.alone_threshold)
-            if event["confidence"] >= self.alone_threshold:
-                ctx.events.append(event)
-                ctx.events.extend(self._held)
+            accept = event["confidence"] >= self.alone_threshold
+        else:
+            accept = score >= self.verifier_threshold
+            if accept:
+                # t_audio_s stays the trigger's (what the event is about); the verdict's audio
+                # time is when it can go out (evaluation.wake_latency reads it).
+                event["verifier"] = round(score, 4)
+                event["t_verdict_s"] = round(float(ctx.t_audio_s), 4)
             else:
-                self.decider.commands.close()
-            self._held = []
-            return
-        if score >= self.verifier_threshold:
-            # t_audio_s stays the trigger's (what the event is about); the verdict's audio
-            # time is when it can go out (evaluation.wake_latency reads it).
-            event["verifier"] = round(score, 4)
-            event["t_verdict_s"] = round(float(ctx.t_audio_s), 4)
+                self.rejected += 1
+                log.debug("stage %s: wake trigger at %.2f s withdrawn (verifier %.3f < %g)",
+                          self.name, event["t_audio_s"], score, self.verifier_threshold)
+        if accept:
             ctx.events.append(event)
             ctx.events.extend(self._held)
         else:
-            self.rejected += 1
             self.decider.commands.close()
-            log.debug("stage %s: wake trigger at %.2f s withdrawn (verifier %.3f < %g)",
-                      self.name, event["t_audio_s"], score, self.verifier_threshold)
         self._held = []
 
     def on_gap(self) -> None:
