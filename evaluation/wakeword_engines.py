@@ -2,7 +2,7 @@
 
 * `HopwiseEngine`: hopwise's own pipeline, built and run exactly as ``python -m device detect``
   builds and runs it (`device.pipeline.Pipeline.from_config`, `Pipeline.run`, no shedding), over
-  the stream's samples decoded beforehand (`device.audio_source.ArraySource`), as the peers get
+  the stream's samples decoded beforehand (`device.replay.keyword_run`), as the peers get
   them. One extra stage at the end records the keyword posteriors the decision stage
   saw, so the sensitivity sweep replays the device's own decision classes
   (`device.decisions.PosteriorSmoother` + `WakeWordTrigger`, as `KeywordDecisions` composes
@@ -32,8 +32,7 @@ from typing import Sequence
 
 import numpy as np
 
-from device.decisions import PosteriorSmoother, WakeWordTrigger
-from device.stages.base import Stage
+from device.replay import keyword_run, smoothed, trigger_replay
 
 from .wakeword_scoring import detections_from_scores
 from .wakeword_streams import RATE, Stream, load_int16
@@ -95,36 +94,6 @@ class Engine:
 
 
 # ------------------------------------------------------------------ hopwise
-class _PosteriorTap(Stage):
-    """Records every fresh ``posteriors.keyword`` output: ``(t_audio_s, probabilities)``."""
-    type_name = "posterior_tap"
-
-    def __init__(self, cfg, rate, hop_s, key="posteriors.keyword"):
-        super().__init__("benchmark_tap", {}, cfg, rate, hop_s)
-        self.key = key
-        self.consumes = (key,)
-        self.records: list[tuple[float, np.ndarray]] = []
-
-    def process(self, ctx) -> None:
-        if self.key in ctx.fresh:
-            t, p = ctx.data[self.key]
-            self.records.append((float(t), np.asarray(p, np.float32).copy()))
-
-
-def smoothed(times_s: np.ndarray, wake_scores: np.ndarray, smoothing_s: float) -> np.ndarray:
-    """The wake column of `device.decisions.KeywordDecisions`' smoothing (its smoother is
-    column-wise, so the wake column alone gives the same numbers)."""
-    sm = PosteriorSmoother(smoothing_s)
-    return np.array([sm.update(float(t), [s])[0] for t, s in zip(times_s, wake_scores)])
-
-
-def trigger_replay(times_s, smoothed_scores, *, threshold, min_count, refractory_s) -> list[float]:
-    """Wake times of the device's `WakeWordTrigger` over smoothed wake scores."""
-    trig = WakeWordTrigger(threshold, min_count, refractory_s)
-    return [float(t) for t, s in zip(times_s, smoothed_scores)
-            if trig.update(float(t), float(s)) is not None]
-
-
 class HopwiseEngine(Engine):
     """hopwise's pipeline for a profile and model, swept over ``decisions.wake_threshold`` at
     each of ``smoothing_ms`` (the profile's own smoothing first)."""
@@ -185,30 +154,12 @@ class HopwiseEngine(Engine):
         return model_path(self.cfg, section["model"], section.get("fallback"))
 
     def run(self, stream: Stream) -> EngineRun:
-        from device.audio_source import ArraySource
-        from device.pipeline import Pipeline
-        built = Pipeline.from_config(self.cfg, model=self.model, shedding=False)
-        tap = _PosteriorTap(self.cfg, built.rate, built.hop_s)
-        pipe = Pipeline(built.stages + [tap], built.settings, keep_events=True)
-        # Decoded beforehand, as the peers get it, and read pipeline.block_hops hops at a time
-        # (what `detect` reads from a file; `evaluation.cpu` reads the same way).
-        source = ArraySource(load_int16(stream.path), rate=pipe.rate,
-                             block_ms=pipe.settings.hop_ms * pipe.block_hops)
-        c0, w0 = time.process_time(), time.perf_counter()
-        status = pipe.run(source)
-        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
-        pipe.close()
-        labels = self.cfg.keyword_labels
-        idx = labels.index(self.wake_word)
-        times = np.array([t for t, _ in tap.records])
-        post = np.stack([p for _, p in tap.records]) if tap.records else np.zeros((0, len(labels)))
-        wakes = [float(e["t_audio_s"]) for e in pipe.events if e["type"] == "wake"]
-        # Time inside the stages (features, model, decisions), without the hop loop and the file
-        # reader around them: what a leaner host loop would cost.
-        stage_s = sum(st["n"] * st["mean_ms"] for st in status["stages"].values()) / 1000.0
-        run = EngineRun(stream.name, status["audio_s"], cpu, times, post[:, idx],
-                        extra={"pipeline_wakes": wakes, "wall_s": wall, "stage_s": stage_s,
-                               "smoothed": {}})
+        # Decoded beforehand, as the peers get it (`device.replay.keyword_run`).
+        got = keyword_run(self.cfg, load_int16(stream.path), model=self.model)
+        idx = self.cfg.keyword_labels.index(self.wake_word)
+        run = EngineRun(stream.name, got.audio_s, got.cpu_s, got.times_s, got.posteriors[:, idx],
+                        extra={"pipeline_wakes": got.wakes, "wall_s": got.wall_s,
+                               "stage_s": got.stage_s, "smoothed": {}})
         if self.verifier is not None:
             run.extra.update(path=stream.path, verifier_scores={})
         self._check_replay(run)

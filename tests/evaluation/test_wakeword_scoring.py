@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 
-from evaluation.wakeword_engines import smoothed, trigger_replay
+from device.replay import smoothed, trigger_replay
 from evaluation.wakeword_scoring import (DetPoint, StreamScore, Window, det_points,
                                          detections_from_scores, extrapolate_miss_at_rate,
                                          false_alarms_at_miss, miss_at_zero_false_alarms,

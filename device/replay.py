@@ -1,0 +1,109 @@
+"""The keyword posteriors a pipeline's decision stage sees, and its wake decisions replayed over
+them at other settings.
+
+`keyword_run` runs a profile's pipeline over int16 audio already in memory, built exactly as
+``python -m device detect`` builds it (`Pipeline.from_config`, no load shedding), with one extra
+stage at the end (`PosteriorTap`) that records every fresh ``posteriors.keyword`` output. Over
+those records `trigger_replay` gives the wake times the device's own decision classes
+(`PosteriorSmoother` + `WakeWordTrigger`, as `KeywordDecisions` composes them) would raise at
+any threshold and smoothing, without running the pipeline once per setting.
+
+Two users: the wake-word benchmark sweeps its settings this way (`evaluation.wakeword_engines`,
+which checks on every stream that the replay at the profile's setting is the pipeline's own
+events), and `train.verifier` finds where the exported keyword model triggers on training audio,
+so that the wake verifier is fit on the windows it will be shown.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+
+from .decisions import PosteriorSmoother, WakeWordTrigger
+from .stages.base import Stage
+
+__all__ = ["PosteriorTap", "KeywordRun", "keyword_run", "smoothed", "trigger_replay"]
+
+
+class PosteriorTap(Stage):
+    """Records every fresh ``posteriors.keyword`` output: ``(t_audio_s, probabilities)``."""
+    type_name = "posterior_tap"
+
+    def __init__(self, cfg, rate, hop_s, key="posteriors.keyword"):
+        super().__init__("benchmark_tap", {}, cfg, rate, hop_s)
+        self.key = key
+        self.consumes = (key,)
+        self.records: list[tuple[float, np.ndarray]] = []
+
+    def process(self, ctx) -> None:
+        if self.key in ctx.fresh:
+            t, p = ctx.data[self.key]
+            self.records.append((float(t), np.asarray(p, np.float32).copy()))
+
+
+@dataclass
+class KeywordRun:
+    """One pipeline run: the keyword posteriors (``times_s``, ``posteriors`` rows in the order of
+    ``cfg.keyword_labels``), the wake events the pipeline raised, and what it cost."""
+    audio_s: float
+    times_s: np.ndarray
+    posteriors: np.ndarray
+    wakes: list[float]
+    cpu_s: float
+    wall_s: float
+    stage_s: float
+    events: list[dict] = field(default_factory=list)
+
+
+def keyword_run(cfg, audio: np.ndarray, model: str | None = None) -> KeywordRun:
+    """Run the profile's pipeline over int16 ``audio`` at the pipeline's rate, read
+    ``pipeline.block_hops`` hops at a time (what `detect` reads from a file).
+
+    Parameters
+    ----------
+    cfg : Config
+        The profile; its ``stages.keywords.verifier`` runs too, so a caller that wants the
+        keyword model's own triggers sets it to ``""``.
+    audio : np.ndarray
+        int16 samples, one channel.
+    model : str, optional
+        A keyword model other than the profile's.
+    """
+    from .audio_source import ArraySource
+    from .pipeline import Pipeline
+    built = Pipeline.from_config(cfg, model=model, shedding=False)
+    tap = PosteriorTap(cfg, built.rate, built.hop_s)
+    pipe = Pipeline(built.stages + [tap], built.settings, keep_events=True)
+    source = ArraySource(np.asarray(audio, np.int16), rate=pipe.rate,
+                         block_ms=pipe.settings.hop_ms * pipe.block_hops)
+    c0, w0 = time.process_time(), time.perf_counter()
+    try:
+        status = pipe.run(source)
+    finally:
+        cpu, wall = time.process_time() - c0, time.perf_counter() - w0
+        pipe.close()
+    n_labels = len(cfg.keyword_labels)
+    times = np.array([t for t, _ in tap.records])
+    post = np.stack([p for _, p in tap.records]) if tap.records else np.zeros((0, n_labels))
+    # Time inside the stages (features, model, decisions), without the hop loop and the reader.
+    stage_s = sum(st["n"] * st["mean_ms"] for st in status["stages"].values()) / 1000.0
+    return KeywordRun(status["audio_s"], times, post,
+                      [float(e["t_audio_s"]) for e in pipe.events if e["type"] == "wake"],
+                      cpu, wall, stage_s, list(pipe.events))
+
+
+def smoothed(times_s: np.ndarray, wake_scores: np.ndarray, smoothing_s: float) -> np.ndarray:
+    """The wake column of `device.decisions.KeywordDecisions`' smoothing (its smoother is
+    column-wise, so the wake column alone gives the same numbers)."""
+    sm = PosteriorSmoother(smoothing_s)
+    return np.array([sm.update(float(t), [s])[0] for t, s in zip(times_s, wake_scores)])
+
+
+def trigger_replay(times_s: Sequence[float], smoothed_scores: Sequence[float], *, threshold: float,
+                   min_count: int, refractory_s: float) -> list[float]:
+    """Wake times of the device's `WakeWordTrigger` over smoothed wake scores."""
+    trig = WakeWordTrigger(threshold, min_count, refractory_s)
+    return [float(t) for t, s in zip(times_s, smoothed_scores)
+            if trig.update(float(t), float(s)) is not None]
