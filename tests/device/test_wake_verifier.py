@@ -85,7 +85,7 @@ def _export(cfg, intercept: float):
     path = tv.readout_path(cfg)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({
-        "readout": _readout(intercept), "validation": {}, "threshold": 0.15,
+        "readout": _readout(intercept), "validation": {}, "threshold": 0.5,
         "window_ends_ms": list(cfg["model.wake_verifier.window_ends_ms"]), "context_ms": 250.0,
         "source_models": {k: sha256_file(p) for k, p in tv.source_models().items()}}))
     return tv.export_verifier(cfg)
@@ -227,3 +227,33 @@ def test_a_failing_verifier_leaves_the_trigger_to_the_keyword_model(models, tmp_
     # Confidence 1.0 clears the keyword model's own threshold: the wake word still gets through.
     assert e["type"] == "wake" and "verifier" not in e and i == 29
     assert stage.verifier_failures == 1 and "wake verifier failed" in caplog.text
+
+
+def test_the_fit_is_shown_the_windows_at_the_keyword_models_triggers(models, tone_model, tmp_path):
+    """`train.verifier.trigger_aligned` end to end: wake words laid over scenes, the device's
+    pipeline with a real int8 model (the tone model: its wake word is a tone) finds them, and each
+    trigger gives one embedded window."""
+    from types import SimpleNamespace
+
+    from device.audio_source import Tone, render_tones
+    from device.bench import WAKE_HZ, WORD_S
+    from helpers import TONE_STAGES
+    from train import verifier as tv
+    cfg = _cfg(tmp_path, f"stages.multitask.model='{tone_model}'", TONE_STAGES,
+               "model.wake_verifier.aligned_snr_db=[20.0]",
+               "model.wake_verifier.aligned_thresholds=[0.5, 0.6]")
+    wake = cfg.keyword_labels.index(cfg["labels.wake_word"])
+    clip = render_tones([Tone(0.2, 0.2 + WORD_S, WAKE_HZ, 0.3)], 1.0, RATE_HZ).astype(np.float32)
+    other = np.zeros_like(clip)
+    rng = np.random.default_rng(0)
+    scenes = SimpleNamespace(random=lambda n, r: (r.normal(0, 0.01, (n, RATE_HZ)).astype(np.float32),
+                                                  np.zeros(n, int)))
+    data = SimpleNamespace(keyword_audio=np.stack([clip] * 4 + [other] * 2),
+                           keyword_labels=np.array([wake] * 4 + [wake + 1] * 2), scenes=scenes)
+    audio, spans = tv.wake_stream(data.keyword_audio[:4], scenes.random(12, rng)[0], 20.0, rng)
+    triggers = tv.trigger_times(cfg, audio, [0.5])
+    assert len(triggers) == 4
+    for t, (a, b) in zip(triggers, spans):
+        assert a / RATE_HZ <= t <= b / RATE_HZ + 1.0
+    got = tv.trigger_aligned(cfg, data, _readout(), tv.embedder(cfg), np.random.default_rng(1))
+    assert got.shape == (4, 192) and np.all(np.isfinite(got))

@@ -139,7 +139,7 @@ def test_a_wake_verifier_filters_the_triggers_and_the_replay_is_the_pipeline(
     with pytest.warns(UserWarning):
         assert ww.main(_args(data, tmp_path, model, *extra, "--out", str(tmp_path / "ww"))) == 0
     (engine,) = json.loads((tmp_path / "ww.json").read_text())["engines"]
-    assert engine["describe"]["verifier"] == {"threshold": 0.15, "delay_ms": 200}
+    assert engine["describe"]["verifier"] == {"threshold": 0.5, "delay_ms": 200}
     assert engine["describe"]["setting"] == "decisions.verified_wake_threshold"
     assert all("identical" in v for v in engine["replay_check"].values())
     at = engine["scores"]["at_setting"]

@@ -1,0 +1,83 @@
+"""The wake verifier's trigger-aligned positives (train/verifier.py, issue #13): the training wake
+words laid over training scenes as the device hears them, and at each trigger of the keyword
+model the window the readout scores highest.
+
+The embedding here is a stand-in that reads one number off each window (so which window wins is
+known exactly); the real embedding and the real pipeline run in tests/device/test_wake_verifier.py
+and in the wake-word benchmark's tests (`device.replay.keyword_run`).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from device.config import load_config
+from device.verifier import RATE_HZ, WakeVerifier
+from train import verifier as tv
+
+
+def _clips(n: int, rng) -> np.ndarray:
+    """``n`` 1 s clips: 0.4 s of tone in the middle, silence around it."""
+    t = np.arange(RATE_HZ) / RATE_HZ
+    out = np.zeros((n, RATE_HZ), np.float32)
+    word = slice(int(0.3 * RATE_HZ), int(0.7 * RATE_HZ))
+    for i in range(n):
+        out[i, word] = 0.3 * np.sin(2 * np.pi * rng.uniform(200, 600) * t[word])
+    return out
+
+
+def _db(x: np.ndarray) -> float:
+    return 10 * np.log10(np.mean(np.square(x.astype(np.float64))))
+
+
+def test_wake_stream_lays_each_word_at_its_level_over_the_noise():
+    rng = np.random.default_rng(0)
+    clips = _clips(6, rng)
+    noise = rng.normal(0, 0.05, (20, RATE_HZ)).astype(np.float32)
+    audio, spans = tv.wake_stream(clips, noise, 10.0, np.random.default_rng(1))
+    assert audio.dtype == np.int16 and len(spans) == 6
+    gaps = np.diff([a for a, _ in spans]) / RATE_HZ - 1.0
+    assert np.all((gaps >= 1.5) & (gaps <= 3.0))
+    # The word's active part stands 10 dB above the bed, which plays at the same level throughout.
+    x = audio.astype(np.float64) / 32768
+    words = np.concatenate([x[a + int(0.3 * RATE_HZ):a + int(0.7 * RATE_HZ)] for a, _ in spans])
+    bed = np.concatenate([x[b + 1000:b + 20000] for _, b in spans[:-1]])
+    assert _db(words) - _db(bed) == pytest.approx(10.0 + 10 * np.log10(1 + 10 ** -1), abs=0.5)
+    assert _db(words) == pytest.approx(-24.0 + 10 * np.log10(1.1), abs=0.5)
+    # The seed decides everything.
+    again, spans2 = tv.wake_stream(clips, noise, 10.0, np.random.default_rng(1))
+    np.testing.assert_array_equal(audio, again)
+    assert spans == spans2
+    with pytest.raises(ValueError, match="no training scene"):
+        tv.wake_stream(clips, np.zeros_like(noise), 10.0, np.random.default_rng(1))
+
+
+class _MeanEmbedding:
+    """Feature 0 of each window is its mean sample, the rest zero."""
+
+    def embed(self, windows):
+        out = np.zeros((len(windows), 192), np.float32)
+        out[:, 0] = np.asarray(windows).mean(axis=1)
+        return out
+
+
+def test_each_trigger_in_a_word_teaches_its_best_window_and_others_teach_nothing():
+    readout = {"mean": [0.0] * 192, "scale": [1.0] * 192, "coef": [50.0] + [0.0] * 191,
+               "intercept": 0.0}
+    v = WakeVerifier(_MeanEmbedding(), readout, window_ends_ms=[-200.0, 0.0, 200.0])
+    # A ramp: the later a window ends, the higher its mean and its score.
+    audio = (np.linspace(0, 0.5, 10 * RATE_HZ) * 32768).astype(np.int16)
+    spans = [(3 * RATE_HZ, 4 * RATE_HZ)]
+    got = tv.aligned_positives(v, audio, spans, [3.5, 4.9, 5.5, 8.0], after_s=1.0)
+    assert got.shape == (2, 192)         # 5.5 s and 8 s are past the word's window
+    for row, t in zip(got, (3.5, 4.9)):
+        end = int(round((t + 0.2) * RATE_HZ))
+        want = audio[end - RATE_HZ:end].astype(np.float32).mean() / 32768
+        assert row[0] == pytest.approx(want, rel=1e-4)
+    assert tv.aligned_positives(v, audio, spans, []).shape == (0, 192)
+
+
+def test_fitting_on_triggers_without_an_exported_keyword_model_says_what_to_run(tmp_path):
+    cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'"])
+    with pytest.raises(FileNotFoundError, match="export.multitask"):
+        tv.trigger_aligned(cfg, None, {}, None, np.random.default_rng(0))
