@@ -143,7 +143,16 @@ def trigger_times(cfg: Config, audio: np.ndarray, thresholds: Sequence[float]) -
     """Every wake trigger of the profile's exported keyword model over int16 ``audio`` (the
     device's pipeline and decisions, no verifier) at any of ``thresholds``."""
     from device.replay import keyword_run, smoothed, trigger_replay
-    alone = cfg.with_overrides(["stages.keywords.verifier=''"])
+    # The pipeline up to its keyword decisions (later stages, ESN or sound classifier, may not be
+    # exported yet, and their load warnings would only confuse), without the verifier.
+    stages = list(cfg["pipeline.stages"])
+    keywords = next((i for i, name in enumerate(stages)
+                     if cfg.section(f"stages.{name}").get("type") == "keyword_decisions"), None)
+    if keywords is None:
+        raise ValueError(f"pipeline.stages {stages} has no keyword_decisions stage to trigger")
+    verifier_key = f"stages.{stages[keywords]}.verifier"
+    alone = cfg.with_overrides([f"pipeline.stages={json.dumps(stages[:keywords + 1])}",
+                                f"{verifier_key}=''"])
     run = keyword_run(alone, audio)
     wake = cfg.keyword_labels.index(cfg["labels.wake_word"])
     score = smoothed(run.times_s, run.posteriors[:, wake], float(cfg["decisions.smoothing_ms"]) / 1e3)
