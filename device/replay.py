@@ -16,7 +16,7 @@ so that the wake verifier is fit on the windows it will be shown.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
@@ -54,7 +54,6 @@ class KeywordRun:
     cpu_s: float
     wall_s: float
     stage_s: float
-    events: list[dict] = field(default_factory=list)
 
 
 def keyword_run(cfg, audio: np.ndarray, model: str | None = None) -> KeywordRun:
@@ -91,7 +90,7 @@ def keyword_run(cfg, audio: np.ndarray, model: str | None = None) -> KeywordRun:
     stage_s = sum(st["n"] * st["mean_ms"] for st in status["stages"].values()) / 1000.0
     return KeywordRun(status["audio_s"], times, post,
                       [float(e["t_audio_s"]) for e in pipe.events if e["type"] == "wake"],
-                      cpu, wall, stage_s, list(pipe.events))
+                      cpu, wall, stage_s)
 
 
 def smoothed(times_s: np.ndarray, wake_scores: np.ndarray, smoothing_s: float) -> np.ndarray:
