@@ -27,6 +27,8 @@ from typing import Iterable, Sequence
 import numpy as np
 import soundfile as sf
 
+from train.waveforms import active_level_db
+
 from .wakeword_scoring import Window
 
 __all__ = ["Recording", "Stream", "audio_files", "active_level_db", "mix_at_snr",
@@ -78,19 +80,6 @@ def load_int16(path) -> np.ndarray:
 
 
 # ------------------------------------------------------------------ levels and mixing
-def active_level_db(x: np.ndarray, rate: int = RATE, frame_ms: float = 20.0,
-                    floor_db: float = 30.0) -> float:
-    """Active level of a recording in dBFS: RMS over the frames within ``floor_db`` of the
-    loudest frame (a speech level that the silence around a word does not dilute)."""
-    x = np.asarray(x, dtype=np.float64)
-    n = max(1, int(rate * frame_ms / 1000))
-    frames = x[: len(x) - len(x) % n].reshape(-1, n) if len(x) >= n else x.reshape(1, -1)
-    power = np.mean(frames ** 2, axis=1) + 1e-20
-    db = 10 * np.log10(power)
-    active = power[db >= db.max() - floor_db]
-    return float(10 * np.log10(np.mean(active)))
-
-
 def rms_db(x: np.ndarray) -> float:
     return float(10 * np.log10(np.mean(np.asarray(x, np.float64) ** 2) + 1e-20))
 

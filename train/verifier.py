@@ -41,6 +41,7 @@ from device.config import Config, add_profile_arguments, config_from_args
 from device.manifest import sha256_file, write_manifest
 from device.paths import BuildPaths, profile_tag
 from device.verifier import EMBEDDING_DIM, RATE_HZ, SpeechEmbedding, WakeVerifier
+from train.waveforms import active_level_db, db_to_gain
 
 log = logging.getLogger("train.verifier")
 
@@ -98,17 +99,6 @@ def _probabilities(readout: dict, x: np.ndarray) -> np.ndarray:
     return WakeVerifier(None, readout).probabilities(x)
 
 
-def _active_rms(clip: np.ndarray, frame: int = 320) -> float:
-    """RMS over the 20 ms frames within 30 dB of the loudest: the level of the word, not of the
-    silence around it."""
-    n = len(clip) // frame
-    if n == 0:
-        return float(np.sqrt(np.mean(np.square(clip, dtype=np.float64)))) if len(clip) else 0.0
-    power = np.mean(np.square(clip[:n * frame].reshape(n, frame), dtype=np.float64), axis=1)
-    loud = power[power >= power.max() * 1e-3]
-    return float(np.sqrt(loud.mean())) if loud.size else 0.0
-
-
 def wake_stream(clips: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.random.Generator,
                 gap_s: tuple[float, float] = (1.5, 3.0), level_dbfs: float = -24.0
                 ) -> tuple[np.ndarray, list[tuple[int, int]]]:
@@ -131,9 +121,7 @@ def wake_stream(clips: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.ran
     out = bed * level * 10 ** (-snr_db / 20)
     spans, pos = [], int(gaps[0])
     for clip, gap in zip(clips, gaps[1:]):
-        a = _active_rms(clip)
-        if a > 0:
-            out[pos:pos + len(clip)] += clip * (level / a)
+        out[pos:pos + len(clip)] += clip * db_to_gain(level_dbfs - active_level_db(clip))
         spans.append((pos, pos + len(clip)))
         pos += len(clip) + int(gap)
     return (np.clip(out, -1.0, 32767 / 32768) * 32768).astype(np.int16), spans
@@ -181,7 +169,7 @@ def aligned_positives(verifier: WakeVerifier, audio: np.ndarray, spans: Sequence
 
 
 def trigger_aligned(cfg: Config, data, readout: dict, emb: SpeechEmbedding,
-                    rng: np.random.Generator, progress: bool = False) -> np.ndarray:
+                    rng: np.random.Generator) -> np.ndarray:
     """The windows the verifier will be shown at run time, from training wake words: each SNR of
     ``model.wake_verifier.aligned_snr_db`` gives one stream of them over training scenes
     (`wake_stream`), the exported keyword model finds its triggers there at every threshold of
@@ -242,8 +230,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
     readout = fit_readout(x, y, c, seed)
     aligned = 0
     if cfg["model.wake_verifier.aligned_snr_db"]:
-        found = trigger_aligned(cfg, splits["train"], readout, emb,
-                                np.random.default_rng([seed, 23]), progress=progress)
+        found = trigger_aligned(cfg, splits["train"], readout, emb, np.random.default_rng([seed, 23]))
         aligned = len(found)
         readout = fit_readout(np.concatenate([x, found]),
                               np.concatenate([y, np.ones(len(found), np.int64)]), c, seed)

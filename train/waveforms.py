@@ -11,7 +11,8 @@ from them is a pure function of its seed::
     noisy = wf.mix_at_snr(mixed, noise, snr_db=20.0)
     batch = wf.speed_perturb(batch, 0.15, rng, sample_rate_hz=16000)
 
-Level is measured one way everywhere (`mean_square`, `rms`: whole-clip, float64), and there is
+Level is measured one way everywhere (`mean_square`, `rms`: whole-clip, float64; a word's level
+without the silence around it: `active_level_db`, which the wake-word benchmark uses too), and there is
 one mixer at an SNR (`mix_at_snr`, the synthetic corpus and training alike) and one at an
 energy share (`mix_at_share`). Resampling goes through `device.resample`, the device's own.
 """
@@ -23,7 +24,7 @@ import numpy as np
 
 from device.resample import INPUT_QUALITY, resample
 
-__all__ = ["ALIGNMENTS", "fit_length", "mean_square", "rms", "db_to_gain", "snr_gain",
+__all__ = ["ALIGNMENTS", "fit_length", "mean_square", "rms", "active_level_db", "db_to_gain", "snr_gain",
            "mix_at_snr", "mix_at_share", "time_shift", "speed_perturb", "noise_segments",
            "add_background_noise", "random_gain"]
 
@@ -98,6 +99,19 @@ def mean_square(audio: np.ndarray, axis: int = -1):
 def rms(audio: np.ndarray, axis: int = -1):
     """Root mean square along ``axis`` (see `mean_square`; 0 for no samples)."""
     return _scalar_or_array(np.sqrt(mean_square(audio, axis)))
+
+
+def active_level_db(x: np.ndarray, rate: int = 16000, frame_ms: float = 20.0,
+                    floor_db: float = 30.0) -> float:
+    """Active level of a recording in dBFS: RMS over the frames within ``floor_db`` of the
+    loudest frame (a speech level that the silence around a word does not dilute)."""
+    x = np.asarray(x, dtype=np.float64)
+    n = max(1, int(rate * frame_ms / 1000))
+    frames = x[: len(x) - len(x) % n].reshape(-1, n) if len(x) >= n else x.reshape(1, -1)
+    power = np.mean(frames ** 2, axis=1) + 1e-20
+    db = 10 * np.log10(power)
+    active = power[db >= db.max() - floor_db]
+    return float(10 * np.log10(np.mean(active)))
 
 
 def db_to_gain(level_db):
