@@ -155,13 +155,14 @@ class HopwiseEngine(Engine):
 
     def run(self, stream: Stream) -> EngineRun:
         # Decoded beforehand, as the peers get it (`device.replay.keyword_run`).
-        got = keyword_run(self.cfg, load_int16(stream.path), model=self.model)
+        audio = load_int16(stream.path)
+        got = keyword_run(self.cfg, audio, model=self.model)
         idx = self.cfg.keyword_labels.index(self.wake_word)
         run = EngineRun(stream.name, got.audio_s, got.cpu_s, got.times_s, got.posteriors[:, idx],
                         extra={"pipeline_wakes": got.wakes, "wall_s": got.wall_s,
                                "stage_s": got.stage_s, "smoothed": {}})
         if self.verifier is not None:
-            run.extra.update(path=stream.path, verifier_scores={})
+            run.extra.update(audio=audio, verifier_scores={})   # decoded once, for the verdicts
         self._check_replay(run)
         return run
 
@@ -197,8 +198,6 @@ class HopwiseEngine(Engine):
         scores = run.extra["verifier_scores"]
         if t not in scores:
             v = self.verifier
-            if "audio" not in run.extra:
-                run.extra["audio"] = load_int16(run.extra["path"])
             audio = run.extra["audio"]
             at = int(round(t * RATE))
             if at + int(round(v.delay_s * RATE)) > len(audio):
