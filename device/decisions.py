@@ -174,6 +174,7 @@ class CommandWindow:
         self.window_s, self.threshold = window_s, threshold
         self.min_count, self.max_commands = max(1, int(min_count)), max_commands
         self._open_until = -np.inf
+        self._until = -np.inf    # the end of the window the last wake word opened
         self._accepted = 0
         self._counts = np.zeros(len(self.labels), dtype=int)
 
@@ -182,14 +183,23 @@ class CommandWindow:
         return self._accepted < self.max_commands and np.isfinite(self._open_until)
 
     def open(self, t_wake: float) -> None:
-        self._open_until = t_wake + self.window_s
+        self._open_until = self._until = t_wake + self.window_s
         self._accepted = 0
         self._counts[:] = 0
 
     def close(self) -> None:
         """Stop listening (the wake word that opened the window was withdrawn)."""
-        self._open_until = -np.inf
+        self._open_until = self._until = -np.inf
         self._counts[:] = 0
+
+    def withdraw(self) -> None:
+        """Take back the last accepted command (a second opinion refused it): the window
+        listens on until its own end, as if the command had not been heard."""
+        if self._accepted > 0:
+            self._accepted -= 1
+            self._open_until = self._until
+            # The refused word's score is still up: no new trigger until it falls below.
+            self._counts[:] = -10**9
 
     def update(self, t: float, smoothed: np.ndarray) -> tuple[str, float] | None:
         if t > self._open_until or self._accepted >= self.max_commands:
@@ -235,6 +245,7 @@ class KeywordDecisions:
             raise ValueError(f"wake word {wake_word!r} is not among the keyword labels {self.labels}")
         self.wake_idx = self.labels.index(wake_word)
         self.smoother = PosteriorSmoother(smoothing_s)
+        self.smoothed = np.zeros(len(self.labels))
         self.wake = WakeWordTrigger(wake_threshold, wake_min_count, refractory_s)
         self.commands = CommandWindow(self.labels, commands, command_window_s, command_threshold,
                                       command_min_count, max_commands)
@@ -254,6 +265,7 @@ class KeywordDecisions:
 
     def update(self, t: float, posteriors: Sequence[float]) -> list[dict]:
         smoothed = self.smoother.update(t, posteriors)
+        self.smoothed = smoothed   # what the events of this update were decided on
         events = []
         # Commands first: the update that opens a window must not also close it.
         cmd = self.commands.update(t, smoothed)

@@ -42,7 +42,7 @@ from typing import Sequence
 
 __all__ = ["FoldCounts", "fold_counts", "pool", "pool_accuracies", "seed_table_of", "summarise",
            "out_of_fold",
-           "wilson_interval", "markdown", "fold_commands", "run_folds", "main"]
+           "wilson_interval", "markdown", "fold_commands", "run_folds", "commands_of", "main"]
 
 log = logging.getLogger("evaluation.wakeword_cv")
 
@@ -170,6 +170,12 @@ def seed_table_of(report_path: Path) -> dict | None:
     """The seed table written beside a fold's wake-word report (``run`` writes both into the
     fold's folder), or None."""
     found = sorted((Path(report_path).parent / "reports").glob("seed_table_*.json"))
+    return json.loads(found[0].read_text()) if found else None
+
+
+def commands_of(report_path: Path) -> dict | None:
+    """The commands report (`evaluation.commands`) beside a fold's wake-word report, or None."""
+    found = sorted((Path(report_path).parent / "reports").glob("commands_*.json"))
     return json.loads(found[0].read_text()) if found else None
 
 
@@ -419,6 +425,8 @@ def fold_commands(variant: str, folds: int, fold: int, profile: str, overrides: 
         # The keyword and scene accuracies of the same model on the fold's test part.
         [python, "-m", "evaluation.seed_table", *common, "--variants", DEFAULT_VARIANT,
          "--reuse", "--quiet"],
+        # Commands with and without the verifier's class readout (nothing without a verifier).
+        [python, "-m", "evaluation.commands", *common],
         [python, "-m", "evaluation.wakeword", *common, "--engine", "hopwise",
          "--out", str(folder / "wakeword")],
     ]
@@ -473,8 +481,17 @@ def pool_and_write(variants: Sequence[Sequence[str]], engine: str | None = None,
         tables = [seed_table_of(Path(p)) for p in paths]
         if all(t is not None for t in tables):
             summaries[name]["accuracy"] = pool_accuracies(tables)
+        commands = [commands_of(Path(p)) for p in paths]
+        if commands and all(c is not None for c in commands):
+            from evaluation import commands as cmd_eval
+            summaries[name]["commands"] = cmd_eval.pool(commands)
     first = next(iter(pooled.values()))
     text = markdown(summaries, limits, first["wake_word"], first["snr_db"])
+    for name, summary in summaries.items():
+        if "commands" in summary:
+            from evaluation import commands as cmd_eval
+            text += f"\n### `{name}`: " + cmd_eval.markdown(summary["commands"]).removeprefix(
+                "## ") + "\n"
     sys.stdout.write(text)
     if out:
         stem = Path(out)

@@ -13,6 +13,12 @@ after the keyword model is exported (`make export` runs it). The clips are embed
 device's own code (`device.verifier.SpeechEmbedding`), so the readout is fit on the numbers the
 device computes.
 
+With ``model.wake_verifier.classes`` it also fits a *class readout*: a multinomial logistic
+regression over all the keyword head's labels on the same clean and noisy clips
+(`fit_class_readout`), which the device asks on each command trigger together with the keyword
+model's posteriors (`device.verifier.combine`). The validation split reports its accuracy
+alone and, when the keyword model is exported, the keyword model's alone and the two together.
+
 ::
 
     python -m train.verifier --profile real     # fit (after export.multitask): build/models/wake_verifier/<profile>/readout.json
@@ -92,6 +98,67 @@ def fit_readout(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> dict:
     reg.fit((x - mean) / scale, y)
     return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": reg.coef_[0].tolist(),
             "intercept": float(reg.intercept_[0])}
+
+
+def fit_class_readout(x: np.ndarray, y: np.ndarray, labels: Sequence[str], c: float, seed: int,
+                      window_ends_ms: Sequence[float]) -> dict:
+    """Standardise, then a multinomial logistic regression over every label (a label with no
+    clip gets a very low intercept); the class readout `WakeVerifier` applies."""
+    from sklearn.linear_model import LogisticRegression
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    scale[scale <= 1e-8] = 1.0
+    reg = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
+    reg.fit((x - mean) / scale, y)
+    coef = np.zeros((len(labels), x.shape[1]))
+    intercept = np.full(len(labels), -30.0)
+    if len(reg.classes_) == 2:   # scikit-learn keeps one row for two classes: softmax of +-z/2
+        coef[reg.classes_] = np.concatenate([-reg.coef_, reg.coef_]) / 2
+        intercept[reg.classes_] = np.array([-1.0, 1.0]) * reg.intercept_[0] / 2
+    else:
+        coef[reg.classes_] = reg.coef_
+        intercept[reg.classes_] = reg.intercept_
+    return {"labels": list(labels), "mean": mean.tolist(), "scale": scale.tolist(),
+            "coef": coef.tolist(), "intercept": intercept.tolist(),
+            "window_ends_ms": [float(v) for v in window_ends_ms]}
+
+
+def keyword_posteriors(cfg: Config, audio: np.ndarray) -> np.ndarray | None:
+    """The exported int8 keyword model's posteriors for clips, by the device's runner; None when
+    it is not exported yet."""
+    from device.frontend import LogMelConfig
+    from device.interpreter import TFLiteModel
+    from train.features import log_mel_batch
+    from device.paths import resolve_build_path
+    path = resolve_build_path(cfg, cfg.section("stages.multitask")["model"])
+    if not path.is_file():
+        return None
+    model = TFLiteModel(path, frontend=cfg.section("frontend.keyword"))
+    return model.predict(log_mel_batch(audio, LogMelConfig.from_config(cfg, "keyword")))["keyword"]
+
+
+def class_report(cfg: Config, classes: dict, data, clean: np.ndarray, noisy: np.ndarray) -> dict:
+    """Validation: top-1 accuracy of the class readout alone (clean and noisy clips), and, on
+    the clean clips, of the exported keyword model alone and of the two combined as the device
+    combines them; each for all clips and for the recorded ones."""
+    from device.verifier import combine
+    v = WakeVerifier(None, {"mean": [0.0] * 192, "scale": [1.0] * 192, "coef": [0.0] * 192,
+                            "intercept": 0.0}, classes=classes)
+    y = data.keyword_labels
+    rec = data.keyword_recorded if data.keyword_recorded is not None else np.ones(len(y), bool)
+    q_clean, q_noisy = v.class_readout(clean), v.class_readout(noisy)
+    preds = {"readout_clean": q_clean.argmax(1), "readout_noisy": q_noisy.argmax(1)}
+    post = keyword_posteriors(cfg, data.keyword_audio)
+    if post is not None:
+        preds["keyword_model"] = post.argmax(1)
+        preds["combined"] = combine(post, q_clean,
+                                    float(cfg["decisions.command_verifier_weight"])).argmax(1)
+    report = {"clips": int(len(y)), "recorded_clips": int(rec.sum())}
+    for name, pred in preds.items():
+        report[name] = round(float((pred == y).mean()), 4)
+        if rec.any():
+            report[name + "_recorded"] = round(float((pred[rec] == y[rec]).mean()), 4)
+    return report
 
 
 def _probabilities(readout: dict, x: np.ndarray) -> np.ndarray:
@@ -234,6 +301,14 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
         aligned = len(found)
         readout = fit_readout(np.concatenate([x, found]),
                               np.concatenate([y, np.ones(len(found), np.int64)]), c, seed)
+    classes, class_validation = None, None
+    if cfg["model.wake_verifier.classes"]:
+        classes = fit_class_readout(np.concatenate([tc, tn]),
+                                    np.concatenate([splits["train"].keyword_labels] * 2),
+                                    labels, c, seed, cfg["model.wake_verifier.class_window_ends_ms"])
+        class_validation = class_report(cfg, classes, splits["validation"], vc, vn)
+        log.info("class readout, validation top-1 (recorded clips): %s",
+                 {k: v for k, v in class_validation.items() if k.endswith("_recorded")})
     threshold = float(cfg["decisions.wake_verifier_threshold"])
     vy = ys[1]
     for kind, x in (("clean", vc), ("noisy", vn)):
@@ -242,6 +317,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
                         "false_accepts": float((p[vy == 0] >= threshold).mean()) if (vy == 0).any() else None,
                         "wake_clips": int(vy.sum()), "other_clips": int((vy == 0).sum())}
     info = {"readout": readout, "validation": report, "threshold": threshold,
+            "classes": classes, "class_validation": class_validation,
             "train_clips": int(len(ys[0])), "train_wake_clips": int(ys[0].sum()),
             "trigger_aligned_windows": aligned,
             "c": c, "noise_snr_db": snr,
@@ -293,12 +369,14 @@ def export_verifier(cfg: Config, export_dir: Path | None = None) -> Path:
                    extra={"licence": LICENCE})
     write_manifest(model, name=MODEL, kind=MODEL, frontend=frontend, input={"dtype": "float32"},
                    outputs=[{"name": "wake", "labels": [cfg["labels.wake_word"]]}],
-                   metrics={"validation": info["validation"]},
+                   metrics={"validation": info["validation"],
+                            "class_validation": info.get("class_validation")},
                    extra={"licence": LICENCE, "verifier": {
                        "readout": info["readout"], "mel_model": EXPORT_MEL,
                        "mel_sha256": sha256_file(mel), "window_ends_ms": info["window_ends_ms"],
                        "clip_ms": 1000.0 * float(cfg["data.clip_s"]),
-                       "context_ms": info["context_ms"], "fit_threshold": info["threshold"]}})
+                       "context_ms": info["context_ms"], "fit_threshold": info["threshold"],
+                       **({"classes": info["classes"]} if info.get("classes") else {})}})
     log.info("exported the wake verifier: %s + %s", model, mel)
     return model
 

@@ -37,6 +37,14 @@ class KeywordDecisionStage(Stage):
     model's own false-alarm rate. One that fails at run time is reported once, and each of its
     triggers is then a wake event when it clears ``decisions.wake_threshold``.
 
+    When the verifier has a class readout (`device.verifier.WakeVerifier.classes`), each
+    command trigger waits for it too: the keyword model's smoothed posteriors at the trigger
+    and the embedding's class probabilities (`device.verifier.combine`, the embedding weighted
+    ``decisions.command_verifier_weight``) name the word; the keyword model then triggers at
+    ``decisions.verified_command_threshold``. A command goes out as the word they
+    name (``keyword_model`` says what the small model alone had heard, when it differs); when
+    they name no command the trigger is withdrawn and the window listens on.
+
     Parameters (``[stages.<name>]``, besides those of `Stage`)
     ----------
     input : str
@@ -64,8 +72,13 @@ class KeywordDecisionStage(Stage):
         self.rejected = 0
         self.verifier_failures = 0
         self.alone_threshold = float(cfg["decisions.wake_threshold"])
-        self._pending = None     # (wake event, trigger sample) awaiting the verifier
-        self._held: list[dict] = []
+        # Triggers awaiting the verifier, in order: (kind, event, trigger sample, smoothed
+        # posteriors); "held" commands wait only for the wake verdict before them.
+        self._queue: list[tuple] = []
+        self.judge_commands = False
+        self.rejected_commands = 0
+        self.command_weight = float(cfg["decisions.command_verifier_weight"])
+        self.command_labels = set(cfg["labels.commands"])
         if self.params["verifier"]:
             self._load_verifier(resolve_build_path(cfg, self.params["verifier"]))
 
@@ -95,9 +108,21 @@ class KeywordDecisionStage(Stage):
         self.delay_samples = int(round(self.verifier.delay_s * RATE_HZ))
         self.consumes = (self.input_key, "audio")
         self.follows_input = False   # it keeps the audio of every hop
-        log.info("stage %s: wake verifier %s (trigger at %g, verifier at %g, %.0f ms delay)",
+        if self.verifier.classes is not None:
+            missing = sorted(set(self.decider.labels) - set(self.verifier.classes))
+            if missing:
+                log.warning("stage %s: the verifier's class readout lacks %s; commands are "
+                            "decided by the keyword model alone. Re-run `make train export`",
+                            self.name, missing)
+            else:
+                self.judge_commands = True
+                self.decider.commands.threshold = float(
+                    self.cfg["decisions.verified_command_threshold"])
+        log.info("stage %s: wake verifier %s (trigger at %g, verifier at %g, %.0f ms delay%s)",
                  self.name, path.name, self.decider.wake.threshold, self.verifier_threshold,
-                 1000 * self.verifier.delay_s)
+                 1000 * self.verifier.delay_s,
+                 f"; it judges commands, triggered at {self.decider.commands.threshold:g}"
+                 if self.judge_commands else "")
 
     def process(self, ctx: HopContext) -> None:
         if self.verifier is None:
@@ -109,53 +134,91 @@ class KeywordDecisionStage(Stage):
         if self.input_key in ctx.fresh:
             t, probs = ctx.data[self.input_key]
             for event in self.decider.update(t, probs):
+                # The posteriors are this hop's (the model stage runs before): the trigger is
+                # the last sample written.
                 if event["type"] == "wake":
-                    # The posteriors are this hop's (the model stage runs before): the trigger
-                    # is the last sample written.
-                    self._pending, self._held = (event, self.history.end), []
-                elif self._pending is not None:
-                    self._held.append(event)
+                    self._queue.append(("wake", event, self.history.end, None))
+                elif self.judge_commands:
+                    self._queue.append(("command", event, self.history.end,
+                                        self.decider.smoothed.copy()))
+                elif self._queue:
+                    self._queue.append(("held", event, self.history.end, None))
                 else:
                     ctx.events.append(event)
-        if self._pending is not None and self.history.end >= self._pending[1] + self.delay_samples:
-            self._verdict(ctx)
+        while self._queue and (self._queue[0][0] == "held"
+                               or self.history.end >= self._queue[0][2] + self.delay_samples):
+            kind, event, trigger, probs = self._queue.pop(0)
+            if kind == "held":
+                ctx.events.append(event)
+            elif kind == "wake":
+                if self._wake_verdict(ctx, event, trigger):
+                    ctx.events.append(event)
+                else:
+                    # Commands heard after a withdrawn wake word were never commands.
+                    self.decider.commands.close()
+                    while self._queue and self._queue[0][0] != "wake":
+                        self._queue.pop(0)
+            elif self._command_verdict(ctx, event, trigger, probs):
+                ctx.events.append(event)
+            else:
+                self.decider.commands.withdraw()
 
-    def _verdict(self, ctx: HopContext) -> None:
-        event, trigger = self._pending
-        self._pending = None
+    def _trigger_index(self, trigger: int) -> tuple[np.ndarray, int]:
         view = self.history.view()
+        return view, trigger - (self.history.end - len(view))
+
+    def _failed(self, exc: Exception, what: str) -> None:
+        self.verifier_failures += 1
+        if self.verifier_failures == 1:
+            log.error("stage %s: the wake verifier failed (%s: %s); %s are decided by the keyword "
+                      "model alone until it recovers", self.name, type(exc).__name__, exc, what)
+
+    def _wake_verdict(self, ctx: HopContext, event: dict, trigger: int) -> bool:
         try:
-            score = self.verifier.score(view, trigger - (self.history.end - len(view)))
+            score = self.verifier.score(*self._trigger_index(trigger))
         except Exception as exc:  # noqa: BLE001 - a failing verifier must not leave the device deaf
             # Decide as the keyword model alone would, and say so (once).
-            self.verifier_failures += 1
-            if self.verifier_failures == 1:
-                log.error("stage %s: the wake verifier failed (%s: %s); its triggers are decided "
-                          "by the keyword model alone at wake threshold %g until it recovers",
-                          self.name, type(exc).__name__, exc, self.alone_threshold)
-            accept = event["confidence"] >= self.alone_threshold
-        else:
-            accept = score >= self.verifier_threshold
-            if accept:
-                # t_audio_s stays the trigger's (what the event is about); the verdict's audio
-                # time is when it can go out (evaluation.wake_latency reads it).
-                event["verifier"] = round(score, 4)
-                event["t_verdict_s"] = round(float(ctx.t_audio_s), 4)
-            else:
-                self.rejected += 1
-                log.debug("stage %s: wake trigger at %.2f s withdrawn (verifier %.3f < %g)",
-                          self.name, event["t_audio_s"], score, self.verifier_threshold)
-        if accept:
-            ctx.events.append(event)
-            ctx.events.extend(self._held)
-        else:
-            self.decider.commands.close()
-        self._held = []
+            self._failed(exc, f"wake triggers (at wake threshold {self.alone_threshold:g})")
+            return event["confidence"] >= self.alone_threshold
+        if score < self.verifier_threshold:
+            self.rejected += 1
+            log.debug("stage %s: wake trigger at %.2f s withdrawn (verifier %.3f < %g)",
+                      self.name, event["t_audio_s"], score, self.verifier_threshold)
+            return False
+        # t_audio_s stays the trigger's (what the event is about); the verdict's audio time is
+        # when it can go out (evaluation.wake_latency reads it).
+        event["verifier"] = round(score, 4)
+        event["t_verdict_s"] = round(float(ctx.t_audio_s), 4)
+        return True
+
+    def _command_verdict(self, ctx: HopContext, event: dict, trigger: int,
+                         probs: np.ndarray) -> bool:
+        """The keyword model's smoothed posteriors at the trigger and the embedding's class
+        probabilities together name the word; a command goes out only if they name a command
+        (perhaps another one than the keyword model alone: the event says which)."""
+        try:
+            label, p, q = self.verifier.judge_command(
+                probs, self.decider.labels, self.command_labels, *self._trigger_index(trigger),
+                self.command_weight)
+        except Exception as exc:  # noqa: BLE001 - as for wake triggers
+            self._failed(exc, "commands")
+            return True
+        if label is None:
+            self.rejected_commands += 1
+            log.debug("stage %s: command %r at %.2f s withdrawn (the verifier heard no command)",
+                      self.name, event["label"], event["t_audio_s"])
+            return False
+        if label != event["label"]:
+            event["keyword_model"] = event["label"]
+        event["label"], event["confidence"] = label, round(p, 4)
+        event["verifier"] = round(q, 4)
+        event["t_verdict_s"] = round(float(ctx.t_audio_s), 4)
+        return True
 
     def on_gap(self) -> None:
         # Audio was lost: the history no longer holds what the trigger heard.
         if self.verifier is not None:
-            self._pending, self._held = None, []
+            self._queue = []
 
     def describe(self) -> dict:
         d = super().describe()
@@ -163,5 +226,7 @@ class KeywordDecisionStage(Stage):
             d["verifier"] = {"threshold": self.verifier_threshold,
                              "trigger_threshold": self.decider.wake.threshold,
                              "delay_ms": round(1000 * self.verifier.delay_s), "rejected": self.rejected,
-                             "failures": self.verifier_failures}
+                             "failures": self.verifier_failures,
+                             "commands": self.judge_commands,
+                             "rejected_commands": self.rejected_commands}
         return d

@@ -96,13 +96,14 @@ def test_each_fold_trains_exports_and_benchmarks_in_its_own_folder(tmp_path):
                                     python="py")
     assert folder == tmp_path / "bc-fold2"
     assert [c[2] for c in cmds] == ["train.multitask", "export.multitask", "train.verifier",
-                                    "evaluation.seed_table", "evaluation.wakeword"]
+                                    "evaluation.seed_table", "evaluation.commands",
+                                    "evaluation.wakeword"]
     for c in cmds:
         sets = [c[i + 1] for i, a in enumerate(c) if a == "--set"]
         # The fold's own settings come last, so a stray --set cannot change the fold.
         assert sets[-3:] == [f"project.build_dir={folder}", "split.folds=3", "split.test_fold=2"]
         assert "a.b=1" in sets and c[c.index("--profile") + 1] == "real"
-    assert cmds[4][-2:] == ["--out", str(folder / "wakeword")]
+    assert cmds[5][-2:] == ["--out", str(folder / "wakeword")]
     assert cmds[3][-4:] == ["--variants", "mt60j", "--reuse", "--quiet"]
     assert cmds[2][-2:] == ["--export", "--quiet"]
 

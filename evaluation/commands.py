@@ -1,0 +1,279 @@
+"""Commands as the device hears them, with and without the verifier's class readout.
+
+Two figures on the test split's *recorded* clips (held-out speakers), int8 through the device's
+runner:
+
+* **Clips**: top-1 over the keyword head's labels of the keyword model alone, of the verifier's
+  class readout alone, and of the two combined as the device combines them
+  (`device.verifier.combine`, ``decisions.command_verifier_weight``): the 13-class figure.
+* **A stream**: every recorded command clip and ``_unknown_`` word of the split, one after
+  another with ``--gap-s`` of silence between, run through the profile's pipeline
+  (`device.replay.keyword_run`, the verifier off, its posteriors recorded); around each clip the
+  command window is held open (as if the wake word had just been said) and the device's
+  decisions are replayed over the smoothed posteriors (`device.decisions.CommandWindow`) at each
+  ``--thresholds``: per command clip, the first command raised is its own word (right), another
+  (wrong) or none; per unknown word, whether any command was raised (a false command). With the
+  verifier each trigger is judged as `stages/keyword_decisions.py` judges it
+  (`WakeVerifier.judge_command`): a refused trigger is withdrawn and the window listens on.
+
+::
+
+    python -m evaluation.commands --profile real      # build/reports/commands_real.{json,md}
+
+Needs the exported keyword model and a verifier exported with a class readout
+(``model.wake_verifier.classes``; `make export` fits it for a profile that runs a verifier); a
+profile without a verifier has nothing to compare and exits at once. `evaluation.wakeword_cv`
+runs it on every fold and pools the folds (`pool`): every recorded clip judged once.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from device.config import Config, add_profile_arguments, config_from_args
+from device.decisions import CommandWindow, PosteriorSmoother
+from device.paths import BuildPaths, profile_tag, resolve_build_path
+from device.verifier import RATE_HZ, WakeVerifier, combine
+
+log = logging.getLogger("evaluation.commands")
+
+__all__ = ["clip_accuracy", "command_stream", "replay_commands", "evaluate", "markdown"]
+
+
+def clip_accuracy(posteriors: np.ndarray, class_probs: np.ndarray, labels: np.ndarray,
+                  weight: float) -> dict:
+    """Top-1 of the keyword model's ``posteriors``, the readout's ``class_probs`` (both
+    ``(n, classes)`` in the keyword head's order) and their combination, against ``labels``."""
+    preds = {"keyword_model": posteriors.argmax(1), "readout": class_probs.argmax(1),
+             "combined": combine(posteriors, class_probs, weight).argmax(1)}
+    return {k: round(float((v == labels).mean()), 4) for k, v in preds.items()}
+
+
+def command_stream(audio: np.ndarray, names: Sequence[str], gap_s: float,
+                   rate: int = RATE_HZ) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """Clips ``(n, samples)`` float in [-1, 1] one after another, ``gap_s`` of silence before each
+    and after the last -> int16 stream and ``(start_s, end_s, name)`` per clip."""
+    gap = np.zeros(int(round(gap_s * rate)), np.float32)
+    parts, spans, pos = [], [], 0
+    for clip, name in zip(audio, names):
+        parts += [gap, np.asarray(clip, np.float32)]
+        start = pos + len(gap)
+        spans.append((start / rate, (start + len(clip)) / rate, str(name)))
+        pos = start + len(clip)
+    parts.append(gap)
+    stream = np.concatenate(parts) if parts else gap
+    return np.clip(np.rint(stream * 32767.0), -32768, 32767).astype(np.int16), spans
+
+
+def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, audio: np.ndarray,
+                    spans: Sequence[tuple[float, float, str]], threshold: float,
+                    verifier: WakeVerifier | None = None, before_s: float = 0.5,
+                    after_s: float = 1.0) -> dict:
+    """The device's command decisions over recorded posteriors, the window open around each span.
+
+    ``audio`` is the float stream the posteriors came from (the verifier's windows are cut from
+    it). Returns counts: ``commands`` (spans whose name is a command), ``right``, ``wrong``,
+    ``others`` (the rest), ``false`` (commands raised in them), ``withdrawn`` (triggers the
+    verifier refused) and ``verdicts``.
+    """
+    labels, commands = cfg.keyword_labels, set(cfg["labels.commands"])
+    smoother = PosteriorSmoother(float(cfg["decisions.smoothing_ms"]) / 1000.0)
+    smoothed = np.stack([smoother.update(float(t), p) for t, p in zip(times_s, posteriors)])
+    weight = float(cfg["decisions.command_verifier_weight"])
+    delay_s = verifier.delay_s if verifier is not None else 0.0
+    out = {"commands": 0, "right": 0, "wrong": 0, "others": 0, "false": 0, "withdrawn": 0,
+           "verdicts": 0}
+    for start, end, name in spans:
+        window = CommandWindow(labels, sorted(commands), 1e9, threshold,
+                               int(cfg["decisions.command_min_count"]), 1)
+        window.open(start - before_s)
+        lo, hi = np.searchsorted(times_s, [start - before_s, end + after_s])
+        got, busy_until = None, -np.inf
+        for i in range(lo, hi):
+            t = float(times_s[i])
+            if t <= busy_until:      # a verdict is pending: the stage's window takes nothing
+                continue
+            hit = window.update(t, smoothed[i])
+            if hit is None:
+                continue
+            if verifier is None:
+                got = hit[0]
+                break
+            out["verdicts"] += 1
+            label, _, _ = verifier.judge_command(smoothed[i], labels, commands, audio,
+                                                 int(round(t * RATE_HZ)), weight)
+            if label is not None:
+                got = label
+                break
+            out["withdrawn"] += 1
+            busy_until = t + delay_s
+            window.withdraw()
+        if name in commands:
+            out["commands"] += 1
+            out["right"] += got == name
+            out["wrong"] += got is not None and got != name
+        else:
+            out["others"] += 1
+            out["false"] += got is not None
+    return out
+
+
+def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
+             model: str | None = None, verifier_path: str | None = None) -> dict:
+    """Both figures for the profile's exported models on its test split (see the module)."""
+    from device.interpreter import TFLiteModel
+    from device.replay import keyword_run
+    from train.multitask import load_splits
+    from train.verifier import keyword_posteriors
+
+    t0 = time.perf_counter()
+    verifier = WakeVerifier.load(resolve_build_path(
+        cfg, verifier_path or cfg.section("stages.keywords").get("verifier")
+        or "export/wake_verifier.tflite"))
+    if verifier.classes is None:
+        raise ValueError(f"{verifier.path} has no class readout: fit it with "
+                         f"model.wake_verifier.classes = true (python -m train.verifier --export)")
+    labels = cfg.keyword_labels
+    test = load_splits(cfg, progress=False)["test"]
+    rec = (test.keyword_recorded if test.keyword_recorded is not None
+           else np.ones(len(test.keyword_labels), bool))
+    audio, y = test.keyword_audio[rec], test.keyword_labels[rec]
+    if model:
+        cfg = cfg.with_overrides([f"stages.multitask.model={model}"])
+    post = keyword_posteriors(cfg, audio)
+    if post is None:
+        raise FileNotFoundError("no exported keyword model: run `make export` "
+                                "(python -m export.multitask)")
+    t_embed = time.perf_counter()
+    order = [verifier.classes.index(label) for label in labels]
+    q = verifier.class_readout(verifier.embedding.embed(audio))[:, order]
+    embed_ms = 1000 * (time.perf_counter() - t_embed) / max(1, len(audio))
+    weight = float(cfg["decisions.command_verifier_weight"])
+    report = {"profile": profile_tag(cfg), "weight": weight, "recorded_clips": int(len(y)),
+              "clips": clip_accuracy(post, q, y, weight),
+              "embedding_ms_per_clip": round(embed_ms, 1)}
+    names = np.array(labels)[y]
+    keep = np.array([n in set(cfg["labels.commands"]) or n == "_unknown_" for n in names])
+    stream, spans = command_stream(audio[keep], names[keep], gap_s)
+    run = keyword_run(cfg.with_overrides(['stages.keywords.verifier=""']), stream,
+                      model=str(resolve_build_path(cfg, cfg.section("stages.multitask")["model"])))
+    fstream = stream.astype(np.float32) / 32768.0
+    report["stream"] = {"audio_s": round(run.audio_s, 1), "gap_s": gap_s,
+                        "smoothing_ms": float(cfg["decisions.smoothing_ms"]), "rows": {}}
+    for thr in thresholds:
+        for name, v in (("keyword_model", None), ("with_verifier", verifier)):
+            report["stream"]["rows"][f"{name}@{thr:g}"] = dict(
+                replay_commands(cfg, run.times_s, run.posteriors, fstream, spans, float(thr), v),
+                threshold=float(thr), decider=name)
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def _pct(a: float, b: float) -> str:
+    return f"{100 * a / b:.1f} %" if b else "-"
+
+
+def markdown(report: dict) -> str:
+    c = report["clips"]
+    lines = [f"## Commands: profile `{report['profile']}`", "",
+             f"Recorded test clips of held-out speakers ({report['recorded_clips']}), top-1 over "
+             f"the keyword labels: keyword model {100 * c['keyword_model']:.1f} %, verifier's "
+             f"class readout {100 * c['readout']:.1f} %, combined (weight {report['weight']:g}) "
+             f"**{100 * c['combined']:.1f} %**. The readout's embedding: "
+             f"{report['embedding_ms_per_clip']:.0f} ms a clip here.", "",
+             f"In a stream ({report['stream']['audio_s']:.0f} s; each clip after "
+             f"{report['stream']['gap_s']:g} s of silence, the command window held open; smoothing "
+             f"{report['stream']['smoothing_ms']:g} ms):", "",
+             "| decider | command threshold | right | wrong | none | commands raised on unknown "
+             "words | verdicts (withdrawn) |", "|---|---|---|---|---|---|---|"]
+    for row in report["stream"]["rows"].values():
+        n = row["commands"]
+        lines.append(f"| {row['decider'].replace('_', ' ')} | {row['threshold']:g} | "
+                     f"{_pct(row['right'], n)} | {_pct(row['wrong'], n)} | "
+                     f"{_pct(n - row['right'] - row['wrong'], n)} | "
+                     f"{_pct(row['false'], row['others'])} | "
+                     + (f"{row['verdicts']} ({row['withdrawn']})" if row["decider"] != "keyword_model"
+                        else "-") + " |")
+    lines.append(f"\n{report['stream']['rows'] and next(iter(report['stream']['rows'].values()))['commands']} "
+                 f"command clips, {next(iter(report['stream']['rows'].values()))['others'] if report['stream']['rows'] else 0} "
+                 "unknown words.")
+    return "\n".join(lines)
+
+
+def pool(reports: Sequence[dict]) -> dict:
+    """Several folds' reports -> one, counts added, clip accuracies weighted by clips."""
+    out = {"profile": reports[0]["profile"], "weight": reports[0]["weight"],
+           "recorded_clips": sum(r["recorded_clips"] for r in reports),
+           "embedding_ms_per_clip": round(float(np.mean([r["embedding_ms_per_clip"]
+                                                         for r in reports])), 1),
+           "folds": len(reports)}
+    out["clips"] = {k: round(sum(r["clips"][k] * r["recorded_clips"] for r in reports)
+                             / out["recorded_clips"], 4) for k in reports[0]["clips"]}
+    rows = {}
+    for r in reports:
+        for key, row in r["stream"]["rows"].items():
+            acc = rows.setdefault(key, {k: v for k, v in row.items()})
+            if acc is not row:
+                for k, v in row.items():
+                    if isinstance(v, int):
+                        acc[k] += v
+    out["stream"] = {"audio_s": sum(r["stream"]["audio_s"] for r in reports),
+                     "gap_s": reports[0]["stream"]["gap_s"],
+                     "smoothing_ms": reports[0]["stream"]["smoothing_ms"], "rows": rows}
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m evaluation.commands",
+        description="Commands on the test split's recorded clips, with and without the "
+                    "verifier's class readout: top-1 on clips, and right / wrong / false "
+                    "commands in a stream through the device's pipeline. --pool adds up the "
+                    "JSON reports of several folds instead.")
+    add_profile_arguments(parser)
+    parser.add_argument("--thresholds", type=float, nargs="+", default=None,
+                        help="command thresholds replayed (default: the profile's "
+                             "decisions.command_threshold and verified_command_threshold, and "
+                             "0.1 either side of each)")
+    parser.add_argument("--gap-s", type=float, default=1.5, help="silence before each clip")
+    parser.add_argument("--out", default=None, help="report name (default commands_<profile>)")
+    parser.add_argument("--pool", nargs="+", default=None, metavar="JSON",
+                        help="pool these reports (of evaluation.commands) and write --out")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
+    cfg = config_from_args(args)
+    if not args.pool and not cfg.section("stages.keywords").get("verifier"):
+        log.info("profile %s runs no verifier (stages.keywords.verifier is empty): commands are "
+                 "the keyword model's alone, nothing to compare", profile_tag(cfg))
+        return 0
+    try:
+        if args.pool:
+            report = pool([json.loads(Path(p).read_text()) for p in args.pool])
+        else:
+            base = [float(cfg["decisions.verified_command_threshold"]),
+                    float(cfg["decisions.command_threshold"])]
+            thresholds = args.thresholds or sorted({round(b + d, 3) for b in base
+                                                    for d in (-0.1, 0.0, 0.1)})
+            report = evaluate(cfg, thresholds, args.gap_s)
+    except (FileNotFoundError, ValueError) as exc:
+        log.error("%s", exc)
+        return 1
+    name = args.out or f"commands_{profile_tag(cfg)}"
+    out = BuildPaths(cfg).report(f"{name}.json")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(report) + "\n")
+    print(markdown(report))
+    log.info("wrote %s", out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,248 @@
+"""The verifier's class readout: a second opinion on each command trigger (device/verifier.py,
+stages/keyword_decisions.py), its fit (train/verifier.py) and its replay (evaluation/commands.py).
+
+Real parts as in test_wake_verifier.py: openWakeWord's two TFLite models, the export, the
+manifests and the stage. Where a test needs a known verdict the class readout is set by hand
+(all weights 0, the intercepts deciding) instead of fit; those tests skip without the wheel.
+"""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from device.config import load_config
+from device.decisions import CommandWindow
+from device.manifest import ManifestError
+from device.stages.keyword_decisions import KeywordDecisionStage
+from device.verifier import EMBEDDING_DIM, RATE_HZ, WakeVerifier, combine
+from tests.device.test_wake_verifier import _drive, _posteriors, _readout
+
+N = 2 * EMBEDDING_DIM
+
+
+def _classes(labels, favour: dict[str, float] | None = None, ends=(200.0,)) -> dict:
+    intercept = [float((favour or {}).get(label, 0.0)) for label in labels]
+    return {"labels": list(labels), "mean": [0.0] * N, "scale": [1.0] * N,
+            "coef": [[0.0] * N for _ in labels], "intercept": intercept,
+            "window_ends_ms": list(ends)}
+
+
+class _ZeroEmbedding:
+    """Every window embeds to zeros: the class readout's intercepts decide."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def embed(self, clips):
+        self.calls += 1
+        return np.zeros((len(clips), N), np.float32)
+
+
+def test_combine_is_the_renormalised_product_with_a_floor():
+    p = np.array([0.6, 0.3, 0.1])
+    q = np.array([0.1, 0.8, 0.1])
+    np.testing.assert_allclose(combine(p, q, 0.0), p)
+    np.testing.assert_allclose(combine(p, q, 1.0), p * q / (p * q).sum())
+    # One opinion's certainty that a class is absent cannot veto the other outright.
+    both = combine(np.array([1.0, 0.0]), np.array([0.0, 1.0]), 1.0)
+    np.testing.assert_allclose(both, [0.5, 0.5])
+    assert combine(np.tile(p, (4, 1)), np.tile(q, (4, 1))).shape == (4, 3)
+
+
+def test_the_class_readout_is_checked_and_sets_the_delay():
+    labels = ["a", "b", "c"]
+    v = WakeVerifier(_ZeroEmbedding(), _readout(), window_ends_ms=[-200.0, 0.0],
+                     classes=_classes(labels, {"b": 2.0}, ends=(300.0,)))
+    # The wake windows end by the trigger; the class window 300 ms after it: the stage waits
+    # for the later one.
+    assert v.delay_s == pytest.approx(0.3) and v.history_s == pytest.approx(1.2)
+    q = v.class_probabilities(np.zeros(3 * RATE_HZ, np.float32), RATE_HZ)
+    e = np.exp([0.0, 2.0, 0.0])
+    np.testing.assert_allclose(q, e / e.sum())
+    for bad in ({"coef": [[0.0] * N] * 2}, {"intercept": [0.0]}, {"window_ends_ms": []},
+                {"mean": [0.0] * 5}, {"labels": ["a"]}):
+        with pytest.raises(ManifestError, match="class readout"):
+            WakeVerifier(_ZeroEmbedding(), _readout(), classes={**_classes(labels), **bad})
+    with pytest.raises(ManifestError, match="zero scale"):
+        WakeVerifier(_ZeroEmbedding(), _readout(), classes={**_classes(labels), "scale": [0.0] * N})
+    with pytest.raises(ValueError, match="no class readout"):
+        WakeVerifier(_ZeroEmbedding(), _readout()).class_probabilities(np.zeros(RATE_HZ), 0)
+
+
+def test_judge_command_names_the_word_both_hear_or_none():
+    labels = ["computer", "on", "off", "_unknown_"]
+    audio = np.zeros(3 * RATE_HZ, np.float32)
+    # The readout's labels in another order than the keyword head's: matched by name.
+    v = WakeVerifier(_ZeroEmbedding(), _readout(),
+                     classes=_classes(labels[::-1], {"off": 3.0}))
+    # The keyword model leans to "on", the embedding is sure of "off": "off" it is.
+    label, p, q = v.judge_command(np.array([0.0, 0.55, 0.45, 0.0]), labels, {"on", "off"}, audio,
+                                  RATE_HZ, 1.0)
+    assert label == "off" and p > 0.5 and q > 0.8
+    # Weight 0: the keyword model alone.
+    assert v.judge_command(np.array([0.0, 0.55, 0.45, 0.0]), labels, {"on", "off"}, audio,
+                           RATE_HZ, 0.0)[0] == "on"
+    v = WakeVerifier(_ZeroEmbedding(), _readout(), classes=_classes(labels, {"_unknown_": 5.0}))
+    assert v.judge_command(np.array([0.0, 0.7, 0.0, 0.3]), labels, {"on", "off"}, audio,
+                           RATE_HZ, 1.0)[0] is None
+
+
+def test_a_withdrawn_command_reopens_the_window_but_not_for_the_same_word():
+    w = CommandWindow(["on", "off"], ["on", "off"], window_s=4.0, threshold=0.5, min_count=1,
+                      max_commands=1)
+    w.open(0.0)
+    assert w.update(0.1, np.array([0.9, 0.0])) == ("on", 0.9)
+    assert not w.is_open and w.update(0.2, np.array([0.9, 0.0])) is None
+    w.withdraw()                      # the verifier refused it
+    assert w.is_open
+    assert w.update(0.3, np.array([0.9, 0.0])) is None      # still the same word
+    assert w.update(0.4, np.array([0.0, 0.0])) is None
+    assert w.update(0.5, np.array([0.0, 0.8])) == ("off", 0.8)
+    w.withdraw()
+    assert w.update(4.5, np.array([0.0, 0.0])) is None and not w.is_open   # its own end holds
+    w.close()
+    w.withdraw()                      # a closed window (wake word withdrawn) stays closed
+    assert not w.is_open
+
+
+# ------------------------------------------------------------------ the stage, real models
+@pytest.fixture(scope="module")
+def models():
+    pytest.importorskip("openwakeword", reason="openWakeWord's wheel (make test installs it)")
+    from train import verifier as tv
+    return tv.source_models()
+
+
+def _export_with_classes(cfg, favour: dict[str, float]):
+    from device.manifest import sha256_file
+    from train import verifier as tv
+    path = tv.readout_path(cfg)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({
+        "readout": _readout(4.0), "validation": {}, "threshold": 0.5,
+        "classes": _classes(cfg.keyword_labels, favour), "class_validation": {},
+        "window_ends_ms": list(cfg["model.wake_verifier.window_ends_ms"]), "context_ms": 250.0,
+        "source_models": {k: sha256_file(p) for k, p in tv.source_models().items()}}))
+    return tv.export_verifier(cfg)
+
+
+def _stage(tmp_path, favour):
+    cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
+                                  "stages.keywords.verifier='export/wake_verifier.tflite'",
+                                  "model.wake_verifier.window_ends_ms=[0.0, 200.0]"])
+    model = _export_with_classes(cfg, favour)
+    assert WakeVerifier.load(model).classes == cfg.keyword_labels
+    stage = KeywordDecisionStage("keywords", cfg.section("stages.keywords"), cfg, RATE_HZ, 0.01)
+    assert stage.judge_commands
+    assert stage.decider.commands.threshold == cfg["decisions.verified_command_threshold"]
+    return cfg, stage
+
+
+def _mix(cfg, weights: dict[str, float]) -> np.ndarray:
+    p = np.zeros(len(cfg.keyword_labels), np.float32)
+    for label, w in weights.items():
+        p[cfg.keyword_labels.index(label)] = w
+    return p
+
+
+def test_the_stage_names_each_command_with_the_verifier(models, tmp_path):
+    first, second = load_config("default")["labels.commands"][:2]
+    cfg, stage = _stage(tmp_path, {second: 6.0})
+    wake = _posteriors(cfg, cfg["labels.wake_word"])
+    # The keyword model hears `first` (0.7) over `second` (0.3); the embedding hears `second`.
+    cmd = _mix(cfg, {first: 0.7, second: 0.3})
+    (_, e_wake), (i_cmd, e_cmd) = _drive(stage, {9: wake, 39: cmd}, 70)
+    assert e_wake["type"] == "wake"
+    assert e_cmd["type"] == "command" and e_cmd["label"] == second
+    assert e_cmd["keyword_model"] == first and e_cmd["verifier"] > 0.9
+    assert i_cmd == 39 + 20 and e_cmd["t_verdict_s"] > e_cmd["t_audio_s"]
+    assert stage.describe()["verifier"]["commands"] is True
+
+
+def test_a_command_neither_hears_is_withdrawn_and_the_window_listens_on(models, tmp_path):
+    cfg, stage = _stage(tmp_path, {"_unknown_": 6.0})
+    first = cfg["labels.commands"][0]
+    wake = _posteriors(cfg, cfg["labels.wake_word"])
+    cmd = _mix(cfg, {first: 0.7, "_unknown_": 0.3})
+    quiet = _posteriors(cfg, "_silence_")
+    # One word held over several strides gets one verdict; after a pause, another word another.
+    ev = _drive(stage, {9: wake, 39: cmd, 49: cmd, 59: cmd, 69: quiet, 79: quiet, 99: cmd}, 140)
+    assert [e["type"] for _, e in ev] == ["wake"]
+    assert stage.rejected_commands == 2 and stage.verifier.embedding is not None
+
+
+def test_a_failing_class_readout_lets_the_keyword_models_command_through(models, tmp_path):
+    cfg, stage = _stage(tmp_path, {"_unknown_": 6.0})
+
+    def broken(*_a, **_k):
+        raise RuntimeError("interpreter gone")
+    stage.verifier.class_probabilities = broken
+    wake = _posteriors(cfg, cfg["labels.wake_word"])
+    cmd = _posteriors(cfg, cfg["labels.commands"][0])
+    (_, e_wake), (_, e_cmd) = _drive(stage, {9: wake, 39: cmd}, 70)
+    assert e_cmd["label"] == cfg["labels.commands"][0] and "verifier" not in e_cmd
+    assert stage.verifier_failures == 1
+
+
+# ------------------------------------------------------------------ fit and replay
+def test_the_class_readout_fit_is_scikit_learns():
+    from sklearn.linear_model import LogisticRegression
+    from train.verifier import fit_class_readout
+    rng = np.random.default_rng(5)
+    labels = ["a", "b", "c", "d"]       # "d" has no clip: it must never win
+    y = rng.integers(0, 3, 300)
+    x = rng.normal(0, 1, (300, N)) + y[:, None] * 0.3
+    classes = fit_class_readout(x, y, labels, c=0.1, seed=0, window_ends_ms=[200.0])
+    v = WakeVerifier(_ZeroEmbedding(), _readout(), classes=classes)
+    q = v.class_readout(x)
+    reg = LogisticRegression(C=0.1, max_iter=3000, random_state=0).fit(
+        (x - x.mean(axis=0)) / x.std(axis=0), y)
+    np.testing.assert_allclose(q[:, :3], reg.predict_proba((x - x.mean(axis=0)) / x.std(axis=0)),
+                               rtol=1e-5, atol=1e-9)
+    assert q[:, 3].max() < 1e-9 and (q.argmax(1) == y).mean() > 0.9
+    # Two classes: scikit-learn keeps one row; the softmax readout gives its sigmoid.
+    y2 = (y > 0).astype(int)
+    two = WakeVerifier(_ZeroEmbedding(), _readout(), classes=fit_class_readout(
+        x, y2, ["no", "yes"], c=0.1, seed=0, window_ends_ms=[0.0]))
+    reg2 = LogisticRegression(C=0.1, max_iter=3000, random_state=0).fit(
+        (x - x.mean(axis=0)) / x.std(axis=0), y2)
+    np.testing.assert_allclose(two.class_readout(x)[:, 1],
+                               reg2.predict_proba((x - x.mean(axis=0)) / x.std(axis=0))[:, 1],
+                               rtol=1e-6)
+
+
+class _ScriptedVerifier:
+    """judge_command answers from a script keyed by the trigger's second; delay as a verifier."""
+    delay_s = 0.2
+
+    def __init__(self, answers):
+        self.answers, self.asked = answers, []
+
+    def judge_command(self, posteriors, labels, commands, audio, trigger_index, weight):
+        t = trigger_index / RATE_HZ
+        self.asked.append(round(t, 2))
+        return self.answers.get(int(t)), 0.9, 0.9
+
+
+def test_replay_counts_right_wrong_and_false_commands():
+    from evaluation.commands import command_stream, replay_commands
+    cfg = load_config("default", ["decisions.smoothing_ms=100"])
+    clips = np.zeros((3, RATE_HZ), np.float32)
+    first, second = cfg["labels.commands"][:2]
+    audio, spans = command_stream(clips, [first, second, "_unknown_"], gap_s=1.0)
+    assert audio.dtype == np.int16 and [s[:2] for s in spans] == [(1.0, 2.0), (3.0, 4.0), (5.0, 6.0)]
+    times = np.arange(0.1, 7.0, 0.1)
+    post = np.tile(_posteriors(cfg, "_silence_"), (len(times), 1))
+    for t0, label in ((1.3, first), (3.3, first), (5.3, second)):   # 2nd wrong, 3rd false
+        post[(times > t0) & (times < t0 + 0.4)] = _posteriors(cfg, label)
+    alone = replay_commands(cfg, times, post, audio / 32768.0, spans, 0.5)
+    assert {k: alone[k] for k in ("commands", "right", "wrong", "others", "false")} == \
+        {"commands": 2, "right": 1, "wrong": 1, "others": 1, "false": 1}
+    # The verifier names the second word right and refuses the false one.
+    v = _ScriptedVerifier({1: first, 3: second, 5: None})
+    judged = replay_commands(cfg, times, post, audio / 32768.0, spans, 0.5, verifier=v)
+    assert {k: judged[k] for k in ("right", "wrong", "false", "withdrawn")} == \
+        {"right": 2, "wrong": 0, "false": 0, "withdrawn": 1}
+    assert len(v.asked) == 3        # the refused word, held high, is not asked about again
