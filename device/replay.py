@@ -11,7 +11,8 @@ any threshold and smoothing, without running the pipeline once per setting.
 Two users: the wake-word benchmark sweeps its settings this way (`evaluation.wakeword_engines`,
 which checks on every stream that the replay at the profile's setting is the pipeline's own
 events), and `train.verifier` finds where the exported keyword model triggers on training audio,
-so that the wake verifier is fit on the windows it will be shown.
+so that the wake verifier is fit on the windows it will be shown. `first_command` replays the
+command window the same way (`train.verifier`'s class readout, `evaluation.commands`).
 """
 from __future__ import annotations
 
@@ -21,10 +22,11 @@ from typing import Sequence
 
 import numpy as np
 
-from .decisions import PosteriorSmoother, WakeWordTrigger
+from .decisions import CommandWindow, PosteriorSmoother, WakeWordTrigger
 from .stages.base import Stage
 
-__all__ = ["PosteriorTap", "KeywordRun", "keyword_run", "smoothed", "trigger_replay"]
+__all__ = ["PosteriorTap", "KeywordRun", "keyword_run", "smoothed", "trigger_replay",
+           "smoothed_posteriors", "first_command"]
 
 
 class PosteriorTap(Stage):
@@ -106,3 +108,26 @@ def trigger_replay(times_s: Sequence[float], smoothed_scores: Sequence[float], *
     trig = WakeWordTrigger(threshold, min_count, refractory_s)
     return [float(t) for t, s in zip(times_s, smoothed_scores)
             if trig.update(float(t), float(s)) is not None]
+
+
+def smoothed_posteriors(times_s: np.ndarray, posteriors: np.ndarray, smoothing_s: float) -> np.ndarray:
+    """All columns of `device.decisions.KeywordDecisions`' smoothing, ``(n, labels)``."""
+    sm = PosteriorSmoother(smoothing_s)
+    out = [sm.update(float(t), p) for t, p in zip(times_s, posteriors)]
+    return np.stack(out) if out else np.zeros_like(np.asarray(posteriors, float))
+
+
+def first_command(labels: Sequence[str], commands: Sequence[str], times_s: np.ndarray,
+                  smoothed_posteriors: np.ndarray, open_s: float, close_s: float, *,
+                  threshold: float, min_count: int) -> tuple[int, str] | None:
+    """The first command the device's `CommandWindow`, opened at ``open_s`` (as by a wake word)
+    and listening until ``close_s``, raises over the smoothed posteriors: ``(index into
+    times_s, label)``, or None."""
+    window = CommandWindow(labels, list(commands), float(close_s - open_s), threshold, min_count, 1)
+    window.open(open_s)
+    lo, hi = np.searchsorted(times_s, [open_s, close_s])
+    for i in range(lo, hi):
+        hit = window.update(float(times_s[i]), smoothed_posteriors[i])
+        if hit is not None:
+            return i, hit[0]
+    return None

@@ -42,7 +42,8 @@ import numpy as np
 from .interpreter import load_interpreter
 from .manifest import ManifestError, read_verified
 
-__all__ = ["RATE_HZ", "SpeechEmbedding", "WakeVerifier", "AudioHistory", "pooled", "combine"]
+__all__ = ["RATE_HZ", "SpeechEmbedding", "WakeVerifier", "AudioHistory", "pooled", "combine",
+           "windows_around"]
 
 RATE_HZ = 16000          # the embedding's input rate
 MEL_BANDS = 32
@@ -56,6 +57,20 @@ def pooled(frames: np.ndarray) -> np.ndarray:
     and how strongly); one clip ``(frames, dim)`` or a batch ``(n, frames, dim)``."""
     frames = np.asarray(frames, dtype=np.float32)
     return np.concatenate([frames.mean(axis=-2), frames.max(axis=-2)], axis=-1)
+
+
+def windows_around(audio: np.ndarray, trigger_index: int, ends_s: Sequence[float],
+                   clip_samples: int) -> np.ndarray:
+    """Windows ``(len(ends_s), clip_samples)`` of ``audio``, each ending ``ends_s`` seconds after
+    the sample ``trigger_index`` (negative: before it); zeros where they reach outside it."""
+    out = np.zeros((len(ends_s), int(clip_samples)), np.float32)
+    for i, end_s in enumerate(ends_s):
+        e = int(trigger_index) + int(round(float(end_s) * RATE_HZ))
+        b = e - int(clip_samples)
+        lo, hi = max(b, 0), min(e, len(audio))
+        if hi > lo:
+            out[i, lo - b:hi - b] = audio[lo:hi]
+    return out
 
 
 def combine(posteriors: np.ndarray, class_probs: np.ndarray, weight: float = 1.0,
@@ -286,15 +301,8 @@ class WakeVerifier:
         """The 1 s windows ``(len(ends_s), clip)`` ending ``ends_s`` seconds after the sample
         ``trigger_index`` of ``audio`` (default: the wake windows; zeros where they reach
         outside it)."""
-        ends_s = self.window_ends if ends_s is None else ends_s
-        out = np.zeros((len(ends_s), self.clip), np.float32)
-        for i, end_s in enumerate(ends_s):
-            e = int(trigger_index) + int(round(end_s * RATE_HZ))
-            b = e - self.clip
-            lo, hi = max(b, 0), min(e, len(audio))
-            if hi > lo:
-                out[i, lo - b:hi - b] = audio[lo:hi]
-        return out
+        return windows_around(audio, trigger_index,
+                              self.window_ends if ends_s is None else ends_s, self.clip)
 
     def score(self, audio: np.ndarray, trigger_index: int) -> float:
         """The best window's probability around sample ``trigger_index`` of ``audio``."""

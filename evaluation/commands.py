@@ -38,13 +38,14 @@ from typing import Sequence
 import numpy as np
 
 from device.config import Config, add_profile_arguments, config_from_args
-from device.decisions import CommandWindow, PosteriorSmoother
+from device.decisions import CommandWindow
+from device.replay import first_command, smoothed_posteriors
 from device.paths import BuildPaths, profile_tag, resolve_build_path
 from device.verifier import RATE_HZ, WakeVerifier, combine
 
 log = logging.getLogger("evaluation.commands")
 
-__all__ = ["clip_accuracy", "command_stream", "replay_commands", "evaluate", "markdown"]
+__all__ = ["clip_accuracy", "replay_commands", "evaluate", "markdown", "pool"]
 
 
 def clip_accuracy(posteriors: np.ndarray, class_probs: np.ndarray, labels: np.ndarray,
@@ -54,22 +55,6 @@ def clip_accuracy(posteriors: np.ndarray, class_probs: np.ndarray, labels: np.nd
     preds = {"keyword_model": posteriors.argmax(1), "readout": class_probs.argmax(1),
              "combined": combine(posteriors, class_probs, weight).argmax(1)}
     return {k: round(float((v == labels).mean()), 4) for k, v in preds.items()}
-
-
-def command_stream(audio: np.ndarray, names: Sequence[str], gap_s: float,
-                   rate: int = RATE_HZ) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
-    """Clips ``(n, samples)`` float in [-1, 1] one after another, ``gap_s`` of silence before each
-    and after the last -> int16 stream and ``(start_s, end_s, name)`` per clip."""
-    gap = np.zeros(int(round(gap_s * rate)), np.float32)
-    parts, spans, pos = [], [], 0
-    for clip, name in zip(audio, names):
-        parts += [gap, np.asarray(clip, np.float32)]
-        start = pos + len(gap)
-        spans.append((start / rate, (start + len(clip)) / rate, str(name)))
-        pos = start + len(clip)
-    parts.append(gap)
-    stream = np.concatenate(parts) if parts else gap
-    return np.clip(np.rint(stream * 32767.0), -32768, 32767).astype(np.int16), spans
 
 
 def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, audio: np.ndarray,
@@ -84,15 +69,19 @@ def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, au
     verifier refused) and ``verdicts``.
     """
     labels, commands = cfg.keyword_labels, set(cfg["labels.commands"])
-    smoother = PosteriorSmoother(float(cfg["decisions.smoothing_ms"]) / 1000.0)
-    smoothed = np.stack([smoother.update(float(t), p) for t, p in zip(times_s, posteriors)])
+    smoothed = smoothed_posteriors(times_s, posteriors, float(cfg["decisions.smoothing_ms"]) / 1e3)
+    min_count = int(cfg["decisions.command_min_count"])
     weight = float(cfg["decisions.command_verifier_weight"])
     delay_s = verifier.delay_s if verifier is not None else 0.0
     out = {"commands": 0, "right": 0, "wrong": 0, "others": 0, "false": 0, "withdrawn": 0,
            "verdicts": 0}
     for start, end, name in spans:
-        window = CommandWindow(labels, sorted(commands), 1e9, threshold,
-                               int(cfg["decisions.command_min_count"]), 1)
+        if verifier is None:
+            hit = first_command(labels, sorted(commands), times_s, smoothed, start - before_s,
+                                end + after_s, threshold=threshold, min_count=min_count)
+            _count(out, name, commands, hit[1] if hit else None)
+            continue
+        window = CommandWindow(labels, sorted(commands), 1e9, threshold, min_count, 1)
         window.open(start - before_s)
         lo, hi = np.searchsorted(times_s, [start - before_s, end + after_s])
         got, busy_until = None, -np.inf
@@ -100,12 +89,8 @@ def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, au
             t = float(times_s[i])
             if t <= busy_until:      # a verdict is pending: the stage's window takes nothing
                 continue
-            hit = window.update(t, smoothed[i])
-            if hit is None:
+            if window.update(t, smoothed[i]) is None:
                 continue
-            if verifier is None:
-                got = hit[0]
-                break
             out["verdicts"] += 1
             label, _, _ = verifier.judge_command(smoothed[i], labels, commands, audio,
                                                  int(round(t * RATE_HZ)), weight)
@@ -115,14 +100,18 @@ def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, au
             out["withdrawn"] += 1
             busy_until = t + delay_s
             window.withdraw()
-        if name in commands:
-            out["commands"] += 1
-            out["right"] += got == name
-            out["wrong"] += got is not None and got != name
-        else:
-            out["others"] += 1
-            out["false"] += got is not None
+        _count(out, name, commands, got)
     return out
+
+
+def _count(out: dict, name: str, commands, got: str | None) -> None:
+    if name in commands:
+        out["commands"] += 1
+        out["right"] += got == name
+        out["wrong"] += got is not None and got != name
+    else:
+        out["others"] += 1
+        out["false"] += got is not None
 
 
 def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
@@ -131,7 +120,7 @@ def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
     from device.interpreter import TFLiteModel
     from device.replay import keyword_run
     from train.multitask import load_splits
-    from train.verifier import keyword_posteriors
+    from train.verifier import clip_stream, keyword_posteriors
 
     t0 = time.perf_counter()
     verifier = WakeVerifier.load(resolve_build_path(
@@ -161,7 +150,7 @@ def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
               "embedding_ms_per_clip": round(embed_ms, 1)}
     names = np.array(labels)[y]
     keep = np.array([n in set(cfg["labels.commands"]) or n == "_unknown_" for n in names])
-    stream, spans = command_stream(audio[keep], names[keep], gap_s)
+    stream, spans = clip_stream(audio[keep], names[keep], gap_s)
     run = keyword_run(cfg.with_overrides(['stages.keywords.verifier=""']), stream,
                       model=str(resolve_build_path(cfg, cfg.section("stages.multitask")["model"])))
     fstream = stream.astype(np.float32) / 32768.0
@@ -201,9 +190,9 @@ def markdown(report: dict) -> str:
                      f"{_pct(row['false'], row['others'])} | "
                      + (f"{row['verdicts']} ({row['withdrawn']})" if row["decider"] != "keyword_model"
                         else "-") + " |")
-    lines.append(f"\n{report['stream']['rows'] and next(iter(report['stream']['rows'].values()))['commands']} "
-                 f"command clips, {next(iter(report['stream']['rows'].values()))['others'] if report['stream']['rows'] else 0} "
-                 "unknown words.")
+    first = next(iter(report["stream"]["rows"].values()), None)
+    if first is not None:
+        lines.append(f"\n{first['commands']} command clips, {first['others']} unknown words.")
     return "\n".join(lines)
 
 
@@ -216,14 +205,15 @@ def pool(reports: Sequence[dict]) -> dict:
            "folds": len(reports)}
     out["clips"] = {k: round(sum(r["clips"][k] * r["recorded_clips"] for r in reports)
                              / out["recorded_clips"], 4) for k in reports[0]["clips"]}
-    rows = {}
+    rows: dict[str, dict] = {}
     for r in reports:
         for key, row in r["stream"]["rows"].items():
-            acc = rows.setdefault(key, {k: v for k, v in row.items()})
-            if acc is not row:
-                for k, v in row.items():
-                    if isinstance(v, int):
-                        acc[k] += v
+            if key not in rows:
+                rows[key] = dict(row)
+                continue
+            for k, v in row.items():
+                if isinstance(v, int) and not isinstance(v, bool):
+                    rows[key][k] += v
     out["stream"] = {"audio_s": sum(r["stream"]["audio_s"] for r in reports),
                      "gap_s": reports[0]["stream"]["gap_s"],
                      "smoothing_ms": reports[0]["stream"]["smoothing_ms"], "rows": rows}

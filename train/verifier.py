@@ -46,7 +46,7 @@ import numpy as np
 from device.config import Config, add_profile_arguments, config_from_args
 from device.manifest import sha256_file, write_manifest
 from device.paths import BuildPaths, profile_tag
-from device.verifier import EMBEDDING_DIM, RATE_HZ, SpeechEmbedding, WakeVerifier
+from device.verifier import EMBEDDING_DIM, RATE_HZ, SpeechEmbedding, WakeVerifier, windows_around
 from train.waveforms import active_level_db, db_to_gain
 
 log = logging.getLogger("train.verifier")
@@ -194,12 +194,12 @@ def wake_stream(clips: np.ndarray, noise: np.ndarray, snr_db: float, rng: np.ran
     return (np.clip(out, -1.0, 32767 / 32768) * 32768).astype(np.int16), spans
 
 
-def trigger_times(cfg: Config, audio: np.ndarray, thresholds: Sequence[float]) -> list[float]:
-    """Every wake trigger of the profile's exported keyword model over int16 ``audio`` (the
-    device's pipeline and decisions, no verifier) at any of ``thresholds``."""
-    from device.replay import keyword_run, smoothed, trigger_replay
-    # The pipeline up to its keyword decisions (later stages, ESN or sound classifier, may not be
-    # exported yet, and their load warnings would only confuse), without the verifier.
+def keyword_alone_run(cfg: Config, audio: np.ndarray):
+    """`device.replay.keyword_run` over int16 ``audio`` with the profile's pipeline cut after its
+    keyword decisions (later stages, ESN or sound classifier, may not be exported yet, and their
+    load warnings would only confuse) and without the verifier: the exported keyword model's own
+    posteriors."""
+    from device.replay import keyword_run
     stages = list(cfg["pipeline.stages"])
     keywords = next((i for i, name in enumerate(stages)
                      if cfg.section(f"stages.{name}").get("type") == "keyword_decisions"), None)
@@ -208,7 +208,14 @@ def trigger_times(cfg: Config, audio: np.ndarray, thresholds: Sequence[float]) -
     verifier_key = f"stages.{stages[keywords]}.verifier"
     alone = cfg.with_overrides([f"pipeline.stages={json.dumps(stages[:keywords + 1])}",
                                 f"{verifier_key}=''"])
-    run = keyword_run(alone, audio)
+    return keyword_run(alone, audio)
+
+
+def trigger_times(cfg: Config, audio: np.ndarray, thresholds: Sequence[float]) -> list[float]:
+    """Every wake trigger of the profile's exported keyword model over int16 ``audio`` (the
+    device's pipeline and decisions, no verifier) at any of ``thresholds``."""
+    from device.replay import smoothed, trigger_replay
+    run = keyword_alone_run(cfg, audio)
     wake = cfg.keyword_labels.index(cfg["labels.wake_word"])
     score = smoothed(run.times_s, run.posteriors[:, wake], float(cfg["decisions.smoothing_ms"]) / 1e3)
     times: set[float] = set()
@@ -217,6 +224,73 @@ def trigger_times(cfg: Config, audio: np.ndarray, thresholds: Sequence[float]) -
                                     min_count=int(cfg["decisions.wake_min_count"]),
                                     refractory_s=float(cfg["decisions.refractory_ms"]) / 1e3))
     return sorted(times)
+
+
+def clip_stream(clips: np.ndarray, names: Sequence[str], gap_s: float, rate: int = RATE_HZ
+                ) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """Clips ``(n, samples)`` float in [-1, 1] one after another, ``gap_s`` of silence before each
+    and after the last -> int16 stream and ``(start_s, end_s, name)`` per clip."""
+    gap = np.zeros(int(round(gap_s * rate)), np.float32)
+    parts, spans, pos = [], [], 0
+    for clip, name in zip(clips, names):
+        parts += [gap, np.asarray(clip, np.float32)]
+        start = pos + len(gap)
+        spans.append((start / rate, (start + len(clip)) / rate, str(name)))
+        pos = start + len(clip)
+    parts.append(gap)
+    stream = np.concatenate(parts)
+    return np.clip(np.rint(stream * 32767.0), -32768, 32767).astype(np.int16), spans
+
+
+def command_windows(cfg: Config, data, emb: SpeechEmbedding, ends_ms: Sequence[float],
+                    thresholds: Sequence[float], rng: np.random.Generator,
+                    before_s: float = 0.5, after_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+    """The class readout's windows where the device will show them: pooled embeddings and labels.
+
+    The split's command clips, and as many of its ``_unknown_`` clips, one after another 1.5 s
+    apart through the exported keyword model in the device's pipeline (`keyword_alone_run`);
+    around each clip the command window is held open (`device.replay.first_command`) at each of
+    ``thresholds``, and each trigger's class windows (ending ``ends_ms`` after it) are embedded
+    with the clip's label: a command's window says what it is at the point the device asks, an
+    unknown word's that a trigger on it is no command. Raises FileNotFoundError without an
+    exported keyword model.
+    """
+    from device.paths import resolve_build_path
+    from device.replay import first_command, smoothed_posteriors
+    model = resolve_build_path(cfg, cfg.section("stages.multitask")["model"])
+    if not model.is_file():
+        raise FileNotFoundError(f"the class readout's trigger windows need the exported keyword "
+                                f"model ({model}): run `python -m export.multitask` first, or set "
+                                f"model.wake_verifier.class_aligned_thresholds=[]")
+    labels, commands = cfg.keyword_labels, list(cfg["labels.commands"])
+    names = np.array(labels)[data.keyword_labels]
+    cmd = np.flatnonzero(np.isin(names, commands))
+    unknown = np.flatnonzero(names == "_unknown_")
+    unknown = rng.choice(unknown, min(len(unknown), len(cmd)), replace=False)
+    order = rng.permutation(np.concatenate([cmd, unknown]).astype(int))
+    if not len(order):
+        return np.zeros((0, 2 * EMBEDDING_DIM), np.float32), np.zeros(0, np.int64)
+    audio, spans = clip_stream(data.keyword_audio[order], names[order], 1.5)
+    run = keyword_alone_run(cfg, audio)
+    sm = smoothed_posteriors(run.times_s, run.posteriors, float(cfg["decisions.smoothing_ms"]) / 1e3)
+    x = audio.astype(np.float32) * np.float32(1.0 / 32768.0)
+    ends_s = [float(e) / 1000.0 for e in ends_ms]
+    clip = int(round(float(cfg["data.clip_s"]) * RATE_HZ))
+    windows, y = [], []
+    for start, end, name in spans:
+        seen = set()
+        for th in thresholds:
+            hit = first_command(labels, commands, run.times_s, sm, start - before_s, end + after_s,
+                                threshold=float(th), min_count=int(cfg["decisions.command_min_count"]))
+            if hit is None or hit[0] in seen:
+                continue
+            seen.add(hit[0])
+            at = int(round(float(run.times_s[hit[0]]) * RATE_HZ))
+            windows.append(windows_around(x, at, ends_s, clip))
+            y += [labels.index(name)] * len(ends_s)
+    if not windows:
+        return np.zeros((0, 2 * EMBEDDING_DIM), np.float32), np.zeros(0, np.int64)
+    return emb.embed(np.concatenate(windows)), np.array(y, np.int64)
 
 
 def aligned_positives(verifier: WakeVerifier, audio: np.ndarray, spans: Sequence[tuple[int, int]],
@@ -302,10 +376,20 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
         readout = fit_readout(np.concatenate([x, found]),
                               np.concatenate([y, np.ones(len(found), np.int64)]), c, seed)
     classes, class_validation = None, None
+    class_windows = 0
     if cfg["model.wake_verifier.classes"]:
-        classes = fit_class_readout(np.concatenate([tc, tn]),
-                                    np.concatenate([splits["train"].keyword_labels] * 2),
-                                    labels, c, seed, cfg["model.wake_verifier.class_window_ends_ms"])
+        ends = [float(v) for v in cfg["model.wake_verifier.class_window_ends_ms"]]
+        xc, yc = [tc, tn], [splits["train"].keyword_labels] * 2
+        if cfg["model.wake_verifier.class_aligned_thresholds"]:
+            xa, ya = command_windows(cfg, splits["train"], emb, ends,
+                                     cfg["model.wake_verifier.class_aligned_thresholds"],
+                                     np.random.default_rng([seed, 29]))
+            xc.append(xa)
+            yc.append(ya)
+            class_windows = len(ya)
+            log.info("class readout: %d trigger windows of training commands and unknown words",
+                     class_windows)
+        classes = fit_class_readout(np.concatenate(xc), np.concatenate(yc), labels, c, seed, ends)
         class_validation = class_report(cfg, classes, splits["validation"], vc, vn)
         log.info("class readout, validation top-1 (recorded clips): %s",
                  {k: v for k, v in class_validation.items() if k.endswith("_recorded")})
@@ -318,6 +402,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
                         "wake_clips": int(vy.sum()), "other_clips": int((vy == 0).sum())}
     info = {"readout": readout, "validation": report, "threshold": threshold,
             "classes": classes, "class_validation": class_validation,
+            "class_trigger_windows": class_windows,
             "train_clips": int(len(ys[0])), "train_wake_clips": int(ys[0].sum()),
             "trigger_aligned_windows": aligned,
             "c": c, "noise_snr_db": snr,

@@ -227,11 +227,12 @@ class _ScriptedVerifier:
 
 
 def test_replay_counts_right_wrong_and_false_commands():
-    from evaluation.commands import command_stream, replay_commands
+    from evaluation.commands import replay_commands
+    from train.verifier import clip_stream
     cfg = load_config("default", ["decisions.smoothing_ms=100"])
     clips = np.zeros((3, RATE_HZ), np.float32)
     first, second = cfg["labels.commands"][:2]
-    audio, spans = command_stream(clips, [first, second, "_unknown_"], gap_s=1.0)
+    audio, spans = clip_stream(clips, [first, second, "_unknown_"], gap_s=1.0)
     assert audio.dtype == np.int16 and [s[:2] for s in spans] == [(1.0, 2.0), (3.0, 4.0), (5.0, 6.0)]
     times = np.arange(0.1, 7.0, 0.1)
     post = np.tile(_posteriors(cfg, "_silence_"), (len(times), 1))
@@ -246,3 +247,53 @@ def test_replay_counts_right_wrong_and_false_commands():
     assert {k: judged[k] for k in ("right", "wrong", "false", "withdrawn")} == \
         {"right": 2, "wrong": 0, "false": 0, "withdrawn": 1}
     assert len(v.asked) == 3        # the refused word, held high, is not asked about again
+
+
+def test_the_class_readout_is_shown_the_windows_at_the_keyword_models_command_triggers(
+        models, tone_model, tmp_path):
+    """`train.verifier.command_windows` end to end with a real int8 model (the tone model: "yes"
+    is a 1.5 kHz tone): each spoken command gives one window per distinct trigger, labelled with
+    its word; an unknown word the model does not trigger on gives none."""
+    from types import SimpleNamespace
+
+    from device.audio_source import Tone, render_tones
+    from device.bench import WORD_S, YES_HZ
+    from helpers import TONE_STAGES
+    from train import verifier as tv
+    cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
+                                  f"stages.multitask.model='{tone_model}'", TONE_STAGES])
+    labels = cfg.keyword_labels
+    yes = render_tones([Tone(0.2, 0.2 + WORD_S, YES_HZ, 0.3)], 1.0, RATE_HZ).astype(np.float32)
+    data = SimpleNamespace(keyword_audio=np.stack([yes] * 3 + [np.zeros_like(yes)] * 3),
+                           keyword_labels=np.array([labels.index("yes")] * 3
+                                                   + [labels.index("_unknown_")] * 3))
+    x, y = tv.command_windows(cfg, data, tv.embedder(cfg), [200.0], [0.5],
+                              np.random.default_rng(0))
+    assert x.shape == (3, N) and np.all(np.isfinite(x))
+    assert list(y) == [labels.index("yes")] * 3
+    # Two windows per trigger: one row each, the same label.
+    x2, y2 = tv.command_windows(cfg, data, tv.embedder(cfg), [0.0, 200.0], [0.5],
+                                np.random.default_rng(0))
+    assert x2.shape == (6, N) and list(y2) == [labels.index("yes")] * 6
+    missing = load_config("default", [f"project.build_dir='{tmp_path / 'none'}'"])
+    with pytest.raises(FileNotFoundError, match="export.multitask"):
+        tv.command_windows(missing, data, tv.embedder(cfg), [200.0], [0.5],
+                           np.random.default_rng(0))
+
+
+def test_folds_pool_into_one_report():
+    from evaluation.commands import markdown, pool
+
+    def report(n, acc, right):
+        row = {"commands": 10, "right": right, "wrong": 1, "others": 4, "false": 1, "withdrawn": 2,
+               "verdicts": 12, "threshold": 0.5, "decider": "with_verifier"}
+        return {"profile": "real", "weight": 1.0, "recorded_clips": n, "embedding_ms_per_clip": 6.0,
+                "clips": {"keyword_model": acc, "readout": acc, "combined": acc},
+                "stream": {"audio_s": 100.0, "gap_s": 1.5, "smoothing_ms": 300.0,
+                           "rows": {"with_verifier@0.5": row}}}
+    pooled = pool([report(100, 0.9, 8), report(300, 0.8, 9)])
+    assert pooled["recorded_clips"] == 400 and pooled["clips"]["combined"] == pytest.approx(0.825)
+    row = pooled["stream"]["rows"]["with_verifier@0.5"]
+    assert (row["commands"], row["right"], row["verdicts"], row["threshold"]) == (20, 17, 24, 0.5)
+    text = markdown(pooled)
+    assert "82.5 %" in text and "| with verifier | 0.5 | 85.0 % | 10.0 % | 5.0 % | 25.0 % | 24 (4) |" in text
