@@ -115,12 +115,17 @@ def _count(out: dict, name: str, commands, got: str | None) -> None:
 
 
 def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
-             model: str | None = None, verifier_path: str | None = None) -> dict:
-    """Both figures for the profile's exported models on its test split (see the module)."""
+             model: str | None = None, verifier_path: str | None = None,
+             snr_db: float | None = None, seed: int = 1234) -> dict:
+    """Both figures for the profile's exported models on its test split (see the module).
+
+    ``snr_db``: the stream's clips at -24 dBFS active level over a continuous bed of the test
+    split's scene crops this far below (`train.verifier.wake_stream`, as the wake-word
+    benchmark lays its words), instead of as recorded over silence."""
     from device.interpreter import TFLiteModel
     from device.replay import keyword_run
     from train.multitask import load_splits
-    from train.verifier import clip_stream, keyword_posteriors
+    from train.verifier import clip_stream, keyword_posteriors, wake_stream
 
     t0 = time.perf_counter()
     verifier = WakeVerifier.load(resolve_build_path(
@@ -150,11 +155,17 @@ def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
               "embedding_ms_per_clip": round(embed_ms, 1)}
     names = np.array(labels)[y]
     keep = np.array([n in set(cfg["labels.commands"]) or n == "_unknown_" for n in names])
-    stream, spans = clip_stream(audio[keep], names[keep], gap_s)
+    if snr_db is None:
+        stream, spans = clip_stream(audio[keep], names[keep], gap_s)
+    else:
+        rng = np.random.default_rng(seed)
+        bed = test.scenes.random(max(8, int(keep.sum() * (1 + gap_s)) + 8), rng)[0]
+        stream, at = wake_stream(audio[keep], bed, float(snr_db), rng, gap_s=(gap_s, gap_s))
+        spans = [(a / RATE_HZ, b / RATE_HZ, str(n)) for (a, b), n in zip(at, names[keep])]
     run = keyword_run(cfg.with_overrides(['stages.keywords.verifier=""']), stream,
                       model=str(resolve_build_path(cfg, cfg.section("stages.multitask")["model"])))
     fstream = stream.astype(np.float32) / 32768.0
-    report["stream"] = {"audio_s": round(run.audio_s, 1), "gap_s": gap_s,
+    report["stream"] = {"audio_s": round(run.audio_s, 1), "gap_s": gap_s, "snr_db": snr_db,
                         "smoothing_ms": float(cfg["decisions.smoothing_ms"]), "rows": {}}
     for thr in thresholds:
         for name, v in (("keyword_model", None), ("with_verifier", verifier)):
@@ -178,7 +189,10 @@ def markdown(report: dict) -> str:
              f"**{100 * c['combined']:.1f} %**. The readout's embedding: "
              f"{report['embedding_ms_per_clip']:.0f} ms a clip here.", "",
              f"In a stream ({report['stream']['audio_s']:.0f} s; each clip after "
-             f"{report['stream']['gap_s']:g} s of silence, the command window held open; smoothing "
+             f"{report['stream']['gap_s']:g} s of "
+             + (f"scenes, at -24 dBFS and {report['stream']['snr_db']:g} dB SNR"
+                if report["stream"].get("snr_db") is not None else "silence")
+             + f", the command window held open; smoothing "
              f"{report['stream']['smoothing_ms']:g} ms):", "",
              "| decider | command threshold | right | wrong | none | commands raised on unknown "
              "words | verdicts (withdrawn) |", "|---|---|---|---|---|---|---|"]
@@ -216,6 +230,7 @@ def pool(reports: Sequence[dict]) -> dict:
                     rows[key][k] += v
     out["stream"] = {"audio_s": sum(r["stream"]["audio_s"] for r in reports),
                      "gap_s": reports[0]["stream"]["gap_s"],
+                     "snr_db": reports[0]["stream"].get("snr_db"),
                      "smoothing_ms": reports[0]["stream"]["smoothing_ms"], "rows": rows}
     return out
 
@@ -233,6 +248,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                              "decisions.command_threshold and verified_command_threshold, and "
                              "0.1 either side of each)")
     parser.add_argument("--gap-s", type=float, default=1.5, help="silence before each clip")
+    parser.add_argument("--snr-db", type=float, default=None,
+                        help="lay the clips at -24 dBFS over the test split's scenes this far "
+                             "below, as the wake-word benchmark does (default: as recorded, "
+                             "silence between)")
     parser.add_argument("--out", default=None, help="report name (default commands_<profile>)")
     parser.add_argument("--pool", nargs="+", default=None, metavar="JSON",
                         help="pool these reports (of evaluation.commands) and write --out")
@@ -251,7 +270,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     float(cfg["decisions.command_threshold"])]
             thresholds = args.thresholds or sorted({round(b + d, 3) for b in base
                                                     for d in (-0.1, 0.0, 0.1)})
-            report = evaluate(cfg, thresholds, args.gap_s)
+            report = evaluate(cfg, thresholds, args.gap_s, snr_db=args.snr_db)
     except (FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 1
