@@ -244,7 +244,8 @@ def clip_stream(clips: np.ndarray, names: Sequence[str], gap_s: float, rate: int
 
 def command_windows(cfg: Config, data, emb: SpeechEmbedding, ends_ms: Sequence[float],
                     thresholds: Sequence[float], rng: np.random.Generator,
-                    before_s: float = 0.5, after_s: float = 1.0) -> tuple[np.ndarray, np.ndarray]:
+                    before_s: float = 0.5, after_s: float = 1.0,
+                    snr_db: Sequence[float] = ()) -> tuple[np.ndarray, np.ndarray]:
     """The class readout's windows where the device will show them: pooled embeddings and labels.
 
     The split's command clips, and as many of its ``_unknown_`` clips, one after another 1.5 s
@@ -252,7 +253,9 @@ def command_windows(cfg: Config, data, emb: SpeechEmbedding, ends_ms: Sequence[f
     around each clip the command window is held open (`device.replay.first_command`) at each of
     ``thresholds``, and each trigger's class windows (ending ``ends_ms`` after it) are embedded
     with the clip's label: a command's window says what it is at the point the device asks, an
-    unknown word's that a trigger on it is no command. Raises FileNotFoundError without an
+    unknown word's that a trigger on it is no command. With ``snr_db``, the same clips go
+    through once more for each SNR, at -24 dBFS over a bed of the split's scene crops
+    (`wake_stream`): the windows a trigger cuts in a room. Raises FileNotFoundError without an
     exported keyword model.
     """
     from device.paths import resolve_build_path
@@ -270,24 +273,33 @@ def command_windows(cfg: Config, data, emb: SpeechEmbedding, ends_ms: Sequence[f
     order = rng.permutation(np.concatenate([cmd, unknown]).astype(int))
     if not len(order):
         return np.zeros((0, 2 * EMBEDDING_DIM), np.float32), np.zeros(0, np.int64)
-    audio, spans = clip_stream(data.keyword_audio[order], names[order], 1.5)
-    run = keyword_alone_run(cfg, audio)
-    sm = smoothed_posteriors(run.times_s, run.posteriors, float(cfg["decisions.smoothing_ms"]) / 1e3)
-    x = audio.astype(np.float32) * np.float32(1.0 / 32768.0)
+    streams = [clip_stream(data.keyword_audio[order], names[order], 1.5)]
+    for snr in snr_db:
+        n_bed = int(len(order) * 4) + 8     # 1 s crops: enough for the words and their gaps
+        audio, at = wake_stream(data.keyword_audio[order], data.scenes.random(n_bed, rng)[0],
+                                float(snr), rng, gap_s=(1.5, 1.5))
+        streams.append((audio, [(a / RATE_HZ, b / RATE_HZ, str(n))
+                                for (a, b), n in zip(at, names[order])]))
     ends_s = [float(e) / 1000.0 for e in ends_ms]
     clip = int(round(float(cfg["data.clip_s"]) * RATE_HZ))
     windows, y = [], []
-    for start, end, name in spans:
-        seen = set()
-        for th in thresholds:
-            hit = first_command(labels, commands, run.times_s, sm, start - before_s, end + after_s,
-                                threshold=float(th), min_count=int(cfg["decisions.command_min_count"]))
-            if hit is None or hit[0] in seen:
-                continue
-            seen.add(hit[0])
-            at = int(round(float(run.times_s[hit[0]]) * RATE_HZ))
-            windows.append(windows_around(x, at, ends_s, clip))
-            y += [labels.index(name)] * len(ends_s)
+    for audio, spans in streams:
+        run = keyword_alone_run(cfg, audio)
+        sm = smoothed_posteriors(run.times_s, run.posteriors,
+                                 float(cfg["decisions.smoothing_ms"]) / 1e3)
+        x = audio.astype(np.float32) * np.float32(1.0 / 32768.0)
+        for start, end, name in spans:
+            seen = set()
+            for th in thresholds:
+                hit = first_command(labels, commands, run.times_s, sm, start - before_s,
+                                    end + after_s, threshold=float(th),
+                                    min_count=int(cfg["decisions.command_min_count"]))
+                if hit is None or hit[0] in seen:
+                    continue
+                seen.add(hit[0])
+                at = int(round(float(run.times_s[hit[0]]) * RATE_HZ))
+                windows.append(windows_around(x, at, ends_s, clip))
+                y += [labels.index(name)] * len(ends_s)
     if not windows:
         return np.zeros((0, 2 * EMBEDDING_DIM), np.float32), np.zeros(0, np.int64)
     return emb.embed(np.concatenate(windows)), np.array(y, np.int64)
@@ -383,7 +395,8 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
         if cfg["model.wake_verifier.class_aligned_thresholds"]:
             xa, ya = command_windows(cfg, splits["train"], emb, ends,
                                      cfg["model.wake_verifier.class_aligned_thresholds"],
-                                     np.random.default_rng([seed, 29]))
+                                     np.random.default_rng([seed, 29]),
+                                     snr_db=cfg["model.wake_verifier.class_aligned_snr_db"])
             xc.append(xa)
             yc.append(ya)
             class_windows = len(ya)

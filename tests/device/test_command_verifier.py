@@ -264,9 +264,12 @@ def test_the_class_readout_is_shown_the_windows_at_the_keyword_models_command_tr
                                   f"stages.multitask.model='{tone_model}'", TONE_STAGES])
     labels = cfg.keyword_labels
     yes = render_tones([Tone(0.2, 0.2 + WORD_S, YES_HZ, 0.3)], 1.0, RATE_HZ).astype(np.float32)
+    scenes = SimpleNamespace(random=lambda n, r: (r.normal(0, 0.01, (n, RATE_HZ)).astype(np.float32),
+                                                  np.zeros(n, int)))
     data = SimpleNamespace(keyword_audio=np.stack([yes] * 3 + [np.zeros_like(yes)] * 3),
                            keyword_labels=np.array([labels.index("yes")] * 3
-                                                   + [labels.index("_unknown_")] * 3))
+                                                   + [labels.index("_unknown_")] * 3),
+                           scenes=scenes)
     x, y = tv.command_windows(cfg, data, tv.embedder(cfg), [200.0], [0.5],
                               np.random.default_rng(0))
     assert x.shape == (3, N) and np.all(np.isfinite(x))
@@ -275,6 +278,11 @@ def test_the_class_readout_is_shown_the_windows_at_the_keyword_models_command_tr
     x2, y2 = tv.command_windows(cfg, data, tv.embedder(cfg), [0.0, 200.0], [0.5],
                                 np.random.default_rng(0))
     assert x2.shape == (6, N) and list(y2) == [labels.index("yes")] * 6
+    # Once more over scenes at 20 dB: the same three words, three more windows.
+    x3, y3 = tv.command_windows(cfg, data, tv.embedder(cfg), [200.0], [0.5],
+                                np.random.default_rng(0), snr_db=[20.0])
+    assert x3.shape == (6, N) and list(y3) == [labels.index("yes")] * 6
+    np.testing.assert_allclose(x3[:3], x, rtol=1e-5)   # the clean pass is unchanged by it
     missing = load_config("default", [f"project.build_dir='{tmp_path / 'none'}'"])
     with pytest.raises(FileNotFoundError, match="export.multitask"):
         tv.command_windows(missing, data, tv.embedder(cfg), [200.0], [0.5],
