@@ -305,3 +305,43 @@ def test_folds_pool_into_one_report():
     assert (row["commands"], row["right"], row["verdicts"], row["threshold"]) == (20, 17, 24, 0.5)
     text = markdown(pooled)
     assert "82.5 %" in text and "| with verifier | 0.5 | 85.0 % | 10.0 % | 5.0 % | 25.0 % | 24 (4) |" in text
+
+
+def test_evaluate_runs_both_figures_through_the_pipeline(models, tone_model, tmp_path, monkeypatch):
+    """`evaluation.commands.evaluate` end to end on a stand-in test split (the tone model's
+    "yes" tone and silent unknown words), the real pipeline and a verifier exported with a
+    class readout that hears "yes" in everything: clips and streams, in silence and over scenes."""
+    from types import SimpleNamespace
+
+    from device.audio_source import Tone, render_tones
+    from device.bench import WORD_S, YES_HZ
+    from evaluation import commands as ce
+    from helpers import TONE_STAGES
+    import train.multitask as mt
+    cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
+                                  f"stages.multitask.model='{tone_model}'", TONE_STAGES,
+                                  "stages.keywords.verifier='export/wake_verifier.tflite'",
+                                  "model.wake_verifier.window_ends_ms=[0.0, 200.0]"])
+    labels = cfg.keyword_labels
+    _export_with_classes(cfg, {"yes": 6.0})
+    yes = render_tones([Tone(0.2, 0.2 + WORD_S, YES_HZ, 0.3)], 1.0, RATE_HZ).astype(np.float32)
+    scenes = SimpleNamespace(random=lambda n, r: (r.normal(0, 0.01, (n, RATE_HZ)).astype(np.float32),
+                                                  np.zeros(n, int)))
+    test = SimpleNamespace(keyword_audio=np.stack([yes] * 4 + [np.zeros_like(yes)] * 2),
+                           keyword_labels=np.array([labels.index("yes")] * 4
+                                                   + [labels.index("_unknown_")] * 2),
+                           keyword_recorded=np.array([True] * 6), scenes=scenes)
+    monkeypatch.setattr(mt, "load_splits", lambda cfg, progress=False: {"test": test})
+    report = ce.evaluate(cfg, [0.5])
+    assert report["recorded_clips"] == 6
+    # The keyword model hears the tones as "yes" (and the silent "unknown words" as silence);
+    # the readout says "yes" to everything.
+    assert report["clips"]["keyword_model"] == pytest.approx(4 / 6, abs=1e-4)
+    assert report["clips"]["readout"] == pytest.approx(4 / 6, abs=1e-4)
+    alone, judged = (report["stream"]["rows"][f"{k}@0.5"] for k in ("keyword_model", "with_verifier"))
+    assert (alone["commands"], alone["right"], alone["others"], alone["false"]) == (4, 4, 2, 0)
+    assert (judged["right"], judged["wrong"], judged["false"], judged["verdicts"]) == (4, 0, 0, 4)
+    noisy = ce.evaluate(cfg, [0.5], snr_db=20.0)
+    assert noisy["stream"]["snr_db"] == 20.0
+    assert noisy["stream"]["rows"]["with_verifier@0.5"]["right"] == 4
+    assert "20 dB SNR" in ce.markdown(noisy)
