@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -98,8 +98,8 @@ def keyword_run(cfg, audio: np.ndarray, model: str | None = None) -> KeywordRun:
 def smoothed(times_s: np.ndarray, wake_scores: np.ndarray, smoothing_s: float) -> np.ndarray:
     """The wake column of `device.decisions.KeywordDecisions`' smoothing (its smoother is
     column-wise, so the wake column alone gives the same numbers)."""
-    sm = PosteriorSmoother(smoothing_s)
-    return np.array([sm.update(float(t), [s])[0] for t, s in zip(times_s, wake_scores)])
+    column = np.asarray(wake_scores, np.float64).reshape(-1, 1)
+    return smoothed_posteriors(times_s, column, smoothing_s).reshape(-1)
 
 
 def trigger_replay(times_s: Sequence[float], smoothed_scores: Sequence[float], *, threshold: float,
@@ -119,15 +119,36 @@ def smoothed_posteriors(times_s: np.ndarray, posteriors: np.ndarray, smoothing_s
 
 def first_command(labels: Sequence[str], commands: Sequence[str], times_s: np.ndarray,
                   smoothed_posteriors: np.ndarray, open_s: float, close_s: float, *,
-                  threshold: float, min_count: int) -> tuple[int, str] | None:
+                  threshold: float, min_count: int,
+                  verdict: Callable[[int], str | None] | None = None, delay_s: float = 0.0,
+                  refused: list[int] | None = None) -> tuple[int, str] | None:
     """The first command the device's `CommandWindow`, opened at ``open_s`` (as by a wake word)
     and listening until ``close_s``, raises over the smoothed posteriors: ``(index into
-    times_s, label)``, or None."""
+    times_s, label)``, or None.
+
+    With ``verdict`` (a trigger's index -> the command a second opinion names, or None), each
+    trigger is judged as the keyword stage judges it: the label is the verdict's, and a refused
+    trigger is withdrawn (`CommandWindow.withdraw`), the window taking nothing for ``delay_s``
+    (while the stage waits for the verdict) before it listens on; ``refused`` collects the
+    refused triggers' indices."""
     window = CommandWindow(labels, list(commands), float(close_s - open_s), threshold, min_count, 1)
     window.open(open_s)
     lo, hi = np.searchsorted(times_s, [open_s, close_s])
+    busy_until = -np.inf
     for i in range(lo, hi):
-        hit = window.update(float(times_s[i]), smoothed_posteriors[i])
-        if hit is not None:
+        t = float(times_s[i])
+        if t <= busy_until:
+            continue
+        hit = window.update(t, smoothed_posteriors[i])
+        if hit is None:
+            continue
+        if verdict is None:
             return i, hit[0]
+        label = verdict(i)
+        if label is not None:
+            return i, label
+        if refused is not None:
+            refused.append(i)
+        busy_until = t + delay_s
+        window.withdraw()
     return None

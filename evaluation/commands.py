@@ -38,7 +38,6 @@ from typing import Sequence
 import numpy as np
 
 from device.config import Config, add_profile_arguments, config_from_args
-from device.decisions import CommandWindow
 from device.replay import first_command, smoothed_posteriors
 from device.paths import BuildPaths, profile_tag, resolve_build_path
 from device.verifier import RATE_HZ, WakeVerifier, combine
@@ -76,31 +75,17 @@ def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, au
     out = {"commands": 0, "right": 0, "wrong": 0, "others": 0, "false": 0, "withdrawn": 0,
            "verdicts": 0}
     for start, end, name in spans:
-        if verifier is None:
-            hit = first_command(labels, sorted(commands), times_s, smoothed, start - before_s,
-                                end + after_s, threshold=threshold, min_count=min_count)
-            _count(out, name, commands, hit[1] if hit else None)
-            continue
-        window = CommandWindow(labels, sorted(commands), 1e9, threshold, min_count, 1)
-        window.open(start - before_s)
-        lo, hi = np.searchsorted(times_s, [start - before_s, end + after_s])
-        got, busy_until = None, -np.inf
-        for i in range(lo, hi):
-            t = float(times_s[i])
-            if t <= busy_until:      # a verdict is pending: the stage's window takes nothing
-                continue
-            if window.update(t, smoothed[i]) is None:
-                continue
-            out["verdicts"] += 1
-            label, _, _ = verifier.judge_command(smoothed[i], labels, commands, audio,
-                                                 int(round(t * RATE_HZ)), weight)
-            if label is not None:
-                got = label
-                break
-            out["withdrawn"] += 1
-            busy_until = t + delay_s
-            window.withdraw()
-        _count(out, name, commands, got)
+        verdict, refused = None, []
+        if verifier is not None:
+            def verdict(i: int) -> str | None:
+                out["verdicts"] += 1
+                return verifier.judge_command(smoothed[i], labels, commands, audio,
+                                              int(round(float(times_s[i]) * RATE_HZ)), weight)[0]
+        hit = first_command(labels, sorted(commands), times_s, smoothed, start - before_s,
+                            end + after_s, threshold=threshold, min_count=min_count,
+                            verdict=verdict, delay_s=delay_s, refused=refused)
+        out["withdrawn"] += len(refused)
+        _count(out, name, commands, hit[1] if hit else None)
     return out
 
 
