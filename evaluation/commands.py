@@ -8,7 +8,8 @@ runner:
   (`device.verifier.combine`, ``decisions.command_verifier_weight``): the 13-class figure.
 * **A stream**: every recorded command clip and ``_unknown_`` word of the split, one after
   another with ``--gap-s`` of silence between, run through the profile's pipeline
-  (`device.replay.keyword_run`, the verifier off, its posteriors recorded); around each clip the
+  (`train.verifier.keyword_alone_run`: up to its keyword decisions, the verifier off, its
+  posteriors recorded); around each clip the
   command window is held open (as if the wake word had just been said) and the device's
   decisions are replayed over the smoothed posteriors (`device.decisions.CommandWindow`) at each
   ``--thresholds``: per command clip, the first command raised is its own word (right), another
@@ -107,10 +108,8 @@ def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
     ``snr_db``: the stream's clips at -24 dBFS active level over a continuous bed of the test
     split's scene crops this far below (`train.verifier.wake_stream`, as the wake-word
     benchmark lays its words), instead of as recorded over silence."""
-    from device.interpreter import TFLiteModel
-    from device.replay import keyword_run
     from train.multitask import load_splits
-    from train.verifier import clip_stream, keyword_posteriors, wake_stream
+    from train.verifier import clip_stream, keyword_alone_run, keyword_posteriors, wake_stream
 
     t0 = time.perf_counter()
     verifier = WakeVerifier.load(resolve_build_path(
@@ -147,8 +146,7 @@ def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
         bed = test.scenes.random(max(8, int(keep.sum() * (1 + gap_s)) + 8), rng)[0]
         stream, at = wake_stream(audio[keep], bed, float(snr_db), rng, gap_s=(gap_s, gap_s))
         spans = [(a / RATE_HZ, b / RATE_HZ, str(n)) for (a, b), n in zip(at, names[keep])]
-    run = keyword_run(cfg.with_overrides(['stages.keywords.verifier=""']), stream,
-                      model=str(resolve_build_path(cfg, cfg.section("stages.multitask")["model"])))
+    run = keyword_alone_run(cfg, stream)
     fstream = stream.astype(np.float32) / 32768.0
     report["stream"] = {"audio_s": round(run.audio_s, 1), "gap_s": gap_s, "snr_db": snr_db,
                         "smoothing_ms": float(cfg["decisions.smoothing_ms"]), "rows": {}}

@@ -123,27 +123,35 @@ def fit_class_readout(x: np.ndarray, y: np.ndarray, labels: Sequence[str], c: fl
             "window_ends_ms": [float(v) for v in window_ends_ms]}
 
 
+def keyword_model_path(cfg: Config) -> Path:
+    """The keyword model the profile's pipeline runs (`device.stages.model.model_path`: its
+    ``model``, or its ``fallback`` when only that is exported); it may not exist yet."""
+    from device.stages.model import model_path
+    section = cfg.section("stages.multitask")
+    return model_path(cfg, section["model"], section.get("fallback"))
+
+
 def keyword_posteriors(cfg: Config, audio: np.ndarray) -> np.ndarray | None:
     """The exported int8 keyword model's posteriors for clips, by the device's runner; None when
     it is not exported yet."""
     from device.frontend import LogMelConfig
     from device.interpreter import TFLiteModel
     from train.features import log_mel_batch
-    from device.paths import resolve_build_path
-    path = resolve_build_path(cfg, cfg.section("stages.multitask")["model"])
+    path = keyword_model_path(cfg)
     if not path.is_file():
         return None
     model = TFLiteModel(path, frontend=cfg.section("frontend.keyword"))
     return model.predict(log_mel_batch(audio, LogMelConfig.from_config(cfg, "keyword")))["keyword"]
 
 
-def class_report(cfg: Config, classes: dict, data, clean: np.ndarray, noisy: np.ndarray) -> dict:
+def class_report(cfg: Config, readout: dict, classes: dict, data, clean: np.ndarray,
+                 noisy: np.ndarray) -> dict:
     """Validation: top-1 accuracy of the class readout alone (clean and noisy clips), and, on
     the clean clips, of the exported keyword model alone and of the two combined as the device
-    combines them; each for all clips and for the recorded ones."""
+    combines them; each for all clips and for the recorded ones. The readouts (the wake one and
+    ``classes``) are applied by the device's own arithmetic."""
     from device.verifier import combine
-    v = WakeVerifier(None, {"mean": [0.0] * 192, "scale": [1.0] * 192, "coef": [0.0] * 192,
-                            "intercept": 0.0}, classes=classes)
+    v = WakeVerifier(None, readout, classes=classes)
     y = data.keyword_labels
     rec = data.keyword_recorded if data.keyword_recorded is not None else np.ones(len(y), bool)
     q_clean, q_noisy = v.class_readout(clean), v.class_readout(noisy)
@@ -258,9 +266,8 @@ def command_windows(cfg: Config, data, emb: SpeechEmbedding, ends_ms: Sequence[f
     (`wake_stream`): the windows a trigger cuts in a room. Raises FileNotFoundError without an
     exported keyword model.
     """
-    from device.paths import resolve_build_path
     from device.replay import first_command, smoothed_posteriors
-    model = resolve_build_path(cfg, cfg.section("stages.multitask")["model"])
+    model = keyword_model_path(cfg)
     if not model.is_file():
         raise FileNotFoundError(f"the class readout's trigger windows need the exported keyword "
                                 f"model ({model}): run `python -m export.multitask` first, or set "
@@ -330,9 +337,7 @@ def trigger_aligned(cfg: Config, data, readout: dict, emb: SpeechEmbedding,
     best window (`aligned_positives`). Clips cut from recordings centre the word in a way the
     trigger does not: fit on clips alone, the readout refused real wake words whose trigger came
     early or late."""
-    from device.stages.model import model_path
-    section = cfg.section("stages.multitask")
-    model = model_path(cfg, section["model"], section.get("fallback"))
+    model = keyword_model_path(cfg)
     if not model.is_file():
         raise FileNotFoundError(
             f"no exported keyword model at {model}: the verifier is fit on its triggers, so export "
@@ -403,7 +408,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
             log.info("class readout: %d trigger windows of training commands and unknown words",
                      class_windows)
         classes = fit_class_readout(np.concatenate(xc), np.concatenate(yc), labels, c, seed, ends)
-        class_validation = class_report(cfg, classes, splits["validation"], vc, vn)
+        class_validation = class_report(cfg, readout, classes, splits["validation"], vc, vn)
         log.info("class readout, validation top-1 (recorded clips): %s",
                  {k: v for k, v in class_validation.items() if k.endswith("_recorded")})
     threshold = float(cfg["decisions.wake_verifier_threshold"])
