@@ -249,27 +249,33 @@ def test_replay_counts_right_wrong_and_false_commands():
     assert len(v.asked) == 3        # the refused word, held high, is not asked about again
 
 
+def _tone_split(labels, n_yes: int, n_unknown: int, **extra):
+    """A stand-in split the tone model can hear: ``n_yes`` clips of its "yes" tone, then
+    ``n_unknown`` silent clips labelled ``_unknown_``, and scenes of faint noise."""
+    from types import SimpleNamespace
+
+    from device.audio_source import Tone, render_tones
+    from device.bench import WORD_S, YES_HZ
+    yes = render_tones([Tone(0.2, 0.2 + WORD_S, YES_HZ, 0.3)], 1.0, RATE_HZ).astype(np.float32)
+    scenes = SimpleNamespace(random=lambda n, r: (r.normal(0, 0.01, (n, RATE_HZ)).astype(np.float32),
+                                                  np.zeros(n, int)))
+    return SimpleNamespace(keyword_audio=np.stack([yes] * n_yes + [np.zeros_like(yes)] * n_unknown),
+                           keyword_labels=np.array([labels.index("yes")] * n_yes
+                                                   + [labels.index("_unknown_")] * n_unknown),
+                           scenes=scenes, **extra)
+
+
 def test_the_class_readout_is_shown_the_windows_at_the_keyword_models_command_triggers(
         models, tone_model, tmp_path):
     """`train.verifier.command_windows` end to end with a real int8 model (the tone model: "yes"
     is a 1.5 kHz tone): each spoken command gives one window per distinct trigger, labelled with
     its word; an unknown word the model does not trigger on gives none."""
-    from types import SimpleNamespace
-
-    from device.audio_source import Tone, render_tones
-    from device.bench import WORD_S, YES_HZ
     from helpers import TONE_STAGES
     from train import verifier as tv
     cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'",
                                   f"stages.multitask.model='{tone_model}'", TONE_STAGES])
     labels = cfg.keyword_labels
-    yes = render_tones([Tone(0.2, 0.2 + WORD_S, YES_HZ, 0.3)], 1.0, RATE_HZ).astype(np.float32)
-    scenes = SimpleNamespace(random=lambda n, r: (r.normal(0, 0.01, (n, RATE_HZ)).astype(np.float32),
-                                                  np.zeros(n, int)))
-    data = SimpleNamespace(keyword_audio=np.stack([yes] * 3 + [np.zeros_like(yes)] * 3),
-                           keyword_labels=np.array([labels.index("yes")] * 3
-                                                   + [labels.index("_unknown_")] * 3),
-                           scenes=scenes)
+    data = _tone_split(labels, 3, 3)
     x, y = tv.command_windows(cfg, data, tv.embedder(cfg), [200.0], [0.5],
                               np.random.default_rng(0))
     assert x.shape == (3, N) and np.all(np.isfinite(x))
@@ -311,10 +317,6 @@ def test_evaluate_runs_both_figures_through_the_pipeline(models, tone_model, tmp
     """`evaluation.commands.evaluate` end to end on a stand-in test split (the tone model's
     "yes" tone and silent unknown words), the real pipeline and a verifier exported with a
     class readout that hears "yes" in everything: clips and streams, in silence and over scenes."""
-    from types import SimpleNamespace
-
-    from device.audio_source import Tone, render_tones
-    from device.bench import WORD_S, YES_HZ
     from evaluation import commands as ce
     from helpers import TONE_STAGES
     import train.multitask as mt
@@ -324,13 +326,7 @@ def test_evaluate_runs_both_figures_through_the_pipeline(models, tone_model, tmp
                                   "model.wake_verifier.window_ends_ms=[0.0, 200.0]"])
     labels = cfg.keyword_labels
     _export_with_classes(cfg, {"yes": 6.0})
-    yes = render_tones([Tone(0.2, 0.2 + WORD_S, YES_HZ, 0.3)], 1.0, RATE_HZ).astype(np.float32)
-    scenes = SimpleNamespace(random=lambda n, r: (r.normal(0, 0.01, (n, RATE_HZ)).astype(np.float32),
-                                                  np.zeros(n, int)))
-    test = SimpleNamespace(keyword_audio=np.stack([yes] * 4 + [np.zeros_like(yes)] * 2),
-                           keyword_labels=np.array([labels.index("yes")] * 4
-                                                   + [labels.index("_unknown_")] * 2),
-                           keyword_recorded=np.array([True] * 6), scenes=scenes)
+    test = _tone_split(labels, 4, 2, keyword_recorded=np.array([True] * 6))
     monkeypatch.setattr(mt, "load_splits", lambda cfg, progress=False: {"test": test})
     report = ce.evaluate(cfg, [0.5])
     assert report["recorded_clips"] == 6
