@@ -131,12 +131,40 @@ def streams_for(cfg: Config, wake_word: str, hopwise: Sequence[HopwiseEngine],
     if not noise:
         raise FileNotFoundError(f"no noise recordings in {noise_dir}: set bench.wakeword.noise to "
                                 f"a folder of environmental noise")
+    heard = [line for e in hopwise for line in noise_heard_in_training(e.cfg, noise, e.name)]
     streams = build_streams(
         wake_word, pos, neg, noise, snr_db=b("snr_db"), speech_dbfs=b("speech_dbfs"),
         gap_s=tuple(b("gap_s")), negative_gap_s=b("negative_gap_s"), after_s=b("after_s"),
         max_positives=b("max_positives"), seed=b("seed"),
         cache_dir=BuildPaths(cfg).cache_dir)
-    return streams, {"left_out": trained_by, "excluded_files": len(excluded)}
+    return streams, {"left_out": trained_by, "excluded_files": len(excluded),
+                     "noise_heard_in_training": heard}
+
+
+def noise_heard_in_training(cfg: Config, noise_files: Sequence[str], name: str = "") -> list[str]:
+    """A line when a real-data profile trained over the benchmark's own noise recordings.
+
+    Training mixes ``data.real.background_noise`` (and Speech Commands' ``_background_noise_``)
+    into ``model.multitask.augment.noise_prob`` of its examples; where those are the very
+    recordings the benchmark lays its words over, its misses are measured in noise the model
+    has heard (at a milder SNR), and the report says so. Empty for a synthetic profile, one
+    without noise augmentation, or noise it never trained on.
+    """
+    from train.datasets import background_noise_files
+    aug = cfg.section("model.multitask.augment")
+    if cfg["data.source"] != "real" or float(aug["noise_prob"]) <= 0:
+        return []
+    d = lambda k: resolve_data_path(cfg[f"data.real.{k}"], cfg)  # noqa: E731
+    trained = {p.resolve() for p in background_noise_files([d("background_noise"),
+                                                             d("speech_commands")])}
+    both = sorted(Path(p).resolve() for p in noise_files if Path(p).resolve() in trained)
+    if not both:
+        return []
+    lo, hi = aug["noise_snr_db"]
+    return [f"{name or cfg.name}: trained over {len(both)} of the {len(noise_files)} noise "
+            f"recordings ({', '.join(p.name for p in both)}) as background noise in "
+            f"{100 * float(aug['noise_prob']):.0f} % of its examples at {lo:g}-{hi:g} dB SNR; "
+            f"for noise it never heard, set bench.wakeword.noise to another folder"]
 
 
 # ------------------------------------------------------------------ scoring an engine
@@ -347,6 +375,8 @@ def markdown(report: dict) -> str:
               f"{info['gap_s'][0]}-{info['gap_s'][1]} s noise between; hit = a detection from "
               f"the start to {info['after_s']} s after the end",
               f"- noise: {', '.join(Path(p).name for p in info['noise_files'])}",
+              *(f"- noise heard in training: {line}"
+                for line in st.get("noise_heard_in_training", [])),
               f"- negatives ({info['negative_files']} files): " + ", ".join(
                   f"{k} {info['negative_files_by_kind'][k]} files / {v / 60:.1f} min"
                   for k, v in info["negative_s_by_kind"].items())]

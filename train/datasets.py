@@ -25,7 +25,8 @@ from .waveforms import fit_length
 
 __all__ = [
     "Clip", "AUDIO_EXTENSIONS", "decode_or_skip", "ESC50_MAJOR_GROUPS", "class_counts", "crop_to_loudest",
-    "load_speech_commands", "load_background_noise", "load_wake_words", "load_urbansound8k",
+    "load_speech_commands", "load_background_noise", "background_noise_files", "load_wake_words",
+    "load_urbansound8k",
     "load_esc50", "load_vocal_percussion", "PERCUSSION_CLASSES",
 ]
 
@@ -188,14 +189,11 @@ def load_speech_commands(root, sample_rate: int = 16000, commands: Sequence[str]
 
 
 # --------------------------------------------------------------------------- background noise
-def load_background_noise(paths: Sequence, sample_rate: int = 16000) -> list[np.ndarray]:
-    """Long noise recordings for augmentation.
-
-    Each path is either a folder of audio files (``../shared/data/background_noise``) or a
-    Speech Commands root whose ``_background_noise_`` folder is used. Missing folders give
-    nothing (logged), because noise is optional: augmentation then uses synthetic noise.
-    """
-    out: list[np.ndarray] = []
+def background_noise_files(paths: Sequence) -> list[Path]:
+    """The audio files `load_background_noise` reads from ``paths``: each a folder of audio
+    files or a Speech Commands root (its ``_background_noise_`` folder); None and missing
+    folders give none (logged)."""
+    files: list[Path] = []
     for path in paths:
         if path is None:
             continue
@@ -205,10 +203,22 @@ def load_background_noise(paths: Sequence, sample_rate: int = 16000) -> list[np.
         if not folder.is_dir():
             log.info("no background-noise folder at %s; skipping it", folder)
             continue
-        for file in _audio_files(folder):
-            audio = decode_or_skip(file, sample_rate)
-            if audio is not None and len(audio):
-                out.append(audio)
+        files += _audio_files(folder)
+    return files
+
+
+def load_background_noise(paths: Sequence, sample_rate: int = 16000) -> list[np.ndarray]:
+    """Long noise recordings for augmentation.
+
+    Each path is either a folder of audio files (``../shared/data/background_noise``) or a
+    Speech Commands root whose ``_background_noise_`` folder is used. Missing folders give
+    nothing (logged), because noise is optional: augmentation then uses synthetic noise.
+    """
+    out: list[np.ndarray] = []
+    for file in background_noise_files(paths):
+        audio = decode_or_skip(file, sample_rate)
+        if audio is not None and len(audio):
+            out.append(audio)
     log.info("background noise: %d recordings, %.1f s", len(out),
              sum(len(a) for a in out) / sample_rate)
     return out

@@ -148,3 +148,26 @@ def test_a_wake_verifier_filters_the_triggers_and_the_replay_is_the_pipeline(
         assert own["miss_rate"] == 0.0 and at["negative_false_alarms"] == 1
     else:
         assert own["miss_rate"] == 1.0 and at["negative_false_alarms"] == 0
+
+
+def test_the_report_says_when_the_model_trained_over_the_benchmarks_noise(data, tmp_path):
+    noise = [str(p) for p in sorted((data / "noise").iterdir())]
+    other = tmp_path / "other_noise"
+    other.mkdir()
+    shutil.copy(data / "noise" / "hum.wav", other / "hum.wav")   # the same sound, another file
+    sets = [f"data.real.speech_commands={data / 'sc'}", f"project.build_dir={tmp_path / 'b'}"]
+    real = load_config("real", [*sets, f"data.real.background_noise={data / 'noise'}"])
+    (line,) = ww.noise_heard_in_training(real, noise, "hopwise real")
+    assert line.startswith("hopwise real: trained over 1 of the 1 noise recordings (hum.wav)")
+    assert "bench.wakeword.noise" in line
+    # Noise it never trained on, no noise augmentation, or a synthetic profile: nothing to say.
+    assert ww.noise_heard_in_training(real, [str(other / "hum.wav")]) == []
+    quiet = real.with_overrides(["model.multitask.augment.noise_prob=0.0"])
+    assert ww.noise_heard_in_training(quiet, noise) == []
+    assert ww.noise_heard_in_training(load_config("default", sets), noise) == []
+    # A Speech Commands root's _background_noise_ counts as training noise too.
+    sc_noise = data / "sc" / "_background_noise_"
+    sc_noise.mkdir()
+    shutil.copy(data / "noise" / "hum.wav", sc_noise / "hum.wav")
+    root = load_config("real", [*sets, "data.real.background_noise=''"])
+    assert len(ww.noise_heard_in_training(root, [str(sc_noise / "hum.wav")])) == 1
