@@ -106,10 +106,11 @@ def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
     """Both figures for the profile's exported models on its test split (see the module).
 
     ``snr_db``: the stream's clips at -24 dBFS active level over a continuous bed of the test
-    split's scene crops this far below (`train.verifier.wake_stream`, as the wake-word
+    split's scene crops this far below (`train.verifier.scene_clip_stream`, as the wake-word
     benchmark lays its words), instead of as recorded over silence."""
     from train.multitask import load_splits
-    from train.verifier import clip_stream, keyword_alone_run, keyword_posteriors, wake_stream
+    from train.verifier import (clip_stream, keyword_alone_run, keyword_posteriors,
+                                scene_clip_stream)
 
     t0 = time.perf_counter()
     verifier = WakeVerifier.load(resolve_build_path(
@@ -144,8 +145,7 @@ def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
     else:
         rng = np.random.default_rng(seed)
         bed = test.scenes.random(max(8, int(keep.sum() * (1 + gap_s)) + 8), rng)[0]
-        stream, at = wake_stream(audio[keep], bed, float(snr_db), rng, gap_s=(gap_s, gap_s))
-        spans = [(a / RATE_HZ, b / RATE_HZ, str(n)) for (a, b), n in zip(at, names[keep])]
+        stream, spans = scene_clip_stream(audio[keep], names[keep], bed, snr_db, rng, gap_s)
     run = keyword_alone_run(cfg, stream)
     fstream = stream.astype(np.float32) / 32768.0
     report["stream"] = {"audio_s": round(run.audio_s, 1), "gap_s": gap_s, "snr_db": snr_db,

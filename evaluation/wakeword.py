@@ -144,20 +144,18 @@ def streams_for(cfg: Config, wake_word: str, hopwise: Sequence[HopwiseEngine],
 def noise_heard_in_training(cfg: Config, noise_files: Sequence[str], name: str = "") -> list[str]:
     """A line when a real-data profile trained over the benchmark's own noise recordings.
 
-    Training mixes ``data.real.background_noise`` (and Speech Commands' ``_background_noise_``)
-    into ``model.multitask.augment.noise_prob`` of its examples; where those are the very
+    Training mixes its noise folders (`train.corpus.background_noise_folders`) into ``model.multitask.augment.noise_prob`` of its examples; where those are the very
     recordings the benchmark lays its words over, its misses are measured in noise the model
     has heard (at a milder SNR), and the report says so. Empty for a synthetic profile, one
     without noise augmentation, or noise it never trained on.
     """
+    from train.corpus import background_noise_folders
     from train.datasets import background_noise_files
     aug = cfg.section("model.multitask.augment")
     if cfg["data.source"] != "real" or float(aug["noise_prob"]) <= 0:
         return []
-    d = lambda k: resolve_data_path(cfg[f"data.real.{k}"], cfg)  # noqa: E731
-    trained = {p.resolve() for p in background_noise_files([d("background_noise"),
-                                                             d("speech_commands")])}
-    both = sorted(Path(p).resolve() for p in noise_files if Path(p).resolve() in trained)
+    trained = {p.resolve() for p in background_noise_files(background_noise_folders(cfg))}
+    both = sorted(p for p in (Path(f).resolve() for f in noise_files) if p in trained)
     if not both:
         return []
     lo, hi = aug["noise_snr_db"]

@@ -453,6 +453,13 @@ def _warn_missing(what: str, path, key: str) -> None:
                   f"folder (or --set {key}=PATH)", stacklevel=3)
 
 
+def background_noise_folders(cfg: Config) -> list:
+    """Where a real corpus' augmentation noise comes from (`load_background_noise`):
+    ``data.real.background_noise`` and the Speech Commands root's ``_background_noise_``."""
+    return [resolve_data_path(cfg[f"data.real.{k}"], cfg)
+            for k in ("background_noise", "speech_commands")]
+
+
 def build_real(cfg: Config, progress: bool = True) -> Corpus:
     """Real recordings in their standard layouts, plus synthetic speech of the wake word and
     of confusable phrases (see ``[data.real]`` in the profile)."""
@@ -462,7 +469,7 @@ def build_real(cfg: Config, progress: bool = True) -> Corpus:
     paths = {k: resolve_data_path(cfg[f"data.real.{k}"], cfg) for k in (
         "speech_commands", "wake_words", "esc50", "urbansound8k", "vocal_percussion",
         "background_noise")}
-    noise = load_background_noise([paths["background_noise"], paths["speech_commands"]], rate)
+    noise = load_background_noise(background_noise_folders(cfg), rate)
 
     keywords: list[Clip] = []
     if paths["speech_commands"] and paths["speech_commands"].is_dir():

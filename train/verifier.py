@@ -250,6 +250,15 @@ def clip_stream(clips: np.ndarray, names: Sequence[str], gap_s: float, rate: int
     return np.clip(np.rint(stream * 32767.0), -32768, 32767).astype(np.int16), spans
 
 
+def scene_clip_stream(clips: np.ndarray, names: Sequence[str], bed: np.ndarray, snr_db: float,
+                      rng: np.random.Generator, gap_s: float = 1.5
+                      ) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """`clip_stream` over scenes: the clips at -24 dBFS over a bed of ``bed``'s crops ``snr_db``
+    below (`wake_stream`), ``gap_s`` apart -> int16 stream and ``(start_s, end_s, name)`` per clip."""
+    audio, at = wake_stream(clips, bed, float(snr_db), rng, gap_s=(gap_s, gap_s))
+    return audio, [(a / RATE_HZ, b / RATE_HZ, str(n)) for (a, b), n in zip(at, names)]
+
+
 def command_windows(cfg: Config, data, emb: SpeechEmbedding, ends_ms: Sequence[float],
                     thresholds: Sequence[float], rng: np.random.Generator,
                     before_s: float = 0.5, after_s: float = 1.0,
@@ -283,12 +292,11 @@ def command_windows(cfg: Config, data, emb: SpeechEmbedding, ends_ms: Sequence[f
     streams = [clip_stream(data.keyword_audio[order], names[order], 1.5)]
     for snr in snr_db:
         n_bed = int(len(order) * 4) + 8     # 1 s crops: enough for the words and their gaps
-        audio, at = wake_stream(data.keyword_audio[order], data.scenes.random(n_bed, rng)[0],
-                                float(snr), rng, gap_s=(1.5, 1.5))
-        streams.append((audio, [(a / RATE_HZ, b / RATE_HZ, str(n))
-                                for (a, b), n in zip(at, names[order])]))
+        streams.append(scene_clip_stream(data.keyword_audio[order], names[order],
+                                         data.scenes.random(n_bed, rng)[0], snr, rng))
     ends_s = [float(e) / 1000.0 for e in ends_ms]
     clip = int(round(float(cfg["data.clip_s"]) * RATE_HZ))
+    min_count = int(cfg["decisions.command_min_count"])
     windows, y = [], []
     for audio, spans in streams:
         run = keyword_alone_run(cfg, audio)
@@ -299,8 +307,7 @@ def command_windows(cfg: Config, data, emb: SpeechEmbedding, ends_ms: Sequence[f
             seen = set()
             for th in thresholds:
                 hit = first_command(labels, commands, run.times_s, sm, start - before_s,
-                                    end + after_s, threshold=float(th),
-                                    min_count=int(cfg["decisions.command_min_count"]))
+                                    end + after_s, threshold=float(th), min_count=min_count)
                 if hit is None or hit[0] in seen:
                     continue
                 seen.add(hit[0])
