@@ -1,4 +1,4 @@
-"""A second opinion on every wake trigger: a frozen speech embedding and a linear readout.
+"""A second opinion on every wake trigger: a frozen speech embedding and a small readout.
 
 The keyword model runs on every stride and decides alone whether the wake word was said; most of
 its false wake-ups come from running speech, where some stretch sounds enough like the word. The
@@ -8,12 +8,13 @@ averages to nothing) and asks a model that has heard far more speech: Google's
 conversion that openWakeWord's wheel ships (``melspectrogram.tflite`` and
 ``embedding_model.tflite``; the wheel is Apache 2.0, its bundled wake-word models, which are not
 used, CC BY-NC-SA 4.0). Each 1 s window around the trigger becomes embedding frames (96 values
-every 80 ms), pooled (mean and max over frames), and a logistic regression fit on the training
-split (`train.verifier`) says how likely the window holds the wake word. The wake event goes out
-only when the best window reaches ``decisions.wake_verifier_threshold``.
+every 80 ms), pooled (mean and max over frames), and a readout fit on the training split
+(`train.verifier`) says how likely the window holds the wake word: a logistic regression, or the
+mean of a few one-hidden-layer networks (`readout_probabilities`). The wake event goes out only
+when the best window reaches ``decisions.wake_verifier_threshold``.
 
-It can also judge commands. With a class readout (a multinomial logistic regression over the
-keyword head's labels, fit on the same clips), a command trigger is decided by the keyword
+It can also judge commands. With a class readout (a multinomial readout of the same two forms
+over the keyword head's labels, fit on the same clips), a command trigger is decided by the keyword
 model's smoothed posteriors and the embedding's class probabilities together
 (`combine`: their product, the embedding's raised to ``weight``): the small model hears the
 word in its stride, the embedding has heard far more voices. Cross-validated over 4,163
@@ -43,7 +44,7 @@ from .interpreter import load_interpreter
 from .manifest import ManifestError, read_verified
 
 __all__ = ["RATE_HZ", "SpeechEmbedding", "WakeVerifier", "AudioHistory", "pooled", "combine",
-           "windows_around"]
+           "windows_around", "readout_probabilities"]
 
 RATE_HZ = 16000          # the embedding's input rate
 MEL_BANDS = 32
@@ -57,6 +58,56 @@ def pooled(frames: np.ndarray) -> np.ndarray:
     and how strongly); one clip ``(frames, dim)`` or a batch ``(n, frames, dim)``."""
     frames = np.asarray(frames, dtype=np.float32)
     return np.concatenate([frames.mean(axis=-2), frames.max(axis=-2)], axis=-1)
+
+
+def _members(readout: dict, n_out: int, what: str) -> list[tuple]:
+    """A readout's ``(hidden_weights, hidden_bias, coef, intercept)`` per member, checked: one
+    member with no hidden layer (``coef`` and ``intercept`` at the top: a logistic regression), or
+    ``hidden``'s members (one ReLU layer each). ``n_out`` 0: one sigmoid output (``coef`` a
+    vector, ``intercept`` a number); else ``n_out`` softmax outputs."""
+    n = 2 * EMBEDDING_DIM
+    out_shape = (lambda h: (h,)) if n_out == 0 else (lambda h: (n_out, h))
+    bias_shape = () if n_out == 0 else (n_out,)
+    fix = "re-run `make train export`"
+    try:
+        if "hidden" not in readout:
+            members = [(None, None, np.asarray(readout["coef"], np.float64),
+                        np.asarray(readout["intercept"], np.float64))]
+        else:
+            members = [(np.asarray(m["weights"], np.float64), np.asarray(m["bias"], np.float64),
+                        np.asarray(m["coef"], np.float64), np.asarray(m["intercept"], np.float64))
+                       for m in readout["hidden"]]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ManifestError(f"the verifier's {what} lacks {exc}; {fix}") from None
+    if not members:
+        raise ManifestError(f"the verifier's {what} has no hidden members; {fix}")
+    for w, b, coef, intercept in members:
+        width = n if w is None else (w.shape[1] if w.ndim == 2 else -1)
+        if (w is not None and (w.shape != (n, width) or b.shape != (width,))) \
+                or coef.shape != out_shape(width) or intercept.shape != bias_shape:
+            raise ManifestError(f"the verifier's {what} must map {n} values to "
+                                f"{'one output' if n_out == 0 else f'{n_out} outputs'} (coef "
+                                f"{coef.shape}, intercept {intercept.shape}); {fix}")
+    return members
+
+
+def readout_probabilities(x: np.ndarray, mean: np.ndarray, scale: np.ndarray,
+                          members: Sequence[tuple], softmax: bool) -> np.ndarray:
+    """A readout over pooled embeddings ``(n, 192)``: standardise by ``mean`` and ``scale``, then
+    each member's ``relu(z @ weights + bias)`` (no hidden layer: ``z`` itself) times ``coef`` plus
+    ``intercept``, through a sigmoid (``(n,)``) or a softmax (``(n, outputs)``); the members'
+    probabilities averaged."""
+    z = (np.asarray(x, np.float64) - mean) / scale
+    total = 0.0
+    for w, b, coef, intercept in members:
+        h = z if w is None else np.maximum(z @ w + b, 0.0)
+        if softmax:
+            logits = h @ coef.T + intercept
+            e = np.exp(logits - logits.max(axis=-1, keepdims=True))
+            total = total + e / e.sum(axis=-1, keepdims=True)
+        else:
+            total = total + 1.0 / (1.0 + np.exp(-(h @ coef + intercept)))
+    return total / len(members)
 
 
 def windows_around(audio: np.ndarray, trigger_index: int, ends_s: Sequence[float],
@@ -175,8 +226,10 @@ class WakeVerifier:
     ----------
     embedding : SpeechEmbedding
     readout : dict
-        ``mean``, ``scale`` (standardisation, 192 each), ``coef`` (192), ``intercept``: the
-        logistic regression `train.verifier` fit.
+        ``mean``, ``scale`` (standardisation, 192 each), and either ``coef`` (192) and
+        ``intercept`` (a logistic regression) or ``hidden``: members, each ``weights`` (192 x
+        units), ``bias`` (units), ``coef`` (units), ``intercept``, whose probabilities are
+        averaged (`readout_probabilities`); as `train.verifier` fit it.
     window_ends_ms : sequence of float
         Where each 1 s window ends, in ms after the trigger (negative: before). The score is the
         best window's: the trigger fires at a varying point of the word, the readout was fit on
@@ -186,7 +239,8 @@ class WakeVerifier:
         The windows' length (the training clips').
     classes : dict, optional
         The class readout: ``labels`` (the keyword head's), ``mean``, ``scale`` (192 each),
-        ``coef`` (labels x 192), ``intercept`` (labels), and ``window_ends_ms``: the windows
+        ``coef`` (labels x 192) and ``intercept`` (labels), or ``hidden`` members as above with
+        ``coef`` labels x units and ``intercept`` per label, and ``window_ends_ms``: the windows
         whose class probabilities are averaged (a command trigger comes early in the word, so
         a window ending after it hears more of it). None: wake triggers only.
     """
@@ -195,14 +249,13 @@ class WakeVerifier:
                  window_ends_ms: Sequence[float] = (0.0,), clip_ms: float = 1000.0,
                  classes: dict | None = None):
         self.embedding = embedding
-        self.mean = np.asarray(readout["mean"], np.float64)
-        self.scale = np.asarray(readout["scale"], np.float64)
-        self.coef = np.asarray(readout["coef"], np.float64).reshape(-1)
-        self.intercept = float(readout["intercept"])
+        self.mean = np.asarray(readout.get("mean", []), np.float64)
+        self.scale = np.asarray(readout.get("scale", []), np.float64)
         n = 2 * EMBEDDING_DIM
-        if not (self.mean.shape == self.scale.shape == self.coef.shape == (n,)):
-            raise ManifestError(f"wake verifier readout must have {n} values in mean, scale and "
-                                f"coef; re-run `make train export`")
+        if not (self.mean.shape == self.scale.shape == (n,)):
+            raise ManifestError(f"wake verifier readout must have {n} values in mean and scale; "
+                                f"re-run `make train export`")
+        self._members = _members(readout, 0, "wake readout")
         if not np.all(self.scale > 0):
             raise ManifestError("wake verifier readout has a zero scale; re-run `make train export`")
         self.path, self.sha256 = None, None    # set by `load`
@@ -222,20 +275,17 @@ class WakeVerifier:
         labels = [str(v) for v in classes.get("labels", [])]
         mean = np.asarray(classes.get("mean", []), np.float64)
         scale = np.asarray(classes.get("scale", []), np.float64)
-        coef = np.asarray(classes.get("coef", []), np.float64)
-        intercept = np.asarray(classes.get("intercept", []), np.float64).reshape(-1)
         ends = [float(e) for e in classes.get("window_ends_ms", [])]
-        if (len(labels) < 2 or mean.shape != (n,) or scale.shape != (n,)
-                or coef.shape != (len(labels), n) or intercept.shape != (len(labels),) or not ends):
-            raise ManifestError(f"the verifier's class readout must have labels, window_ends_ms, "
-                                f"{n} values in mean and scale, labels x {n} in coef and one "
-                                f"intercept per label; re-run `make train export`")
+        if len(labels) < 2 or mean.shape != (n,) or scale.shape != (n,) or not ends:
+            raise ManifestError(f"the verifier's class readout must have labels, window_ends_ms "
+                                f"and {n} values in mean and scale; re-run `make train export`")
+        members = _members(classes, len(labels), "class readout")
         if not np.all(scale > 0):
             raise ManifestError("the verifier's class readout has a zero scale; re-run "
                                 "`make train export`")
         self.classes = labels
         self._class_mean, self._class_scale = mean, scale
-        self._class_coef, self._class_intercept = coef, intercept
+        self._class_members = members
         self.class_window_ends = np.asarray(sorted(ends)) / 1000.0
 
     @classmethod
@@ -263,18 +313,15 @@ class WakeVerifier:
 
     def probabilities(self, x: np.ndarray) -> np.ndarray:
         """The readout over pooled embeddings ``(n, 192)`` -> ``(n,)``."""
-        z = ((np.asarray(x, np.float64) - self.mean) / self.scale) @ self.coef + self.intercept
-        return 1.0 / (1.0 + np.exp(-z))
+        return readout_probabilities(x, self.mean, self.scale, self._members, softmax=False)
 
     def class_readout(self, x: np.ndarray) -> np.ndarray:
         """The class readout over pooled embeddings ``(n, 192)`` -> ``(n, len(classes))``."""
         if self.classes is None:
             raise ValueError("this verifier has no class readout; re-run `make train export` "
                              "with model.wake_verifier.classes = true")
-        z = (((np.asarray(x, np.float64) - self._class_mean) / self._class_scale)
-             @ self._class_coef.T + self._class_intercept)
-        z = np.exp(z - z.max(axis=-1, keepdims=True))
-        return z / z.sum(axis=-1, keepdims=True)
+        return readout_probabilities(x, self._class_mean, self._class_scale, self._class_members,
+                                     softmax=True)
 
     def class_probabilities(self, audio: np.ndarray, trigger_index: int) -> np.ndarray:
         """The class readout ``(len(classes),)`` averaged over the class windows around sample

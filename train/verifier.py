@@ -2,10 +2,13 @@
 
 The verifier is a second opinion on each wake trigger of the keyword model: a frozen speech
 embedding (Google's ``speech_embedding`` as openWakeWord's wheel ships it, Apache 2.0; see
-`device.verifier`) and a logistic regression over its pooled frames, wake word against
-everything else of the keyword corpus (the other keywords, ``_unknown_`` words, the running-
-speech windows, silence). Each training clip goes in twice: as it is, and over a training scene
-(``model.wake_verifier.noise_snr_db``), because triggers happen in rooms. Then the readout is
+`device.verifier`) and a readout over its pooled frames, wake word against everything else of
+the keyword corpus (the other keywords, ``_unknown_`` words, the running-speech windows,
+silence): a logistic regression, or (``model.wake_verifier.hidden_units``) the mean of a few
+one-hidden-layer networks. Each training clip goes in twice: as it is, and over a training scene
+(``model.wake_verifier.noise_snr_db``), because triggers happen in rooms; with
+``model.wake_verifier.augmented_copies``, once more each way as another take of the word
+(`augmented_copies`: speed, microphone, shift). Then the readout is
 fit again with the windows it will be shown at run time: the training wake words over training
 scenes (``model.wake_verifier.aligned_snr_db``) through the exported keyword model, the best
 window at each of its triggers one more positive (`trigger_aligned`). So the verifier is fit
@@ -13,8 +16,8 @@ after the keyword model is exported (`make export` runs it). The clips are embed
 device's own code (`device.verifier.SpeechEmbedding`), so the readout is fit on the numbers the
 device computes.
 
-With ``model.wake_verifier.classes`` it also fits a *class readout*: a multinomial logistic
-regression over all the keyword head's labels on the same clean and noisy clips
+With ``model.wake_verifier.classes`` it also fits a *class readout* of the same form over all
+the keyword head's labels on the same clean, noisy and augmented clips
 (`fit_class_readout`), which the device asks on each command trigger together with the keyword
 model's posteriors (`device.verifier.combine`). The validation split reports its accuracy
 alone and, when the keyword model is exported, the keyword model's alone and the two together.
@@ -77,50 +80,130 @@ def embedder(cfg: Config) -> SpeechEmbedding:
                            names=(str(models["mel"]), str(models["embedding"])))
 
 
-def noisy_copies(data, snr_db: Sequence[float], rng: np.random.Generator) -> np.ndarray:
-    """Each keyword clip over a random scene crop of the same split at an SNR uniform in
-    ``snr_db``, peak-limited to 1."""
+def noisy_copies(data, snr_db: Sequence[float], rng: np.random.Generator,
+                 audio: np.ndarray | None = None) -> np.ndarray:
+    """Each keyword clip (or each row of ``audio``, as many) over a random scene crop of the same
+    split at an SNR uniform in ``snr_db``, peak-limited to 1."""
     from train import waveforms as wf
-    scene, _ = data.scenes.random(len(data.keyword_audio), rng)
-    mixed = wf.mix_at_snr(data.keyword_audio, scene, rng.uniform(snr_db[0], snr_db[1],
-                                                                 len(scene)))
+    clips = data.keyword_audio if audio is None else audio
+    scene, _ = data.scenes.random(len(clips), rng)
+    mixed = wf.mix_at_snr(clips, scene, rng.uniform(snr_db[0], snr_db[1], len(scene)))
     peak = np.abs(mixed).max(axis=1, keepdims=True)
     return (mixed / np.maximum(peak, 1.0)).astype(np.float32)
 
 
-def fit_readout(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> dict:
-    """Standardise, then a binary logistic regression; the readout `WakeVerifier` applies."""
-    from sklearn.linear_model import LogisticRegression
+def augmented_copies(data, speed: float, shift_ms: float, snr_db: Sequence[float],
+                     rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Another take of each keyword clip, as another talker and microphone would give it, clean
+    and over a training scene -> ``(clean, noisy)``, each shaped like ``data.keyword_audio``.
+
+    The take is played faster or slower by up to ``speed`` (tempo and pitch together,
+    `train.waveforms.speed_perturb`), through a random microphone response
+    (`train.synth.augment.apply_channel`) and shifted by up to ``shift_ms``; the noisy one is that
+    take over a scene crop at an SNR uniform in ``snr_db`` (`noisy_copies`). The readouts see
+    about 200 recorded takes of each word: more takes teach them the word, not the speakers.
+    """
+    from train import waveforms as wf
+    from train.synth.augment import apply_channel
+    take = wf.speed_perturb(np.asarray(data.keyword_audio, np.float32), speed, rng,
+                            sample_rate_hz=RATE_HZ)
+    take = np.stack([apply_channel(row, rng) for row in take]) if len(take) else take
+    take = wf.time_shift(take, int(round(shift_ms * RATE_HZ / 1000.0)), rng)
+    take = (take / np.maximum(np.abs(take).max(axis=1, keepdims=True), 1.0)).astype(np.float32)
+    return take, noisy_copies(data, snr_db, rng, audio=take)
+
+
+def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
     scale[scale <= 1e-8] = 1.0
+    return mean, scale
+
+
+def _networks(z: np.ndarray, y: np.ndarray, hidden: dict, seed: int) -> list:
+    """``hidden["members"]`` one-hidden-layer networks (scikit-learn's MLPClassifier: ReLU,
+    ``hidden["units"]`` wide, L2 ``hidden["alpha"]``), each from its own seed."""
+    import warnings
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.neural_network import MLPClassifier
+    nets = []
+    for i in range(int(hidden["members"])):
+        net = MLPClassifier(hidden_layer_sizes=(int(hidden["units"]),), alpha=float(hidden["alpha"]),
+                            max_iter=int(hidden.get("epochs", 300)), random_state=seed + i)
+        with warnings.catch_warnings():   # a fixed budget of epochs, not a tolerance, ends it
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            nets.append(net.fit(z, y))
+    return nets
+
+
+def hidden_settings(cfg: Config) -> dict | None:
+    """``model.wake_verifier``'s networks (units, alpha, members), or None for the logistic
+    regressions (``hidden_units`` 0)."""
+    section = cfg.section("model.wake_verifier")
+    units = int(section.get("hidden_units", 0))
+    if units <= 0:
+        return None
+    return {"units": units, "alpha": float(section["hidden_alpha"]),
+            "members": max(1, int(section["hidden_members"]))}
+
+
+def fit_readout(x: np.ndarray, y: np.ndarray, c: float, seed: int,
+                hidden: dict | None = None) -> dict:
+    """Standardise, then a binary logistic regression (``hidden`` None) or ``hidden``'s networks
+    (`hidden_settings`); the readout `WakeVerifier` applies."""
+    mean, scale = _standardise(x)
+    z = (x - mean) / scale
+    if hidden is not None:
+        members = [{"weights": net.coefs_[0].tolist(), "bias": net.intercepts_[0].tolist(),
+                    "coef": net.coefs_[1][:, 0].tolist(), "intercept": float(net.intercepts_[1][0])}
+                   for net in _networks(z, y, hidden, seed)]
+        return {"mean": mean.tolist(), "scale": scale.tolist(), "hidden": members}
+    from sklearn.linear_model import LogisticRegression
     reg = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
-    reg.fit((x - mean) / scale, y)
+    reg.fit(z, y)
     return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": reg.coef_[0].tolist(),
             "intercept": float(reg.intercept_[0])}
 
 
-def fit_class_readout(x: np.ndarray, y: np.ndarray, labels: Sequence[str], c: float, seed: int,
-                      window_ends_ms: Sequence[float]) -> dict:
-    """Standardise, then a multinomial logistic regression over every label (a label with no
-    clip gets a very low intercept); the class readout `WakeVerifier` applies."""
-    from sklearn.linear_model import LogisticRegression
-    mean = x.mean(axis=0)
-    scale = x.std(axis=0)
-    scale[scale <= 1e-8] = 1.0
-    reg = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
-    reg.fit((x - mean) / scale, y)
-    coef = np.zeros((len(labels), x.shape[1]))
-    intercept = np.full(len(labels), -30.0)
-    if len(reg.classes_) == 2:   # scikit-learn keeps one row for two classes: softmax of +-z/2
-        coef[reg.classes_] = np.concatenate([-reg.coef_, reg.coef_]) / 2
-        intercept[reg.classes_] = np.array([-1.0, 1.0]) * reg.intercept_[0] / 2
+def _label_rows(classes: np.ndarray, coef: np.ndarray, intercept: np.ndarray,
+                n_labels: int) -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's output layer over the classes it saw -> one row per label (a label with no
+    clip gets a very low intercept); two classes come as one row, turned into a softmax of
+    +-z/2."""
+    full_coef = np.zeros((n_labels, coef.shape[1]))
+    full_intercept = np.full(n_labels, -30.0)
+    if len(classes) == 2:
+        full_coef[classes] = np.concatenate([-coef, coef]) / 2
+        full_intercept[classes] = np.array([-1.0, 1.0]) * intercept[0] / 2
     else:
-        coef[reg.classes_] = reg.coef_
-        intercept[reg.classes_] = reg.intercept_
-    return {"labels": list(labels), "mean": mean.tolist(), "scale": scale.tolist(),
-            "coef": coef.tolist(), "intercept": intercept.tolist(),
-            "window_ends_ms": [float(v) for v in window_ends_ms]}
+        full_coef[classes] = coef
+        full_intercept[classes] = intercept
+    return full_coef, full_intercept
+
+
+def fit_class_readout(x: np.ndarray, y: np.ndarray, labels: Sequence[str], c: float, seed: int,
+                      window_ends_ms: Sequence[float], hidden: dict | None = None) -> dict:
+    """Standardise, then a multinomial logistic regression over every label (``hidden`` None) or
+    ``hidden``'s networks; the class readout `WakeVerifier` applies."""
+    mean, scale = _standardise(x)
+    z = (x - mean) / scale
+    out = {"labels": list(labels), "mean": mean.tolist(), "scale": scale.tolist()}
+    if hidden is not None:
+        out["hidden"] = []
+        for net in _networks(z, y, hidden, seed):
+            coef, intercept = _label_rows(net.classes_, net.coefs_[1].T, net.intercepts_[1],
+                                          len(labels))
+            out["hidden"].append({"weights": net.coefs_[0].tolist(),
+                                  "bias": net.intercepts_[0].tolist(),
+                                  "coef": coef.tolist(), "intercept": intercept.tolist()})
+    else:
+        from sklearn.linear_model import LogisticRegression
+        reg = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
+        reg.fit(z, y)
+        coef, intercept = _label_rows(reg.classes_, reg.coef_, reg.intercept_, len(labels))
+        out.update(coef=coef.tolist(), intercept=intercept.tolist())
+    out["window_ends_ms"] = [float(v) for v in window_ends_ms]
+    return out
 
 
 def keyword_model_path(cfg: Config) -> Path:
@@ -381,6 +464,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
     seed = int(cfg["project.seed"])
     snr = [float(v) for v in cfg["model.wake_verifier.noise_snr_db"]]
     c = float(cfg["model.wake_verifier.c"])
+    hidden = hidden_settings(cfg)
     emb = embedder(cfg)
     xs, ys, report = [], [], {}
     for name in ("train", "validation"):
@@ -391,19 +475,28 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
         y = (data.keyword_labels == wake).astype(np.int64)
         xs.append((clean, noisy)); ys.append(y)
     (tc, tn), (vc, vn) = xs
-    x, y = np.concatenate([tc, tn]), np.concatenate([ys[0], ys[0]])
-    readout = fit_readout(x, y, c, seed)
+    train_x, train_labels = [tc, tn], [splits["train"].keyword_labels] * 2
+    section = cfg.section("model.wake_verifier")
+    for copy in range(int(section.get("augmented_copies", 0))):
+        takes = augmented_copies(splits["train"], float(section["augment_speed"]),
+                                 float(section["augment_shift_ms"]), snr,
+                                 np.random.default_rng([seed, 31, copy]))
+        train_x += [emb.embed(t, progress=progress) for t in takes]
+        train_labels += [splits["train"].keyword_labels] * 2
+    x, labels_x = np.concatenate(train_x), np.concatenate(train_labels)
+    y = (labels_x == wake).astype(np.int64)
+    readout = fit_readout(x, y, c, seed, hidden)
     aligned = 0
     if cfg["model.wake_verifier.aligned_snr_db"]:
         found = trigger_aligned(cfg, splits["train"], readout, emb, np.random.default_rng([seed, 23]))
         aligned = len(found)
         readout = fit_readout(np.concatenate([x, found]),
-                              np.concatenate([y, np.ones(len(found), np.int64)]), c, seed)
+                              np.concatenate([y, np.ones(len(found), np.int64)]), c, seed, hidden)
     classes, class_validation = None, None
     class_windows = 0
     if cfg["model.wake_verifier.classes"]:
         ends = [float(v) for v in cfg["model.wake_verifier.class_window_ends_ms"]]
-        xc, yc = [tc, tn], [splits["train"].keyword_labels] * 2
+        xc, yc = list(train_x), list(train_labels)
         if cfg["model.wake_verifier.class_aligned_thresholds"]:
             xa, ya = command_windows(cfg, splits["train"], emb, ends,
                                      cfg["model.wake_verifier.class_aligned_thresholds"],
@@ -414,7 +507,8 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
             class_windows = len(ya)
             log.info("class readout: %d trigger windows of training commands and unknown words",
                      class_windows)
-        classes = fit_class_readout(np.concatenate(xc), np.concatenate(yc), labels, c, seed, ends)
+        classes = fit_class_readout(np.concatenate(xc), np.concatenate(yc), labels, c, seed, ends,
+                                    hidden)
         class_validation = class_report(cfg, readout, classes, splits["validation"], vc, vn)
         log.info("class readout, validation top-1 (recorded clips): %s",
                  {k: v for k, v in class_validation.items() if k.endswith("_recorded")})
@@ -429,6 +523,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
             "classes": classes, "class_validation": class_validation,
             "class_trigger_windows": class_windows,
             "train_clips": int(len(ys[0])), "train_wake_clips": int(ys[0].sum()),
+            "readout_rows": int(len(y)), "hidden": hidden,
             "trigger_aligned_windows": aligned,
             "c": c, "noise_snr_db": snr,
             "aligned_snr_db": [float(v) for v in cfg["model.wake_verifier.aligned_snr_db"]],
@@ -494,8 +589,8 @@ def export_verifier(cfg: Config, export_dir: Path | None = None) -> Path:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m train.verifier",
-        description="Fit the wake verifier's readout (a logistic regression on a frozen speech "
-                    "embedding) on the training split, report validation, and with --export "
+        description="Fit the wake verifier's readouts (small networks or logistic regressions "
+                    "on a frozen speech embedding) on the training split, report validation, and with --export "
                     "write build/export/wake_verifier*.tflite. Does nothing for a profile "
                     "without stages.keywords.verifier unless --force.")
     add_profile_arguments(parser)

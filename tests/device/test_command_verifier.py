@@ -341,3 +341,49 @@ def test_evaluate_runs_both_figures_through_the_pipeline(models, tone_model, tmp
     assert noisy["stream"]["snr_db"] == 20.0
     assert noisy["stream"]["rows"]["with_verifier@0.5"]["right"] == 4
     assert "20 dB SNR" in ce.markdown(noisy)
+
+
+def test_the_hidden_readouts_are_scikit_learns_networks_averaged():
+    """hidden_units > 0: each readout is the mean of a few one-hidden-layer networks; the device
+    arithmetic must give what scikit-learn's networks give, for the wake word and the classes."""
+    from sklearn.neural_network import MLPClassifier
+    from train.verifier import fit_class_readout, fit_readout
+    rng = np.random.default_rng(7)
+    labels = ["a", "b", "c", "d"]       # "d" has no clip: it must never win
+    y = rng.integers(0, 3, 240)
+    x = rng.normal(0, 1, (240, N)) + y[:, None] * 0.3
+    z = (x - x.mean(axis=0)) / x.std(axis=0)
+    hidden = {"units": 8, "alpha": 0.3, "members": 2, "epochs": 50}
+    nets = [MLPClassifier(hidden_layer_sizes=(8,), alpha=0.3, max_iter=50, random_state=s)
+            .fit(z, y) for s in (0, 1)]
+    v = WakeVerifier(_ZeroEmbedding(), _readout(), classes=fit_class_readout(
+        x, y, labels, c=0.1, seed=0, window_ends_ms=[200.0], hidden=hidden))
+    q = v.class_readout(x)
+    np.testing.assert_allclose(q[:, :3], np.mean([n.predict_proba(z) for n in nets], axis=0),
+                               rtol=1e-5, atol=1e-9)
+    assert q[:, 3].max() < 1e-9
+    np.testing.assert_allclose(q.sum(axis=1), 1.0)
+    # The wake readout: one sigmoid output per network.
+    wake = (y == 1).astype(int)
+    w = WakeVerifier(_ZeroEmbedding(), fit_readout(x, wake, c=0.1, seed=0, hidden=hidden))
+    nets = [MLPClassifier(hidden_layer_sizes=(8,), alpha=0.3, max_iter=50, random_state=s)
+            .fit(z, wake) for s in (0, 1)]
+    np.testing.assert_allclose(w.probabilities(x),
+                               np.mean([n.predict_proba(z)[:, 1] for n in nets], axis=0), rtol=1e-5)
+
+
+def test_a_hidden_readout_of_the_wrong_shape_is_refused():
+    member = {"weights": [[0.0] * 4] * N, "bias": [0.0] * 4, "coef": [0.0] * 4, "intercept": 0.0}
+    ok = {"mean": [0.0] * N, "scale": [1.0] * N, "hidden": [member]}
+    assert WakeVerifier(_ZeroEmbedding(), ok).probabilities(np.zeros((2, N))) == pytest.approx(0.5)
+    for bad in ({**member, "bias": [0.0] * 3}, {**member, "coef": [0.0] * 5},
+                {**member, "weights": [[0.0] * 4] * 5}, {**member, "intercept": [0.0, 0.0]}):
+        with pytest.raises(ManifestError, match="wake readout"):
+            WakeVerifier(_ZeroEmbedding(), {**ok, "hidden": [bad]})
+    with pytest.raises(ManifestError, match="no hidden members"):
+        WakeVerifier(_ZeroEmbedding(), {**ok, "hidden": []})
+    labels = ["a", "b", "c"]
+    cls = {**_classes(labels), "hidden": [{**member, "coef": [[0.0] * 4] * 2,
+                                            "intercept": [0.0] * 3}]}
+    with pytest.raises(ManifestError, match="class readout"):
+        WakeVerifier(_ZeroEmbedding(), _readout(), classes=cls)

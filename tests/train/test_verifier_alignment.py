@@ -81,3 +81,39 @@ def test_fitting_on_triggers_without_an_exported_keyword_model_says_what_to_run(
     cfg = load_config("default", [f"project.build_dir='{tmp_path / 'build'}'"])
     with pytest.raises(FileNotFoundError, match="export.multitask"):
         tv.trigger_aligned(cfg, None, {}, None, np.random.default_rng(0))
+
+
+class _Scenes:
+    """Training scene crops as `train.multitask.SceneCrops.random` gives them: white noise."""
+
+    def random(self, n, rng):
+        return rng.normal(0, 0.1, (n, RATE_HZ)).astype(np.float32), np.zeros(n, int)
+
+
+class _Split:
+    def __init__(self, audio):
+        self.keyword_audio, self.scenes = audio, _Scenes()
+
+
+def test_augmented_takes_are_new_takes_of_the_same_words_and_repeat_by_seed():
+    clips = _clips(6, np.random.default_rng(0))
+    split = _Split(clips)
+    clean, noisy = tv.augmented_copies(split, 0.15, 100.0, (0.0, 20.0), np.random.default_rng(4))
+    again = tv.augmented_copies(split, 0.15, 100.0, (0.0, 20.0), np.random.default_rng(4))
+    other = tv.augmented_copies(split, 0.15, 100.0, (0.0, 20.0), np.random.default_rng(5))
+    assert clean.shape == noisy.shape == clips.shape and clean.dtype == np.float32
+    np.testing.assert_array_equal(clean, again[0])
+    np.testing.assert_array_equal(noisy, again[1])
+    assert not np.allclose(clean, other[0])
+    assert np.abs(clean).max() <= 1.0 and np.abs(noisy).max() <= 1.0
+    for take, clip in zip(clean, clips):
+        assert not np.allclose(take, clip)
+        # the same word: its energy stays within the shift and speed change of the original
+        active = np.flatnonzero(np.abs(take) > 1e-3)
+        assert 0.15 * RATE_HZ < active[0] and active[-1] < 0.85 * RATE_HZ
+        assert abs(_db(take[active]) - _db(clip[np.abs(clip) > 1e-3])) < 8.0
+    # over a scene, the noise fills the silence around the word
+    assert _db(noisy[:, :int(0.1 * RATE_HZ)]) > _db(clean[:, :int(0.1 * RATE_HZ)]) + 20
+    # nothing to vary: speed 0 and no shift still give a take through another microphone
+    flat, _ = tv.augmented_copies(split, 0.0, 0.0, (10.0, 10.0), np.random.default_rng(4))
+    assert flat.shape == clips.shape
