@@ -122,14 +122,15 @@ def _standardise(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _networks(z: np.ndarray, y: np.ndarray, hidden: dict, seed: int) -> list:
     """``hidden["members"]`` one-hidden-layer networks (scikit-learn's MLPClassifier: ReLU,
-    ``hidden["units"]`` wide, L2 ``hidden["alpha"]``), each from its own seed."""
+    ``hidden["units"]`` wide, L2 ``hidden["alpha"]``, ``hidden["epochs"]`` passes of Adam), each
+    from its own seed."""
     import warnings
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.neural_network import MLPClassifier
     nets = []
     for i in range(int(hidden["members"])):
         net = MLPClassifier(hidden_layer_sizes=(int(hidden["units"]),), alpha=float(hidden["alpha"]),
-                            max_iter=int(hidden.get("epochs", 300)), random_state=seed + i)
+                            max_iter=int(hidden["epochs"]), random_state=seed + i)
         with warnings.catch_warnings():   # a fixed budget of epochs, not a tolerance, ends it
             warnings.simplefilter("ignore", ConvergenceWarning)
             nets.append(net.fit(z, y))
@@ -137,14 +138,15 @@ def _networks(z: np.ndarray, y: np.ndarray, hidden: dict, seed: int) -> list:
 
 
 def hidden_settings(cfg: Config) -> dict | None:
-    """``model.wake_verifier``'s networks (units, alpha, members), or None for the logistic
-    regressions (``hidden_units`` 0)."""
+    """``model.wake_verifier``'s networks (units, alpha, members, epochs), or None for the
+    logistic regressions (``hidden_units`` 0)."""
     section = cfg.section("model.wake_verifier")
-    units = int(section.get("hidden_units", 0))
+    units = int(section["hidden_units"])
     if units <= 0:
         return None
     return {"units": units, "alpha": float(section["hidden_alpha"]),
-            "members": max(1, int(section["hidden_members"]))}
+            "members": max(1, int(section["hidden_members"])),
+            "epochs": max(1, int(section["hidden_epochs"]))}
 
 
 def fit_readout(x: np.ndarray, y: np.ndarray, c: float, seed: int,
@@ -477,7 +479,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
     (tc, tn), (vc, vn) = xs
     train_x, train_labels = [tc, tn], [splits["train"].keyword_labels] * 2
     section = cfg.section("model.wake_verifier")
-    for copy in range(int(section.get("augmented_copies", 0))):
+    for copy in range(int(section["augmented_copies"])):
         takes = augmented_copies(splits["train"], float(section["augment_speed"]),
                                  float(section["augment_shift_ms"]), snr,
                                  np.random.default_rng([seed, 31, copy]))
@@ -523,7 +525,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
             "classes": classes, "class_validation": class_validation,
             "class_trigger_windows": class_windows,
             "train_clips": int(len(ys[0])), "train_wake_clips": int(ys[0].sum()),
-            "readout_rows": int(len(y)), "hidden": hidden,
+            "readout_clip_rows": int(len(y)), "hidden": hidden,
             "trigger_aligned_windows": aligned,
             "c": c, "noise_snr_db": snr,
             "aligned_snr_db": [float(v) for v in cfg["model.wake_verifier.aligned_snr_db"]],

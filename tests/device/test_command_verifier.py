@@ -353,7 +353,7 @@ def test_the_hidden_readouts_are_scikit_learns_networks_averaged():
     y = rng.integers(0, 3, 240)
     x = rng.normal(0, 1, (240, N)) + y[:, None] * 0.3
     z = (x - x.mean(axis=0)) / x.std(axis=0)
-    hidden = {"units": 8, "alpha": 0.3, "members": 2, "epochs": 50}
+    hidden = {"units": 8, "alpha": 0.3, "members": 2, "epochs": 50}   # hidden_settings' keys
     nets = [MLPClassifier(hidden_layer_sizes=(8,), alpha=0.3, max_iter=50, random_state=s)
             .fit(z, y) for s in (0, 1)]
     v = WakeVerifier(_ZeroEmbedding(), _readout(), classes=fit_class_readout(
@@ -387,3 +387,14 @@ def test_a_hidden_readout_of_the_wrong_shape_is_refused():
                                             "intercept": [0.0] * 3}]}
     with pytest.raises(ManifestError, match="class readout"):
         WakeVerifier(_ZeroEmbedding(), _readout(), classes=cls)
+
+
+def test_the_profile_says_which_readout_to_fit():
+    from train.verifier import hidden_settings
+    cfg = load_config("real")
+    h = hidden_settings(cfg)
+    assert h == {"units": int(cfg["model.wake_verifier.hidden_units"]),
+                 "alpha": float(cfg["model.wake_verifier.hidden_alpha"]),
+                 "members": int(cfg["model.wake_verifier.hidden_members"]),
+                 "epochs": int(cfg["model.wake_verifier.hidden_epochs"])} and h["units"] > 0
+    assert hidden_settings(load_config("real", ["model.wake_verifier.hidden_units=0"])) is None
