@@ -60,15 +60,22 @@ def pooled(frames: np.ndarray) -> np.ndarray:
     return np.concatenate([frames.mean(axis=-2), frames.max(axis=-2)], axis=-1)
 
 
-def _members(readout: dict, n_out: int, what: str) -> list[tuple]:
-    """A readout's ``(hidden_weights, hidden_bias, coef, intercept)`` per member, checked: one
-    member with no hidden layer (``coef`` and ``intercept`` at the top: a logistic regression), or
-    ``hidden``'s members (one ReLU layer each). ``n_out`` 0: one sigmoid output (``coef`` a
-    vector, ``intercept`` a number); else ``n_out`` softmax outputs."""
+def _parse_readout(readout: dict, n_out: int, what: str) -> tuple[np.ndarray, np.ndarray, list]:
+    """A readout's standardisation (``mean``, ``scale``) and its ``(hidden_weights, hidden_bias,
+    coef, intercept)`` per member, checked: one member with no hidden layer (``coef`` and
+    ``intercept`` at the top: a logistic regression), or ``hidden``'s members (one ReLU layer
+    each). ``n_out`` 0: one sigmoid output (``coef`` a vector, ``intercept`` a number); else
+    ``n_out`` softmax outputs. ``what`` names the readout in the errors."""
     n = 2 * EMBEDDING_DIM
+    fix = "re-run `make train export`"
+    mean = np.asarray(readout.get("mean", []), np.float64)
+    scale = np.asarray(readout.get("scale", []), np.float64)
+    if not (mean.shape == scale.shape == (n,)):
+        raise ManifestError(f"the verifier's {what} must have {n} values in mean and scale; {fix}")
+    if not np.all(scale > 0):
+        raise ManifestError(f"the verifier's {what} has a zero scale; {fix}")
     out_shape = (lambda h: (h,)) if n_out == 0 else (lambda h: (n_out, h))
     bias_shape = () if n_out == 0 else (n_out,)
-    fix = "re-run `make train export`"
     try:
         if "hidden" not in readout:
             members = [(None, None, np.asarray(readout["coef"], np.float64),
@@ -88,7 +95,7 @@ def _members(readout: dict, n_out: int, what: str) -> list[tuple]:
             raise ManifestError(f"the verifier's {what} must map {n} values to "
                                 f"{'one output' if n_out == 0 else f'{n_out} outputs'} (coef "
                                 f"{coef.shape}, intercept {intercept.shape}); {fix}")
-    return members
+    return mean, scale, members
 
 
 def readout_probabilities(x: np.ndarray, mean: np.ndarray, scale: np.ndarray,
@@ -249,15 +256,7 @@ class WakeVerifier:
                  window_ends_ms: Sequence[float] = (0.0,), clip_ms: float = 1000.0,
                  classes: dict | None = None):
         self.embedding = embedding
-        self.mean = np.asarray(readout.get("mean", []), np.float64)
-        self.scale = np.asarray(readout.get("scale", []), np.float64)
-        n = 2 * EMBEDDING_DIM
-        if not (self.mean.shape == self.scale.shape == (n,)):
-            raise ManifestError(f"wake verifier readout must have {n} values in mean and scale; "
-                                f"re-run `make train export`")
-        self._members = _members(readout, 0, "wake readout")
-        if not np.all(self.scale > 0):
-            raise ManifestError("wake verifier readout has a zero scale; re-run `make train export`")
+        self.mean, self.scale, self._members = _parse_readout(readout, 0, "wake readout")
         self.path, self.sha256 = None, None    # set by `load`
         self.window_ends = np.asarray(sorted(float(e) for e in window_ends_ms)) / 1000.0
         self.clip = int(round(float(clip_ms) * RATE_HZ / 1000.0))
@@ -271,21 +270,14 @@ class WakeVerifier:
         self.history_s = float(clip_ms) / 1000.0 - float(ends.min())
 
     def _set_classes(self, classes: dict) -> None:
-        n = 2 * EMBEDDING_DIM
         labels = [str(v) for v in classes.get("labels", [])]
-        mean = np.asarray(classes.get("mean", []), np.float64)
-        scale = np.asarray(classes.get("scale", []), np.float64)
         ends = [float(e) for e in classes.get("window_ends_ms", [])]
-        if len(labels) < 2 or mean.shape != (n,) or scale.shape != (n,) or not ends:
-            raise ManifestError(f"the verifier's class readout must have labels, window_ends_ms "
-                                f"and {n} values in mean and scale; re-run `make train export`")
-        members = _members(classes, len(labels), "class readout")
-        if not np.all(scale > 0):
-            raise ManifestError("the verifier's class readout has a zero scale; re-run "
-                                "`make train export`")
+        if len(labels) < 2 or not ends:
+            raise ManifestError("the verifier's class readout must have labels and "
+                                "window_ends_ms; re-run `make train export`")
+        self._class_mean, self._class_scale, self._class_members = _parse_readout(
+            classes, len(labels), "class readout")
         self.classes = labels
-        self._class_mean, self._class_scale = mean, scale
-        self._class_members = members
         self.class_window_ends = np.asarray(sorted(ends)) / 1000.0
 
     @classmethod

@@ -87,9 +87,13 @@ def noisy_copies(data, snr_db: Sequence[float], rng: np.random.Generator,
     from train import waveforms as wf
     clips = data.keyword_audio if audio is None else audio
     scene, _ = data.scenes.random(len(clips), rng)
-    mixed = wf.mix_at_snr(clips, scene, rng.uniform(snr_db[0], snr_db[1], len(scene)))
-    peak = np.abs(mixed).max(axis=1, keepdims=True)
-    return (mixed / np.maximum(peak, 1.0)).astype(np.float32)
+    return _peak_limited(wf.mix_at_snr(clips, scene, rng.uniform(snr_db[0], snr_db[1], len(scene))))
+
+
+def _peak_limited(audio: np.ndarray) -> np.ndarray:
+    """Rows scaled down where their peak passes 1 (float32), as a recording would clip them."""
+    peak = np.abs(audio).max(axis=1, keepdims=True)
+    return (audio / np.maximum(peak, 1.0)).astype(np.float32)
 
 
 def augmented_copies(data, speed: float, shift_ms: float, snr_db: Sequence[float],
@@ -109,7 +113,7 @@ def augmented_copies(data, speed: float, shift_ms: float, snr_db: Sequence[float
                             sample_rate_hz=RATE_HZ)
     take = np.stack([apply_channel(row, rng) for row in take]) if len(take) else take
     take = wf.time_shift(take, int(round(shift_ms * RATE_HZ / 1000.0)), rng)
-    take = (take / np.maximum(np.abs(take).max(axis=1, keepdims=True), 1.0)).astype(np.float32)
+    take = _peak_limited(take)
     return take, noisy_copies(data, snr_db, rng, audio=take)
 
 
