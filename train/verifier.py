@@ -459,9 +459,10 @@ def trigger_aligned(cfg: Config, data, readout: dict, emb: SpeechEmbedding,
 
 
 def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = True) -> dict:
-    """Fit the readout on the training split (clean + noisy clips, then the keyword model's
-    trigger windows over training wake words when ``model.wake_verifier.aligned_snr_db`` asks),
-    report validation; save it."""
+    """Fit the readout on the training split (clean + noisy clips and their augmented takes,
+    windows of synthetic music as wake negatives, then the keyword model's trigger windows over
+    training wake words when ``model.wake_verifier.aligned_snr_db`` asks), report validation;
+    save it."""
     from train.multitask import load_splits
     t0 = time.perf_counter()
     splits = splits or load_splits(cfg, progress=progress)
@@ -491,6 +492,12 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
         train_labels += [splits["train"].keyword_labels] * 2
     x, labels_x = np.concatenate(train_x), np.concatenate(train_labels)
     y = (labels_x == wake).astype(np.int64)
+    clip_rows, music = len(y), int(section["music_windows"])
+    if music > 0:   # the wake readout's alone: music is not a word the class readout names
+        from train.synth.music import music_windows
+        xm = emb.embed(music_windows(music, np.random.default_rng([seed, 37])), progress=progress)
+        x, y = np.concatenate([x, xm]), np.concatenate([y, np.zeros(len(xm), np.int64)])
+        log.info("wake readout: %d windows of synthetic music as negatives", music)
     readout = fit_readout(x, y, c, seed, hidden)
     aligned = 0
     if cfg["model.wake_verifier.aligned_snr_db"]:
@@ -529,7 +536,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
             "classes": classes, "class_validation": class_validation,
             "class_trigger_windows": class_windows,
             "train_clips": int(len(ys[0])), "train_wake_clips": int(ys[0].sum()),
-            "readout_clip_rows": int(len(y)), "hidden": hidden,
+            "readout_clip_rows": int(clip_rows), "hidden": hidden, "music_windows": music,
             "trigger_aligned_windows": aligned,
             "c": c, "noise_snr_db": snr,
             "aligned_snr_db": [float(v) for v in cfg["model.wake_verifier.aligned_snr_db"]],
