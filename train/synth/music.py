@@ -96,7 +96,8 @@ def _piano(f0, t, sr, rng, length_s):
 
 
 def _bell(f0, t, sr, rng, length_s):
-    # Two-operator FM: a non-integer ratio gives a bell's or celesta's inharmonic partials.
+    # Two-operator FM: a non-integer ratio gives a bell's or celesta's inharmonic partials, an
+    # integer one an electric piano's harmonic ones.
     ratio, index = rng.choice([1.4, 2.0, 3.5, 3.0, 1.0]), rng.uniform(1.0, 4.0)
     decay = np.exp(-t / rng.uniform(0.3, 1.5))
     return np.sin(2 * np.pi * f0 * t + index * decay * np.sin(2 * np.pi * ratio * f0 * t)) * decay \
@@ -121,10 +122,12 @@ def _voice(f0, t, sr, rng, length_s):
     return _sung_vowel(f0, t, sr, rng) * _envelope(t, rng.uniform(0.03, 0.1), 0.1, length_s)
 
 
-# name -> (render(f0_hz, t, sample_rate, rng, length_s), lowest and highest f0 it plays, Hz)
-INSTRUMENTS = {"pluck": (_pluck, 80, 1000), "piano": (_piano, 40, 2000), "bell": (_bell, 250, 2500),
-               "organ": (_organ, 60, 1000), "reed": (_reed, 120, 1000), "bowed": (_bowed, 60, 1300),
-               "voice": (_voice, 100, 700)}
+# name -> (render(f0_hz, t, sample_rate, rng, length_s), lowest and highest f0 it plays in Hz,
+# seconds it sounds after its note is released: struck and plucked ones ring on)
+INSTRUMENTS = {"pluck": (_pluck, 80, 1000, 1.0), "piano": (_piano, 40, 2000, 1.0),
+               "bell": (_bell, 250, 2500, 1.0), "organ": (_organ, 60, 1000, 0.25),
+               "reed": (_reed, 120, 1000, 0.25), "bowed": (_bowed, 60, 1300, 0.25),
+               "voice": (_voice, 100, 700, 0.25)}
 
 
 def tone(instrument: str, f0_hz: float, length_s: float, rng: np.random.Generator,
@@ -133,8 +136,7 @@ def tone(instrument: str, f0_hz: float, length_s: float, rng: np.random.Generato
     peak-normalised, float64."""
     if instrument not in INSTRUMENTS:
         raise ValueError(f"unknown instrument {instrument!r}; use one of {sorted(INSTRUMENTS)}")
-    render, _, _ = INSTRUMENTS[instrument]
-    tail_s = 1.0 if instrument in ("pluck", "piano", "bell") else 0.25
+    render, _, _, tail_s = INSTRUMENTS[instrument]
     t = np.arange(int((length_s + tail_s) * sample_rate)) / sample_rate
     note = render(float(f0_hz), t, sample_rate, rng, float(length_s))
     return note / max(float(np.max(np.abs(note))), 1e-12)
@@ -156,7 +158,7 @@ def music_piece(rng: np.random.Generator, duration_s: float = 8.0,
     for _ in range(int(rng.integers(1, 5))):
         role = str(rng.choice(["melody", "melody", "chords", "bass"]))
         instrument = str(rng.choice(list(INSTRUMENTS)))
-        _, low_hz, high_hz = INSTRUMENTS[instrument]
+        _, low_hz, high_hz, _ = INSTRUMENTS[instrument]
         octave = {"melody": 12, "chords": 0, "bass": -12}[role]
         part, pos, degree = np.zeros(n), 0.0, int(rng.integers(0, 7))
         lengths = [0.5, 1, 1, 2, 4] if role == "bass" else [0.25, 0.5, 0.5, 1, 1, 2, 3]
