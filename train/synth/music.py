@@ -142,6 +142,12 @@ def tone(instrument: str, f0_hz: float, length_s: float, rng: np.random.Generato
     return note / max(float(np.max(np.abs(note))), 1e-12)
 
 
+def _add_at(track: np.ndarray, sound: np.ndarray, start: int) -> None:
+    """Mix ``sound`` into ``track`` from sample ``start`` on, cut at the track's end."""
+    end = min(len(track), start + len(sound))
+    track[start:end] += sound[:end - start]
+
+
 def _midi_hz(note: float) -> float:
     return 440.0 * 2.0 ** ((note - 69.0) / 12.0)
 
@@ -177,9 +183,8 @@ def music_piece(rng: np.random.Generator, duration_s: float = 8.0,
                     f0 *= 2.0
                 while f0 > high_hz:
                     f0 /= 2.0
-                sound = tone(instrument, f0, length_s, rng, sample_rate) * rng.uniform(0.4, 1.0)
-                end = min(n, start + len(sound))
-                part[start:end] += sound[:end - start]
+                _add_at(part, tone(instrument, f0, length_s, rng, sample_rate)
+                        * rng.uniform(0.4, 1.0), start)
             pos += length_s
         mix += part / max(rms(part), 1e-9) * db_to_gain(rng.uniform(-8, 0))
     if rng.random() < 0.4:                                     # drums on an eighth-note grid
@@ -189,10 +194,8 @@ def music_piece(rng: np.random.Generator, duration_s: float = 8.0,
             for label, chance in (("bass", 0.5 if k % 4 == 0 else 0.1),
                                   ("snare", 0.5 if k % 4 == 2 else 0.05), ("hi-hat", 0.6)):
                 if rng.random() < chance:
-                    hit = drum_hit(label, rng, sample_rate) * rng.uniform(0.4, 1.0)
-                    start = int(k * step * sample_rate)
-                    end = min(n, start + len(hit))
-                    drums[start:end] += hit[:end - start]
+                    _add_at(drums, drum_hit(label, rng, sample_rate) * rng.uniform(0.4, 1.0),
+                            int(k * step * sample_rate))
         mix += drums / max(rms(drums), 1e-9) * db_to_gain(rng.uniform(-10, -2))
     mix = apply_room(mix.astype(np.float32), room_impulse_response(
         rng, sample_rate, rt60_s=rng.uniform(0.2, 1.2), direct_to_reverb_db=rng.uniform(-3, 10)))
