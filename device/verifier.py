@@ -11,7 +11,10 @@ used, CC BY-NC-SA 4.0). Each 1 s window around the trigger becomes embedding fra
 every 80 ms), pooled (mean and max over frames), and a readout fit on the training split
 (`train.verifier`) says how likely the window holds the wake word: a logistic regression, or the
 mean of a few one-hidden-layer networks (`readout_probabilities`). The wake event goes out only
-when the best window reaches ``decisions.wake_verifier_threshold``.
+when the best window reaches ``decisions.wake_verifier_threshold``. On the device the windows
+are scored as their audio arrives (`WakeVerdict`): the first one to reach the threshold sends
+the event, so the windows that end late, there for a word the trigger caught early, delay only
+the words that need them.
 
 It can also judge commands. With a class readout (a multinomial readout of the same two forms
 over the keyword head's labels, fit on the same clips), a command trigger is decided by the keyword
@@ -25,7 +28,9 @@ Usage::
 
     v = WakeVerifier.load("build/export/wake_verifier.tflite")   # checks both models' sha256
     p = v.score(history, end_index)   # history: float audio at 16 kHz; end_index: the sample of
-                                      # the trigger; needs v.delay_s of audio after it
+                                      # the trigger; needs v.wake_delay_s of audio after it
+    verdict = WakeVerdict(v, trigger_sample, threshold=0.7)   # or window by window, as the audio
+    verdict.update(history, end_sample)   # arrives: True (the wake word), False, None (wait)
     if v.classes is not None:         # a command trigger: the keyword model's smoothed posteriors
         q = v.class_probabilities(history, end_index)   # over v.classes
         combined = combine(posteriors, q, weight=1.0)
@@ -43,8 +48,8 @@ import numpy as np
 from .interpreter import load_interpreter
 from .manifest import ManifestError, read_verified
 
-__all__ = ["RATE_HZ", "SpeechEmbedding", "WakeVerifier", "AudioHistory", "pooled", "combine",
-           "windows_around", "readout_probabilities"]
+__all__ = ["RATE_HZ", "SpeechEmbedding", "WakeVerifier", "WakeVerdict", "AudioHistory", "pooled",
+           "combine", "windows_around", "readout_probabilities"]
 
 RATE_HZ = 16000          # the embedding's input rate
 MEL_BANDS = 32
@@ -240,8 +245,9 @@ class WakeVerifier:
     window_ends_ms : sequence of float
         Where each 1 s window ends, in ms after the trigger (negative: before). The score is the
         best window's: the trigger fires at a varying point of the word, the readout was fit on
-        whole words. The largest end is the verifier's delay: the wake event waits for that
-        much audio after the trigger.
+        whole words. The largest end (``wake_delay_s``) is the longest a wake event can wait
+        for audio after the trigger: scored window by window (`WakeVerdict`), one that passes
+        sends it at its own end.
     clip_ms : float
         The windows' length (the training clips').
     classes : dict, optional
@@ -262,9 +268,13 @@ class WakeVerifier:
         self.clip = int(round(float(clip_ms) * RATE_HZ / 1000.0))
         self.classes = None
         ends = self.window_ends
+        self.wake_delay_s = max(0.0, float(ends.max()))
+        self.class_delay_s = 0.0
         if classes is not None:
             self._set_classes(classes)
             ends = np.concatenate([ends, self.class_window_ends])
+            self.class_delay_s = max(0.0, float(self.class_window_ends.max()))
+        # The most audio after a trigger any verdict needs.
         self.delay_s = max(0.0, float(ends.max()))
         # Samples before the trigger the earliest window needs.
         self.history_s = float(clip_ms) / 1000.0 - float(ends.min())
@@ -347,6 +357,61 @@ class WakeVerifier:
         """The best window's probability around sample ``trigger_index`` of ``audio``."""
         return float(self.probabilities(self.embedding.embed(
             self.windows(audio, trigger_index))).max())
+
+
+class WakeVerdict:
+    """One wake trigger's verdict, reached window by window as the audio after it arrives.
+
+    Each call to ``update`` scores the verifier's wake windows (`WakeVerifier.window_ends`, in
+    the order of their ends) whose audio is complete and not yet scored: the first to reach
+    ``threshold`` accepts the trigger there and then; the last one below it refuses it. The
+    outcome is `WakeVerifier.score`'s (the best window against the threshold); only the time
+    differs: a word the trigger caught late is accepted at once, by a window that ended before
+    the trigger, and one caught early waits for the windows that hear the rest of it. So the
+    windows that end late cost latency only to the words that need them, and a refused trigger
+    costs one embedding per window, spread over the hops its windows end in.
+
+    Parameters
+    ----------
+    verifier : WakeVerifier
+    trigger_sample : int
+        The trigger's sample, counted in the stream (as `AudioHistory.end` counts).
+    threshold : float
+        ``decisions.wake_verifier_threshold``.
+    """
+
+    def __init__(self, verifier: "WakeVerifier", trigger_sample: int, threshold: float):
+        self.verifier = verifier
+        self.trigger = int(trigger_sample)
+        self.threshold = float(threshold)
+        self.ends = [self.trigger + int(round(float(e) * RATE_HZ)) for e in verifier.window_ends]
+        self.scored = 0            # windows scored so far
+        self.best = 0.0            # their best probability
+        self.accepted: bool | None = None
+
+    @property
+    def last_end(self) -> int:
+        """The stream sample by which the verdict is certain to be reached."""
+        return self.ends[-1]
+
+    def update(self, audio: np.ndarray, end_sample: int) -> bool | None:
+        """Score the windows complete in ``audio`` (the stream's history, ending at stream
+        sample ``end_sample``): True accepted, False refused, None not yet decided."""
+        if self.accepted is not None:
+            return self.accepted
+        v = self.verifier
+        at = self.trigger - (int(end_sample) - len(audio))   # the trigger's index in `audio`
+        while self.scored < len(self.ends) and self.ends[self.scored] <= end_sample:
+            window = windows_around(audio, at, v.window_ends[self.scored:self.scored + 1], v.clip)
+            p = float(v.probabilities(v.embedding.embed(window))[0])
+            self.scored += 1
+            self.best = max(self.best, p)
+            if p >= self.threshold:
+                self.accepted = True
+                return True
+        if self.scored == len(self.ends):
+            self.accepted = False
+        return self.accepted
 
 
 class AudioHistory:

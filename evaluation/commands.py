@@ -72,7 +72,7 @@ def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, au
     smoothed = smoothed_posteriors(times_s, posteriors, float(cfg["decisions.smoothing_ms"]) / 1e3)
     min_count = int(cfg["decisions.command_min_count"])
     weight = float(cfg["decisions.command_verifier_weight"])
-    delay_s = verifier.delay_s if verifier is not None else 0.0
+    delay_s = verifier.class_delay_s if verifier is not None else 0.0
     out = {"commands": 0, "right": 0, "wrong": 0, "others": 0, "false": 0, "withdrawn": 0,
            "verdicts": 0}
     for start, end, name in spans:

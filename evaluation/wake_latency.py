@@ -91,7 +91,7 @@ def latencies(cfg, model: str, stream: dict, after_s: float = 1.0,
     if keywords is not None:   # the trigger before the verifier, and the verdict's wait
         out.update(verified_wake_threshold=float(run_cfg["decisions.verified_wake_threshold"]),
                    wake_verifier_threshold=keywords.verifier_threshold,
-                   verifier_delay_ms=round(1000 * keywords.verifier.delay_s))
+                   verifier_delay_ms=round(1000 * keywords.verifier.wake_delay_s))
     if len(lat):
         out.update({f"p{q}_ms": round(float(np.percentile(lat_ms, q)), 1) for q in (10, 50, 90)})
         out["mean_ms"] = round(float(lat_ms.mean()), 1)

@@ -143,7 +143,7 @@ class HopwiseEngine(Engine):
                  smoothing_ms=self.smoothing_ms, profile_threshold=self.own_threshold)
         if self.verifier is not None:
             d["verifier"] = {"threshold": self.verifier_threshold,
-                             "delay_ms": round(1000 * self.verifier.delay_s)}
+                             "delay_ms": round(1000 * self.verifier.wake_delay_s)}
         return d
 
     def profile_model(self):
@@ -200,11 +200,11 @@ class HopwiseEngine(Engine):
             v = self.verifier
             audio = run.extra["audio"]
             at = int(round(t * RATE))
-            if at + int(round(v.delay_s * RATE)) > len(audio):
+            if at + int(round(v.wake_delay_s * RATE)) > len(audio):
                 scores[t] = None
             else:
                 lo = max(0, at - int(np.ceil(v.history_s * RATE)))
-                part = audio[lo:at + int(round(v.delay_s * RATE))]
+                part = audio[lo:at + int(round(v.wake_delay_s * RATE))]
                 scores[t] = v.score(part.astype(np.float32) * np.float32(1.0 / 32768.0), at - lo)
         return scores[t]
 

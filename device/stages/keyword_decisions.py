@@ -7,6 +7,7 @@ import numpy as np
 
 from ..decisions import KeywordDecisions
 from ..paths import resolve_build_path
+from ..verifier import RATE_HZ, AudioHistory, WakeVerdict, WakeVerifier
 from .base import HopContext, Param, Stage, register_stage
 
 log = logging.getLogger("device.stages")
@@ -27,10 +28,11 @@ class KeywordDecisionStage(Stage):
     broken, one that reports scenes late is not.
 
     With a ``verifier`` (`device.verifier.WakeVerifier`), a trigger of the keyword model (at
-    ``decisions.verified_wake_threshold``) becomes a wake event only when the verifier, run on
-    the audio around it once its delay has passed, gives at least
-    ``decisions.wake_verifier_threshold``; the event keeps the trigger's time and carries the
-    verifier's score. A withdrawn trigger closes the command window it opened, and commands
+    ``decisions.verified_wake_threshold``) becomes a wake event only when the verifier gives at
+    least ``decisions.wake_verifier_threshold`` on one of its windows around it; each window is
+    scored on the hop its audio is complete (`device.verifier.WakeVerdict`), and the first to
+    pass sends the event, so a clear wake word waits for no window it does not need. The event
+    keeps the trigger's time and carries the verifier's score. A withdrawn trigger closes the command window it opened, and commands
     raised before the verdict wait for it. The stage then reads ``audio`` on every hop (it keeps
     the last second or two). A verifier that cannot be loaded is reported once and the stage
     decides alone at ``decisions.wake_threshold``: the device stays awake, with the keyword
@@ -52,7 +54,8 @@ class KeywordDecisionStage(Stage):
         labels (default ``posteriors.keyword``).
     verifier : str
         The exported wake verifier (``export/wake_verifier.tflite``), or "" for none: fewer
-        false wake-ups for one embedding per trigger and ``delay`` more wake latency.
+        false wake-ups for a few embeddings per trigger and up to its ``wake_delay_s`` more wake
+        latency.
     """
 
     follows_input = True
@@ -72,8 +75,9 @@ class KeywordDecisionStage(Stage):
         self.rejected = 0
         self.verifier_failures = 0
         self.alone_threshold = float(cfg["decisions.wake_threshold"])
-        # Triggers awaiting the verifier, in order: (kind, event, trigger sample, smoothed
-        # posteriors); "held" commands wait only for the wake verdict before them.
+        # Triggers awaiting the verifier, in order: (kind, event, trigger sample, state): a
+        # wake trigger's `WakeVerdict`, a command's smoothed posteriors; "held" commands wait
+        # only for the wake verdict before them.
         self._queue: list[tuple] = []
         self.judge_commands = False
         self.rejected_commands = 0
@@ -83,7 +87,6 @@ class KeywordDecisionStage(Stage):
             self._load_verifier(resolve_build_path(cfg, self.params["verifier"]))
 
     def _load_verifier(self, path) -> None:
-        from ..verifier import RATE_HZ, AudioHistory, WakeVerifier
         if self.pipeline_rate != RATE_HZ:
             self.verifier_problem = (f"it reads {RATE_HZ} Hz audio and the pipeline runs at "
                                      f"{self.pipeline_rate} Hz")
@@ -105,7 +108,7 @@ class KeywordDecisionStage(Stage):
         self.verifier.score(np.zeros(2 * RATE_HZ, np.float32), RATE_HZ)
         self.decider.wake.threshold = float(self.cfg["decisions.verified_wake_threshold"])
         self.history = AudioHistory(self.verifier.history_s + self.verifier.delay_s + 0.25)
-        self.delay_samples = int(round(self.verifier.delay_s * RATE_HZ))
+        self.command_delay_samples = int(round(self.verifier.class_delay_s * RATE_HZ))
         self.consumes = (self.input_key, "audio")
         self.follows_input = False   # it keeps the audio of every hop
         if self.verifier.classes is not None:
@@ -118,9 +121,9 @@ class KeywordDecisionStage(Stage):
                 self.judge_commands = True
                 self.decider.commands.threshold = float(
                     self.cfg["decisions.verified_command_threshold"])
-        log.info("stage %s: wake verifier %s (trigger at %g, verifier at %g, %.0f ms delay%s)",
-                 self.name, path.name, self.decider.wake.threshold, self.verifier_threshold,
-                 1000 * self.verifier.delay_s,
+        log.info("stage %s: wake verifier %s (trigger at %g, verifier at %g, up to %.0f ms "
+                 "delay%s)", self.name, path.name, self.decider.wake.threshold,
+                 self.verifier_threshold, 1000 * self.verifier.wake_delay_s,
                  f"; it judges commands, triggered at {self.decider.commands.threshold:g}"
                  if self.judge_commands else "")
 
@@ -137,7 +140,8 @@ class KeywordDecisionStage(Stage):
                 # The posteriors are this hop's (the model stage runs before): the trigger is
                 # the last sample written.
                 if event["type"] == "wake":
-                    self._queue.append(("wake", event, self.history.end, None))
+                    self._queue.append(("wake", event, self.history.end, WakeVerdict(
+                        self.verifier, self.history.end, self.verifier_threshold)))
                 elif self.judge_commands:
                     self._queue.append(("command", event, self.history.end,
                                         self.decider.smoothed.copy()))
@@ -145,20 +149,26 @@ class KeywordDecisionStage(Stage):
                     self._queue.append(("held", event, self.history.end, None))
                 else:
                     ctx.events.append(event)
-        while self._queue and (self._queue[0][0] == "held"
-                               or self.history.end >= self._queue[0][2] + self.delay_samples):
-            kind, event, trigger, probs = self._queue.pop(0)
+        while self._queue:
+            kind, event, trigger, state = self._queue[0]
+            if kind == "wake":
+                accepted = self._wake_verdict(ctx, event, state)
+                if accepted is None:
+                    break           # its next window's audio has not arrived
+            elif kind == "command" and self.history.end < trigger + self.command_delay_samples:
+                break
+            self._queue.pop(0)
             if kind == "held":
                 ctx.events.append(event)
             elif kind == "wake":
-                if self._wake_verdict(ctx, event, trigger):
+                if accepted:
                     ctx.events.append(event)
                 else:
                     # Commands heard after a withdrawn wake word were never commands.
                     self.decider.commands.close()
                     while self._queue and self._queue[0][0] != "wake":
                         self._queue.pop(0)
-            elif self._command_verdict(ctx, event, trigger, probs):
+            elif self._command_verdict(ctx, event, trigger, state):
                 ctx.events.append(event)
             else:
                 self.decider.commands.withdraw()
@@ -173,14 +183,18 @@ class KeywordDecisionStage(Stage):
             log.error("stage %s: the wake verifier failed (%s: %s); %s are decided by the keyword "
                       "model alone until it recovers", self.name, type(exc).__name__, exc, what)
 
-    def _wake_verdict(self, ctx: HopContext, event: dict, trigger: int) -> bool:
+    def _wake_verdict(self, ctx: HopContext, event: dict, verdict) -> bool | None:
+        """True: a wake event; False: withdrawn; None: waiting for more audio."""
         try:
-            score = self.verifier.score(*self._trigger_index(trigger))
+            accepted = verdict.update(self.history.view(), self.history.end)
         except Exception as exc:  # noqa: BLE001 - a failing verifier must not leave the device deaf
             # Decide as the keyword model alone would, and say so (once).
             self._failed(exc, f"wake triggers (at wake threshold {self.alone_threshold:g})")
             return event["confidence"] >= self.alone_threshold
-        if score < self.verifier_threshold:
+        if accepted is None:
+            return None
+        score = verdict.best
+        if not accepted:
             self.rejected += 1
             log.debug("stage %s: wake trigger at %.2f s withdrawn (verifier %.3f < %g)",
                       self.name, event["t_audio_s"], score, self.verifier_threshold)
@@ -225,7 +239,8 @@ class KeywordDecisionStage(Stage):
         if self.verifier is not None:
             d["verifier"] = {"threshold": self.verifier_threshold,
                              "trigger_threshold": self.decider.wake.threshold,
-                             "delay_ms": round(1000 * self.verifier.delay_s), "rejected": self.rejected,
+                             "delay_ms": round(1000 * self.verifier.wake_delay_s),
+                             "rejected": self.rejected,
                              "failures": self.verifier_failures,
                              "commands": self.judge_commands,
                              "rejected_commands": self.rejected_commands}

@@ -58,6 +58,8 @@ def test_the_class_readout_is_checked_and_sets_the_delay():
     # The wake windows end by the trigger; the class window 300 ms after it: the stage waits
     # for the later one.
     assert v.delay_s == pytest.approx(0.3) and v.history_s == pytest.approx(1.2)
+    # A wake verdict needs no audio after its trigger; a command's needs its window's 300 ms.
+    assert v.wake_delay_s == 0.0 and v.class_delay_s == pytest.approx(0.3)
     q = v.class_probabilities(np.zeros(3 * RATE_HZ, np.float32), RATE_HZ)
     e = np.exp([0.0, 2.0, 0.0])
     np.testing.assert_allclose(q, e / e.sum())
@@ -215,7 +217,7 @@ def test_the_class_readout_fit_is_scikit_learns():
 
 class _ScriptedVerifier:
     """judge_command answers from a script keyed by the trigger's second; delay as a verifier."""
-    delay_s = 0.2
+    class_delay_s = 0.2
 
     def __init__(self, answers):
         self.answers, self.asked = answers, []

@@ -19,7 +19,7 @@ from device.config import load_config
 from device.manifest import ManifestError
 from device.stages.base import HopContext
 from device.stages.keyword_decisions import KeywordDecisionStage
-from device.verifier import RATE_HZ, AudioHistory, WakeVerifier
+from device.verifier import RATE_HZ, AudioHistory, WakeVerdict, WakeVerifier
 
 HOP = 160
 
@@ -62,6 +62,52 @@ def test_windows_end_where_the_profile_says_around_the_trigger():
     assert np.all(w[0, :1600] == 0) and w[0, 1600] == audio[0]
     with pytest.raises(ManifestError, match="zero scale"):
         WakeVerifier(_NoEmbedding(), {**_readout(), "scale": [0.0] * 192})
+
+
+class _LoudnessEmbedding:
+    """A stand-in for the speech embedding (no models needed for the verdict's timing): each
+    window's mean absolute level in its first value, so a readout on it passes loud windows."""
+
+    def __init__(self):
+        self.windows = 0
+
+    def embed(self, clips):
+        self.windows += len(clips)
+        out = np.zeros((len(clips), 192), np.float32)
+        out[:, 0] = np.abs(clips).mean(axis=1)
+        return out
+
+
+def test_a_verdict_accepts_at_the_first_window_that_passes():
+    """`WakeVerdict` scores each window once its audio is complete, in the order of their ends:
+    the first to pass decides at once; a refusal waits for the last. Its outcome is `score`'s."""
+    emb = _LoudnessEmbedding()
+    readout = {**_readout(-5.0), "coef": [100.0] + [0.0] * 191}   # passes a window mean > 0.05
+    v = WakeVerifier(emb, readout, window_ends_ms=[-100.0, 0.0, 200.0, 400.0])
+    assert v.wake_delay_s == pytest.approx(0.4) and v.delay_s == pytest.approx(0.4)
+    trigger = 2 * RATE_HZ
+    # The word: loud from 50 ms after the trigger, so only the windows ending after it hear it
+    # (the one ending at +200 ms holds 150 ms of it: a mean of 0.15 * 0.5 = 0.075).
+    audio = np.zeros(3 * RATE_HZ, np.float32)
+    audio[trigger + 800:] = 0.5
+    verdict = WakeVerdict(v, trigger, threshold=0.5)
+    # At the trigger, two windows are complete: both quiet, so it waits.
+    assert verdict.update(audio[:trigger], trigger) is None and verdict.scored == 2
+    assert verdict.update(audio[:trigger + 3199], trigger + 3199) is None and verdict.scored == 2
+    # The window ending 200 ms after the trigger is complete and passes: accepted there.
+    assert verdict.update(audio[:trigger + 3200], trigger + 3200) is True
+    assert verdict.scored == 3 and verdict.best > 0.5 and emb.windows == 3
+    assert verdict.update(audio, len(audio)) is True and emb.windows == 3   # decided: no more
+    # The same outcome as the best window over all of them.
+    assert v.score(audio, trigger) >= 0.5
+    # A quiet stretch: refused only once the last window (+400 ms) has been heard.
+    quiet = WakeVerdict(v, trigger, threshold=0.5)
+    assert quiet.update(np.zeros(trigger + 6399, np.float32), trigger + 6399) is None
+    assert quiet.update(np.zeros(trigger + 6400, np.float32), trigger + 6400) is False
+    assert quiet.scored == 4 and v.score(np.zeros(3 * RATE_HZ, np.float32), trigger) < 0.5
+    # The history may be a view that starts anywhere: the trigger is found by the stream count.
+    late = WakeVerdict(v, trigger, threshold=0.5)
+    assert late.update(audio[RATE_HZ:trigger + 3200], trigger + 3200) is True
 
 
 # ------------------------------------------------------------------ with the real models
@@ -156,8 +202,9 @@ def test_a_trigger_waits_for_the_verifier_and_keeps_its_time(models, tmp_path):
     ev = _drive(stage, {9: wake, 19: wake, 29: cmd, 39: cmd}, 60)
     (i_wake, e_wake), (i_cmd, e_cmd) = ev
     assert e_wake["type"] == "wake" and e_wake["t_audio_s"] == pytest.approx(10 * HOP / RATE_HZ)
-    assert i_wake == 9 + 20                        # 200 ms (20 hops) after the trigger
-    assert e_wake["t_verdict_s"] == pytest.approx(30 * HOP / RATE_HZ)
+    # Its first window (ending at the trigger) passes: the event goes out on the trigger's hop,
+    # not after the last window's 200 ms.
+    assert i_wake == 9 and e_wake["t_verdict_s"] == pytest.approx(10 * HOP / RATE_HZ)
     assert e_wake["verifier"] == pytest.approx(1 / (1 + np.exp(-4.0)), abs=1e-3)
     assert e_cmd["type"] == "command" and e_cmd["label"] == cfg["labels.commands"][0]
 
@@ -170,6 +217,7 @@ def test_a_withdrawn_trigger_raises_nothing_and_closes_the_command_window(models
     cmd = _posteriors(cfg, cfg["labels.commands"][0])
     assert _drive(stage, {9: wake, 19: cmd, 29: cmd, 39: cmd}, 60) == []
     assert stage.rejected == 1 and stage.describe()["verifier"]["rejected"] == 1
+    assert stage.describe()["verifier"]["delay_ms"] == 200    # a refusal waited for every window
 
 
 def test_without_its_verifier_the_stage_decides_alone_and_says_so(tmp_path, caplog):
@@ -220,12 +268,13 @@ def test_a_failing_verifier_leaves_the_trigger_to_the_keyword_model(models, tmp_
 
     def broken(*_a, **_k):
         raise RuntimeError("interpreter gone")
-    stage.verifier.score = broken
+    stage.verifier.probabilities = broken
     wake = _posteriors(cfg, cfg["labels.wake_word"])
     with caplog.at_level(logging.ERROR):
         (i, e), = _drive(stage, {9: wake, 19: wake}, 40)
-    # Confidence 1.0 clears the keyword model's own threshold: the wake word still gets through.
-    assert e["type"] == "wake" and "verifier" not in e and i == 29
+    # Confidence 1.0 clears the keyword model's own threshold: the wake word still gets through,
+    # at its first window's verdict (the one that failed).
+    assert e["type"] == "wake" and "verifier" not in e and i == 9
     assert stage.verifier_failures == 1 and "wake verifier failed" in caplog.text
 
 
