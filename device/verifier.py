@@ -369,7 +369,7 @@ class WakeVerdict:
     differs: a word the trigger caught late is accepted at once, by a window that ended before
     the trigger, and one caught early waits for the windows that hear the rest of it. So the
     windows that end late cost latency only to the words that need them, and a refused trigger
-    costs one embedding per window, spread over the hops its windows end in.
+    costs one embedding per window, spread over the hops (``max_windows``).
 
     Parameters
     ----------
@@ -394,14 +394,20 @@ class WakeVerdict:
         """The stream sample by which the verdict is certain to be reached."""
         return self.ends[-1]
 
-    def update(self, audio: np.ndarray, end_sample: int) -> bool | None:
+    def update(self, audio: np.ndarray, end_sample: int, max_windows: int | None = None
+               ) -> bool | None:
         """Score the windows complete in ``audio`` (the stream's history, ending at stream
-        sample ``end_sample``): True accepted, False refused, None not yet decided."""
+        sample ``end_sample``), at most ``max_windows`` of them in this call (None: all; the
+        device scores one a hop, so that no hop carries several embeddings): True accepted,
+        False refused, None not yet decided."""
         if self.accepted is not None:
             return self.accepted
         v = self.verifier
         at = self.trigger - (int(end_sample) - len(audio))   # the trigger's index in `audio`
-        while self.scored < len(self.ends) and self.ends[self.scored] <= end_sample:
+        budget = len(self.ends) if max_windows is None else int(max_windows)
+        while (budget > 0 and self.scored < len(self.ends)
+               and self.ends[self.scored] <= end_sample):
+            budget -= 1
             window = windows_around(audio, at, v.window_ends[self.scored:self.scored + 1], v.clip)
             p = float(v.probabilities(v.embedding.embed(window))[0])
             self.scored += 1

@@ -186,7 +186,9 @@ class KeywordDecisionStage(Stage):
     def _wake_verdict(self, ctx: HopContext, event: dict, verdict) -> bool | None:
         """True: a wake event; False: withdrawn; None: waiting for more audio."""
         try:
-            accepted = verdict.update(self.history.view(), self.history.end)
+            # One window a hop: an embedding is several ms, more than a hop's share of the
+            # budget, and the windows complete at a trigger would otherwise share one hop.
+            accepted = verdict.update(self.history.view(), self.history.end, max_windows=1)
         except Exception as exc:  # noqa: BLE001 - a failing verifier must not leave the device deaf
             # Decide as the keyword model alone would, and say so (once).
             self._failed(exc, f"wake triggers (at wake threshold {self.alone_threshold:g})")

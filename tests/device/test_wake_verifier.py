@@ -105,6 +105,11 @@ def test_a_verdict_accepts_at_the_first_window_that_passes():
     assert quiet.update(np.zeros(trigger + 6399, np.float32), trigger + 6399) is None
     assert quiet.update(np.zeros(trigger + 6400, np.float32), trigger + 6400) is False
     assert quiet.scored == 4 and v.score(np.zeros(3 * RATE_HZ, np.float32), trigger) < 0.5
+    # One window a call, as the device scores them: the two complete at the trigger take two.
+    paced = WakeVerdict(v, trigger, threshold=0.5)
+    assert paced.update(audio[:trigger], trigger, max_windows=1) is None and paced.scored == 1
+    assert paced.update(audio[:trigger], trigger, max_windows=1) is None and paced.scored == 2
+    assert paced.update(audio[:trigger], trigger, max_windows=1) is None and paced.scored == 2
     # The history may be a view that starts anywhere: the trigger is found by the stream count.
     late = WakeVerdict(v, trigger, threshold=0.5)
     assert late.update(audio[RATE_HZ:trigger + 3200], trigger + 3200) is True
