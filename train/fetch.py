@@ -637,9 +637,10 @@ def fetch(cfg: Config, keys: Sequence[str] | None = None, *,
 def offline_line(cfg: Config, reason: str) -> str:
     """The one line the main job prints when it trains without real recordings."""
     return (f"hopwise: no real recordings ({reason}): training on the built-in synthetic corpus "
-            f"only; on real voices expect about half of Speech Commands clips right and few "
-            f"real \"{cfg['labels.wake_word']}\"s heard (default build, 2026-12-03: 48-56 %; "
-            f"2-24 % of real \"computer\"s woke at under 1 false alarm/h, by training seed). "
+            f"only; on real voices expect about 4 in 10 spoken commands right and about half of "
+            f"the real \"{cfg['labels.wake_word']}\"s heard at 1-2 false wake-ups an hour (default "
+            f"build with its wake verifier, 2026-12-05, two training seeds: 39-45 % of commands, "
+            f"43-55 % of real \"computer\"s). "
             f"Fix: `make data` on a machine with network (then `make train PROFILE=full`), or point "
             f"data.real.* at recordings you have")
 

@@ -133,13 +133,15 @@ def test_a_wake_verifier_filters_the_triggers_and_the_replay_is_the_pipeline(
     shutil.copy(tone_model, model)
     shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
     sets = ["stages.keywords.verifier=export/wake_verifier.tflite",
-            "model.wake_verifier.window_ends_ms=[0.0, 200.0]"]
+            "model.wake_verifier.window_ends_ms=[0.0, 200.0]",
+            "decisions.verified_wake_threshold=0.6"]   # the tone model's own operating point
     _export(load_config("default", [f"project.build_dir={tmp_path / 'build'}", *sets]), intercept)
     extra = [a for s in sets for a in ("--set", s)]
     with pytest.warns(UserWarning):
         assert ww.main(_args(data, tmp_path, model, *extra, "--out", str(tmp_path / "ww"))) == 0
     (engine,) = json.loads((tmp_path / "ww.json").read_text())["engines"]
-    assert engine["describe"]["verifier"] == {"threshold": 0.5, "delay_ms": 200}
+    assert engine["describe"]["verifier"] == {
+        "threshold": load_config("default")["decisions.wake_verifier_threshold"], "delay_ms": 200}
     assert engine["describe"]["setting"] == "decisions.verified_wake_threshold"
     assert all("identical" in v for v in engine["replay_check"].values())
     at = engine["scores"]["at_setting"]

@@ -29,6 +29,9 @@ pytestmark = pytest.mark.timeout(240)
 # The hop-budget row is tested on its own (tests/device/test_selfcheck.py); here, on a shared
 # machine whose load makes a 10 ms p99 a coin toss, it would decide tests of deploy's steps.
 NO_BUDGET = ["selfcheck.budget=false"]
+# The stand-in export (a tone model) has no wake verifier, which the default profile runs: these
+# tests deploy it without one, as a profile with verifier = "" would.
+NO_VERIFIER = ["stages.keywords.verifier=''"]
 
 
 @pytest.fixture(scope="module")
@@ -45,7 +48,7 @@ def export_dir(tmp_path_factory) -> Path:
 def _cfg(tmp_path: Path, *extra: str):
     return load_config("default", [f"project.build_dir='{tmp_path / 'build'}'", "deploy.env=host",
                                    "deploy.trial_s=1.5", "selfcheck.budget_audio_s=2",
-                                   "deploy.keep_releases=3", *NO_BUDGET, *extra])
+                                   "deploy.keep_releases=3", *NO_BUDGET, *NO_VERIFIER, *extra])
 
 
 def _copy(bundle: Path, dest: Path) -> Path:
@@ -128,7 +131,7 @@ def _broker(tmp_path: Path):
 
 def _main_args(tmp_path: Path, target: str, options: list[str], export_dir: Path, *extra: str):
     sets = [f"project.build_dir='{tmp_path / 'build'}'", "deploy.env=host", "deploy.trial_s=1.5",
-            *NO_BUDGET, *extra]
+            *NO_BUDGET, *NO_VERIFIER, *extra]
     return ([a for s in sets for a in ("--set", s)] + ["--target", target, "--export-dir",
             str(export_dir)] + [f"--ssh-option={o}" for o in options])
 

@@ -235,19 +235,24 @@ def test_junction_fraction_labels_and_soft_targets(cfg):
 
 def test_make_train_asks_for_the_teacher_only_where_a_profile_distils(monkeypatch, capsys):
     """`python -m train.teacher --missing` is what `make train` installs the teacher on: 0 for a
-    profile that does not distil, or when openWakeWord is there; 1, saying why, when it is not."""
+    profile that neither distils nor runs a wake verifier, or when openWakeWord is there; 1,
+    saying why, when it is not."""
     import importlib.util
     real_find_spec = importlib.util.find_spec
 
     def without_openwakeword(name, *args):
         return None if name == "openwakeword" else real_find_spec(name, *args)
 
+    none = ["--set", "stages.keywords.verifier=''"]
     assert teacher.main(["--missing", "--profile", "default"]) == 0
     monkeypatch.setattr(importlib.util, "find_spec", without_openwakeword)
-    assert teacher.main(["--missing", "--profile", "default"]) == 0
-    assert teacher.main(["--missing", "--profile", "default",
+    assert teacher.main(["--missing", "--profile", "default", *none]) == 0
+    assert teacher.main(["--missing", "--profile", "default", *none,
                          "--set", "model.multitask.distill_weight=0.5"]) == 1
     assert "distill_weight = 0.5" in capsys.readouterr().out
+    # The default profile runs a wake verifier: the same embedding models.
+    assert teacher.main(["--missing", "--profile", "default"]) == 1
+    assert "stages.keywords.verifier = 'export/wake_verifier.tflite'" in capsys.readouterr().out
     monkeypatch.setattr(importlib.util, "find_spec", real_find_spec)
     installed = real_find_spec("openwakeword") is not None
     assert teacher.main(["--missing", "--profile", "default",
