@@ -389,11 +389,6 @@ class WakeVerdict:
         self.best = 0.0            # their best probability
         self.accepted: bool | None = None
 
-    @property
-    def last_end(self) -> int:
-        """The stream sample by which the verdict is certain to be reached."""
-        return self.ends[-1]
-
     def update(self, audio: np.ndarray, end_sample: int, max_windows: int | None = None
                ) -> bool | None:
         """Score the windows complete in ``audio`` (the stream's history, ending at stream
