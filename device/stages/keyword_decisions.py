@@ -33,10 +33,10 @@ class KeywordDecisionStage(Stage):
     scored on the hop its audio is complete (`device.verifier.WakeVerdict`), and the first to
     pass sends the event, so a clear wake word waits for no window it does not need. The event
     keeps the trigger's time and carries the verifier's score. A withdrawn trigger closes the
-    command window it opened, and commands raised before the verdict wait for it. The stage then reads ``audio`` on every hop (it keeps
-    the last second or two). A verifier that cannot be loaded is reported once and the stage
-    decides alone at ``decisions.wake_threshold``: the device stays awake, with the keyword
-    model's own false-alarm rate. One that fails at run time is reported once, and each of its
+    command window it opened, and commands raised before the verdict wait for it. The stage then
+    reads ``audio`` on every hop (it keeps the last second or two). A verifier that cannot be
+    loaded is reported once and the stage decides alone at ``decisions.wake_threshold``: the
+    device stays awake, with the keyword model's own false-alarm rate. One that fails at run time is reported once, and each of its
     triggers is then a wake event when it clears ``decisions.wake_threshold``.
 
     When the verifier has a class readout (`device.verifier.WakeVerifier.classes`), each
