@@ -102,10 +102,12 @@ train: corpus teacher
 	$(PY) -m train.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m train.classifiers deployed --quiet --profile $(PROFILE) $(SETARGS)
 
+# The verifier after the streaming export: it is fit on the triggers of the keyword model the
+# profile runs (the default's streaming one).
 export: setup teacher
 	$(PY) -m export.multitask --profile $(PROFILE) $(SETARGS)
-	$(PY) -m train.verifier --export --quiet --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.streaming --warn-on-failure --profile $(PROFILE) $(SETARGS)
+	$(PY) -m train.verifier --export --quiet --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.esn --profile $(PROFILE) $(SETARGS)
 	$(PY) -m export.classifiers --if-trained --profile $(PROFILE) $(SETARGS)
 
