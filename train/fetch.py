@@ -640,7 +640,7 @@ def offline_line(cfg: Config, reason: str) -> str:
             f"only; on real voices expect about 4 in 10 spoken commands right and about half of "
             f"the real \"{cfg['labels.wake_word']}\"s heard at 1-2 false wake-ups an hour (default "
             f"build with its wake verifier, 2026-12-05, two training seeds: 39-45 % of commands, "
-            f"43-55 % of real \"computer\"s). "
+            f"39-55 % of real \"computer\"s). "
             f"Fix: `make data` on a machine with network (then `make train PROFILE=full`), or point "
             f"data.real.* at recordings you have")
 
