@@ -274,8 +274,6 @@ class WakeVerifier:
             self._set_classes(classes)
             ends = np.concatenate([ends, self.class_window_ends])
             self.class_delay_s = max(0.0, float(self.class_window_ends.max()))
-        # The most audio after a trigger any verdict needs.
-        self.delay_s = max(0.0, float(ends.max()))
         # Samples before the trigger the earliest window needs.
         self.history_s = float(clip_ms) / 1000.0 - float(ends.min())
 
@@ -289,6 +287,11 @@ class WakeVerifier:
             classes, len(labels), "class readout")
         self.classes = labels
         self.class_window_ends = np.asarray(sorted(ends)) / 1000.0
+
+    @property
+    def delay_s(self) -> float:
+        """The most audio after a trigger any verdict needs (wake or command)."""
+        return max(self.wake_delay_s, self.class_delay_s)
 
     @classmethod
     def load(cls, path: str | Path) -> "WakeVerifier":

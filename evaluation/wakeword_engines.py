@@ -200,11 +200,12 @@ class HopwiseEngine(Engine):
             v = self.verifier
             audio = run.extra["audio"]
             at = int(round(t * RATE))
-            if at + int(round(v.wake_delay_s * RATE)) > len(audio):
+            end = at + int(round(v.wake_delay_s * RATE))   # the last window's end
+            if end > len(audio):
                 scores[t] = None
             else:
                 lo = max(0, at - int(np.ceil(v.history_s * RATE)))
-                part = audio[lo:at + int(round(v.wake_delay_s * RATE))]
+                part = audio[lo:end]
                 scores[t] = v.score(part.astype(np.float32) * np.float32(1.0 / 32768.0), at - lo)
         return scores[t]
 

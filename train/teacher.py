@@ -47,7 +47,7 @@ log = logging.getLogger("train.teacher")
 
 __all__ = ["EMBEDDING_RATE_HZ", "TeacherFit", "SpeechEmbedder", "pooled_embeddings",
            "cross_fit_probabilities", "soften", "distill_target", "distill_targets",
-           "fit_teacher", "teacher_missing"]
+           "fit_teacher", "teacher_missing", "embedding_uses"]
 
 # openWakeWord's models read 16 kHz int16 PCM; the keyword clips are 16 kHz float in [-1, 1].
 EMBEDDING_RATE_HZ = 16000
@@ -58,14 +58,25 @@ INSTALL_HINT = (f"{NEEDS}: run `make peers` "
                 "model.multitask.distill_weight=0 and stages.keywords.verifier=''")
 
 
-def teacher_missing(cfg: Config) -> bool:
-    """True when the profile distils (``model.multitask.distill_weight > 0``) or runs a wake
-    verifier (``stages.keywords.verifier``, `train.verifier`: the same embedding models) and
-    openWakeWord, whose wheel carries those models, is not installed on this host."""
+def embedding_uses(cfg: Config) -> list[str]:
+    """What the profile uses openWakeWord's embedding models for, in words naming the setting:
+    distillation (``model.multitask.distill_weight > 0``) and the wake verifier
+    (``stages.keywords.verifier``, `train.verifier`); empty when neither."""
     from train.verifier import enabled
-    if not (float(cfg["model.multitask.distill_weight"]) > 0 or enabled(cfg)):
-        return False
-    return importlib.util.find_spec("openwakeword") is None
+    uses = []
+    if float(cfg["model.multitask.distill_weight"]) > 0:
+        uses.append(f"distils (model.multitask.distill_weight = "
+                    f"{cfg['model.multitask.distill_weight']})")
+    if enabled(cfg):
+        uses.append(f"runs a wake verifier (stages.keywords.verifier = "
+                    f"{cfg.section('stages.keywords').get('verifier')!r})")
+    return uses
+
+
+def teacher_missing(cfg: Config) -> bool:
+    """True when the profile uses the embedding models (`embedding_uses`) and openWakeWord,
+    whose wheel carries them, is not installed on this host."""
+    return bool(embedding_uses(cfg)) and importlib.util.find_spec("openwakeword") is None
 
 
 def _model_dir() -> Path:
@@ -358,14 +369,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     cfg = config_from_args(args)
     if args.missing:
         if teacher_missing(cfg):
-            uses = []
-            if float(cfg["model.multitask.distill_weight"]) > 0:
-                uses.append(f"distils (model.multitask.distill_weight = "
-                            f"{cfg['model.multitask.distill_weight']})")
-            if cfg.section("stages.keywords").get("verifier"):
-                uses.append(f"runs a wake verifier (stages.keywords.verifier = "
-                            f"{cfg.section('stages.keywords').get('verifier')!r})")
-            print(f"profile {profile_tag(cfg)} {' and '.join(uses)}, and {NEEDS}: not installed")
+            print(f"profile {profile_tag(cfg)} {' and '.join(embedding_uses(cfg))}, and {NEEDS}: "
+                  f"not installed")
             return 1
         return 0
     from train.multitask import load_splits
