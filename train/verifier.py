@@ -129,8 +129,8 @@ def one_thread():
 
     The readouts are fit inside it so that a seed gives the same readout on every host: with
     two BLAS threads this host's sums come out in another order, and 300 epochs of Adam grow
-    that last bit into weights up to 0.05 apart (a fresh clone's verifier then caught 39 % of
-    the real wake words where the same seed's one-thread fit caught 43 %). One thread costs
+    that last bit into weights several hundredths apart (a fresh clone's verifier then caught
+    39 % of the real wake words where the same seed's one-thread fit caught 43 %). One thread costs
     about a second a network here.
     """
     from threadpoolctl import threadpool_limits
