@@ -90,6 +90,25 @@ def noisy_copies(data, snr_db: Sequence[float], rng: np.random.Generator,
     return _peak_limited(wf.mix_at_snr(clips, scene, rng.uniform(snr_db[0], snr_db[1], len(scene))))
 
 
+def running_speech_windows(cfg: Config, data, count: int, progress: bool = True) -> np.ndarray:
+    """``count`` 1 s windows of synthetic running speech (`train.corpus`'s, sentences with no
+    keyword in them), kept where the voice is one of ``data``'s (the training split's) speakers
+    -> float32 clips shaped like ``data.keyword_audio``; the class readout's ``_unknown_``.
+
+    After a wake word the command window is open over whatever is said next; a readout that has
+    heard only single words takes a stretch of talk for a command."""
+    width = data.keyword_audio.shape[1]
+    if count <= 0:
+        return np.zeros((0, width), np.float32)
+    from train.corpus import _noise_pool, _running_speech
+    clips = _running_speech(cfg, int(count), _noise_pool(cfg), progress)
+    groups = None if data.keyword_groups is None else set(data.keyword_groups.tolist())
+    kept = [c.audio for c in clips if groups is None or c.group in groups]
+    log.info("class readout: %d windows of synthetic running speech as _unknown_, %d of them by "
+             "training voices", len(clips), len(kept))
+    return np.stack(kept).astype(np.float32) if kept else np.zeros((0, width), np.float32)
+
+
 def _peak_limited(audio: np.ndarray) -> np.ndarray:
     """Rows scaled down where their peak passes 1 (float32), as a recording would clip them."""
     peak = np.abs(audio).max(axis=1, keepdims=True)
@@ -521,7 +540,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
         readout = fit_readout(np.concatenate([x, found]),
                               np.concatenate([y, np.ones(len(found), np.int64)]), c, seed, hidden)
     classes, class_validation = None, None
-    class_windows = 0
+    class_windows = class_speech = 0
     if cfg["model.wake_verifier.classes"]:
         ends = [float(v) for v in cfg["model.wake_verifier.class_window_ends_ms"]]
         xc, yc = list(train_x), list(train_labels)
@@ -535,6 +554,12 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
             class_windows = len(ya)
             log.info("class readout: %d trigger windows of training commands and unknown words",
                      class_windows)
+        speech = running_speech_windows(cfg, splits["train"], int(section["class_speech_windows"]),
+                                        progress)
+        if len(speech):
+            xc.append(emb.embed(speech, progress=progress))
+            yc.append(np.full(len(speech), labels.index("_unknown_"), np.int64))
+            class_speech = len(speech)
         classes = fit_class_readout(np.concatenate(xc), np.concatenate(yc), labels, c, seed, ends,
                                     hidden)
         class_validation = class_report(cfg, readout, classes, splits["validation"], vc, vn)
@@ -549,7 +574,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
                         "wake_clips": int(vy.sum()), "other_clips": int((vy == 0).sum())}
     info = {"readout": readout, "validation": report, "threshold": threshold,
             "classes": classes, "class_validation": class_validation,
-            "class_trigger_windows": class_windows,
+            "class_trigger_windows": class_windows, "class_speech_windows": class_speech,
             "train_clips": int(len(ys[0])), "train_wake_clips": int(ys[0].sum()),
             "readout_clip_rows": int(clip_rows), "hidden": hidden, "music_windows": music,
             "trigger_aligned_windows": aligned,

@@ -117,3 +117,28 @@ def test_augmented_takes_are_new_takes_of_the_same_words_and_repeat_by_seed():
     # nothing to vary: speed 0 and no shift still give a take through another microphone
     flat, _ = tv.augmented_copies(split, 0.0, 0.0, (10.0, 10.0), np.random.default_rng(4))
     assert flat.shape == clips.shape
+
+
+def test_running_speech_windows_are_the_corpus_kind_by_training_voices_only(tiny_cfg):
+    """The class readout's running-speech `_unknown_`: windows of synthetic sentences, the same
+    for a seed, only by voices of the split they are fit with, none when none are asked for."""
+    from train.corpus import _noise_pool, _running_speech
+    cfg = tiny_cfg()
+
+    class Split:
+        keyword_audio = np.zeros((1, RATE_HZ), np.float32)
+        keyword_groups = None
+
+    every = tv.running_speech_windows(cfg, Split(), 6, progress=False)
+    assert every.shape == (6, RATE_HZ) and every.dtype == np.float32
+    assert all(np.abs(w).max() > 0.01 for w in every)      # talk, not silence
+    np.testing.assert_array_equal(every, tv.running_speech_windows(cfg, Split(), 6, progress=False))
+    drawn = _running_speech(cfg, 6, _noise_pool(cfg), False)
+    Split.keyword_groups = np.array([drawn[0].group, "nobody-else"])
+    kept = tv.running_speech_windows(cfg, Split(), 6, progress=False)
+    mine = [i for i, c in enumerate(drawn) if c.group == drawn[0].group]
+    assert 0 < len(mine) < 6 and len(kept) == len(mine)    # six draws, more than one voice
+    np.testing.assert_array_equal(kept, every[mine])
+    Split.keyword_groups = np.array(["nobody"])
+    assert tv.running_speech_windows(cfg, Split(), 6, progress=False).shape == (0, RATE_HZ)
+    assert tv.running_speech_windows(cfg, Split(), 0, progress=False).shape == (0, RATE_HZ)
