@@ -18,9 +18,11 @@ device computes.
 
 With ``model.wake_verifier.classes`` it also fits a *class readout* of the same form over all
 the keyword head's labels on the same clean, noisy and augmented clips
-(`fit_class_readout`), which the device asks on each command trigger together with the keyword
-model's posteriors (`device.verifier.combine`). The validation split reports its accuracy
-alone and, when the keyword model is exported, the keyword model's alone and the two together.
+(`fit_class_readout`), and with ``model.wake_verifier.class_speech_windows`` on windows of
+synthetic running speech as ``_unknown_`` (`running_speech_windows`), which the device asks on
+each command trigger together with the keyword model's posteriors (`device.verifier.combine`).
+The validation split reports its accuracy alone and, when the keyword model is exported, the
+keyword model's alone and the two together.
 
 ::
 
