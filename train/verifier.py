@@ -151,8 +151,8 @@ def one_thread():
     The readouts are fit inside it so that a seed gives the same readout on every host: with
     two BLAS threads this host's sums come out in another order, and 300 epochs of Adam grow
     that last bit into weights several hundredths apart (a fresh clone's verifier then caught
-    39 % of the real wake words where the same seed's one-thread fit caught 43 %). One thread costs
-    about a second a network here.
+    39 % of the real wake words where the same seed's one-thread fit caught 43 %). One thread
+    costs about a second a network here.
     """
     from threadpoolctl import threadpool_limits
     return threadpool_limits(limits=1)
@@ -173,6 +173,15 @@ def _networks(z: np.ndarray, y: np.ndarray, hidden: dict, seed: int) -> list:
             warnings.simplefilter("ignore", ConvergenceWarning)
             nets.append(net.fit(z, y))
     return nets
+
+
+def _logistic(z: np.ndarray, y: np.ndarray, c: float, seed: int):
+    """A logistic regression (inverse L2 strength ``c``; binary or multinomial by ``y``) fit on
+    one thread (`one_thread`)."""
+    from sklearn.linear_model import LogisticRegression
+    reg = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
+    with one_thread():
+        return reg.fit(z, y)
 
 
 def hidden_settings(cfg: Config) -> dict | None:
@@ -198,10 +207,7 @@ def fit_readout(x: np.ndarray, y: np.ndarray, c: float, seed: int,
                     "coef": net.coefs_[1][:, 0].tolist(), "intercept": float(net.intercepts_[1][0])}
                    for net in _networks(z, y, hidden, seed)]
         return {"mean": mean.tolist(), "scale": scale.tolist(), "hidden": members}
-    from sklearn.linear_model import LogisticRegression
-    reg = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
-    with one_thread():
-        reg.fit(z, y)
+    reg = _logistic(z, y, c, seed)
     return {"mean": mean.tolist(), "scale": scale.tolist(), "coef": reg.coef_[0].tolist(),
             "intercept": float(reg.intercept_[0])}
 
@@ -238,10 +244,7 @@ def fit_class_readout(x: np.ndarray, y: np.ndarray, labels: Sequence[str], c: fl
                                   "bias": net.intercepts_[0].tolist(),
                                   "coef": coef.tolist(), "intercept": intercept.tolist()})
     else:
-        from sklearn.linear_model import LogisticRegression
-        reg = LogisticRegression(C=float(c), max_iter=3000, random_state=seed)
-        with one_thread():
-            reg.fit(z, y)
+        reg = _logistic(z, y, c, seed)
         coef, intercept = _label_rows(reg.classes_, reg.coef_, reg.intercept_, len(labels))
         out.update(coef=coef.tolist(), intercept=intercept.tolist())
     out["window_ends_ms"] = [float(v) for v in window_ends_ms]

@@ -36,8 +36,9 @@ class KeywordDecisionStage(Stage):
     command window it opened, and commands raised before the verdict wait for it. The stage then
     reads ``audio`` on every hop (it keeps the last second or two). A verifier that cannot be
     loaded is reported once and the stage decides alone at ``decisions.wake_threshold``: the
-    device stays awake, with the keyword model's own false-alarm rate. One that fails at run time is reported once, and each of its
-    triggers is then a wake event when it clears ``decisions.wake_threshold``.
+    device stays awake, with the keyword model's own false-alarm rate. One that fails at run time
+    is reported once, and each of its triggers is then a wake event when it clears
+    ``decisions.wake_threshold``.
 
     When the verifier has a class readout (`device.verifier.WakeVerifier.classes`), each
     command trigger waits for it too: the keyword model's smoothed posteriors at the trigger
