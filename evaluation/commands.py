@@ -17,9 +17,19 @@ runner:
   verifier each trigger is judged as `stages/keyword_decisions.py` judges it
   (`WakeVerifier.judge_command`): a refused trigger is withdrawn and the window listens on.
 
+* **After a false wake** (``--after-false-wakes``, instead of the two above): a false wake
+  opens the command window anywhere, so the window is held open back to back over the wake-word
+  benchmark's negative stream (its recordings and cache, `evaluation.wakeword.streams_for`, the
+  profile's training recordings left out) and the first command of each window is put down to
+  the file it falls in (`held_open`). Speech Commands' clips are the words themselves and are
+  left out of the figure (`after_false_wake`): the share of windows that raised a command is how
+  often a false wake over other talk, phrases and sounds goes on to one; times the benchmark's
+  false alarms an hour, commands after false wakes an hour.
+
 ::
 
     python -m evaluation.commands --profile real      # build/reports/commands_real.{json,md}
+    python -m evaluation.commands --profile real --after-false-wakes   # false_wake_commands_real
 
 Needs the exported keyword model and a verifier exported with a class readout
 (``model.wake_verifier.classes``; `make export` fits it for a profile that runs a verifier); a
@@ -45,7 +55,8 @@ from device.verifier import RATE_HZ, WakeVerifier, combine
 
 log = logging.getLogger("evaluation.commands")
 
-__all__ = ["clip_accuracy", "replay_commands", "evaluate", "markdown", "pool"]
+__all__ = ["clip_accuracy", "replay_commands", "held_open", "after_false_wake", "evaluate",
+           "evaluate_false_wakes", "markdown", "false_wake_markdown", "pool"]
 
 
 def clip_accuracy(posteriors: np.ndarray, class_probs: np.ndarray, labels: np.ndarray,
@@ -88,6 +99,70 @@ def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, au
         out["withdrawn"] += len(refused)
         _count(out, name, commands, hit[1] if hit else None)
     return out
+
+
+def held_open(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, audio: np.ndarray,
+              segments: Sequence[Sequence], duration_s: float, threshold: float,
+              verifier: WakeVerifier | None = None) -> dict:
+    """The command window held open, back to back, over a stream of audio that holds no wake
+    word: what follows a false wake.
+
+    A false wake opens the window (``decisions.command_window_ms``) wherever it falls, so the
+    stream is cut into windows of that length (the last cut short by the stream's end) and each
+    is replayed as `replay_commands` replays one (the device's decisions over the smoothed
+    posteriors, each trigger judged by ``verifier`` when given). A command raised is put down to the file its trigger falls in
+    (``segments``: ``[start_s, end_s, kind, path]`` in stream order, as the wake-word
+    benchmark's negative stream lists them; a trigger in the silence after a file, to that
+    file). Returns ``window_s``, ``windows`` and, per kind, ``seconds`` of its files,
+    ``commands`` raised and ``labels`` (command -> count).
+    """
+    labels, commands = cfg.keyword_labels, sorted(cfg["labels.commands"])
+    smoothed = smoothed_posteriors(times_s, posteriors, float(cfg["decisions.smoothing_ms"]) / 1e3)
+    min_count = int(cfg["decisions.command_min_count"])
+    weight = float(cfg["decisions.command_verifier_weight"])
+    window_s = float(cfg["decisions.command_window_ms"]) / 1e3
+    starts = np.array([float(s[0]) for s in segments])
+    kinds: dict[str, dict] = {}
+    for s in segments:
+        k = kinds.setdefault(str(s[2]), {"seconds": 0.0, "commands": 0, "labels": {}})
+        k["seconds"] += float(s[1]) - float(s[0])
+    verdict = None
+    if verifier is not None:
+        def verdict(i: int) -> str | None:
+            return verifier.judge_command(smoothed[i], labels, set(commands), audio,
+                                          int(round(float(times_s[i]) * RATE_HZ)), weight)[0]
+    windows = int(np.ceil(duration_s / window_s - 1e-9))   # the last one cut short by the end
+    for w in range(windows):
+        hit = first_command(labels, commands, times_s, smoothed, w * window_s, (w + 1) * window_s,
+                            threshold=threshold, min_count=min_count, verdict=verdict,
+                            delay_s=verifier.class_delay_s if verifier is not None else 0.0)
+        if hit is None or not len(starts):
+            continue
+        j = max(0, int(np.searchsorted(starts, float(times_s[hit[0]]), side="right")) - 1)
+        k = kinds[str(segments[j][2])]
+        k["commands"] += 1
+        k["labels"][hit[1]] = k["labels"].get(hit[1], 0) + 1
+    for k in kinds.values():
+        k["seconds"] = round(k["seconds"], 2)
+    return {"window_s": window_s, "windows": windows, "kinds": dict(sorted(kinds.items()))}
+
+
+WORD_KINDS = ("speech_commands",)
+"""Kinds of the negative stream left out of `after_false_wake`: Speech Commands' clips are the
+keywords themselves (a command in the window after a false wake is then the right answer)."""
+
+
+def after_false_wake(row: dict) -> dict:
+    """`held_open`'s counts over every kind but `WORD_KINDS` -> ``commands_per_hour`` of open
+    window, and ``per_false_wake``: the share of windows that raised one, i.e. how often a false
+    wake over such audio goes on to a command (times the wake-word benchmark's false alarms an
+    hour: commands after false wakes an hour)."""
+    kept = {k: v for k, v in row["kinds"].items() if k not in WORD_KINDS}
+    seconds = sum(v["seconds"] for v in kept.values())
+    n = sum(v["commands"] for v in kept.values())
+    return {"hours": round(seconds / 3600, 3), "commands": n,
+            "commands_per_hour": round(3600 * n / seconds, 1) if seconds else None,
+            "per_false_wake": round(n * row["window_s"] / seconds, 4) if seconds else None}
 
 
 def _count(out: dict, name: str, commands, got: str | None) -> None:
@@ -157,6 +232,73 @@ def evaluate(cfg: Config, thresholds: Sequence[float], gap_s: float = 1.5,
                 threshold=float(thr), decider=name)
     report["seconds"] = round(time.perf_counter() - t0, 1)
     return report
+
+
+def evaluate_false_wakes(cfg: Config, thresholds: Sequence[float],
+                         verifier_path: str | None = None) -> dict:
+    """`held_open` over the wake-word benchmark's negative stream (the profile's
+    ``bench.wakeword`` settings, without the recordings the profile trained on, from the same
+    cache as `evaluation.wakeword`), with and without the verifier, at each of ``thresholds``."""
+    from evaluation.wakeword import hopwise_engine, streams_for
+    from evaluation.wakeword_streams import load_int16
+    from train.verifier import keyword_alone_run
+
+    t0 = time.perf_counter()
+    spec = verifier_path or cfg.section("stages.keywords").get("verifier")
+    verifier = WakeVerifier.load(resolve_build_path(cfg, spec)) if spec else None
+    if verifier is not None and verifier.classes is None:
+        raise ValueError(f"{verifier.path} has no class readout: fit it with "
+                         f"model.wake_verifier.classes = true (python -m train.verifier --export)")
+    streams, info = streams_for(cfg, cfg["labels.wake_word"], [hopwise_engine("hopwise", cfg, [])])
+    negative = streams.negative
+    audio = load_int16(negative.path)
+    run = keyword_alone_run(cfg, audio)
+    faudio = audio.astype(np.float32) / 32768.0
+    report = {"profile": profile_tag(cfg), "stream": negative.path,
+              "audio_s": round(negative.duration_s, 1), "left_out": info["left_out"],
+              "smoothing_ms": float(cfg["decisions.smoothing_ms"]), "rows": {}}
+    deciders = [("keyword_model", None)] + ([("with_verifier", verifier)] if verifier else [])
+    for thr in thresholds:
+        for name, v in deciders:
+            row = held_open(cfg, run.times_s, run.posteriors, faudio, negative.segments,
+                            negative.duration_s, float(thr), v)
+            row.update(threshold=float(thr), decider=name, **after_false_wake(row))
+            report["rows"][f"{name}@{float(thr):g}"] = row
+    report["seconds"] = round(time.perf_counter() - t0, 1)
+    return report
+
+
+def _group(kind: str) -> str:
+    return {"wake_phrase": "the channel's other phrases"}.get(kind.split(":")[0], kind)
+
+
+def false_wake_markdown(report: dict) -> str:
+    rows = list(report["rows"].values())
+    groups = sorted({_group(k) for r in rows for k in r["kinds"] if k not in WORD_KINDS})
+    first = rows[0] if rows else {"window_s": 0.0, "hours": 0.0}
+    lines = [f"## Commands after a false wake: profile `{report['profile']}`", "",
+             f"The command window ({first['window_s']:g} s) held open back to back over the "
+             f"wake-word benchmark's negative stream ({report['audio_s'] / 3600:.2f} h; its "
+             f"{first['hours']:.2f} h of other than Speech Commands' words are counted), as a "
+             f"false wake would open it anywhere; smoothing {report['smoothing_ms']:g} ms. "
+             "A false wake goes on to a command as often as a window raised one: times the "
+             "benchmark's false alarms an hour, commands after false wakes an hour.", "",
+             "| decider | command threshold | windows that raised a command | commands an hour "
+             "of open window | " + " | ".join(f"{g} (an hour)" for g in groups) + " |",
+             "|---|---|---|---|" + "---|" * len(groups)]
+    for r in rows:
+        per = []
+        for g in groups:
+            ks = [v for k, v in r["kinds"].items() if _group(k) == g]
+            sec = sum(v["seconds"] for v in ks)
+            per.append(f"{3600 * sum(v['commands'] for v in ks) / sec:.0f}" if sec else "-")
+        share = "-" if r["per_false_wake"] is None else f"{100 * r['per_false_wake']:.1f} %"
+        rate = "-" if r["commands_per_hour"] is None else f"{r['commands_per_hour']:.0f}"
+        lines.append(f"| {r['decider'].replace('_', ' ')} | {r['threshold']:g} | {share} | "
+                     f"{rate} | " + " | ".join(per) + " |")
+    for line in report.get("left_out") or []:
+        lines.append(f"\nLeft out of the stream: {line}.")
+    return "\n".join(lines)
 
 
 def _pct(a: float, b: float) -> str:
@@ -235,13 +377,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="lay the clips at -24 dBFS over the test split's scenes this far "
                              "below, as the wake-word benchmark does (default: as recorded, "
                              "silence between)")
-    parser.add_argument("--out", default=None, help="report name (default commands_<profile>)")
+    parser.add_argument("--after-false-wakes", action="store_true",
+                        help="instead: the command window held open over the wake-word "
+                             "benchmark's negative stream (its bench.wakeword settings and cache): "
+                             "how often a false wake goes on to a command, by source")
+    parser.add_argument("--out", default=None, help="report name (default commands_<profile>, "
+                                                    "or false_wake_commands_<profile>)")
     parser.add_argument("--pool", nargs="+", default=None, metavar="JSON",
                         help="pool these reports (of evaluation.commands) and write --out")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
     cfg = config_from_args(args)
-    if not args.pool and not cfg.section("stages.keywords").get("verifier"):
+    verified = cfg.section("stages.keywords").get("verifier")
+    if not (args.pool or args.after_false_wakes or verified):
         log.info("profile %s runs no verifier (stages.keywords.verifier is empty): commands are "
                  "the keyword model's alone, nothing to compare", profile_tag(cfg))
         return 0
@@ -253,16 +401,19 @@ def main(argv: Sequence[str] | None = None) -> int:
                     float(cfg["decisions.command_threshold"])]
             thresholds = args.thresholds or sorted({round(b + d, 3) for b in base
                                                     for d in (-0.1, 0.0, 0.1)})
-            report = evaluate(cfg, thresholds, args.gap_s, snr_db=args.snr_db)
+            report = (evaluate_false_wakes(cfg, thresholds) if args.after_false_wakes
+                      else evaluate(cfg, thresholds, args.gap_s, snr_db=args.snr_db))
     except (FileNotFoundError, ValueError) as exc:
         log.error("%s", exc)
         return 1
-    name = args.out or f"commands_{profile_tag(cfg)}"
+    kind = "false_wake_commands" if args.after_false_wakes else "commands"
+    name = args.out or f"{kind}_{profile_tag(cfg)}"
     out = BuildPaths(cfg).report(f"{name}.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=1) + "\n")
-    out.with_suffix(".md").write_text(markdown(report) + "\n")
-    print(markdown(report))
+    text = false_wake_markdown(report) if args.after_false_wakes else markdown(report)
+    out.with_suffix(".md").write_text(text + "\n")
+    print(text)
     log.info("wrote %s", out)
     return 0
 
