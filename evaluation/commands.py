@@ -110,10 +110,10 @@ def held_open(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, audio: n
     A false wake opens the window (``decisions.command_window_ms``) wherever it falls, so the
     stream is cut into windows of that length (the last cut short by the stream's end) and each
     is replayed as `replay_commands` replays one (the device's decisions over the smoothed
-    posteriors, each trigger judged by ``verifier`` when given). A command raised is put down to the file its trigger falls in
-    (``segments``: ``[start_s, end_s, kind, path]`` in stream order, as the wake-word
-    benchmark's negative stream lists them; a trigger in the silence after a file, to that
-    file). Returns ``window_s``, ``windows`` and, per kind, ``seconds`` of its files,
+    posteriors, each trigger judged by ``verifier`` when given). A command raised is put down to
+    the file its trigger falls in (``segments``: ``[start_s, end_s, kind, path]`` in stream
+    order, as the wake-word benchmark's negative stream lists them; a trigger in the silence
+    after a file, to that file). Returns ``window_s``, ``windows`` and, per kind, ``seconds`` of its files,
     ``commands`` raised and ``labels`` (command -> count).
     """
     labels, commands = cfg.keyword_labels, sorted(cfg["labels.commands"])

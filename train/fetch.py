@@ -638,10 +638,10 @@ def offline_line(cfg: Config, reason: str) -> str:
     """The one line the main job prints when it trains without real recordings."""
     return (f"hopwise: no real recordings ({reason}): training on the built-in synthetic corpus "
             f"only; on real voices expect about 2 in 3 spoken commands right in a quiet room "
-            f"(up to 1 in 10 wrong) and 4 to 5 in 10 of the real "
+            f"(up to 1 in 10 wrong) and over half of the real "
             f"\"{cfg['labels.wake_word']}\"s heard at 1-2 false wake-ups an hour (default build "
             f"with its wake verifier, 2026-12-05, two training seeds: 65-74 % of commands, "
-            f"43-56 % of real \"computer\"s). "
+            f"55-58 % of real \"computer\"s). "
             f"Fix: `make data` on a machine with network (then `make train PROFILE=full`), or point "
             f"data.real.* at recordings you have")
 

