@@ -640,8 +640,8 @@ def offline_line(cfg: Config, reason: str) -> str:
             f"only; on real voices expect about 2 in 3 spoken commands right in a quiet room "
             f"(up to 1 in 10 wrong) and over half of the real "
             f"\"{cfg['labels.wake_word']}\"s heard at 1-2 false wake-ups an hour (default build "
-            f"with its wake verifier, 2026-12-05, two training seeds: 65-74 % of commands, "
-            f"55-58 % of real \"computer\"s). "
+            f"with its wake verifier, 2026-12-05, two or three training seeds: 65-74 % of "
+            f"commands, 51-58 % of real \"computer\"s). "
             f"Fix: `make data` on a machine with network (then `make train PROFILE=full`), or point "
             f"data.real.* at recordings you have")
 
