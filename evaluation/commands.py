@@ -68,6 +68,33 @@ def clip_accuracy(posteriors: np.ndarray, class_probs: np.ndarray, labels: np.nd
     return {k: round(float((v == labels).mean()), 4) for k, v in preds.items()}
 
 
+def _command_replay(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, audio: np.ndarray,
+                    threshold: float, verifier: WakeVerifier | None = None,
+                    counts: dict | None = None):
+    """-> ``first(open_s, close_s, refused=None)``: `device.replay.first_command` with the
+    profile's command decisions over the smoothed ``posteriors``, each trigger judged by
+    ``verifier`` (when given) as `stages/keyword_decisions.py` judges it; ``counts["verdicts"]``,
+    when given, counts the verdicts asked for."""
+    labels, commands = cfg.keyword_labels, set(cfg["labels.commands"])
+    smoothed = smoothed_posteriors(times_s, posteriors, float(cfg["decisions.smoothing_ms"]) / 1e3)
+    min_count = int(cfg["decisions.command_min_count"])
+    weight = float(cfg["decisions.command_verifier_weight"])
+    delay_s = verifier.class_delay_s if verifier is not None else 0.0
+    verdict = None
+    if verifier is not None:
+        def verdict(i: int) -> str | None:
+            if counts is not None:
+                counts["verdicts"] += 1
+            return verifier.judge_command(smoothed[i], labels, commands, audio,
+                                          int(round(float(times_s[i]) * RATE_HZ)), weight)[0]
+
+    def first(open_s: float, close_s: float, refused: list | None = None):
+        return first_command(labels, sorted(commands), times_s, smoothed, open_s, close_s,
+                             threshold=threshold, min_count=min_count, verdict=verdict,
+                             delay_s=delay_s, refused=refused)
+    return first
+
+
 def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, audio: np.ndarray,
                     spans: Sequence[tuple[float, float, str]], threshold: float,
                     verifier: WakeVerifier | None = None, before_s: float = 0.5,
@@ -79,23 +106,13 @@ def replay_commands(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, au
     ``others`` (the rest), ``false`` (commands raised in them), ``withdrawn`` (triggers the
     verifier refused) and ``verdicts``.
     """
-    labels, commands = cfg.keyword_labels, set(cfg["labels.commands"])
-    smoothed = smoothed_posteriors(times_s, posteriors, float(cfg["decisions.smoothing_ms"]) / 1e3)
-    min_count = int(cfg["decisions.command_min_count"])
-    weight = float(cfg["decisions.command_verifier_weight"])
-    delay_s = verifier.class_delay_s if verifier is not None else 0.0
+    commands = set(cfg["labels.commands"])
     out = {"commands": 0, "right": 0, "wrong": 0, "others": 0, "false": 0, "withdrawn": 0,
            "verdicts": 0}
+    first = _command_replay(cfg, times_s, posteriors, audio, threshold, verifier, counts=out)
     for start, end, name in spans:
-        verdict, refused = None, []
-        if verifier is not None:
-            def verdict(i: int) -> str | None:
-                out["verdicts"] += 1
-                return verifier.judge_command(smoothed[i], labels, commands, audio,
-                                              int(round(float(times_s[i]) * RATE_HZ)), weight)[0]
-        hit = first_command(labels, sorted(commands), times_s, smoothed, start - before_s,
-                            end + after_s, threshold=threshold, min_count=min_count,
-                            verdict=verdict, delay_s=delay_s, refused=refused)
+        refused: list[int] = []
+        hit = first(start - before_s, end + after_s, refused)
         out["withdrawn"] += len(refused)
         _count(out, name, commands, hit[1] if hit else None)
     return out
@@ -112,36 +129,27 @@ def held_open(cfg: Config, times_s: np.ndarray, posteriors: np.ndarray, audio: n
     is replayed as `replay_commands` replays one (the device's decisions over the smoothed
     posteriors, each trigger judged by ``verifier`` when given). A command raised is put down to
     the file its trigger falls in (``segments``: ``[start_s, end_s, kind, path]`` in stream
-    order, as the wake-word benchmark's negative stream lists them; a trigger in the silence
-    after a file, to that file). Returns ``window_s``, ``windows`` and, per kind, ``seconds`` of its files,
-    ``commands`` raised and ``labels`` (command -> count).
+    order, as the wake-word benchmark's negative stream lists them; `evaluation.wakeword`'s
+    attribution of false alarms: a trigger in the silence after a file is that file's). Returns
+    ``window_s``, ``windows`` and, per kind, ``seconds`` of its files, ``commands`` raised and
+    ``labels`` (command -> count).
     """
-    labels, commands = cfg.keyword_labels, sorted(cfg["labels.commands"])
-    smoothed = smoothed_posteriors(times_s, posteriors, float(cfg["decisions.smoothing_ms"]) / 1e3)
-    min_count = int(cfg["decisions.command_min_count"])
-    weight = float(cfg["decisions.command_verifier_weight"])
+    from evaluation.wakeword import segments_at
+    first = _command_replay(cfg, times_s, posteriors, audio, threshold, verifier)
     window_s = float(cfg["decisions.command_window_ms"]) / 1e3
-    starts = np.array([float(s[0]) for s in segments])
     kinds: dict[str, dict] = {}
+
+    def kind(name: str) -> dict:
+        return kinds.setdefault(name, {"seconds": 0.0, "commands": 0, "labels": {}})
     for s in segments:
-        k = kinds.setdefault(str(s[2]), {"seconds": 0.0, "commands": 0, "labels": {}})
-        k["seconds"] += float(s[1]) - float(s[0])
-    verdict = None
-    if verifier is not None:
-        def verdict(i: int) -> str | None:
-            return verifier.judge_command(smoothed[i], labels, set(commands), audio,
-                                          int(round(float(times_s[i]) * RATE_HZ)), weight)[0]
+        kind(str(s[2]))["seconds"] += float(s[1]) - float(s[0])
     windows = int(np.ceil(duration_s / window_s - 1e-9))   # the last one cut short by the end
-    for w in range(windows):
-        hit = first_command(labels, commands, times_s, smoothed, w * window_s, (w + 1) * window_s,
-                            threshold=threshold, min_count=min_count, verdict=verdict,
-                            delay_s=verifier.class_delay_s if verifier is not None else 0.0)
-        if hit is None or not len(starts):
-            continue
-        j = max(0, int(np.searchsorted(starts, float(times_s[hit[0]]), side="right")) - 1)
-        k = kinds[str(segments[j][2])]
+    hits = [hit for hit in (first(w * window_s, (w + 1) * window_s) for w in range(windows))
+            if hit is not None]
+    for (i, label), seg in zip(hits, segments_at([float(times_s[i]) for i, _ in hits], segments)):
+        k = kind("gap" if seg is None else str(seg[2]))
         k["commands"] += 1
-        k["labels"][hit[1]] = k["labels"].get(hit[1], 0) + 1
+        k["labels"][label] = k["labels"].get(label, 0) + 1
     for k in kinds.values():
         k["seconds"] = round(k["seconds"], 2)
     return {"window_s": window_s, "windows": windows, "kinds": dict(sorted(kinds.items()))}

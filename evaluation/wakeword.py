@@ -166,11 +166,11 @@ def noise_heard_in_training(cfg: Config, noise_files: Sequence[str], name: str =
 
 
 # ------------------------------------------------------------------ scoring an engine
-def _sources(false_alarms: Sequence[float], segments: Sequence[list]) -> list[list | None]:
-    """The negative-stream segment each false alarm falls in (a detection in the gap after a
-    file belongs to that file), None before the first."""
+def segments_at(times_s: Sequence[float], segments: Sequence[list]) -> list[list | None]:
+    """The negative-stream segment each time (a false alarm, a command) falls in (a detection in
+    the gap after a file belongs to that file), None before the first."""
     starts = np.array([seg[0] for seg in segments]) if segments else np.zeros(0)
-    idx = np.searchsorted(starts, np.asarray(false_alarms, float), side="right") - 1
+    idx = np.searchsorted(starts, np.asarray(times_s, float), side="right") - 1
     return [segments[i] if i >= 0 else None for i in idx]
 
 
@@ -224,7 +224,7 @@ def score_engine(engine: Engine, runs: dict[str, EngineRun], streams: StreamSet,
     out = {"engine": engine.describe(), "smoothing_ms": smoothing_ms, "per_snr": per_snr}
     if headline_setting is not None:
         fas = engine.detect(runs[neg.name], headline_setting, **kw)
-        sources = _sources(fas, neg.segments)
+        sources = segments_at(fas, neg.segments)
         out["at_setting"] = {"setting": headline_setting, "negative_false_alarms": len(fas),
                              "by_kind": _fa_by_kind(sources), "top_files": _fa_files(sources)}
     return out
