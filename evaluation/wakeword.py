@@ -5,6 +5,8 @@
         --engine porcupine
     python -m evaluation.wakeword --profile evaluation/profiles/alexa.toml   # alexa: + openWakeWord
     python -m evaluation.wakeword --profile real --positives my_word/ --extra-negatives podcasts/
+    python -m evaluation.wakeword --engine hopwise --verifier-threshold 0.7 \
+        --verifier other/export/wake_verifier.tflite    # other verdicts, the same triggers
 
 After the method of Picovoice's open wake-word benchmark (`evaluation.wakeword_streams` builds
 the audio, `evaluation.wakeword_scoring` scores it, `evaluation.wakeword_engines` runs the
@@ -230,9 +232,60 @@ def score_engine(engine: Engine, runs: dict[str, EngineRun], streams: StreamSet,
     return out
 
 
+def _hopwise_entry(entry: dict, engine: HopwiseEngine, runs: dict[str, EngineRun],
+                   streams: StreamSet, target: float, headline: str) -> dict:
+    """A hopwise engine's scores at each smoothing, and its operating point, into ``entry``."""
+    entry["stage_rtf"] = round(sum(r.extra["stage_s"] for r in runs.values())
+                               / entry["audio_s"], 5) if entry["audio_s"] else None
+    entry["replay_check"] = {k: r.extra.get("replay_check") for k, r in runs.items()}
+    by_smoothing = [score_engine(engine, runs, streams, target, s, engine.default_setting)
+                    for s in engine.smoothing_ms]
+    entry["scores"] = by_smoothing[0]
+    entry["smoothing_sweep"] = by_smoothing
+    candidates = [(s["per_snr"][headline]["operating_point"], s["smoothing_ms"])
+                  for s in by_smoothing if s["per_snr"][headline]["operating_point"]]
+    if candidates:
+        # A point that meets the target beats one that does not, then fewer misses.
+        op, sm = min(candidates, key=lambda c: (not c[0]["meets_target"],
+                                                c[0]["miss_rate"], c[1]))
+        entry["operating_point"] = {"wake_threshold": op["setting"], "smoothing_ms": sm,
+                                    "miss_rate": op["miss_rate"], "snr_db": float(headline),
+                                    "false_alarms": op["false_alarms"], "rule": op["rule"],
+                                    "meets_target": op["meets_target"],
+                                    "target_false_alarms_per_hour": target,
+                                    "setting": engine.setting_name}
+        if getattr(engine, "verifier", None) is not None:
+            # wake_threshold is then the keyword model's trigger before the verifier.
+            entry["operating_point"]["wake_verifier_threshold"] = engine.verifier_threshold
+    return entry
+
+
+def verifier_variants(engine: HopwiseEngine, thresholds: Sequence[float] = (),
+                      verifiers: Sequence[str] = ()) -> list[HopwiseEngine]:
+    """``engine`` with each verifier of ``verifiers`` (its own first) at each threshold of
+    ``thresholds`` (its own first), less itself: what `run_benchmark` scores on its runs."""
+    if engine.verifier is None or not (thresholds or verifiers):
+        return []
+    own = engine.verifier_threshold
+    levels = [own] + [float(t) for t in thresholds if float(t) != own]
+    out = []
+    for path in [None, *verifiers]:
+        for t in levels:
+            if path is None and t == own:
+                continue
+            out.append(engine.with_verifier(t, path))
+    return out
+
+
 def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
-                  notes: Sequence[str] = (), streams_info: dict | None = None) -> dict:
-    """Run every engine on every stream, score them, choose hopwise's operating points."""
+                  notes: Sequence[str] = (), streams_info: dict | None = None,
+                  verifier_thresholds: Sequence[float] = (),
+                  verifiers: Sequence[str] = ()) -> dict:
+    """Run every engine on every stream, score them, choose hopwise's operating points.
+
+    ``verifier_thresholds`` and ``verifiers`` (wake verifier files) add, for each hopwise engine
+    with a verifier, one entry per other verifier and threshold, scored on the same runs
+    (`verifier_variants`): the same triggers, other verdicts."""
     b = lambda k: cfg[f"bench.wakeword.{k}"]  # noqa: E731
     target = float(b("target_false_alarms_per_hour"))
     headline = f"{float(b('snr_db')[0]):g}"
@@ -248,31 +301,16 @@ def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
                  "cpu_rtf": round(cpu / audio, 5) if audio else None, "audio_s": round(audio, 1),
                  "cpu_s": round(cpu, 2)}
         if isinstance(engine, HopwiseEngine):
-            entry["stage_rtf"] = round(sum(r.extra["stage_s"] for r in runs.values()) / audio, 5)
-            entry["replay_check"] = {k: r.extra.get("replay_check") for k, r in runs.items()}
-            by_smoothing = [score_engine(engine, runs, streams, target, s, engine.default_setting)
-                            for s in engine.smoothing_ms]
-            entry["scores"] = by_smoothing[0]
-            entry["smoothing_sweep"] = by_smoothing
-            candidates = [(s["per_snr"][headline]["operating_point"], s["smoothing_ms"])
-                          for s in by_smoothing if s["per_snr"][headline]["operating_point"]]
-            if candidates:
-                # A point that meets the target beats one that does not, then fewer misses.
-                op, sm = min(candidates, key=lambda c: (not c[0]["meets_target"],
-                                                        c[0]["miss_rate"], c[1]))
-                entry["operating_point"] = {"wake_threshold": op["setting"], "smoothing_ms": sm,
-                                            "miss_rate": op["miss_rate"], "snr_db": float(headline),
-                                            "false_alarms": op["false_alarms"], "rule": op["rule"],
-                                            "meets_target": op["meets_target"],
-                                            "target_false_alarms_per_hour": target,
-                                            "setting": engine.setting_name}
-                if getattr(engine, "verifier", None) is not None:
-                    # wake_threshold is then the keyword model's trigger before the verifier.
-                    entry["operating_point"]["wake_verifier_threshold"] = engine.verifier_threshold
+            results.append(_hopwise_entry(entry, engine, runs, streams, target, headline))
+            for variant in verifier_variants(engine, verifier_thresholds, verifiers):
+                log.info("%s: scored on %s's runs", variant.name, engine.name)
+                results.append(_hopwise_entry(dict(entry, name=variant.name,
+                                                   describe=variant.describe()),
+                                              variant, runs, streams, target, headline))
         else:
             entry["scores"] = score_engine(engine, runs, streams, target, None,
                                            engine.default_setting)
-        results.append(entry)
+            results.append(entry)
     return {
         "created_utc": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "wake_word": streams.wake_word, "headline_snr_db": float(headline),
@@ -363,7 +401,7 @@ def markdown(report: dict) -> str:
             lines.append(f"- {r['name']} at its default setting ({at['setting']:g}): "
                          f"{at['negative_false_alarms']} false alarms on the negative stream, by "
                          f"source {at['by_kind'] or 'none'}")
-        if r.get("replay_check"):
+        if r.get("replay_check") and not r["describe"].get("variant_of"):
             lines.append(f"- {r['name']}: decisions replay = pipeline on every stream "
                          f"({'; '.join(f'{k}: {v}' for k, v in r['replay_check'].items())})")
     info = st["info"]
@@ -459,6 +497,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--write-operating-point", action="store_true",
                         help="record each hopwise engine's chosen operating point in its model's "
                              "manifest")
+    parser.add_argument("--verifier-threshold", action="append", type=float, default=[],
+                        metavar="V",
+                        help="also score each hopwise engine's wake verifier at V (repeat), on "
+                             "the same runs: the same triggers, other verdicts")
+    parser.add_argument("--verifier", action="append", default=[], metavar="PATH",
+                        help="also score another wake verifier (a wake_verifier.tflite with its "
+                             "manifest) behind each hopwise engine's triggers, at its own and "
+                             "each --verifier-threshold (repeat)")
     parser.add_argument("--out", default=None,
                         help="report path stem (default: build/reports/<profile>/wakeword_<word>)")
     args = parser.parse_args(argv)
@@ -471,13 +517,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     wake = engines[0].wake_word if engines else cfg["labels.wake_word"]
     hopwise = [e for e in engines if isinstance(e, HopwiseEngine)]
+    if args.verifier_threshold or args.verifier:
+        # Checked before hours of audio are run, not after.
+        if not any(e.verifier is not None for e in hopwise):
+            print("error: --verifier-threshold / --verifier need a hopwise engine with a wake "
+                  "verifier (its profile's stages.keywords.verifier)", file=sys.stderr)
+            return 2
+        try:
+            for e in hopwise:
+                verifier_variants(e, args.verifier_threshold, args.verifier)
+        except (OSError, ValueError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
     t0 = time.perf_counter()
     try:
         streams, info = streams_for(cfg, wake, hopwise, args.positives)
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    report = run_benchmark(cfg, engines, streams, notes, info)
+    try:
+        report = run_benchmark(cfg, engines, streams, notes, info,
+                               verifier_thresholds=args.verifier_threshold,
+                               verifiers=args.verifier)
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     stem = Path(args.out) if args.out else \
         BuildPaths(cfg).bench_report_dir() / f"wakeword_{wake.replace(' ', '_')}"
@@ -488,7 +552,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem.with_suffix(".md").write_text(text)
     png = plot_det(report, stem.parent / f"{stem.name}_det.png")
     if args.write_operating_point:
-        for engine, entry in zip(engines, report["engines"]):
+        entries = {e["name"]: e for e in report["engines"]}
+        for engine in engines:
+            entry = entries[engine.name]
             if isinstance(engine, HopwiseEngine) and entry.get("operating_point"):
                 log.info("operating point of %s -> %s", engine.name,
                          write_operating_point(engine, entry, json_path))

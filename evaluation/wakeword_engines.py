@@ -28,6 +28,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -112,6 +113,8 @@ class HopwiseEngine(Engine):
         self.min_count = int(cfg["decisions.wake_min_count"])
         self.refractory_s = cfg["decisions.refractory_ms"] / 1000.0
         self.verifier = self._verifier()
+        self.verifier_key = "profile"      # whose verdicts a run's score cache holds
+        self.variant_of: str | None = None  # set on a `with_verifier` copy
         if self.verifier is not None:
             # The sweep moves the keyword model's trigger; the verifier keeps its threshold.
             self.setting_name = "decisions.verified_wake_threshold"
@@ -136,6 +139,39 @@ class HopwiseEngine(Engine):
                         self.name, exc)
             return None
 
+    def with_verifier(self, threshold: float | None = None, verifier_path=None,
+                      name: str | None = None) -> "HopwiseEngine":
+        """This engine with another verifier threshold and/or another verifier model, scored on
+        this engine's runs (`run` is not called again): the keyword model's triggers are the
+        same, only the verdicts change. What a readout or its threshold is worth at the same
+        triggers costs one replay, not another pass of the pipeline over hours of audio.
+
+        Parameters
+        ----------
+        threshold : float, optional
+            The verifier's threshold (default: this engine's).
+        verifier_path : path, optional
+            Another wake verifier (`device.verifier.WakeVerifier.load`; default: this engine's).
+        name : str, optional
+            The variant's name in the report (default: this engine's name, the verifier's file
+            stem and the threshold).
+        """
+        import copy
+        if self.verifier is None:
+            raise ValueError(f"{self.name} has no wake verifier to vary: its profile's "
+                             f"stages.keywords.verifier is empty or did not load")
+        variant = copy.copy(self)
+        if verifier_path is not None:
+            from device.verifier import WakeVerifier
+            variant.verifier = WakeVerifier.load(Path(verifier_path))
+            variant.verifier_key = str(verifier_path)
+        if threshold is not None:
+            variant.verifier_threshold = float(threshold)
+        stem = Path(str(verifier_path)).stem if verifier_path is not None else "verifier"
+        variant.name = name or f"{self.name} {stem} at {variant.verifier_threshold:g}"
+        variant.variant_of = self.name
+        return variant
+
     def describe(self) -> dict:
         d = super().describe()
         d.update(profile=str(self.cfg.name), wake_word=self.wake_word,
@@ -144,6 +180,10 @@ class HopwiseEngine(Engine):
         if self.verifier is not None:
             d["verifier"] = {"threshold": self.verifier_threshold,
                              "delay_ms": round(1000 * self.verifier.wake_delay_s)}
+            if self.verifier_key != "profile":
+                d["verifier"]["path"] = self.verifier_key
+        if self.variant_of:
+            d["variant_of"] = self.variant_of
         return d
 
     def profile_model(self):
@@ -195,7 +235,8 @@ class HopwiseEngine(Engine):
         """The verifier's score of a trigger at ``t`` s of the run's stream, as the keyword
         stage computes it (the same audio: int16 scaled as capture scales it, zeros before the
         stream); None where the stream ends before the verifier's delay (no verdict, no event)."""
-        scores = run.extra["verifier_scores"]
+        # One cache per verifier: the variants of `with_verifier` share the run.
+        scores = run.extra["verifier_scores"].setdefault(self.verifier_key, {})
         if t not in scores:
             v = self.verifier
             audio = run.extra["audio"]

@@ -152,6 +152,52 @@ def test_a_wake_verifier_filters_the_triggers_and_the_replay_is_the_pipeline(
         assert own["miss_rate"] == 1.0 and at["negative_false_alarms"] == 0
 
 
+def test_other_verifiers_and_thresholds_are_scored_on_the_same_runs(tone_model, data, tmp_path,
+                                                                   capsys):
+    """``--verifier-threshold`` and ``--verifier`` add entries judged on the first engine's runs:
+    the same triggers (one pass of the pipeline), each verifier's own verdicts at each threshold."""
+    pytest.importorskip("openwakeword", reason="openWakeWord's wheel (make test installs it)")
+    from tests.device.test_wake_verifier import _export
+    model = tmp_path / "m" / tone_model.name
+    model.parent.mkdir()
+    shutil.copy(tone_model, model)
+    shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
+    sets = ["stages.keywords.verifier=export/wake_verifier.tflite",
+            "model.wake_verifier.window_ends_ms=[0.0, 200.0]",
+            "decisions.verified_wake_threshold=0.6", "decisions.wake_verifier_threshold=0.9"]
+    # The profile's verifier accepts every trigger at 0.98; the other one refuses all at 0.02.
+    _export(load_config("default", [f"project.build_dir={tmp_path / 'build'}", *sets]), 4.0)
+    other = _export(load_config("default", [f"project.build_dir={tmp_path / 'other'}", *sets]),
+                    -4.0)
+    extra = [a for s in sets for a in ("--set", s)]
+    with pytest.warns(UserWarning):
+        assert ww.main(_args(data, tmp_path, model, *extra, "--verifier-threshold", "0.99",
+                             "--verifier", str(other), "--out", str(tmp_path / "ww"))) == 0
+    engines = json.loads((tmp_path / "ww.json").read_text())["engines"]
+    first = engines[0]["name"]
+    names = [e["name"] for e in engines]
+    assert names == [first, f"{first} verifier at 0.99", f"{first} wake_verifier at 0.9",
+                     f"{first} wake_verifier at 0.99"]
+    heard = {}
+    for e in engines:
+        own = {p["setting"]: p for p in e["scores"]["per_snr"]["20"]["det"]}[0.6]
+        heard[e["name"]] = (own["miss_rate"], e["scores"]["at_setting"]["negative_false_alarms"])
+        assert e["cpu_s"] == engines[0]["cpu_s"]      # one pass of the pipeline, shared
+    assert heard[first] == (0.0, 1)                   # every tone, and the planted one
+    assert set(list(heard.values())[1:]) == {(1.0, 0)}   # 0.98 < 0.99; the other refuses all
+    assert [e["describe"].get("variant_of") for e in engines] == [None, first, first, first]
+    assert engines[2]["describe"]["verifier"]["path"] == str(other)
+    assert engines[1]["describe"]["verifier"]["threshold"] == 0.99
+    assert capsys.readouterr().out.count("decisions replay = pipeline") == 1
+    # Without a verifier to vary, and with a verifier that is not there: clear errors, no run.
+    assert ww.main(_args(data, tmp_path, model, "--set", "stages.keywords.verifier=''",
+                         "--verifier-threshold", "0.5")) == 2
+    assert "need a hopwise engine with a wake verifier" in capsys.readouterr().err
+    assert ww.main(_args(data, tmp_path, model, *extra, "--verifier",
+                         str(tmp_path / "nope.tflite"))) == 2
+    assert "nope" in capsys.readouterr().err
+
+
 def test_the_report_says_when_the_model_trained_over_the_benchmarks_noise(data, tmp_path):
     noise = [str(p) for p in sorted((data / "noise").iterdir())]
     other = tmp_path / "other_noise"
