@@ -224,8 +224,10 @@ def _voice_draw(cfg: Config) -> tuple[EngineReport, dict, tuple]:
 
 
 def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bool,
-                  noise_pool, kind: str = "kw") -> tuple[list[Clip], list[tuple]]:
-    """Synthesise and augment takes; ``phrases`` maps text -> (label, takes).
+                  noise_pool, kind: str = "kw", voices: dict[str, tuple[str, ...]] | None = None
+                  ) -> tuple[list[Clip], list[tuple]]:
+    """Synthesise and augment takes; ``phrases`` maps text -> (label, takes); ``voices`` (engine
+    -> voice names) replaces the voices found for those engines.
 
     Returns the 1 s clips and the clean takes (audio, voice, text) for separation mixtures.
     """
@@ -235,6 +237,9 @@ def _speech_takes(cfg: Config, phrases: dict[str, tuple[str, int]], progress: bo
     backend = cfg["data.synthetic.speech_backend"]
     jobs = [(text, label, i) for text, (label, takes) in phrases.items() for i in range(takes)]
     engines, weights, warp = _voice_draw(cfg)
+    if voices:
+        engines = replace(engines, voices={k: tuple(voices.get(k, v))
+                                           for k, v in engines.voices.items()})
     for line in engines.lines():
         log.info("speech synthesis: %s", line)
     clips, clean = [], []

