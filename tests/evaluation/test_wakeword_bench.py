@@ -28,12 +28,18 @@ def _args(data, tmp_path, model, *extra):
     return out + list(extra)
 
 
-def test_benchmark_counts_hits_and_false_alarms_through_the_device_pipeline(
-        tone_model, data, tmp_path, capsys):
+def _model_copy(tone_model, tmp_path):
+    """The tone model and its manifest in a folder of the test's own (a run writes beside it)."""
     model = tmp_path / "m" / tone_model.name
     model.parent.mkdir()
     shutil.copy(tone_model, model)
     shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
+    return model
+
+
+def test_benchmark_counts_hits_and_false_alarms_through_the_device_pipeline(
+        tone_model, data, tmp_path, capsys):
+    model = _model_copy(tone_model, tmp_path)
     with pytest.warns(UserWarning, match="broken.flac"):
         assert ww.main(_args(data, tmp_path, model, "--write-operating-point",
                              "--out", str(tmp_path / "r" / "ww"))) == 0
@@ -66,10 +72,7 @@ def test_benchmark_counts_hits_and_false_alarms_through_the_device_pipeline(
 
 def test_operating_point_goes_into_the_manifest(tone_model, data, tmp_path):
     (data / "long" / "speech_x.wav").unlink()    # no planted wake tone: 0 false alarms possible
-    model = tmp_path / "m" / tone_model.name
-    model.parent.mkdir()
-    shutil.copy(tone_model, model)
-    shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
+    model = _model_copy(tone_model, tmp_path)
     with pytest.warns(UserWarning):
         assert ww.main(_args(data, tmp_path, model, "--write-operating-point",
                              "--out", str(tmp_path / "r" / "ww"))) == 0
@@ -128,10 +131,7 @@ def test_a_wake_verifier_filters_the_triggers_and_the_replay_is_the_pipeline(
     the device's keyword stage raised on every stream."""
     pytest.importorskip("openwakeword", reason="openWakeWord's wheel (make test installs it)")
     from tests.device.test_wake_verifier import _export
-    model = tmp_path / "m" / tone_model.name
-    model.parent.mkdir()
-    shutil.copy(tone_model, model)
-    shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
+    model = _model_copy(tone_model, tmp_path)
     sets = ["stages.keywords.verifier=export/wake_verifier.tflite",
             "model.wake_verifier.window_ends_ms=[0.0, 200.0]",
             "decisions.verified_wake_threshold=0.6"]   # the tone model's own operating point
@@ -158,10 +158,7 @@ def test_other_verifiers_and_thresholds_are_scored_on_the_same_runs(tone_model, 
     the same triggers (one pass of the pipeline), each verifier's own verdicts at each threshold."""
     pytest.importorskip("openwakeword", reason="openWakeWord's wheel (make test installs it)")
     from tests.device.test_wake_verifier import _export
-    model = tmp_path / "m" / tone_model.name
-    model.parent.mkdir()
-    shutil.copy(tone_model, model)
-    shutil.copy(tone_model.with_suffix(".json"), model.with_suffix(".json"))
+    model = _model_copy(tone_model, tmp_path)
     sets = ["stages.keywords.verifier=export/wake_verifier.tflite",
             "model.wake_verifier.window_ends_ms=[0.0, 200.0]",
             "decisions.verified_wake_threshold=0.6", "decisions.wake_verifier_threshold=0.9"]
