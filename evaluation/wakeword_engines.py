@@ -153,8 +153,8 @@ class HopwiseEngine(Engine):
         verifier_path : path, optional
             Another wake verifier (`device.verifier.WakeVerifier.load`; default: this engine's).
         name : str, optional
-            The variant's name in the report (default: this engine's name, the verifier's file
-            stem and the threshold).
+            The variant's name in the report (default: this engine's name, the other verifier's
+            path as given and the threshold).
         """
         import copy
         if self.verifier is None:
@@ -167,8 +167,8 @@ class HopwiseEngine(Engine):
             variant.verifier_key = str(verifier_path)
         if threshold is not None:
             variant.verifier_threshold = float(threshold)
-        stem = Path(str(verifier_path)).stem if verifier_path is not None else "verifier"
-        variant.name = name or f"{self.name} {stem} at {variant.verifier_threshold:g}"
+        which = "verifier" if verifier_path is None else f"verifier {verifier_path}"
+        variant.name = name or f"{self.name} {which} at {variant.verifier_threshold:g}"
         variant.variant_of = self.name
         return variant
 

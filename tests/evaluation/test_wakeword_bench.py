@@ -173,8 +173,8 @@ def test_other_verifiers_and_thresholds_are_scored_on_the_same_runs(tone_model, 
     engines = json.loads((tmp_path / "ww.json").read_text())["engines"]
     first = engines[0]["name"]
     names = [e["name"] for e in engines]
-    assert names == [first, f"{first} verifier at 0.99", f"{first} wake_verifier at 0.9",
-                     f"{first} wake_verifier at 0.99"]
+    assert names == [first, f"{first} verifier at 0.99", f"{first} verifier {other} at 0.9",
+                     f"{first} verifier {other} at 0.99"]
     heard = {}
     for e in engines:
         own = {p["setting"]: p for p in e["scores"]["per_snr"]["20"]["det"]}[0.6]
