@@ -40,6 +40,7 @@ the readout is fit on the numbers the device computes.
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Sequence
 
@@ -175,6 +176,10 @@ class SpeechEmbedding:
     def __init__(self, mel_model: bytes, embedding_model: bytes, context_ms: float = 250.0,
                  names: tuple[str, str] = ("mel", "embedding")):
         self.context = int(round(float(context_ms) * RATE_HZ / 1000.0))
+        # Two verifiers with the same key embed any audio alike (only their readouts differ).
+        self.key = hashlib.sha256(hashlib.sha256(mel_model).digest()
+                                  + hashlib.sha256(embedding_model).digest()
+                                  + str(self.context).encode()).hexdigest()
         # Both models have dynamic dimensions: allocated at a real shape, resized per call.
         self._mel_len = RATE_HZ + 2 * self.context
         self._emb_batch = 1

@@ -245,10 +245,23 @@ class HopwiseEngine(Engine):
             if end > len(audio):
                 scores[t] = None
             else:
-                lo = max(0, at - int(np.ceil(v.history_s * RATE)))
-                part = audio[lo:end]
-                scores[t] = v.score(part.astype(np.float32) * np.float32(1.0 / 32768.0), at - lo)
+                scores[t] = float(v.probabilities(self._embeddings(run, t, at)).max())
         return scores[t]
+
+    def _embeddings(self, run: EngineRun, t: float, at: int) -> np.ndarray:
+        """The wake windows' embeddings around sample ``at`` (`WakeVerifier.score`'s), kept
+        with the run for every verifier that embeds alike: another readout behind the same
+        triggers costs its readout, not the embedding model again."""
+        v = self.verifier
+        key = (v.embedding.key, tuple(np.round(v.window_ends, 6)), v.clip)
+        cache = run.extra.setdefault("embeddings", {}).setdefault(key, {})
+        if t not in cache:
+            audio = run.extra["audio"]
+            end = at + int(round(v.wake_delay_s * RATE))
+            lo = max(0, at - int(np.ceil(v.history_s * RATE)))
+            part = audio[lo:end].astype(np.float32) * np.float32(1.0 / 32768.0)
+            cache[t] = v.embedding.embed(v.windows(part, at - lo))
+        return cache[t]
 
 
 # ------------------------------------------------------------------ peers

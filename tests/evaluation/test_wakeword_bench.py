@@ -153,11 +153,17 @@ def test_a_wake_verifier_filters_the_triggers_and_the_replay_is_the_pipeline(
 
 
 def test_other_verifiers_and_thresholds_are_scored_on_the_same_runs(tone_model, data, tmp_path,
-                                                                   capsys):
+                                                                   capsys, monkeypatch):
     """``--verifier-threshold`` and ``--verifier`` add entries judged on the first engine's runs:
-    the same triggers (one pass of the pipeline), each verifier's own verdicts at each threshold."""
+    the same triggers (one pass of the pipeline), each verifier's own verdicts at each threshold,
+    the embeddings of a trigger's windows computed once for verifiers that embed alike."""
     pytest.importorskip("openwakeword", reason="openWakeWord's wheel (make test installs it)")
+    from device.verifier import SpeechEmbedding
     from tests.device.test_wake_verifier import _export
+    embedded = []
+    embed = SpeechEmbedding.embed
+    monkeypatch.setattr(SpeechEmbedding, "embed",
+                        lambda self, clips: embedded.append(len(clips)) or embed(self, clips))
     model = _model_copy(tone_model, tmp_path)
     sets = ["stages.keywords.verifier=export/wake_verifier.tflite",
             "model.wake_verifier.window_ends_ms=[0.0, 200.0]",
@@ -186,6 +192,11 @@ def test_other_verifiers_and_thresholds_are_scored_on_the_same_runs(tone_model, 
     assert engines[2]["describe"]["verifier"]["path"] == str(other)
     assert engines[1]["describe"]["verifier"]["threshold"] == 0.99
     assert capsys.readouterr().out.count("decisions replay = pipeline") == 1
+    # The other verifier embeds as the profile's does: no embedding more than the profile's alone.
+    with_variants = sum(embedded)
+    embedded.clear()
+    assert ww.main(_args(data, tmp_path, model, *extra, "--out", str(tmp_path / "alone"))) == 0
+    assert with_variants == sum(embedded) > 0
     # Without a verifier to vary, and with a verifier that is not there: clear errors, no run.
     assert ww.main(_args(data, tmp_path, model, "--set", "stages.keywords.verifier=''",
                          "--verifier-threshold", "0.5")) == 2
