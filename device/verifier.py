@@ -361,10 +361,19 @@ class WakeVerifier:
         return windows_around(audio, trigger_index,
                               self.window_ends if ends_s is None else ends_s, self.clip)
 
+    def wake_embeddings(self, audio: np.ndarray, trigger_index: int) -> np.ndarray:
+        """The wake windows' pooled embeddings ``(len(window_ends), 192)`` around sample
+        ``trigger_index`` of ``audio``: what `score` judges (any verifier with the same
+        embedding and windows computes the same, whatever its readout)."""
+        return self.embedding.embed(self.windows(audio, trigger_index))
+
+    def score_embeddings(self, x: np.ndarray) -> float:
+        """The best window's probability over `wake_embeddings`' ``x``."""
+        return float(self.probabilities(x).max())
+
     def score(self, audio: np.ndarray, trigger_index: int) -> float:
         """The best window's probability around sample ``trigger_index`` of ``audio``."""
-        return float(self.probabilities(self.embedding.embed(
-            self.windows(audio, trigger_index))).max())
+        return self.score_embeddings(self.wake_embeddings(audio, trigger_index))
 
 
 class WakeVerdict:

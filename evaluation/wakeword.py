@@ -279,13 +279,11 @@ def verifier_variants(engine: HopwiseEngine, thresholds: Sequence[float] = (),
 
 def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
                   notes: Sequence[str] = (), streams_info: dict | None = None,
-                  verifier_thresholds: Sequence[float] = (),
-                  verifiers: Sequence[str] = ()) -> dict:
+                  variants: dict[Engine, Sequence[HopwiseEngine]] | None = None) -> dict:
     """Run every engine on every stream, score them, choose hopwise's operating points.
 
-    ``verifier_thresholds`` and ``verifiers`` (wake verifier files) add, for each hopwise engine
-    with a verifier, one entry per other verifier and threshold, scored on the same runs
-    (`verifier_variants`): the same triggers, other verdicts."""
+    ``variants`` (a hopwise engine -> its `verifier_variants`) adds one entry per variant after
+    its engine's, scored on that engine's runs: the same triggers, other verdicts."""
     b = lambda k: cfg[f"bench.wakeword.{k}"]  # noqa: E731
     target = float(b("target_false_alarms_per_hour"))
     headline = f"{float(b('snr_db')[0]):g}"
@@ -302,7 +300,7 @@ def run_benchmark(cfg: Config, engines: Sequence[Engine], streams: StreamSet,
                  "cpu_s": round(cpu, 2)}
         if isinstance(engine, HopwiseEngine):
             results.append(_hopwise_entry(entry, engine, runs, streams, target, headline))
-            for variant in verifier_variants(engine, verifier_thresholds, verifiers):
+            for variant in (variants or {}).get(engine, ()):
                 log.info("%s: scored on %s's runs", variant.name, engine.name)
                 results.append(_hopwise_entry(dict(entry, name=variant.name,
                                                    describe=variant.describe()),
@@ -517,15 +515,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     wake = engines[0].wake_word if engines else cfg["labels.wake_word"]
     hopwise = [e for e in engines if isinstance(e, HopwiseEngine)]
+    variants: dict[Engine, list[HopwiseEngine]] = {}
     if args.verifier_threshold or args.verifier:
-        # Checked before hours of audio are run, not after.
+        # Built (their verifiers loaded and checked) before hours of audio are run, not after.
         if not any(e.verifier is not None for e in hopwise):
             print("error: --verifier-threshold / --verifier need a hopwise engine with a wake "
                   "verifier (its profile's stages.keywords.verifier)", file=sys.stderr)
             return 2
         try:
-            for e in hopwise:
-                verifier_variants(e, args.verifier_threshold, args.verifier)
+            variants = {e: verifier_variants(e, args.verifier_threshold, args.verifier)
+                        for e in hopwise}
         except (OSError, ValueError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
@@ -535,13 +534,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    try:
-        report = run_benchmark(cfg, engines, streams, notes, info,
-                               verifier_thresholds=args.verifier_threshold,
-                               verifiers=args.verifier)
-    except (OSError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    report = run_benchmark(cfg, engines, streams, notes, info, variants)
     report["wall_s"] = round(time.perf_counter() - t0, 1)
     stem = Path(args.out) if args.out else \
         BuildPaths(cfg).bench_report_dir() / f"wakeword_{wake.replace(' ', '_')}"
@@ -552,9 +545,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     stem.with_suffix(".md").write_text(text)
     png = plot_det(report, stem.parent / f"{stem.name}_det.png")
     if args.write_operating_point:
-        entries = {e["name"]: e for e in report["engines"]}
-        for engine in engines:
-            entry = entries[engine.name]
+        own = [e for e in report["engines"] if not e["describe"].get("variant_of")]
+        for engine, entry in zip(engines, own):
             if isinstance(engine, HopwiseEngine) and entry.get("operating_point"):
                 log.info("operating point of %s -> %s", engine.name,
                          write_operating_point(engine, entry, json_path))

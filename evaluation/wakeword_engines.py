@@ -25,6 +25,7 @@ shows what it adds).
 """
 from __future__ import annotations
 
+import copy
 import logging
 import time
 from dataclasses import dataclass, field
@@ -156,7 +157,6 @@ class HopwiseEngine(Engine):
             The variant's name in the report (default: this engine's name, the other verifier's
             path as given and the threshold).
         """
-        import copy
         if self.verifier is None:
             raise ValueError(f"{self.name} has no wake verifier to vary: its profile's "
                              f"stages.keywords.verifier is empty or did not load")
@@ -245,22 +245,20 @@ class HopwiseEngine(Engine):
             if end > len(audio):
                 scores[t] = None
             else:
-                scores[t] = float(v.probabilities(self._embeddings(run, t, at)).max())
+                scores[t] = v.score_embeddings(self._embeddings(run, t, at, end))
         return scores[t]
 
-    def _embeddings(self, run: EngineRun, t: float, at: int) -> np.ndarray:
-        """The wake windows' embeddings around sample ``at`` (`WakeVerifier.score`'s), kept
-        with the run for every verifier that embeds alike: another readout behind the same
-        triggers costs its readout, not the embedding model again."""
+    def _embeddings(self, run: EngineRun, t: float, at: int, end: int) -> np.ndarray:
+        """`WakeVerifier.wake_embeddings` of the trigger at sample ``at`` (its windows end by
+        sample ``end``), kept with the run for every verifier that embeds alike: another
+        readout behind the same triggers costs its readout, not the embedding model again."""
         v = self.verifier
         key = (v.embedding.key, tuple(np.round(v.window_ends, 6)), v.clip)
         cache = run.extra.setdefault("embeddings", {}).setdefault(key, {})
         if t not in cache:
-            audio = run.extra["audio"]
-            end = at + int(round(v.wake_delay_s * RATE))
             lo = max(0, at - int(np.ceil(v.history_s * RATE)))
-            part = audio[lo:end].astype(np.float32) * np.float32(1.0 / 32768.0)
-            cache[t] = v.embedding.embed(v.windows(part, at - lo))
+            part = run.extra["audio"][lo:end].astype(np.float32) * np.float32(1.0 / 32768.0)
+            cache[t] = v.wake_embeddings(part, at - lo)
         return cache[t]
 
 

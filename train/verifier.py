@@ -140,16 +140,15 @@ def with_new_voices(cfg: Config, data, progress: bool = True):
     voiced = cfg.with_overrides([f"data.synthetic.speech_engines={json.dumps(engines)}",
                                  f"data.synthetic.speech_engine_weights={weights}"])
     mixes = int(section.get("wake_voice_mixes", 0))
+    voices = None
+    if mixes > 0 and "kokoro" in engines:
+        from train.synth.voices import kokoro_mixes
+        try:
+            voices = {"kokoro": kokoro_mixes(mixes, int(cfg["project.seed"]),
+                                             float(section["wake_voice_mix_concentration"]))}
+        except LookupError:
+            pass   # no Kokoro here: the engine search of `_speech_takes` says what to install
     try:
-        voices = None
-        if mixes > 0 and "kokoro" in engines:
-            from train.synth.voices import kokoro_mixes
-            try:
-                voices = {"kokoro": kokoro_mixes(mixes, int(cfg["project.seed"]),
-                                                 float(section.get("wake_voice_mix_concentration",
-                                                                   0.5)))}
-            except LookupError:
-                voices = None   # no Kokoro here: the engine search below says what to install
         clips, _ = _speech_takes(voiced, {word: (word, count)}, progress, _noise_pool(cfg),
                                  kind=NEW_VOICE_DRAWS, voices=voices)
     except SpeechSynthError as exc:
